@@ -1,0 +1,68 @@
+# isboot — top-level build.
+#
+#   make test   rustfmt check, clippy (warnings denied), every test      (what CI runs)
+#   make demo   the main job as far as the layers have landed
+#   make fuzz   run the fuzz targets for a while (FUZZ_SECONDS each; needs nightly)
+#
+# ../shared (fixtures, references) sits beside the checkout; override with SHARED=DIR.
+
+SHARED ?= $(abspath $(CURDIR)/../shared)
+export ISBOOT_SHARED := $(SHARED)
+CARGO ?= cargo
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= ibft_parse ibft_locate
+
+.PHONY: all test fmt-check clippy unit-tests demo fuzz clean
+
+all: test
+
+test: fmt-check clippy unit-tests
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+
+# cargo-nextest when present (faster, per-test isolation); plain cargo test otherwise.
+# Doc tests run separately because nextest does not run them.
+unit-tests:
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		echo "$(CARGO) nextest run --workspace --all-features"; \
+		$(CARGO) nextest run --workspace --all-features --no-fail-fast; \
+	else \
+		echo "$(CARGO) test --workspace --all-features"; \
+		$(CARGO) test --workspace --all-features --no-fail-fast; \
+	fi
+	$(CARGO) test --workspace --all-features --doc
+
+demo:
+	@$(CARGO) build -q --release -p ibft --features std --bins --examples
+	@echo "== 1. A table written by real iPXE firmware: validate it, then dump it as Linux would"
+	./target/release/ibft check $(SHARED)/fixtures/ibft/mutual.bin
+	./target/release/ibft dump $(SHARED)/fixtures/ibft/mutual.bin
+	@echo
+	@echo "== 2. The ROM's side: build a table for an IPoIB port, find it in low memory, match the port"
+	./target/release/examples/ipoib_boot_table target/demo-ibft.bin
+	@echo
+	@echo "== 3. The same table as an admin sees it"
+	./target/release/ibft dump target/demo-ibft.bin
+	@echo
+	@echo "== 4. A corrupt table: one clear line, non-zero exit"
+	@cp $(SHARED)/fixtures/ibft/nochap.bin target/demo-corrupt.bin
+	@printf '\x07' | dd of=target/demo-corrupt.bin bs=1 seek=$$((0x180)) conv=notrunc status=none
+	-./target/release/ibft check target/demo-corrupt.bin
+
+fuzz:
+	@$(CARGO) +nightly --version >/dev/null 2>&1 || { echo "make fuzz needs a nightly toolchain (rustup toolchain install nightly)"; exit 1; }
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@mkdir -p fuzz/corpus/ibft_parse fuzz/corpus/ibft_locate
+	@cp $(SHARED)/fixtures/ibft/*.bin fuzz/corpus/ibft_parse/
+	@cp $(SHARED)/fixtures/ibft/*.bin fuzz/corpus/ibft_locate/
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== fuzzing $$t for $(FUZZ_SECONDS) s"; \
+		(cd fuzz && $(CARGO) +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
+	done
+
+clean:
+	$(CARGO) clean
