@@ -170,6 +170,9 @@ impl fmt::Display for MatchError {
     }
 }
 
+#[cfg(feature = "std")]
+impl std::error::Error for MatchError {}
+
 /// Finds the port a NIC structure describes among `ports`.
 pub fn match_nic(nic: &Nic, ports: &[IbPort]) -> Result<PortMatch, MatchError> {
     let one = |mut it: core::iter::Peekable<_>, mk: &dyn Fn(usize, MacRule) -> PortMatch| {

@@ -361,7 +361,9 @@ impl<'a> Parser<'a> {
                 },
             ));
         }
-        if length > size {
+        // The control structure grows by design (expansion offsets); others only in a later
+        // revision of the specification.
+        if length > size && id != StructureId::CONTROL {
             self.warn(
                 which,
                 Field::StructureLength,

@@ -353,7 +353,7 @@ mod tests {
 
     #[test]
     fn fields_are_little_endian() {
-        let mut h = StructureHeader::new_zeroed();
+        let mut h = <StructureHeader as zerocopy::FromZeros>::new_zeroed();
         h.length = U16::new(0x0102);
         assert_eq!(&h.as_bytes()[2..4], &[0x02, 0x01]);
     }
