@@ -16,6 +16,7 @@
 //! MAC alone, else by the PCI address when the HCA there has a single port.
 
 use crate::model::{MacAddr, Nic, PciAddress};
+use alloc::vec::Vec;
 use core::fmt;
 
 /// An 8-byte port GUID, as the SM and the port's GID show it.
@@ -175,44 +176,46 @@ impl std::error::Error for MatchError {}
 
 /// Finds the port a NIC structure describes among `ports`.
 pub fn match_nic(nic: &Nic, ports: &[IbPort]) -> Result<PortMatch, MatchError> {
-    let one = |mut it: core::iter::Peekable<_>, mk: &dyn Fn(usize, MacRule) -> PortMatch| {
-        let first: Option<(usize, MacRule)> = it.next();
-        match (first, it.peek()) {
-            (Some((i, r)), None) => Some(Ok(mk(i, r))),
-            (Some(_), Some(_)) => Some(Err(MatchError::Ambiguous {
-                candidates: 1 + it.count(),
-            })),
-            (None, _) => None,
-        }
-    };
-    let with_mac = |pci_too: bool| {
+    let by_mac = |same_pci: bool| -> Vec<(usize, MacRule)> {
         ports
             .iter()
             .enumerate()
-            .filter(move |(_, p)| !pci_too || p.pci == nic.pci)
+            .filter(|(_, p)| !same_pci || p.pci == nic.pci)
             .filter_map(|(i, p)| p.rule_for(nic.mac).map(|r| (i, r)))
-            .peekable()
+            .collect()
     };
-    if let Some(r) = one(with_mac(true), &|index, r| PortMatch {
-        index,
-        by: MatchedBy::PciAndMac(r),
-    }) {
-        return r;
+    type How = fn(MacRule) -> MatchedBy;
+    for (same_pci, by) in [
+        (true, MatchedBy::PciAndMac as How),
+        (false, MatchedBy::MacOnly),
+    ] {
+        match by_mac(same_pci).as_slice() {
+            [] => {}
+            &[(index, rule)] => {
+                return Ok(PortMatch {
+                    index,
+                    by: by(rule),
+                })
+            }
+            many => {
+                return Err(MatchError::Ambiguous {
+                    candidates: many.len(),
+                })
+            }
+        }
     }
-    if let Some(r) = one(with_mac(false), &|index, r| PortMatch {
-        index,
-        by: MatchedBy::MacOnly(r),
-    }) {
-        return r;
-    }
-    let at_pci: usize = ports.iter().filter(|p| p.pci == nic.pci).count();
-    match at_pci {
-        0 => Err(MatchError::NoPort),
-        1 => Ok(PortMatch {
-            index: ports.iter().position(|p| p.pci == nic.pci).unwrap_or(0),
+    let at_pci: Vec<usize> = (0..ports.len())
+        .filter(|&i| ports[i].pci == nic.pci)
+        .collect();
+    match at_pci.as_slice() {
+        [] => Err(MatchError::NoPort),
+        &[index] => Ok(PortMatch {
+            index,
             by: MatchedBy::PciOnly,
         }),
-        n => Err(MatchError::Ambiguous { candidates: n }),
+        many => Err(MatchError::Ambiguous {
+            candidates: many.len(),
+        }),
     }
 }
 
