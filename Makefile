@@ -10,7 +10,7 @@ SHARED ?= $(abspath $(CURDIR)/../shared)
 export ISBOOT_SHARED := $(SHARED)
 CARGO ?= cargo
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= ibft_parse ibft_locate
+FUZZ_TARGETS ?= ibft_parse ibft_locate ipoib_dhcp ipoib_wire
 
 .PHONY: all test fmt-check clippy unit-tests demo fuzz clean
 
@@ -56,9 +56,8 @@ demo:
 fuzz:
 	@$(CARGO) +nightly --version >/dev/null 2>&1 || { echo "make fuzz needs a nightly toolchain (rustup toolchain install nightly)"; exit 1; }
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
-	@mkdir -p fuzz/corpus/ibft_parse fuzz/corpus/ibft_locate
-	@cp $(SHARED)/fixtures/ibft/*.bin fuzz/corpus/ibft_parse/
-	@cp $(SHARED)/fixtures/ibft/*.bin fuzz/corpus/ibft_locate/
+	@for t in $(FUZZ_TARGETS); do mkdir -p fuzz/corpus/$$t; done
+	@for t in ibft_parse ibft_locate; do cp $(SHARED)/fixtures/ibft/*.bin fuzz/corpus/$$t/; done
 	@for t in $(FUZZ_TARGETS); do \
 		echo "== fuzzing $$t for $(FUZZ_SECONDS) s"; \
 		(cd fuzz && $(CARGO) +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \

@@ -1,7 +1,24 @@
-//! IPoIB (RFC 4391 datagram mode): the broadcast group from the P_Key, ARP with 20-byte
-//! addresses, path records, a smoltcp `phy::Device` in `Medium::Ip`, and the DHCP-over-IB client
-//! (RFC 4390 and the client-id forms boot ROMs use).
+//! IPoIB (RFC 4391 datagram mode) and DHCP over InfiniBand (RFC 4390).
 //!
-//! Filled by the IPoIB issue.
+//! - [`wire`]: the encapsulation header, 20-byte link addresses and the broadcast group's MGID;
+//!   ARP with hardware type 32; DHCPv4 messages with the options a SAN-booting client uses;
+//! - [`dhcp`]: a sans-IO DHCP client with RFC 2131 timers and the client-id forms real servers
+//!   are configured for (RFC 4390, the BoIB manual's ConnectX and InfiniHost III forms,
+//!   FlexBoot's, and today's iPXE's Ethernet-style one);
+//! - [`rootpath`]: the `iscsi:` root path (RFC 4173).
+//!
+//! The IPoIB interface over the HCA verbs (path records, the neighbour cache, the smoltcp
+//! device) comes with the HCA driver's API. The crate is `no_std` with `alloc`, forbids unsafe
+//! code, and drops malformed input with a debug log instead of panicking.
 #![no_std]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod dhcp;
+pub mod rootpath;
+pub mod time;
+pub mod wire;

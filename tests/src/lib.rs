@@ -1,2 +1,61 @@
 //! End-to-end tests: whole boots on the simulated fabric against real iSCSI targets and a real
-//! DHCP server. The tests live in `tests/`; this library holds shared harness code.
+//! DHCP server. The tests live in `tests/`; this library holds the harness for the real peers,
+//! shared by every crate's tests:
+//!
+//! - [`netns`]: run a closure on a thread of its own inside a fresh network namespace with only
+//!   a loopback interface, so that whatever a test or a server it starts sends cannot leave it;
+//! - [`kea`]: start and stop a real Kea DHCPv4 server with a generated configuration.
+
+pub mod kea;
+pub mod netns;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A fresh directory under the system's temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `isboot-<tag>-<pid>-<n>`.
+    pub fn new(tag: &str) -> std::io::Result<Self> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "isboot-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p)?;
+        Ok(Self(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or `None` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a program is on `PATH` (or at an absolute path).
+pub fn have(program: &str) -> bool {
+    if program.contains('/') {
+        return std::path::Path::new(program).exists();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).exists()))
+}
