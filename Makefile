@@ -3,6 +3,8 @@
 #   make test   rustfmt check, clippy (warnings denied), every test      (what CI runs)
 #   make demo   the main job as far as the layers have landed
 #   make fuzz   run the fuzz targets for a while (FUZZ_SECONDS each; needs nightly)
+#   make kmod   build isboot.ko (on Linux: cross build from registry packages)
+#   make kmod-check   structural checks of isboot.ko (relocations, FPU, symbols, layouts)
 #
 # ../shared (fixtures, references) sits beside the checkout; override with SHARED=DIR.
 
@@ -12,11 +14,11 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS ?= ibft_parse ibft_locate ipoib_dhcp ipoib_wire
 
-.PHONY: all test fmt-check clippy unit-tests demo fuzz clean
+.PHONY: all test fmt-check clippy unit-tests demo fuzz clean kmod kmod-check
 
 all: test
 
-test: fmt-check clippy unit-tests
+test: fmt-check clippy unit-tests kmod-check
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -62,6 +64,24 @@ fuzz:
 		echo "== fuzzing $$t for $(FUZZ_SECONDS) s"; \
 		(cd fuzz && $(CARGO) +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
 	done
+
+KMOD_OUT ?= $(CURDIR)/target/kmod
+
+# isboot.ko: on FreeBSD through bsd.kmod.mk (kmod/Makefile); on Linux by the cross build
+# (kmod/scripts/build-kld.sh installs Debian's rustc-web and PyPI's ziglang if missing).
+kmod:
+ifeq ($(shell uname -s),FreeBSD)
+	cd kmod && /usr/bin/make
+else
+	OUT=$(KMOD_OUT) kmod/scripts/build-kld.sh
+endif
+
+kmod-check: kmod
+ifeq ($(shell uname -s),FreeBSD)
+	@echo "kmod-check runs on Linux (CI)"
+else
+	OUT=$(KMOD_OUT) kmod/scripts/check-kld.sh
+endif
 
 clean:
 	$(CARGO) clean

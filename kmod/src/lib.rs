@@ -1,6 +1,39 @@
-//! The `isboot.ko` kernel module logic: the boot flow (iBFT → interface → iSCSI session → CAM
-//! disk) behind a `Platform` trait, sysctl and tunable tables, the CAM SIM logic, a FreeBSD
-//! platform over `kernel-bindings` and a host platform for tests and the demo.
+//! The `isboot.ko` kernel module: its boot flow behind a [`Platform`] trait.
 //!
-//! Filled by the kernel-module issue.
+//! This stage does the iBFT half of what isboot does (issue 7): on `MOD_LOAD` the module reads
+//! its tunables ([`tunables`]), finds the iBFT — a table file preloaded by loader(8) as type
+//! `ibft_table`, else ACPI, else the BIOS low-memory scan — validates it with the [`ibft`]
+//! crate, publishes `net.isboot.*` and the read-only `hw.ibft.*` tree ([`tree`]) and prints one
+//! boot line saying what it found or why it found nothing ([`flow`]). CHAP secrets are never
+//! published or printed.
+//!
+//! Two platforms implement the trait: [`host::HostPlatform`] (tests; tables served from bytes
+//! and synthetic memory images) and, with the `freebsd` feature, `freebsd::FreeBsd` over the
+//! `kernel-bindings` crate, entered from the C shim through `isboot_modevent`.
+//!
+//! The crate is `no_std` + `alloc` and never panics on table bytes.
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod flow;
+pub mod host;
+pub mod platform;
+pub mod tree;
+pub mod tunables;
+
+#[cfg(feature = "freebsd")]
+pub mod freebsd;
+
+pub use flow::{load, unload, Found, LoadError, Report, TableSource};
+pub use platform::{Platform, PublishError};
+pub use tree::{Oid, SysctlTree, Value};
+pub use tunables::Tunables;
+
+/// The module version published as `net.isboot.version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The loader(8) file type of a preloaded iBFT (`ibft_type="ibft_table"` in loader.conf).
+pub const PRELOAD_TYPE: &core::ffi::CStr = c"ibft_table";

@@ -1,0 +1,70 @@
+//! The numbers `kmod/shim/isboot_abi.h` asserts against the FreeBSD headers are the numbers the
+//! Rust bindings use.
+
+use kernel_bindings::abi::{AbiItem, ABI};
+
+fn header() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shim/isboot_abi.h");
+    std::fs::read_to_string(path).expect("read isboot_abi.h")
+}
+
+fn parse_int(s: &str) -> i64 {
+    let s = s.trim();
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let v = match s.strip_prefix("0x") {
+        Some(hex) => i64::from_str_radix(hex, 16).unwrap(),
+        None => s.parse().unwrap(),
+    };
+    if neg {
+        -v
+    } else {
+        v
+    }
+}
+
+fn parse(header: &str) -> Vec<AbiItem> {
+    let leak = |s: &str| -> &'static str { Box::leak(s.trim().to_string().into_boxed_str()) };
+    let mut items = Vec::new();
+    for line in header.lines() {
+        let line = line.trim();
+        let Some((macro_, rest)) = line.split_once('(') else {
+            continue;
+        };
+        let Some(args) = rest.strip_suffix(')') else {
+            continue;
+        };
+        let a: Vec<&str> = args.split(',').collect();
+        let item = match macro_ {
+            "ISBOOT_ABI_SIZE" => AbiItem::Size(leak(a[0]), parse_int(a[1]) as usize),
+            "ISBOOT_ABI_ALIGN" => AbiItem::Align(leak(a[0]), parse_int(a[1]) as usize),
+            "ISBOOT_ABI_OFFSET" => {
+                AbiItem::Offset(leak(a[0]), leak(a[1]), parse_int(a[2]) as usize)
+            }
+            "ISBOOT_ABI_CONST" => AbiItem::Const(leak(a[0]), parse_int(a[1])),
+            _ => continue,
+        };
+        items.push(item);
+    }
+    items
+}
+
+#[test]
+fn abi_header_matches_rust() {
+    let c = parse(&header());
+    assert!(c.len() >= 40, "parsed only {} items", c.len());
+    for item in &c {
+        assert!(
+            ABI.contains(item),
+            "isboot_abi.h has {item:?}, Rust has something else"
+        );
+    }
+    for item in ABI {
+        assert!(
+            c.contains(item),
+            "Rust asserts {item:?}, isboot_abi.h does not"
+        );
+    }
+}

@@ -1,0 +1,30 @@
+# Sourced by build-kld.sh and check-kld.sh: where ziglang's FreeBSD headers are, and how the
+# shim is compiled (the flags bsd.kmod.mk/kern.mk use for a module, minus what needs a source
+# tree). Expects KMOD_DIR and OUT; sets ZIG, ZIG_VERSION, FREEBSD_INC_*, GEN_DIR, SHIM_CFLAGS.
+
+ZIG=(python3 -m ziglang)
+ZIG_VERSION="$("${ZIG[@]}" version)"
+ZIG_LIB="$(python3 -c 'import os, ziglang; print(os.path.dirname(ziglang.__file__))')/lib"
+FREEBSD_INC_MD="$ZIG_LIB/libc/include/x86_64-freebsd-none"
+FREEBSD_INC="$ZIG_LIB/libc/include/generic-freebsd"
+GEN_DIR="$OUT/gen"
+FREEBSD_VERSION="${FREEBSD_VERSION:-1400097}"
+
+# kmod.mk creates empty opt_*.h without a kernel build directory; the kobj headers (generated
+# from kern/*.m) are only included, never used, by the headers the shim needs.
+mkdir -p "$GEN_DIR"
+for h in opt_global.h opt_inet.h opt_inet6.h opt_cam.h device_if.h bus_if.h; do
+    [ -e "$GEN_DIR/$h" ] || : > "$GEN_DIR/$h"
+done
+
+SHIM_CFLAGS=(
+    -target x86_64-freebsd
+    -U__FreeBSD_version "-D__FreeBSD_version=$FREEBSD_VERSION"
+    -D_KERNEL -DKLD_MODULE -DVIMAGE -DINET -DINET6
+    -nostdinc -I"$GEN_DIR" -I"$KMOD_DIR/shim" -include opt_global.h
+    -isystem "$FREEBSD_INC_MD" -isystem "$FREEBSD_INC"
+    -ffreestanding -fno-common -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer
+    -mcmodel=kernel -mno-red-zone -mno-mmx -mno-sse -msoft-float -mno-aes -mno-avx
+    -fno-asynchronous-unwind-tables -fwrapv -std=gnu99 -O2
+    -Wall -Werror
+)
