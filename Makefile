@@ -40,6 +40,7 @@ unit-tests:
 
 demo:
 	@$(CARGO) build -q --release -p ibft --features std --bins --examples
+	@$(CARGO) build -q --release -p isboot --examples
 	@echo "== 1. A table written by real iPXE firmware: validate it, then dump it as Linux would"
 	./target/release/ibft check $(SHARED)/fixtures/ibft/mutual.bin
 	./target/release/ibft dump $(SHARED)/fixtures/ibft/mutual.bin
@@ -50,7 +51,10 @@ demo:
 	@echo "== 3. The same table as an admin sees it"
 	./target/release/ibft dump target/demo-ibft.bin
 	@echo
-	@echo "== 4. A damaged table (one byte of target 0 changed): one clear line, non-zero exit"
+	@echo "== 4. isboot.ko's load flow on the host platform: the table in ACPI, the boot line and sysctls"
+	./target/release/examples/sysctl_ibft --acpi target/demo-ibft.bin
+	@echo
+	@echo "== 5. A damaged table (one byte of target 0 changed): one clear line, non-zero exit"
 	@cp $(SHARED)/fixtures/ibft/nochap.bin target/demo-corrupt.bin
 	@printf '\007' | dd of=target/demo-corrupt.bin bs=1 seek=417 conv=notrunc status=none
 	@./target/release/ibft check target/demo-corrupt.bin; echo "(exit status $$?)"

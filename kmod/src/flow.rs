@@ -273,11 +273,15 @@ fn boot_line(p: &impl Platform, source: &TableSource, table: &Ibft) {
             };
             p.console(format_args!(
                 "isboot: {} - iBFT ({oem}) in {source}: {initiator} -> {} at {addr} LUN {} \
-                 (CHAP {}) via {nic_text}",
+                 ({}) via {nic_text}",
                 crate::VERSION,
                 t.name.as_deref().unwrap_or("(no target name)"),
                 lun_value(&t.lun),
-                t.chap_type.name(),
+                match t.chap_type {
+                    ibft::ChapType::None => "no authentication",
+                    ibft::ChapType::Chap => "CHAP",
+                    ibft::ChapType::Mutual => "mutual CHAP",
+                },
             ));
         }
         None => p.console(format_args!(

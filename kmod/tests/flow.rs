@@ -347,7 +347,7 @@ fn mutual_fixture_tree_value_by_value() {
         [format!(
             "isboot: {} - iBFT (FENSYS) in low memory at 0x9e620: \
              iqn.2026-11.org.example:initiator.mutual -> iqn.2026-11.org.example:mutual at \
-             10.0.2.2:3260 LUN 1 (CHAP mutual) via NIC 0 52:54:00:9a:bc:de pci {pci} \
+             10.0.2.2:3260 LUN 1 (mutual CHAP) via NIC 0 52:54:00:9a:bc:de pci {pci} \
              10.0.2.15/24",
             env!("CARGO_PKG_VERSION")
         )]
