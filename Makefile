@@ -4,6 +4,7 @@
 #   make demo   the main job as far as the layers have landed
 #   make fuzz   run the fuzz targets for a while (FUZZ_SECONDS each; needs nightly)
 #   make kmod   build isboot.ko (on Linux: cross build from registry packages)
+#   make nostd-check  the portable crates build with no std, no floating point
 #   make kmod-check   structural checks of isboot.ko (relocations, FPU, symbols, layouts)
 #
 # ../shared (fixtures, references) sits beside the checkout; override with SHARED=DIR.
@@ -14,11 +15,11 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS ?= ibft_parse ibft_locate ipoib_dhcp ipoib_wire
 
-.PHONY: all test fmt-check clippy unit-tests demo fuzz clean kmod kmod-check
+.PHONY: all test fmt-check clippy unit-tests demo fuzz clean kmod kmod-check nostd-check
 
 all: test
 
-test: fmt-check clippy unit-tests kmod-check
+test: fmt-check clippy unit-tests kmod-check nostd-check
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -68,6 +69,10 @@ fuzz:
 		echo "== fuzzing $$t for $(FUZZ_SECONDS) s"; \
 		(cd fuzz && $(CARGO) +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
 	done
+
+# The portable crates build for a bare-metal soft-float target and use no floating point.
+nostd-check:
+	scripts/nostd-check.sh
 
 KMOD_OUT ?= $(CURDIR)/target/kmod
 
