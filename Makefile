@@ -13,7 +13,9 @@ SHARED ?= $(abspath $(CURDIR)/../shared)
 export ISBOOT_SHARED := $(SHARED)
 CARGO ?= cargo
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= ibft_parse ibft_locate ipoib_dhcp ipoib_wire
+# DIR:TARGET pairs: each cargo-fuzz package and its targets.
+FUZZ_TARGETS ?= fuzz:ibft_parse fuzz:ibft_locate fuzz:ipoib_dhcp fuzz:ipoib_wire \
+	hca/fuzz:mad_parse hca/fuzz:ud_packet hca/fuzz:cqe_eqe
 
 .PHONY: all test fmt-check clippy unit-tests demo fuzz clean kmod kmod-check nostd-check
 
@@ -55,7 +57,10 @@ demo:
 	@echo "== 4. isboot.ko's load flow on the host platform: the table in ACPI, the boot line and sysctls"
 	./target/release/examples/sysctl_ibft --acpi target/demo-ibft.bin
 	@echo
-	@echo "== 5. A damaged table (one byte of target 0 changed): one clear line, non-zero exit"
+	@echo "== 5. The simulated InfiniBand fabric the boot layers run on: bring-up, SA, UD, a link flap"
+	@$(CARGO) run -q --release -p hca-sim --example ib_fabric
+	@echo
+	@echo "== 6. A damaged table (one byte of target 0 changed): one clear line, non-zero exit"
 	@cp $(SHARED)/fixtures/ibft/nochap.bin target/demo-corrupt.bin
 	@printf '\007' | dd of=target/demo-corrupt.bin bs=1 seek=417 conv=notrunc status=none
 	@./target/release/ibft check target/demo-corrupt.bin; echo "(exit status $$?)"
@@ -63,11 +68,12 @@ demo:
 fuzz:
 	@$(CARGO) +nightly --version >/dev/null 2>&1 || { echo "make fuzz needs a nightly toolchain (rustup toolchain install nightly)"; exit 1; }
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
-	@for t in $(FUZZ_TARGETS); do mkdir -p fuzz/corpus/$$t; done
+	@for t in $(FUZZ_TARGETS); do mkdir -p $${t%%:*}/corpus/$${t##*:}; done
 	@for t in ibft_parse ibft_locate; do cp $(SHARED)/fixtures/ibft/*.bin fuzz/corpus/$$t/; done
 	@for t in $(FUZZ_TARGETS); do \
-		echo "== fuzzing $$t for $(FUZZ_SECONDS) s"; \
-		(cd fuzz && $(CARGO) +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
+		d=$${t%%:*}; n=$${t##*:}; \
+		echo "== fuzzing $$n ($$d) for $(FUZZ_SECONDS) s"; \
+		(cd $$d && $(CARGO) +nightly fuzz run $$n corpus/$$n -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
 	done
 
 # The portable crates build for a bare-metal soft-float target and use no floating point.

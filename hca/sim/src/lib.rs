@@ -1,5 +1,223 @@
 //! The host simulation: a ConnectX device model reachable through the same `Hal` the driver
 //! uses, an InfiniBand fabric (switches, subnet manager, subnet administrator, multicast), fault
-//! injection as a middleware, and a gateway from the fabric to real services on loopback.
+//! injection as a middleware, a deterministic clock and a seeded RNG.
 //!
-//! std only; used by tests, benches and the demo. Filled by the HCA issue.
+//! std only; used by tests, benches and the demo.
+//!
+//! # Example: two nodes, the SM brings their ports up, one UD datagram
+//!
+//! ```
+//! use std::time::Duration;
+//! use hca::hermon::{Config, Hermon};
+//! use hca::verbs::{self, AddressHandle, CompletionKind, PortNum, UdQpAttr};
+//! use hca::Verbs;
+//! use hca_sim::{HcaSpec, Sim, SimConfig};
+//!
+//! let sim = Sim::new(SimConfig { seed: 7, ..SimConfig::default() });
+//! let sw = sim.add_switch();
+//! sim.attach_sm(sw);
+//! let mut devs = Vec::new();
+//! let mut qps = Vec::new();
+//! for guid in [0x0002_c903_0000_1000u64, 0x0002_c903_0000_2000] {
+//!     let node = sim.add_hca(HcaSpec::connectx(guid, 2));
+//!     sim.connect(node, 1, sw);
+//!     let mut dev = Hermon::open(sim.hal(node), Config::default()).unwrap();
+//!     dev.open_port(PortNum(1)).unwrap();
+//!     let attr = verbs::wait_port_active(&mut dev, PortNum(1), Duration::from_secs(15)).unwrap();
+//!     let cq = dev.create_cq(16).unwrap();
+//!     let qp = dev
+//!         .create_ud_qp(&UdQpAttr {
+//!             port: PortNum(1),
+//!             send_cq: cq,
+//!             recv_cq: cq,
+//!             send_slots: 8,
+//!             recv_slots: 8,
+//!             qkey: Some(0x0b1b),
+//!         })
+//!         .unwrap();
+//!     qps.push((attr, cq, qp));
+//!     devs.push(dev);
+//! }
+//! let (b_attr, b_cq, b_qp) = qps[1];
+//! let ah = AddressHandle::unicast(b_attr.lid, 0, devs[1].qp_num(b_qp).unwrap(), 0x0b1b);
+//! devs[0].post_send(qps[0].2, &ah, b"hi").unwrap();
+//! devs[0].delay(Duration::from_millis(1));
+//! let mut buf = [0u8; 2048];
+//! let c = devs[1].poll_cq(b_cq, &mut buf).unwrap().expect("a completion");
+//! assert_eq!((c.kind, &buf[..c.byte_len as usize]), (CompletionKind::Recv, &b"hi"[..]));
+//! ```
+//!
+//! # What follows documented hardware behaviour, and what is assumed
+//!
+//! Documented (reference `ib-boot-rom.md` §2, from iPXE/mlx4; IBA for the wire): PCI ids; the
+//! reset register, magic and config-space unavailability during reset; the HCR dword layout,
+//! go/toggle protocol and status codes; the command opcodes and the bring-up order (QUERY_FW,
+//! MAP_FA, RUN_FW, QUERY_DEV_CAP, SET_ICM_SIZE, MAP_ICM_AUX, MAP_ICM, INIT_HCA, SW2HW_MPT,
+//! WRITE_MTT, SW2HW_EQ, MAP_EQ, CONF_SPECIAL_QP, SET_PORT, INIT_PORT, QP transitions, MAD_IFC,
+//! MGID_HASH/READ_MCG/WRITE_MCG); the mapping-entry format; CQE/EQE layouts and the ownership
+//! parity rule; error CQEs as opcode 0x1e with S_R; UD send WQE and receive WQE layouts;
+//! the send doorbell (UAR page 128 + 0x14, QPN << 8) and EQ doorbell addresses; the receive
+//! doorbell record; special QPN numbering; event types 0x09/0x1d/0x04 and where their port
+//! sits; IBA packet headers, ICRC, MADs, SMP and SA records, port states, Q_Key/P_Key rules.
+//!
+//! Assumed (chosen here, shared with the driver through `hca::hermon::prm`, to be checked
+//! against the PRM before real hardware): bit positions inside QUERY_DEV_CAP, INIT_HCA, MPT,
+//! EQC, CQC, most of the QPC, QUERY_PORT, SET_PORT, MCG entries and the MLX WQE control
+//! dwords; the AUX-size rule (1 page per 64 ICM pages); the MGID hash; ICM contents (the model
+//! keeps contexts in its own tables and only checks that ICM is mapped); firmware settle time
+//! after reset; the SM configures ports out of band (no directed-route SMPs on QP0); the SA
+//! answers single-record Get/Set/Delete only (no GetTable, no RMPP); a port becomes INIT a
+//! fixed training time after INIT_PORT with no event; OpenSM's broadcast-group Q_Key 0x0b1b.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod device;
+pub mod fabric;
+pub mod faults;
+pub mod hal;
+pub mod mem;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+pub use device::{Counters, HcaSpec, PortModel};
+pub use fabric::{Endpoint, FabricStats, LinkId, NodeId, SimConfig, SmConfig, SwitchId};
+pub use faults::{Corrupt, DropMatching, Latency, Loss, Middleware, Rng, Verdict};
+pub use hal::SimHal;
+
+use device::Device;
+use fabric::World;
+
+/// The simulation: build a fabric, hand out Hals, inject faults, read counters.
+#[derive(Clone, Debug)]
+pub struct Sim {
+    world: Rc<RefCell<World>>,
+}
+
+fn ns(d: Duration) -> u64 {
+    d.as_nanos().min(u128::from(u64::MAX)) as u64
+}
+
+impl Sim {
+    /// A new world.
+    pub fn new(cfg: SimConfig) -> Self {
+        Self {
+            world: Rc::new(RefCell::new(World::new(cfg))),
+        }
+    }
+
+    /// Adds a switch.
+    pub fn add_switch(&self) -> SwitchId {
+        self.world.borrow_mut().add_switch()
+    }
+
+    /// Adds an HCA.
+    pub fn add_hca(&self, spec: HcaSpec) -> NodeId {
+        self.world.borrow_mut().add_node(Device::new(spec))
+    }
+
+    /// Cables an HCA port to a switch.
+    pub fn connect(&self, node: NodeId, port: u8, sw: SwitchId) -> LinkId {
+        self.world
+            .borrow_mut()
+            .add_link(Endpoint::Hca { node, port }, Endpoint::Switch(sw))
+    }
+
+    /// Cables two switches.
+    pub fn connect_switches(&self, a: SwitchId, b: SwitchId) -> LinkId {
+        self.world
+            .borrow_mut()
+            .add_link(Endpoint::Switch(a), Endpoint::Switch(b))
+    }
+
+    /// Cables the subnet manager to a switch.
+    pub fn attach_sm(&self, sw: SwitchId) -> LinkId {
+        self.world
+            .borrow_mut()
+            .add_link(Endpoint::Sm, Endpoint::Switch(sw))
+    }
+
+    /// The Hal for an HCA.
+    pub fn hal(&self, node: NodeId) -> SimHal {
+        SimHal {
+            world: self.world.clone(),
+            node,
+        }
+    }
+
+    /// Current simulated time.
+    pub fn now(&self) -> Duration {
+        Duration::from_nanos(self.world.borrow().now)
+    }
+
+    /// Advances the clock.
+    pub fn run_for(&self, d: Duration) {
+        self.world.borrow_mut().run_for(ns(d));
+    }
+
+    /// A device's counters.
+    pub fn counters(&self, node: NodeId) -> Counters {
+        self.world.borrow().nodes[node].dev.counters
+    }
+
+    /// Fabric counters.
+    pub fn stats(&self) -> FabricStats {
+        self.world.borrow().stats
+    }
+
+    /// A port's model state.
+    pub fn port(&self, node: NodeId, port: u8) -> PortModel {
+        self.world.borrow().nodes[node].dev.ports[usize::from(port) - 1].clone()
+    }
+
+    /// Members of a multicast group at the SA.
+    pub fn group_members(&self, mgid: &hca::wire::Gid) -> usize {
+        self.world.borrow().group_members(mgid)
+    }
+
+    /// DMA pages a node's host has allocated.
+    pub fn dma_pages_in_use(&self, node: NodeId) -> usize {
+        self.world.borrow().nodes[node].mem.pages_in_use
+    }
+
+    /// Fault: takes a link down or up after `after`.
+    pub fn set_link(&self, link: LinkId, up: bool, after: Duration) {
+        self.world.borrow_mut().schedule_link(link, up, ns(after));
+    }
+
+    /// Fault: the SM reassigns a port's LID after `after`.
+    pub fn change_lid(&self, node: NodeId, port: u8, lid: u16, after: Duration) {
+        self.world
+            .borrow_mut()
+            .schedule_lid_change(node, port, lid, ns(after));
+    }
+
+    /// Fault: adds a stage to the packet fault chain.
+    pub fn add_fault(&self, m: Box<dyn Middleware>) {
+        self.world.borrow_mut().faults.push(m);
+    }
+
+    /// Fault: the device's firmware stops completing commands.
+    pub fn hang_firmware(&self, node: NodeId, hang: bool) {
+        self.world.borrow_mut().nodes[node].dev.hang_commands = hang;
+    }
+
+    /// Fault: the device forgets the driver's memory keys (WQEs then complete with a local
+    /// protection error).
+    pub fn scramble_keys(&self, node: NodeId) {
+        self.world.borrow_mut().nodes[node].dev.scramble_keys();
+    }
+
+    /// Fault: the device writes no EQEs (port changes must be found by polling PortInfo).
+    pub fn suppress_events(&self, node: NodeId, on: bool) {
+        self.world.borrow_mut().nodes[node].dev.suppress_events = on;
+    }
+
+    /// Fault: the next command with `opcode` fails with firmware `status`.
+    pub fn fail_next_command(&self, node: NodeId, opcode: u16, status: u8) {
+        self.world.borrow_mut().nodes[node]
+            .dev
+            .fail_next
+            .insert(opcode, status);
+    }
+}

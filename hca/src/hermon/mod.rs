@@ -1,0 +1,1447 @@
+//! The hermon-class driver: ConnectX, ConnectX-2, ConnectX-3/Pro (reference `ib-boot-rom.md` §2).
+//!
+//! Bring-up ([`Hermon::open`]): reset with the post-reset delay, QUERY_FW, MAP_FA, RUN_FW,
+//! QUERY_DEV_CAP, ICM sizing (SET_ICM_SIZE), MAP_ICM_AUX, MAP_ICM, INIT_HCA, one physical MPT,
+//! one EQ with all events mapped, CONF_SPECIAL_QP, QUERY_PORT per port. Ports are opened on
+//! demand (SET_PORT, INIT_PORT, QP0/QP1). Everything is polled; no interrupts.
+
+pub mod cmd;
+pub mod entries;
+pub mod prm;
+pub mod regs;
+
+use alloc::vec::Vec;
+use log::{debug, warn};
+
+use crate::hal::{dma_fence, Bar, Dma, DmaDirection, Duration, Hal, Instant, PAGE_SIZE};
+use crate::verbs::{
+    AddressHandle, Completion, CompletionKind, CqId, Event, MadDest, PortAttr, PortNum, QpId,
+    ReceivedMad, UdQpAttr, Verbs, WrId,
+};
+use crate::wire::headers::{Grh, UdPacketRepr};
+use crate::wire::mad::{AttrId, Mad, MAD_SIZE};
+use crate::wire::smp::{self, GuidInfo, NodeInfo, PKeyTable, PortInfo};
+use crate::wire::{Gid, Lid, Qpn, GSI_QKEY};
+use crate::Error;
+use cmd::{CmdOut, Command, InKind, MapEntry, OutKind, MBOX_BYTES};
+use prm::Prm;
+use regs::HcrCtrl;
+use zerocopy::FromBytes;
+
+/// Driver tunables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Wait after the device answers config reads again following a reset (reference §2.1:
+    /// ConnectX-2 fw 2.9.1200 needs one; Linux mlx4 waits about 1 s).
+    pub post_reset_delay: Duration,
+    /// Per-command HCR timeout (reference §2.2: 10 s, `HERMON_HCR_MAX_WAIT_MS`).
+    pub cmd_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            post_reset_delay: Duration::from_secs(1),
+            cmd_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Protection domain for everything (`HERMON_GLOBAL_PD`).
+const GLOBAL_PD: u32 = 0x12_3456;
+/// Objects the driver creates beyond the reserved ones.
+const MAX_QPS: u32 = 32;
+const MAX_CQS: u32 = 32;
+const MTT_ENTRIES: u32 = 1024;
+const EQ_ENTRIES: u32 = 8;
+/// Per-slot buffer size: a 40-byte GRH area, then up to 4032 bytes of payload.
+const SLOT: usize = PAGE_SIZE;
+const GRH_AREA: usize = 64;
+/// Receive payload capacity (the IB MTU iPXE uses: 2048).
+const RECV_CAPACITY: usize = 2048;
+/// Largest datagram payload `post_send` accepts.
+pub const MAX_SEND_PAYLOAD: usize = SLOT - 128;
+/// Doorbell records: 8 bytes each in one page.
+const DB_RECORDS: usize = PAGE_SIZE / 8;
+/// Upper bound on the ICM the driver will allocate (a sanity limit on device-reported sizes).
+const MAX_ICM_BYTES: u64 = 256 << 20;
+/// MCG table: hash and table size log2 (reference §2.3 step 10).
+const LOG_MCG: u32 = 7;
+
+/// Device limits from QUERY_DEV_CAP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DevCaps {
+    /// Reserved QPs.
+    pub rsvd_qps: u32,
+    /// Reserved CQs.
+    pub rsvd_cqs: u32,
+    /// Reserved EQs.
+    pub rsvd_eqs: u32,
+    /// Reserved MTT entries.
+    pub rsvd_mtts: u32,
+    /// Reserved MPTs.
+    pub rsvd_mrws: u32,
+    /// Ports.
+    pub num_ports: u8,
+    /// Reserved UAR pages.
+    pub num_rsvd_uars: u32,
+    /// Context entry sizes.
+    pub qpc_sz: u32,
+    /// CQC entry size.
+    pub cqc_sz: u32,
+    /// EQC entry size.
+    pub eqc_sz: u32,
+    /// dMPT entry size.
+    pub dmpt_sz: u32,
+    /// MTT entry size.
+    pub mtt_sz: u32,
+    /// cMPT entry size.
+    pub cmpt_sz: u32,
+    /// AUXC entry size.
+    pub auxc_sz: u32,
+    /// ALTC entry size.
+    pub altc_sz: u32,
+    /// MCG entry size.
+    pub mcg_sz: u32,
+}
+
+fn log2_ceil(v: u64) -> u32 {
+    if v <= 1 {
+        0
+    } else {
+        64 - (v - 1).leading_zeros()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QpState {
+    Init,
+    Rtr,
+    Rts,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QpKind {
+    Ud,
+    Smi,
+    Gsi,
+}
+
+#[derive(Debug)]
+struct Cq<H: Hal> {
+    cqn: u32,
+    ring: Dma<H>,
+    entries: u32,
+    ci: u32,
+    db: usize,
+}
+
+#[derive(Debug)]
+struct Qp<H: Hal> {
+    qpn: u32,
+    port: PortNum,
+    kind: QpKind,
+    state: QpState,
+    ring: Dma<H>,
+    slots: Dma<H>,
+    sq_entries: u32,
+    rq_entries: u32,
+    send_slots: u32,
+    sq_pi: u32,
+    sq_done: u32,
+    rq_pi: u32,
+    rq_ci: u32,
+    db: usize,
+    send_cq: CqId,
+    recv_cq: CqId,
+    qkey: u32,
+}
+
+impl<H: Hal> Qp<H> {
+    fn rq_offset(&self) -> usize {
+        self.sq_entries as usize * prm::send_wqe::STRIDE
+    }
+    fn recv_slot_offset(&self, idx: u32) -> usize {
+        (self.send_slots + (idx % self.rq_entries)) as usize * SLOT
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct PortCtx {
+    open: bool,
+    smi: Option<QpId>,
+    gsi: Option<QpId>,
+    lid: Lid,
+    pkey: u16,
+}
+
+/// ICM layout from the device's capabilities.
+#[derive(Clone, Copy, Debug, Default)]
+struct Icm {
+    size: u64,
+    log_qps: u32,
+    log_cqs: u32,
+    log_eqs: u32,
+    log_mtts: u32,
+    log_mpts: u32,
+    qpc: u64,
+    auxc: u64,
+    altc: u64,
+    cqc: u64,
+    eqc: u64,
+    dmpt: u64,
+    mtt: u64,
+    cmpt: u64,
+    mcg: u64,
+}
+
+/// A hermon-class HCA, brought up and ready for ports to be opened.
+#[derive(Debug)]
+pub struct Hermon<H: Hal> {
+    hal: H,
+    cfg: Config,
+    toggle: bool,
+    mbox_in: Dma<H>,
+    mbox_out: Dma<H>,
+    fw: cmd::FwInfo,
+    caps: DevCaps,
+    _fw_area: Dma<H>,
+    _icm_aux: Dma<H>,
+    _icm: Dma<H>,
+    icm: Icm,
+    lkey: u32,
+    mtt_next: u32,
+    mtt_limit: u32,
+    eqn: u32,
+    eq_ring: Dma<H>,
+    eq_ci: u32,
+    db_page: Dma<H>,
+    db_free: Vec<usize>,
+    special_base: u32,
+    cqs: Vec<Option<Cq<H>>>,
+    qps: Vec<Option<Qp<H>>>,
+    ports: [PortCtx; 2],
+    tid: u64,
+    qpn_salt: u32,
+}
+
+impl<H: Hal> Hermon<H> {
+    /// Resets and brings up the device. `hal` must be mapped onto a hermon-class device.
+    pub fn open(hal: H, cfg: Config) -> Result<Self, Error> {
+        if hal.bar_len(Bar::BAR0) < regs::CONFIG_BAR_SIZE {
+            return Err(Error::BarTooSmall {
+                bar: 0,
+                needed: regs::CONFIG_BAR_SIZE,
+            });
+        }
+        if hal.bar_len(Bar::BAR2) < regs::UAR_BAR_MIN_SIZE {
+            return Err(Error::BarTooSmall {
+                bar: 2,
+                needed: regs::UAR_BAR_MIN_SIZE,
+            });
+        }
+        reset(&hal, &cfg)?;
+        let mbox_in = Dma::new(&hal, 1, DmaDirection::ToDevice)?;
+        let mbox_out = Dma::new(&hal, 1, DmaDirection::FromDevice)?;
+        let mut boot = Boot {
+            hal: hal.clone(),
+            cfg,
+            toggle: false,
+            mbox_in,
+            mbox_out,
+        };
+
+        // Firmware.
+        let fw = boot.exec(&cmd::QueryFw)?;
+        debug!(
+            "hermon: firmware {}.{}.{}, {} pages",
+            fw.major, fw.minor, fw.subminor, fw.fw_pages
+        );
+        if fw.fw_pages == 0 || fw.fw_pages > 1 << 16 {
+            return Err(Error::BadDevice);
+        }
+        let fw_area = Dma::new(&hal, fw.fw_pages as usize, DmaDirection::Both)?;
+        boot.map_blocks(cmd::MapKind::Fa, 0, &fw_area, fw.fw_pages as usize)?;
+        boot.exec(&cmd::RunFw)?;
+
+        // Capabilities.
+        let caps = decode_caps(&boot.exec(&cmd::QueryDevCap)?)?;
+        if caps.num_ports == 0 || caps.num_ports > 2 {
+            return Err(Error::BadDevice);
+        }
+
+        // ICM.
+        let icm = icm_layout(&caps)?;
+        let aux_pages = boot.exec(&cmd::SetIcmSize(icm.size))?;
+        if aux_pages > 1 << 16 {
+            return Err(Error::BadDevice);
+        }
+        let icm_aux = Dma::new(&hal, aux_pages.max(1) as usize, DmaDirection::Both)?;
+        boot.map_blocks(cmd::MapKind::IcmAux, 0, &icm_aux, aux_pages as usize)?;
+        let icm_pages = (icm.size / PAGE_SIZE as u64) as usize;
+        let icm_mem = Dma::new(&hal, icm_pages, DmaDirection::Both)?;
+        boot.map_blocks(cmd::MapKind::Icm, 0, &icm_mem, icm_pages)?;
+        boot.exec(&cmd::InitHca {
+            index: 0,
+            prm: init_hca_prm(&icm, &caps),
+        })?;
+
+        // One MPT covering all memory with physical addressing.
+        let mpt_index = caps.rsvd_mrws;
+        let key = mpt_index | 0x7700_0000;
+        let mut mpt = Prm::<{ prm::mpt::DWORDS }>::default();
+        for f in [
+            prm::mpt::LR,
+            prm::mpt::LW,
+            prm::mpt::RR,
+            prm::mpt::RW,
+            prm::mpt::A,
+        ] {
+            mpt.set(f, 1);
+        }
+        mpt.set(prm::mpt::PA, 1);
+        mpt.set(prm::mpt::MEM_KEY, key);
+        mpt.set(prm::mpt::PD, GLOBAL_PD);
+        mpt.set(prm::mpt::LEN64, 1);
+        boot.exec(&cmd::Sw2HwMpt {
+            index: mpt_index,
+            prm: mpt,
+        })?;
+        let lkey = key.rotate_left(8);
+
+        let db_page = Dma::new(&hal, 1, DmaDirection::Both)?;
+        let Boot {
+            toggle,
+            mbox_in,
+            mbox_out,
+            ..
+        } = boot;
+        let eq_ring = Dma::new(&hal, 1, DmaDirection::FromDevice)?;
+        let mut me = Self {
+            hal,
+            cfg,
+            toggle,
+            mbox_in,
+            mbox_out,
+            fw,
+            caps,
+            _fw_area: fw_area,
+            _icm_aux: icm_aux,
+            _icm: icm_mem,
+            icm,
+            lkey,
+            mtt_next: caps.rsvd_mtts,
+            mtt_limit: 1 << icm.log_mtts,
+            eqn: (4 * caps.num_rsvd_uars).max(caps.rsvd_eqs),
+            eq_ring,
+            eq_ci: 0,
+            db_page,
+            db_free: (0..DB_RECORDS).rev().collect(),
+            special_base: caps.rsvd_qps.div_ceil(8) * 8,
+            cqs: Vec::new(),
+            qps: Vec::new(),
+            ports: [PortCtx::default(); 2],
+            tid: 0x6973_626f_0000_0000, // "isbo"
+            qpn_salt: 0,
+        };
+        me.qpn_salt = (me.hal.now().0 as u32).wrapping_mul(2_654_435_761);
+        me.create_eq()?;
+        me.exec(&cmd::ConfSpecialQp(me.special_base))?;
+        for p in 1..=caps.num_ports {
+            let qp = me.exec(&cmd::QueryPort(u32::from(p)))?;
+            if qp.get(prm::query_port::IB) == 0 {
+                warn!("hermon: port {p} does not support IB");
+            }
+        }
+        Ok(me)
+    }
+
+    /// Firmware revision.
+    pub fn fw_info(&self) -> cmd::FwInfo {
+        self.fw
+    }
+
+    /// Device limits.
+    pub fn caps(&self) -> DevCaps {
+        self.caps
+    }
+
+    /// The EQ number the driver uses.
+    pub fn eqn(&self) -> u32 {
+        self.eqn
+    }
+
+    /// The QPNs of a port's SMI (QP0) and GSI (QP1) once the port is open.
+    pub fn special_qpns(&self, port: PortNum) -> Result<(Qpn, Qpn), Error> {
+        let p = &self.ports[self.check_port(port)?];
+        match (p.smi, p.gsi) {
+            (Some(s), Some(g)) => Ok((self.qp_num(s)?, self.qp_num(g)?)),
+            _ => Err(Error::InvalidState),
+        }
+    }
+
+    /// Runs one firmware command.
+    pub fn exec<C: Command>(&mut self, cmd: &C) -> Result<C::Output, Error> {
+        let mut boot = BootRef {
+            hal: &self.hal,
+            cfg: &self.cfg,
+            toggle: &mut self.toggle,
+            mbox_in: &self.mbox_in,
+            mbox_out: &self.mbox_out,
+        };
+        boot.exec(cmd)
+    }
+
+    /// Writes one MTT entry per page of a buffer; returns the MTT base address to put in the
+    /// context. Entries are never reclaimed (a bump allocator, enough for a boot).
+    fn alloc_mtt(&mut self, paddr: u64, pages: usize) -> Result<u64, Error> {
+        let pages = pages as u32;
+        if self.mtt_next.saturating_add(pages) > self.mtt_limit {
+            return Err(Error::NoResources);
+        }
+        let first = self.mtt_next;
+        self.mtt_next += pages;
+        let sz = u64::from(self.caps.mtt_sz);
+        for i in 0..pages {
+            self.exec(&cmd::WriteMtt {
+                mtt_base: u64::from(first + i) * sz,
+                pa: paddr + u64::from(i) * PAGE_SIZE as u64,
+            })?;
+        }
+        Ok(u64::from(first) * sz)
+    }
+
+    fn alloc_db(&mut self) -> Result<usize, Error> {
+        let i = self.db_free.pop().ok_or(Error::NoResources)?;
+        self.db_page.write(i * 8, &[0; 8])?;
+        Ok(i)
+    }
+
+    fn create_eq(&mut self) -> Result<(), Error> {
+        self.eq_ring
+            .fill(0, EQ_ENTRIES as usize * prm::eqe::SIZE, 0)?;
+        for i in 0..EQ_ENTRIES as usize {
+            // Owner = 1: hardware owns it (§2.6).
+            self.eq_ring.write(i * prm::eqe::SIZE + 31, &[0x80])?;
+        }
+        let mtt = self.alloc_mtt(self.eq_ring.paddr(), self.eq_ring.pages())?;
+        let mut eqc = Prm::<{ prm::eqc::DWORDS }>::default();
+        eqc.set(prm::eqc::ST, 0xa);
+        eqc.set(prm::eqc::OI, 1);
+        eqc.set(prm::eqc::PAGE_OFFSET, 0);
+        eqc.set(prm::eqc::LOG_EQ_SIZE, log2_ceil(u64::from(EQ_ENTRIES)));
+        eqc.set64(prm::eqc::MTT_BASE, mtt);
+        self.exec(&cmd::Sw2HwEq {
+            index: self.eqn,
+            prm: eqc,
+        })?;
+        self.exec(&cmd::MapEq {
+            eqn: self.eqn,
+            unmap: false,
+            mask: u64::MAX,
+        })
+    }
+
+    fn cq(&mut self, id: CqId) -> Result<&mut Cq<H>, Error> {
+        self.cqs
+            .get_mut(usize::from(id.0))
+            .and_then(Option::as_mut)
+            .ok_or(Error::InvalidArgument)
+    }
+
+    fn qp(&mut self, id: QpId) -> Result<&mut Qp<H>, Error> {
+        self.qps
+            .get_mut(usize::from(id.0))
+            .and_then(Option::as_mut)
+            .ok_or(Error::InvalidArgument)
+    }
+
+    fn check_port(&self, port: PortNum) -> Result<usize, Error> {
+        if port.0 == 0 || port.0 > self.caps.num_ports {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(usize::from(port.0 - 1))
+    }
+
+    fn create_qp(
+        &mut self,
+        kind: QpKind,
+        port: PortNum,
+        send_cq: CqId,
+        recv_cq: CqId,
+        send_slots: u32,
+        recv_slots: u32,
+    ) -> Result<QpId, Error> {
+        self.check_port(port)?;
+        let snd_cqn = self.cq(send_cq)?.cqn;
+        let rcv_cqn = self.cq(recv_cq)?.cqn;
+        let send_slots = send_slots.clamp(1, 64).next_power_of_two();
+        let rq_entries = recv_slots.clamp(1, 64).next_power_of_two();
+        // Send ring headroom the hardware requires (§2.7): requested + 1 + 2048/128.
+        let sq_entries = (send_slots + 1 + 16).next_power_of_two();
+        let ring_bytes = sq_entries as usize * prm::send_wqe::STRIDE
+            + rq_entries as usize * prm::recv_wqe::STRIDE;
+        let ring = Dma::with_len(&self.hal, ring_bytes, DmaDirection::Both)?;
+        // Send ring initialised to 0xff: every WQE owned by software (§2.7).
+        ring.fill(0, sq_entries as usize * prm::send_wqe::STRIDE, 0xff)?;
+        let slots = Dma::new(
+            &self.hal,
+            (send_slots + rq_entries) as usize * SLOT / PAGE_SIZE,
+            DmaDirection::Both,
+        )?;
+        let index = self
+            .qps
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.qps.len());
+        let qpn = match kind {
+            QpKind::Smi => self.special_base + u32::from(port.0 - 1),
+            QpKind::Gsi => self.special_base + 2 + u32::from(port.0 - 1),
+            QpKind::Ud => {
+                if index as u32 >= MAX_QPS {
+                    return Err(Error::NoResources);
+                }
+                // Random high bits (§2.7) so the QPN differs across boots.
+                self.qpn_salt = self
+                    .qpn_salt
+                    .wrapping_mul(1_103_515_245)
+                    .wrapping_add(12_345);
+                let table = (self.special_base + 8 + index as u32) & ((1 << self.icm.log_qps) - 1);
+                ((self.qpn_salt << self.icm.log_qps) & 0x00ff_f000) | table
+            }
+        };
+        let mtt = self.alloc_mtt(ring.paddr(), ring.pages())?;
+        let db = self.alloc_db()?;
+        let mut qpc = Prm::<{ prm::qpc::DWORDS }>::default();
+        qpc.set(
+            prm::qpc::ST,
+            if kind == QpKind::Ud {
+                prm::qpc::ST_UD
+            } else {
+                prm::qpc::ST_MLX
+            },
+        );
+        qpc.set(prm::qpc::PM_STATE, 3);
+        qpc.set(prm::qpc::PD, GLOBAL_PD);
+        qpc.set(prm::qpc::LOG_RQ_SIZE, log2_ceil(u64::from(rq_entries)));
+        qpc.set(prm::qpc::LOG_RQ_STRIDE, 1);
+        qpc.set(prm::qpc::LOG_SQ_SIZE, log2_ceil(u64::from(sq_entries)));
+        qpc.set(prm::qpc::LOG_SQ_STRIDE, 3);
+        qpc.set(prm::qpc::USR_PAGE, regs::UAR_NON_EQ_PAGE as u32);
+        qpc.set(prm::qpc::SCHED_QUEUE, 0x83 | (u32::from(port.0 - 1) << 6));
+        qpc.set(prm::qpc::CQN_SND, snd_cqn);
+        qpc.set(prm::qpc::CQN_RCV, rcv_cqn);
+        qpc.set64(prm::qpc::RDB_RECORD, self.db_page.paddr() + (db * 8) as u64);
+        qpc.set64(prm::qpc::MTT_BASE, mtt);
+        if kind == QpKind::Gsi {
+            qpc.set(prm::qpc::QKEY, GSI_QKEY);
+        }
+        if let Err(e) = self.exec(&cmd::Rst2InitQp {
+            index: qpn,
+            prm: qpc,
+        }) {
+            self.db_free.push(db);
+            return Err(e);
+        }
+        let qp = Qp {
+            qpn,
+            port,
+            kind,
+            state: QpState::Init,
+            ring,
+            slots,
+            sq_entries,
+            rq_entries,
+            send_slots,
+            sq_pi: 0,
+            sq_done: 0,
+            rq_pi: 0,
+            rq_ci: 0,
+            db,
+            send_cq,
+            recv_cq,
+            qkey: if kind == QpKind::Gsi { GSI_QKEY } else { 0 },
+        };
+        if index == self.qps.len() {
+            self.qps.push(Some(qp));
+        } else {
+            self.qps[index] = Some(qp);
+        }
+        let id = QpId(index as u16);
+        for _ in 0..rq_entries {
+            self.post_recv(id)?;
+        }
+        Ok(id)
+    }
+
+    fn post_recv(&mut self, id: QpId) -> Result<(), Error> {
+        let lkey = self.lkey;
+        let db_page_off;
+        let counter;
+        {
+            let qp = self.qp(id)?;
+            if qp.rq_pi.wrapping_sub(qp.rq_ci) >= qp.rq_entries {
+                return Err(Error::QueueFull);
+            }
+            let idx = qp.rq_pi & (qp.rq_entries - 1);
+            let wqe_off = qp.rq_offset() + idx as usize * prm::recv_wqe::STRIDE;
+            let slot = qp.slots.paddr() + qp.recv_slot_offset(qp.rq_pi) as u64;
+            let mut w = Prm::<{ prm::recv_wqe::DWORDS }>::default();
+            w.0[0] = 40;
+            w.0[1] = lkey;
+            w.set64(2, slot);
+            w.0[4] = RECV_CAPACITY as u32;
+            w.0[5] = lkey;
+            w.set64(6, slot + GRH_AREA as u64);
+            let mut b = [0u8; prm::recv_wqe::STRIDE];
+            w.write_be(&mut b);
+            qp.ring.write(wqe_off, &b)?;
+            qp.rq_pi = qp.rq_pi.wrapping_add(1);
+            counter = qp.rq_pi & 0xffff;
+            db_page_off = qp.db * 8;
+        }
+        // The WQE must be visible before the doorbell record that publishes it.
+        dma_fence();
+        self.db_page.write_be32(db_page_off, counter)
+    }
+
+    fn ring_send_doorbell(&self, qpn: u32) {
+        // WQE writes (ownership last) must be visible to the device before it sees the doorbell.
+        dma_fence();
+        regs::write_be(&self.hal, Bar::BAR2, regs::send_doorbell_offset(), qpn << 8);
+    }
+
+    fn modify_qp_to_rts(&mut self, id: QpId, qkey: u32) -> Result<(), Error> {
+        let (qpn, state, port, kind) = {
+            let qp = self.qp(id)?;
+            (qp.qpn, qp.state, qp.port, qp.kind)
+        };
+        let mut p = Prm::<{ prm::qpc::DWORDS }>::default();
+        p.set(prm::qpc::MTU, 4);
+        p.set(prm::qpc::MSG_MAX, 31);
+        p.set(prm::qpc::QKEY, qkey);
+        let sched = if kind == QpKind::Smi { 0x3f } else { 0x83 };
+        p.set(prm::qpc::SCHED_QUEUE, sched | (u32::from(port.0 - 1) << 6));
+        if state == QpState::Init {
+            self.exec(&cmd::Init2RtrQp { index: qpn, prm: p })?;
+            self.qp(id)?.state = QpState::Rtr;
+        }
+        if self.qp(id)?.state == QpState::Rtr {
+            self.exec(&cmd::Rtr2RtsQp { index: qpn, prm: p })?;
+            self.qp(id)?.state = QpState::Rts;
+        }
+        let mut q = Prm::<{ prm::qpc::DWORDS }>::default();
+        q.set(prm::qpc::OPT_PARAM_MASK, prm::qpc::OPT_PARAM_QKEY);
+        q.set(prm::qpc::QKEY, qkey);
+        self.exec(&cmd::Rts2RtsQp { index: qpn, prm: q })?;
+        self.qp(id)?.qkey = qkey;
+        Ok(())
+    }
+
+    fn write_send_wqe(
+        &mut self,
+        id: QpId,
+        w: &mut Prm<{ prm::send_wqe::DWORDS }>,
+    ) -> Result<u32, Error> {
+        let qp = self.qp(id)?;
+        let idx = qp.sq_pi & (qp.sq_entries - 1);
+        let owner = u32::from(qp.sq_pi & qp.sq_entries != 0);
+        w.set(prm::send_wqe::OWNER, owner);
+        let mut b = [0u8; prm::send_wqe::DWORDS * 4];
+        w.write_be(&mut b);
+        let off = idx as usize * prm::send_wqe::STRIDE;
+        qp.ring.write(off + 4, &b[4..])?;
+        // Everything but the ownership dword first; then make the WQE whole (§2.8).
+        dma_fence();
+        qp.ring.write(off, &b[..4])?;
+        let qpn = qp.qpn;
+        let wr = qp.sq_pi;
+        qp.sq_pi = qp.sq_pi.wrapping_add(1);
+        self.ring_send_doorbell(qpn);
+        Ok(wr)
+    }
+
+    fn send_slot(&mut self, id: QpId, payload: &[u8]) -> Result<u64, Error> {
+        let qp = self.qp(id)?;
+        if qp.sq_pi.wrapping_sub(qp.sq_done) >= qp.send_slots {
+            return Err(Error::QueueFull);
+        }
+        let off = (qp.sq_pi % qp.send_slots) as usize * SLOT;
+        qp.slots.write(off, payload)?;
+        Ok(qp.slots.paddr() + off as u64)
+    }
+
+    fn gsi_port(&self, port: PortNum) -> Result<(QpId, usize), Error> {
+        let i = self.check_port(port)?;
+        let p = &self.ports[i];
+        match (p.open, p.gsi) {
+            (true, Some(q)) => Ok((q, i)),
+            _ => Err(Error::InvalidState),
+        }
+    }
+
+    fn smp(&mut self, port: PortNum, attr: AttrId, attr_mod: u32) -> Result<Mad, Error> {
+        let tid = self.next_tid();
+        let req = smp::smp_get(attr, attr_mod, tid);
+        let resp = self.local_mad(port, &req)?;
+        if !resp.status().is_ok() {
+            return Err(Error::MadStatus(resp.status()));
+        }
+        Ok(resp)
+    }
+}
+
+impl<H: Hal> Verbs for Hermon<H> {
+    fn num_ports(&self) -> u8 {
+        self.caps.num_ports
+    }
+
+    fn now(&self) -> Instant {
+        self.hal.now()
+    }
+
+    fn delay(&mut self, d: Duration) {
+        self.hal.delay(d);
+    }
+
+    fn open_port(&mut self, port: PortNum) -> Result<PortAttr, Error> {
+        let i = self.check_port(port)?;
+        if !self.ports[i].open {
+            let mut sp = Prm::<{ prm::set_port::DWORDS }>::default();
+            for f in [
+                prm::set_port::MMC,
+                prm::set_port::MVC,
+                prm::set_port::MP,
+                prm::set_port::MG,
+            ] {
+                sp.set(f, 1);
+            }
+            sp.set(prm::set_port::MTU_CAP, 4);
+            sp.set(prm::set_port::VL_CAP, 1);
+            sp.set(prm::set_port::MAX_GID, 1);
+            sp.set(prm::set_port::MAX_PKEY, 1);
+            self.exec(&cmd::SetPort {
+                index: u32::from(port.0),
+                prm: sp,
+            })?;
+            self.exec(&cmd::InitPort(u32::from(port.0)))?;
+            let cq = self.create_cq(16)?;
+            let smi = self.create_qp(QpKind::Smi, port, cq, cq, 4, 4)?;
+            self.modify_qp_to_rts(smi, 0)?;
+            let gcq = self.create_cq(16)?;
+            let gsi = self.create_qp(QpKind::Gsi, port, gcq, gcq, 4, 8)?;
+            self.modify_qp_to_rts(gsi, GSI_QKEY)?;
+            self.ports[i] = PortCtx {
+                open: true,
+                smi: Some(smi),
+                gsi: Some(gsi),
+                lid: Lid(0),
+                pkey: crate::wire::DEFAULT_PKEY,
+            };
+        }
+        self.query_port(port)
+    }
+
+    fn query_port(&mut self, port: PortNum) -> Result<PortAttr, Error> {
+        let i = self.check_port(port)?;
+        let ni: NodeInfo = smp::smp_attr(&self.smp(port, AttrId::NODE_INFO, 0)?)?;
+        let pi: PortInfo = smp::smp_attr(&self.smp(port, AttrId::PORT_INFO, u32::from(port.0))?)?;
+        let gi: GuidInfo = smp::smp_attr(&self.smp(port, AttrId::GUID_INFO, 0)?)?;
+        let pk: PKeyTable = smp::smp_attr(&self.smp(port, AttrId::PKEY_TABLE, 0)?)?;
+        let mut pkeys = [0u16; 32];
+        for (d, s) in pkeys.iter_mut().zip(pk.pkey.iter()) {
+            *d = s.get();
+        }
+        self.ports[i].lid = pi.lid();
+        self.ports[i].pkey = pkeys[0];
+        Ok(PortAttr {
+            port,
+            state: pi.port_state(),
+            lid: pi.lid(),
+            sm_lid: pi.sm_lid(),
+            sm_sl: pi.sm_sl(),
+            gid: smp::port_gid(&pi, &gi),
+            port_guid: gi.guid[0],
+            node_guid: ni.node_guid,
+            pkeys,
+            mtu: pi.neighbor_mtu(),
+        })
+    }
+
+    fn poll_event(&mut self) -> Result<Option<Event>, Error> {
+        let idx = (self.eq_ci & (EQ_ENTRIES - 1)) as usize;
+        let mut b = [0u8; prm::eqe::SIZE];
+        self.eq_ring.read(idx * prm::eqe::SIZE, &mut b)?;
+        let Some(ev) = entries::decode_eqe(&b, self.eq_ci & EQ_ENTRIES != 0) else {
+            return Ok(None);
+        };
+        // The EQE body was copied together with its ownership bit; the fence orders any later
+        // reads after this one.
+        dma_fence();
+        self.eq_ci = self.eq_ci.wrapping_add(1);
+        regs::write_be(
+            &self.hal,
+            Bar::BAR2,
+            regs::eq_doorbell_offset(self.eqn),
+            self.eq_ci & 0x00ff_ffff,
+        );
+        debug!("hermon: event {ev:?}");
+        Ok(Some(ev))
+    }
+
+    fn create_cq(&mut self, entries: u32) -> Result<CqId, Error> {
+        let entries = entries.clamp(2, 256).next_power_of_two();
+        let index = self
+            .cqs
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.cqs.len());
+        if index as u32 >= MAX_CQS {
+            return Err(Error::NoResources);
+        }
+        let ring = Dma::with_len(
+            &self.hal,
+            entries as usize * prm::cqe::SIZE,
+            DmaDirection::FromDevice,
+        )?;
+        for i in 0..entries as usize {
+            // All CQEs start hardware-owned: owner = 1 (§2.5).
+            ring.write(i * prm::cqe::SIZE + 31, &[0x80])?;
+        }
+        let mtt = self.alloc_mtt(ring.paddr(), ring.pages())?;
+        let db = self.alloc_db()?;
+        let cqn = self.caps.rsvd_cqs + index as u32;
+        let mut c = Prm::<{ prm::cqc::DWORDS }>::default();
+        c.set(prm::cqc::ST, 0xa);
+        c.set(prm::cqc::USR_PAGE, regs::UAR_NON_EQ_PAGE as u32);
+        c.set(prm::cqc::LOG_CQ_SIZE, log2_ceil(u64::from(entries)));
+        c.set(prm::cqc::C_EQN, self.eqn);
+        c.set64(prm::cqc::MTT_BASE, mtt);
+        c.set64(prm::cqc::DB_RECORD, self.db_page.paddr() + (db * 8) as u64);
+        if let Err(e) = self.exec(&cmd::Sw2HwCq { index: cqn, prm: c }) {
+            self.db_free.push(db);
+            return Err(e);
+        }
+        let cq = Cq {
+            cqn,
+            ring,
+            entries,
+            ci: 0,
+            db,
+        };
+        if index == self.cqs.len() {
+            self.cqs.push(Some(cq));
+        } else {
+            self.cqs[index] = Some(cq);
+        }
+        Ok(CqId(index as u16))
+    }
+
+    fn destroy_cq(&mut self, id: CqId) -> Result<(), Error> {
+        let in_use = self
+            .qps
+            .iter()
+            .flatten()
+            .any(|q| q.send_cq == id || q.recv_cq == id);
+        if in_use {
+            return Err(Error::InvalidState);
+        }
+        let cqn = self.cq(id)?.cqn;
+        self.exec(&cmd::Hw2SwCq(cqn))?;
+        if let Some(cq) = self.cqs[usize::from(id.0)].take() {
+            self.db_free.push(cq.db);
+        }
+        Ok(())
+    }
+
+    fn create_ud_qp(&mut self, attr: &UdQpAttr) -> Result<QpId, Error> {
+        let id = self.create_qp(
+            QpKind::Ud,
+            attr.port,
+            attr.send_cq,
+            attr.recv_cq,
+            attr.send_slots,
+            attr.recv_slots,
+        )?;
+        if let Some(qkey) = attr.qkey {
+            self.modify_qp_to_rts(id, qkey)?;
+        }
+        Ok(id)
+    }
+
+    fn destroy_qp(&mut self, id: QpId) -> Result<(), Error> {
+        let qpn = self.qp(id)?.qpn;
+        self.exec(&cmd::ToRstQp(qpn))?;
+        if let Some(qp) = self.qps[usize::from(id.0)].take() {
+            self.db_free.push(qp.db);
+        }
+        Ok(())
+    }
+
+    fn qp_num(&self, id: QpId) -> Result<Qpn, Error> {
+        self.qps
+            .get(usize::from(id.0))
+            .and_then(Option::as_ref)
+            .map(|q| Qpn(q.qpn))
+            .ok_or(Error::InvalidArgument)
+    }
+
+    fn activate_qp(&mut self, qp: QpId, qkey: u32) -> Result<(), Error> {
+        if self.qp(qp)?.kind != QpKind::Ud {
+            return Err(Error::InvalidArgument);
+        }
+        self.modify_qp_to_rts(qp, qkey)
+    }
+
+    fn post_send(&mut self, id: QpId, ah: &AddressHandle, payload: &[u8]) -> Result<WrId, Error> {
+        if payload.len() > MAX_SEND_PAYLOAD {
+            return Err(Error::InvalidArgument);
+        }
+        let lkey = self.lkey;
+        let (port, kind, state) = {
+            let qp = self.qp(id)?;
+            (qp.port, qp.kind, qp.state)
+        };
+        if kind != QpKind::Ud {
+            return Err(Error::InvalidArgument);
+        }
+        if state != QpState::Rts {
+            return Err(Error::InvalidState);
+        }
+        let addr = self.send_slot(id, payload)?;
+        use prm::send_wqe as sw;
+        let mut w = Prm::<{ sw::DWORDS }>::default();
+        w.set(sw::OPCODE, sw::OPCODE_SEND);
+        w.set(sw::DS, sw::UD_DS);
+        w.set(sw::C, 0b11);
+        w.set(sw::AV_PD, GLOBAL_PD);
+        w.set(sw::AV_PORT, u32::from(port.0));
+        w.set(sw::AV_RLID, u32::from(ah.dlid.0));
+        w.set(sw::AV_SL, u32::from(ah.sl));
+        if let Some(g) = ah.dgid {
+            w.set(sw::AV_G, 1);
+            w.set(sw::AV_HOP_LIMIT, u32::from(ah.hop_limit.max(1)));
+            let gp = Prm::<4>::from_be(&g.0);
+            w.0[sw::AV_GID..sw::AV_GID + 4].copy_from_slice(&gp.0);
+        }
+        w.set(sw::DEST_QP, ah.dest_qpn.0);
+        w.set(sw::QKEY, ah.qkey);
+        let d = sw::UD_DATA;
+        w.0[d] = payload.len() as u32;
+        w.0[d + sw::DATA_LKEY] = lkey;
+        w.set64(d + sw::DATA_ADDR, addr);
+        Ok(WrId(self.write_send_wqe(id, &mut w)?))
+    }
+
+    fn poll_cq(&mut self, cq_id: CqId, buf: &mut [u8]) -> Result<Option<Completion>, Error> {
+        let (cqe, cqn) = {
+            let cq = self.cq(cq_id)?;
+            let idx = (cq.ci & (cq.entries - 1)) as usize;
+            let mut b = [0u8; prm::cqe::SIZE];
+            cq.ring.read(idx * prm::cqe::SIZE, &mut b)?;
+            let Some(cqe) = entries::decode_cqe(&b, cq.ci & cq.entries != 0) else {
+                return Ok(None);
+            };
+            // Later reads (the receive buffer) must not be reordered before the ownership check.
+            dma_fence();
+            cq.ci = cq.ci.wrapping_add(1);
+            let ci = cq.ci;
+            let db = cq.db;
+            let cqn = cq.cqn;
+            self.db_page.write_be32(db * 8, ci & 0x00ff_ffff)?;
+            (cqe, cqn)
+        };
+        let qpn = cqe.qpn;
+        let Some(qp_index) = self
+            .qps
+            .iter()
+            .position(|q| q.as_ref().is_some_and(|q| q.qpn == qpn))
+        else {
+            warn!("hermon: CQE on CQ {cqn:#x} for unknown QPN {qpn:#x}");
+            return Err(Error::BadDevice);
+        };
+        let id = QpId(qp_index as u16);
+        let is_send = cqe.send;
+        let is_error = !cqe.status.is_ok();
+        let status = cqe.status;
+        let counter = cqe.wqe_counter;
+        let mut comp = Completion {
+            qp: id,
+            wr_id: WrId(0),
+            kind: if is_send {
+                CompletionKind::Send
+            } else {
+                CompletionKind::Recv
+            },
+            status,
+            byte_len: 0,
+            src_qpn: cqe.src_qpn,
+            slid: cqe.slid,
+            sl: cqe.sl,
+            grh: None,
+        };
+        if is_error {
+            warn!(
+                "hermon: error CQE on QPN {qpn:#x}: syndrome {:#x}",
+                status.0
+            );
+        }
+        if is_send {
+            let qp = self.qp(id)?;
+            let behind = counter.wrapping_sub(qp.sq_done as u16) as u32;
+            let wr = qp.sq_done.wrapping_add(behind);
+            qp.sq_done = wr.wrapping_add(1);
+            comp.wr_id = WrId(wr);
+            return Ok(Some(comp));
+        }
+        let (slot_off, rq_ci) = {
+            let qp = self.qp(id)?;
+            let off = qp.recv_slot_offset(qp.rq_ci);
+            (off, qp.rq_ci)
+        };
+        comp.wr_id = WrId(rq_ci);
+        if !is_error {
+            let total = cqe.byte_cnt;
+            let payload = total.saturating_sub(40);
+            comp.byte_len = payload;
+            let n = (payload as usize).min(buf.len()).min(RECV_CAPACITY);
+            let qp = self.qp(id)?;
+            qp.slots.read(slot_off + GRH_AREA, &mut buf[..n])?;
+            if cqe.grh {
+                let mut g = [0u8; 40];
+                qp.slots.read(slot_off, &mut g)?;
+                if let Ok((grh, _)) = Grh::read_from_prefix(&g) {
+                    comp.grh = Some((grh.sgid, grh.dgid));
+                }
+            }
+        }
+        self.qp(id)?.rq_ci = rq_ci.wrapping_add(1);
+        self.post_recv(id)?;
+        Ok(Some(comp))
+    }
+
+    fn attach_mcast(&mut self, qp: QpId, mgid: &Gid) -> Result<(), Error> {
+        let qpn = self.qp(qp)?.qpn;
+        let index = self.exec(&cmd::MgidHash(*mgid))?;
+        let mut e = self.exec(&cmd::ReadMcg(index))?;
+        let cur = Prm::<4>(
+            e.0[prm::mcg::MGID..prm::mcg::MGID + 4]
+                .try_into()
+                .unwrap_or([0; 4]),
+        );
+        let want = Prm::<4>::from_be(&mgid.0);
+        let members = e.get(prm::mcg::MEMBERS) as usize;
+        if members == 0 {
+            e = Prm::default();
+            e.0[prm::mcg::MGID..prm::mcg::MGID + 4].copy_from_slice(&want.0);
+        } else if cur != want {
+            // One group per hash bucket (as iPXE); a chained entry is not supported.
+            return Err(Error::McgCollision);
+        }
+        let members = e.get(prm::mcg::MEMBERS) as usize;
+        let slots = &e.0[prm::mcg::QP0..prm::mcg::QP0 + members.min(prm::mcg::MAX_QPS)];
+        if slots.iter().any(|s| s & prm::mcg::QPN_MASK == qpn) {
+            return Ok(());
+        }
+        if members >= prm::mcg::MAX_QPS {
+            return Err(Error::NoResources);
+        }
+        e.0[prm::mcg::QP0 + members] = qpn;
+        e.set(prm::mcg::MEMBERS, members as u32 + 1);
+        self.exec(&cmd::WriteMcg { index, prm: e })
+    }
+
+    fn detach_mcast(&mut self, qp: QpId, mgid: &Gid) -> Result<(), Error> {
+        let qpn = self.qp(qp)?.qpn;
+        let index = self.exec(&cmd::MgidHash(*mgid))?;
+        let mut e = self.exec(&cmd::ReadMcg(index))?;
+        let want = Prm::<4>::from_be(&mgid.0);
+        if e.0[prm::mcg::MGID..prm::mcg::MGID + 4] != want.0 {
+            return Err(Error::InvalidArgument);
+        }
+        let members = (e.get(prm::mcg::MEMBERS) as usize).min(prm::mcg::MAX_QPS);
+        let mut list: [u32; prm::mcg::MAX_QPS] = [0; prm::mcg::MAX_QPS];
+        let mut n = 0;
+        for &s in &e.0[prm::mcg::QP0..prm::mcg::QP0 + members] {
+            if s & prm::mcg::QPN_MASK != qpn {
+                list[n] = s;
+                n += 1;
+            }
+        }
+        if n == members {
+            return Err(Error::InvalidArgument);
+        }
+        if n == 0 {
+            e = Prm::default();
+        } else {
+            e.0[prm::mcg::QP0..prm::mcg::QP0 + prm::mcg::MAX_QPS].copy_from_slice(&list);
+            e.set(prm::mcg::MEMBERS, n as u32);
+        }
+        self.exec(&cmd::WriteMcg { index, prm: e })
+    }
+
+    fn mad_send(&mut self, port: PortNum, dest: &MadDest, mad: &Mad) -> Result<(), Error> {
+        use zerocopy::IntoBytes;
+        let (gsi, i) = self.gsi_port(port)?;
+        let repr = UdPacketRepr {
+            vl: 0,
+            sl: dest.sl,
+            dlid: dest.dlid,
+            slid: self.ports[i].lid,
+            grh: None,
+            pkey: self.ports[i].pkey,
+            dest_qpn: dest.qpn,
+            psn: 0,
+            qkey: dest.qkey,
+            src_qpn: Qpn::GSI,
+        };
+        let mut pkt = [0u8; 8 + 12 + 8 + MAD_SIZE + 4];
+        let n = repr.emit(mad.as_bytes(), &mut pkt)?;
+        let addr = self.send_slot(gsi, &pkt[..n])?;
+        use prm::send_wqe as sw;
+        let mut w = Prm::<{ sw::DWORDS }>::default();
+        w.set(sw::OPCODE, sw::OPCODE_SEND);
+        w.set(sw::DS, sw::MLX_DS);
+        w.set(sw::C, 0b11);
+        w.set(sw::MLX_RLID, u32::from(dest.dlid.0));
+        let d = sw::MLX_DATA;
+        w.0[d] = n as u32;
+        w.0[d + sw::DATA_LKEY] = self.lkey;
+        w.set64(d + sw::DATA_ADDR, addr);
+        self.write_send_wqe(gsi, &mut w)?;
+        Ok(())
+    }
+
+    fn mad_recv(&mut self, port: PortNum) -> Result<Option<ReceivedMad>, Error> {
+        let (gsi, _) = self.gsi_port(port)?;
+        let cq = self.qp(gsi)?.recv_cq;
+        let mut buf = [0u8; MAD_SIZE];
+        while let Some(c) = self.poll_cq(cq, &mut buf)? {
+            if c.kind == CompletionKind::Send || !c.status.is_ok() {
+                continue;
+            }
+            match Mad::parse(&buf[..(c.byte_len as usize).min(MAD_SIZE)]) {
+                Ok(mad) => {
+                    return Ok(Some(ReceivedMad {
+                        mad,
+                        slid: c.slid,
+                        src_qpn: c.src_qpn,
+                    }))
+                }
+                Err(e) => debug!("hermon: dropping malformed MAD: {e:?}"),
+            }
+        }
+        Ok(None)
+    }
+
+    fn local_mad(&mut self, port: PortNum, mad: &Mad) -> Result<Mad, Error> {
+        self.check_port(port)?;
+        let out = self.exec(&cmd::MadIfc {
+            port: u32::from(port.0),
+            mad: *mad,
+        })?;
+        Ok(Mad::parse(&out)?)
+    }
+
+    fn next_tid(&mut self) -> u64 {
+        self.tid = self.tid.wrapping_add(1);
+        self.tid
+    }
+}
+
+impl<H: Hal> Drop for Hermon<H> {
+    /// Resets the device so it stops all DMA before the rings, buffers, ICM and firmware area
+    /// are returned to the Hal (the fields drop after this runs).
+    fn drop(&mut self) {
+        regs::write_be(&self.hal, Bar::BAR0, regs::RESET_OFFSET, regs::RESET_MAGIC);
+        // The reset write must reach the device before the memory is freed.
+        dma_fence();
+    }
+}
+
+/// The command channel, usable before the `Hermon` value exists.
+struct Boot<H: Hal> {
+    hal: H,
+    cfg: Config,
+    toggle: bool,
+    mbox_in: Dma<H>,
+    mbox_out: Dma<H>,
+}
+
+impl<H: Hal> Boot<H> {
+    fn exec<C: Command>(&mut self, cmd: &C) -> Result<C::Output, Error> {
+        BootRef {
+            hal: &self.hal,
+            cfg: &self.cfg,
+            toggle: &mut self.toggle,
+            mbox_in: &self.mbox_in,
+            mbox_out: &self.mbox_out,
+        }
+        .exec(cmd)
+    }
+
+    /// Maps `pages` of `mem` with MAP_FA / MAP_ICM_AUX / MAP_ICM in naturally aligned
+    /// power-of-two blocks.
+    fn map_blocks(
+        &mut self,
+        kind: cmd::MapKind,
+        va: u64,
+        mem: &Dma<H>,
+        pages: usize,
+    ) -> Result<(), Error> {
+        let mut done = 0u64;
+        let total = pages as u64;
+        while done < total {
+            let pa = mem.paddr() + done * PAGE_SIZE as u64;
+            let v = va + done * PAGE_SIZE as u64;
+            let align = ((pa | v) >> 12).trailing_zeros().min(63);
+            let fit = 63 - (total - done).leading_zeros();
+            let log = align.min(fit);
+            let e = MapEntry {
+                va: v,
+                pa,
+                log2_pages: log,
+            };
+            match kind {
+                cmd::MapKind::Fa => self.exec(&cmd::MapFa(e))?,
+                cmd::MapKind::IcmAux => self.exec(&cmd::MapIcmAux(e))?,
+                cmd::MapKind::Icm => self.exec(&cmd::MapIcm(e))?,
+            }
+            done += 1 << log;
+        }
+        Ok(())
+    }
+}
+
+struct BootRef<'a, H: Hal> {
+    hal: &'a H,
+    cfg: &'a Config,
+    toggle: &'a mut bool,
+    mbox_in: &'a Dma<H>,
+    mbox_out: &'a Dma<H>,
+}
+
+impl<H: Hal> BootRef<'_, H> {
+    /// Waits until the HCR is idle with the expected toggle.
+    fn wait_idle(&self, opcode: cmd::Opcode) -> Result<HcrCtrl, Error> {
+        let start = self.hal.now();
+        let deadline = start.after(self.cfg.cmd_timeout);
+        // TIMEOUT: `Config::cmd_timeout`, default 10 s (iPXE HERMON_HCR_MAX_WAIT_MS, §2.2);
+        // polled every 10 us for the first millisecond, then every 1 ms.
+        loop {
+            let c = HcrCtrl::read(self.hal);
+            if !c.go() && c.toggle() == *self.toggle {
+                return Ok(c);
+            }
+            let now = self.hal.now();
+            if now >= deadline {
+                warn!("hermon: command {opcode:?} timed out");
+                return Err(Error::CmdTimeout(opcode));
+            }
+            let step = if now.since(start) < Duration::from_millis(1) {
+                Duration::from_micros(10)
+            } else {
+                Duration::from_millis(1)
+            };
+            self.hal.delay(step);
+        }
+    }
+
+    fn exec<C: Command>(&mut self, cmd: &C) -> Result<C::Output, Error> {
+        self.wait_idle(C::OPCODE)?;
+        let mut inbuf = [0u8; MBOX_BYTES];
+        let (in_h, in_l) = match cmd.input(&mut inbuf) {
+            InKind::None => (0, 0),
+            InKind::Imm(v) => ((v >> 32) as u32, v as u32),
+            InKind::Mailbox => {
+                self.mbox_in.write(0, &inbuf)?;
+                let pa = self.mbox_in.paddr();
+                ((pa >> 32) as u32, pa as u32)
+            }
+        };
+        let (out_h, out_l) = if C::OUT == OutKind::Mailbox {
+            let pa = self.mbox_out.paddr();
+            ((pa >> 32) as u32, pa as u32)
+        } else {
+            (0, 0)
+        };
+        // The input mailbox must be visible to the device before the go bit.
+        dma_fence();
+        let base = regs::HCR_BASE;
+        for (i, v) in [in_h, in_l, cmd.in_mod(), out_h, out_l, 0]
+            .into_iter()
+            .enumerate()
+        {
+            regs::write_be(self.hal, Bar::BAR0, base + 4 * i, v);
+        }
+        *self.toggle = !*self.toggle;
+        HcrCtrl::command(C::OPCODE.0, cmd.op_mod(), *self.toggle).write(self.hal);
+        let done = self.wait_idle(C::OPCODE)?;
+        // The output mailbox is read after the device cleared go.
+        dma_fence();
+        if done.status() != 0 {
+            let status = cmd::FwStatus(done.status());
+            debug!("hermon: command {:?} status {status:?}", C::OPCODE);
+            return Err(Error::Firmware {
+                opcode: C::OPCODE,
+                status,
+            });
+        }
+        let imm = (u64::from(regs::read_be(self.hal, Bar::BAR0, base + 0x0c)) << 32)
+            | u64::from(regs::read_be(self.hal, Bar::BAR0, base + 0x10));
+        let mut outbuf = [0u8; MBOX_BYTES];
+        if C::OUT == OutKind::Mailbox {
+            self.mbox_out.read(0, &mut outbuf)?;
+        }
+        Ok(C::decode(CmdOut { imm, mbox: &outbuf }))
+    }
+}
+
+/// Resets the device (§2.1): save config space, write the reset magic, wait for config reads
+/// to answer, wait the post-reset delay, restore config space.
+fn reset<H: Hal>(hal: &H, cfg: &Config) -> Result<(), Error> {
+    let id = hal.pci_config_read32(0);
+    let vendor = id as u16;
+    let mut saved = [0u32; 64];
+    for (i, s) in saved.iter_mut().enumerate() {
+        *s = hal.pci_config_read32((i * 4) as u16);
+    }
+    regs::write_be(hal, Bar::BAR0, regs::RESET_OFFSET, regs::RESET_MAGIC);
+    // The reset write must reach the device before we start polling (iPXE 84ac70ef8).
+    dma_fence();
+    let start = hal.now();
+    // TIMEOUT: 1000 ms polling the vendor id every 1 ms (iPXE hermon_reset, §2.1).
+    loop {
+        hal.delay(Duration::from_millis(1));
+        if hal.pci_config_read32(0) as u16 == vendor {
+            break;
+        }
+        if hal.now().since(start) >= Duration::from_millis(1000) {
+            return Err(Error::ResetTimeout);
+        }
+    }
+    // TIMEOUT: post-reset delay, `Config::post_reset_delay` (default 1 s; iPXE issue #1751).
+    hal.delay(cfg.post_reset_delay);
+    for (i, s) in saved.iter().enumerate() {
+        let off = (i * 4) as u16;
+        // 0x58..0x5c is left alone (reference §2.1); dword 0 is read-only ids.
+        if off == 0 || off == 0x58 || off == 0x5c {
+            continue;
+        }
+        hal.pci_config_write32(off, *s);
+    }
+    Ok(())
+}
+
+fn decode_caps(p: &Prm<{ prm::dev_cap::DWORDS }>) -> Result<DevCaps, Error> {
+    use prm::dev_cap::*;
+    let log = |f| -> Result<u32, Error> {
+        let v = p.get(f);
+        if v > 24 {
+            Err(Error::BadDevice)
+        } else {
+            Ok(1 << v)
+        }
+    };
+    let c = DevCaps {
+        rsvd_qps: log(LOG2_RSVD_QPS)?,
+        rsvd_cqs: log(LOG2_RSVD_CQS)?,
+        rsvd_eqs: log(LOG2_RSVD_EQS)?,
+        rsvd_mtts: log(LOG2_RSVD_MTTS)?,
+        rsvd_mrws: log(LOG2_RSVD_MRWS)?,
+        num_ports: p.get(NUM_PORTS) as u8,
+        num_rsvd_uars: p.get(NUM_RSVD_UARS),
+        qpc_sz: p.get(QPC_SZ),
+        cqc_sz: p.get(CQC_SZ),
+        eqc_sz: p.get(EQC_SZ),
+        dmpt_sz: p.get(DMPT_SZ),
+        mtt_sz: p.get(MTT_SZ),
+        cmpt_sz: p.get(CMPT_SZ),
+        auxc_sz: p.get(AUXC_SZ),
+        altc_sz: p.get(ALTC_SZ),
+        mcg_sz: p.get(MCG_SZ),
+    };
+    let sizes = [
+        c.qpc_sz, c.cqc_sz, c.eqc_sz, c.dmpt_sz, c.mtt_sz, c.cmpt_sz, c.mcg_sz,
+    ];
+    if sizes
+        .iter()
+        .any(|&s| s == 0 || s > 4096 || !s.is_power_of_two())
+    {
+        return Err(Error::BadDevice);
+    }
+    if c.num_rsvd_uars >= regs::UAR_NON_EQ_PAGE as u32 {
+        return Err(Error::BadDevice);
+    }
+    Ok(c)
+}
+
+fn icm_layout(c: &DevCaps) -> Result<Icm, Error> {
+    let log_qps = log2_ceil(u64::from(c.rsvd_qps) + 8 + u64::from(MAX_QPS));
+    let log_cqs = log2_ceil(u64::from(c.rsvd_cqs) + u64::from(MAX_CQS));
+    let eqn = (4 * c.num_rsvd_uars).max(c.rsvd_eqs);
+    let log_eqs = log2_ceil(u64::from(eqn) + 1);
+    let log_mtts = log2_ceil(u64::from(c.rsvd_mtts) + u64::from(MTT_ENTRIES));
+    let log_mpts = log2_ceil(u64::from(c.rsvd_mrws) + 1);
+    if log_qps > 12 {
+        // QPN randomisation uses bits 12..23; the table must fit below them.
+        return Err(Error::BadDevice);
+    }
+    let mut icm = Icm {
+        log_qps,
+        log_cqs,
+        log_eqs,
+        log_mtts,
+        log_mpts,
+        ..Icm::default()
+    };
+    let mut next = 0u64;
+    let mut place = |bytes: u64| -> u64 {
+        let size = bytes.max(PAGE_SIZE as u64).next_power_of_two();
+        let base = next.div_ceil(size) * size;
+        next = base + size;
+        base
+    };
+    let n = |log: u32| 1u64 << log;
+    icm.qpc = place(n(log_qps) * u64::from(c.qpc_sz));
+    icm.auxc = place(n(log_qps) * u64::from(c.auxc_sz.max(1)));
+    icm.altc = place(n(log_qps) * u64::from(c.altc_sz.max(1)));
+    icm.cqc = place(n(log_cqs) * u64::from(c.cqc_sz));
+    icm.eqc = place(n(log_eqs) * u64::from(c.eqc_sz));
+    icm.dmpt = place(n(log_mpts) * u64::from(c.dmpt_sz));
+    icm.mtt = place(n(log_mtts) * u64::from(c.mtt_sz));
+    icm.cmpt = place((n(log_qps) + n(log_cqs) + n(log_eqs)) * u64::from(c.cmpt_sz));
+    icm.mcg = place(n(LOG_MCG) * u64::from(c.mcg_sz));
+    icm.size = next;
+    if icm.size > MAX_ICM_BYTES {
+        // Reserved ranges this large mean a capability the driver misread, not a real need.
+        return Err(Error::BadDevice);
+    }
+    Ok(icm)
+}
+
+fn init_hca_prm(icm: &Icm, c: &DevCaps) -> Prm<{ prm::init_hca::DWORDS }> {
+    use prm::init_hca::*;
+    let mut p = Prm::default();
+    p.set(VERSION, 2);
+    p.set(UDP, 1);
+    p.set64(QPC_BASE, icm.qpc);
+    p.set(LOG_NUM_QPS, icm.log_qps);
+    p.set64(ALTC_BASE, icm.altc);
+    p.set64(AUXC_BASE, icm.auxc);
+    p.set64(CQC_BASE, icm.cqc);
+    p.set(LOG_NUM_CQS, icm.log_cqs);
+    p.set64(EQC_BASE, icm.eqc);
+    p.set(LOG_NUM_EQS, icm.log_eqs);
+    p.set64(DMPT_BASE, icm.dmpt);
+    p.set(LOG_DMPT_SZ, icm.log_mpts);
+    p.set64(MTT_BASE, icm.mtt);
+    p.set(LOG_MTT_SZ, icm.log_mtts);
+    p.set64(CMPT_BASE, icm.cmpt);
+    p.set64(MCG_BASE, icm.mcg);
+    p.set(LOG_MCG_ENTRY_SZ, log2_ceil(u64::from(c.mcg_sz)));
+    p.set(LOG_MCG_HASH_SZ, LOG_MCG);
+    p.set(LOG_MCG_TABLE_SZ, LOG_MCG);
+    p.set(LOG_MAX_UARS, 8);
+    p
+}

@@ -1,0 +1,355 @@
+//! Subnet management packets (IBA §14.2.1.1, LID routed) and the attributes a host reads:
+//! NodeInfo (§14.2.5.3), PortInfo (§14.2.5.6), GUIDInfo (§14.2.5.5), P_KeyTable (§14.2.5.7).
+
+use static_assertions::const_assert_eq;
+use zerocopy::byteorder::big_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use super::mad::{AttrId, Mad, MadMethod, MgmtClass};
+use super::{Gid, Guid, Lid, WireError};
+
+/// The class data of a LID-routed SMP: M_Key, 32 reserved bytes, 64 bytes of attribute data,
+/// 128 reserved bytes. Sits in [`Mad::data`].
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct SmpData {
+    /// Management key.
+    pub m_key: U64,
+    /// Reserved.
+    pub resv: [u8; 32],
+    /// Attribute data.
+    pub attr: [u8; 64],
+    /// Reserved.
+    pub resv2: [u8; 128],
+}
+const_assert_eq!(core::mem::size_of::<SmpData>(), 232);
+
+/// Port state (PortInfo PortState; IBA §14.2.5.6 table 146). A newtype: any 4-bit value may arrive.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PortState(pub u8);
+
+impl core::fmt::Debug for PortState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            0 => f.write_str("NOP"),
+            1 => f.write_str("DOWN"),
+            2 => f.write_str("INIT"),
+            3 => f.write_str("ARMED"),
+            4 => f.write_str("ACTIVE"),
+            5 => f.write_str("ACTIVE_DEFER"),
+            n => write!(f, "Unknown({n})"),
+        }
+    }
+}
+
+impl PortState {
+    /// No state change (Set only).
+    pub const NOP: Self = Self(0);
+    /// Link down.
+    pub const DOWN: Self = Self(1);
+    /// Physical link up, not configured by an SM.
+    pub const INIT: Self = Self(2);
+    /// Configured, not yet active.
+    pub const ARMED: Self = Self(3);
+    /// Active: data traffic allowed.
+    pub const ACTIVE: Self = Self(4);
+    /// Active, deferred.
+    pub const ACTIVE_DEFER: Self = Self(5);
+}
+
+/// NodeInfo, 40 bytes.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
+#[repr(C)]
+pub struct NodeInfo {
+    /// Base version.
+    pub base_version: u8,
+    /// Class version.
+    pub class_version: u8,
+    /// Node type: 1 channel adapter, 2 switch, 3 router.
+    pub node_type: u8,
+    /// Number of physical ports.
+    pub num_ports: u8,
+    /// System image GUID.
+    pub system_image_guid: Guid,
+    /// Node GUID.
+    pub node_guid: Guid,
+    /// GUID of the port the SMP arrived on.
+    pub port_guid: Guid,
+    /// Partition table capacity.
+    pub partition_cap: U16,
+    /// Device id.
+    pub device_id: U16,
+    /// Revision.
+    pub revision: U32,
+    /// LocalPortNum.
+    pub local_port_num: u8,
+    /// Vendor id (24 bits).
+    pub vendor_id: [u8; 3],
+}
+const_assert_eq!(core::mem::size_of::<NodeInfo>(), 40);
+
+/// PortInfo, 64 bytes. Only the fields a host needs have accessors; the rest are raw bytes.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct PortInfo {
+    /// M_Key.
+    pub m_key: U64,
+    /// GID prefix.
+    pub gid_prefix: U64,
+    /// Base LID.
+    pub lid: U16,
+    /// Master SM LID.
+    pub master_sm_lid: U16,
+    /// Capability mask.
+    pub capability_mask: U32,
+    /// Diag code.
+    pub diag_code: U16,
+    /// M_Key lease period.
+    pub m_key_lease_period: U16,
+    /// Local port number.
+    pub local_port_num: u8,
+    /// Link width enabled.
+    pub link_width_enabled: u8,
+    /// Link width supported.
+    pub link_width_supported: u8,
+    /// Link width active.
+    pub link_width_active: u8,
+    /// LinkSpeedSupported[7:4] PortState[3:0] (byte 32).
+    pub link_speed_supported_port_state: u8,
+    /// PortPhysicalState[7:4] LinkDownDefaultState[3:0].
+    pub phys_state_link_down_default: u8,
+    /// M_KeyProtectBits[7:6] LMC[2:0].
+    pub mkey_protect_lmc: u8,
+    /// LinkSpeedActive[7:4] LinkSpeedEnabled[3:0] (byte 35).
+    pub link_speed_active_enabled: u8,
+    /// NeighborMTU[7:4] MasterSMSL[3:0] (byte 36).
+    pub neighbor_mtu_master_sm_sl: u8,
+    /// VLCap[7:4] InitType[3:0].
+    pub vl_cap_init_type: u8,
+    /// Remaining fields (VL arbitration, MTUCap at byte 41, counters), raw.
+    pub rest: [u8; 26],
+}
+const_assert_eq!(core::mem::size_of::<PortInfo>(), 64);
+
+impl Default for PortInfo {
+    fn default() -> Self {
+        Self::new_zeroed()
+    }
+}
+
+impl PortInfo {
+    /// Port state.
+    pub fn port_state(&self) -> PortState {
+        PortState(self.link_speed_supported_port_state & 0xf)
+    }
+    /// Sets the port state.
+    pub fn set_port_state(&mut self, s: PortState) {
+        self.link_speed_supported_port_state =
+            (self.link_speed_supported_port_state & 0xf0) | (s.0 & 0xf);
+    }
+    /// Base LID.
+    pub fn lid(&self) -> Lid {
+        Lid(self.lid.get())
+    }
+    /// Master SM LID.
+    pub fn sm_lid(&self) -> Lid {
+        Lid(self.master_sm_lid.get())
+    }
+    /// Master SM SL.
+    pub fn sm_sl(&self) -> u8 {
+        self.neighbor_mtu_master_sm_sl & 0xf
+    }
+    /// Neighbor MTU (IBA MTU encoding: 1=256 .. 5=4096).
+    pub fn neighbor_mtu(&self) -> u8 {
+        self.neighbor_mtu_master_sm_sl >> 4
+    }
+    /// MTUCap (byte 41 low nibble).
+    pub fn mtu_cap(&self) -> u8 {
+        self.rest[41 - 38] & 0xf
+    }
+    /// Sets MTUCap.
+    pub fn set_mtu_cap(&mut self, mtu: u8) {
+        self.rest[41 - 38] = (self.rest[41 - 38] & 0xf0) | (mtu & 0xf);
+    }
+}
+
+/// GUIDInfo: a block of eight GUIDs.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
+#[repr(C)]
+pub struct GuidInfo {
+    /// GUIDs; index 0 of block 0 is the port GUID.
+    pub guid: [Guid; 8],
+}
+const_assert_eq!(core::mem::size_of::<GuidInfo>(), 64);
+
+/// P_KeyTable: a block of 32 P_Keys.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
+#[repr(C)]
+pub struct PKeyTable {
+    /// P_Keys; bit 15 is the full-member bit.
+    pub pkey: [U16; 32],
+}
+const_assert_eq!(core::mem::size_of::<PKeyTable>(), 64);
+
+/// MTU encodings (IBA §9.6 / PortInfo).
+pub mod mtu {
+    /// 256 bytes.
+    pub const MTU_256: u8 = 1;
+    /// 512 bytes.
+    pub const MTU_512: u8 = 2;
+    /// 1024 bytes.
+    pub const MTU_1024: u8 = 3;
+    /// 2048 bytes.
+    pub const MTU_2048: u8 = 4;
+    /// 4096 bytes.
+    pub const MTU_4096: u8 = 5;
+    /// Bytes for an encoding (0 for unknown encodings).
+    pub const fn bytes(enc: u8) -> usize {
+        match enc {
+            1..=5 => 128 << enc,
+            _ => 0,
+        }
+    }
+}
+
+/// A LID-routed SubnGet for `attr` with `attr_mod`.
+pub fn smp_get(attr: AttrId, attr_mod: u32, tid: u64) -> Mad {
+    Mad::request(
+        MgmtClass::SUBN_LID_ROUTED,
+        1,
+        MadMethod::GET,
+        attr,
+        attr_mod,
+        tid,
+    )
+}
+
+/// The SMP class data of `mad` (checks that it is a subnet-management class MAD).
+pub fn smp_data(mad: &Mad) -> Result<SmpData, WireError> {
+    if mad.hdr.mgmt_class != MgmtClass::SUBN_LID_ROUTED
+        && mad.hdr.mgmt_class != MgmtClass::SUBN_DIRECTED_ROUTE
+    {
+        return Err(WireError::Malformed);
+    }
+    let (d, _) = SmpData::read_from_prefix(&mad.data).map_err(|_| WireError::Truncated)?;
+    Ok(d)
+}
+
+/// Reads attribute `T` (any of the 64-byte-or-less attributes above) from an SMP.
+pub fn smp_attr<T: FromBytes>(mad: &Mad) -> Result<T, WireError> {
+    let d = smp_data(mad)?;
+    let (t, _) = T::read_from_prefix(&d.attr).map_err(|_| WireError::Truncated)?;
+    Ok(t)
+}
+
+/// Writes attribute `t` into an SMP's attribute data.
+pub fn set_smp_attr<T: IntoBytes + Immutable>(mad: &mut Mad, t: &T) {
+    let b = t.as_bytes();
+    let n = b.len().min(64);
+    mad.data[32 + 8..32 + 8 + n].copy_from_slice(&b[..n]);
+}
+
+/// The port GID from a PortInfo and a GUIDInfo block 0.
+pub fn port_gid(pi: &PortInfo, gi: &GuidInfo) -> Gid {
+    Gid::from_parts(pi.gid_prefix.get(), gi.guid[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts() {
+        assert_eq!(core::mem::offset_of!(PortInfo, lid), 16);
+        assert_eq!(core::mem::offset_of!(PortInfo, master_sm_lid), 18);
+        assert_eq!(
+            core::mem::offset_of!(PortInfo, link_speed_supported_port_state),
+            32
+        );
+        assert_eq!(
+            core::mem::offset_of!(PortInfo, link_speed_active_enabled),
+            35
+        );
+        assert_eq!(
+            core::mem::offset_of!(PortInfo, neighbor_mtu_master_sm_sl),
+            36
+        );
+        assert_eq!(core::mem::offset_of!(NodeInfo, node_guid), 12);
+        assert_eq!(core::mem::offset_of!(NodeInfo, port_guid), 20);
+        assert_eq!(core::mem::offset_of!(NodeInfo, local_port_num), 36);
+        assert_eq!(core::mem::offset_of!(SmpData, attr), 40);
+    }
+
+    #[test]
+    fn port_info_round_trip_through_smp() {
+        let mut pi = PortInfo {
+            lid: U16::new(0x1234),
+            master_sm_lid: U16::new(1),
+            gid_prefix: U64::new(0xfe80_0000_0000_0000),
+            ..Default::default()
+        };
+        pi.set_port_state(PortState::ACTIVE);
+        pi.neighbor_mtu_master_sm_sl = (mtu::MTU_2048 << 4) | 3;
+        pi.set_mtu_cap(mtu::MTU_4096);
+        let mut m = smp_get(AttrId::PORT_INFO, 1, 9);
+        set_smp_attr(&mut m, &pi);
+        // PortState sits in byte 32 of the attribute, i.e. byte 24 + 40 + 32 of the MAD.
+        assert_eq!(m.as_bytes()[24 + 40 + 32] & 0xf, 4);
+        let back: PortInfo = smp_attr(&m).unwrap();
+        assert_eq!(back, pi);
+        assert_eq!(back.port_state(), PortState::ACTIVE);
+        assert_eq!(back.lid(), Lid(0x1234));
+        assert_eq!(back.sm_sl(), 3);
+        assert_eq!(back.neighbor_mtu(), mtu::MTU_2048);
+        assert_eq!(back.mtu_cap(), mtu::MTU_4096);
+        assert_eq!(mtu::bytes(mtu::MTU_2048), 2048);
+        assert_eq!(mtu::bytes(9), 0);
+    }
+
+    #[test]
+    fn smp_attr_rejects_other_classes() {
+        let mut m = smp_get(AttrId::NODE_INFO, 0, 1);
+        m.hdr.mgmt_class = MgmtClass::SUBN_ADM;
+        assert_eq!(smp_attr::<NodeInfo>(&m), Err(WireError::Malformed));
+    }
+}
