@@ -2,6 +2,7 @@
 #
 #   make test   rustfmt check, clippy (warnings denied), every test      (what CI runs)
 #   make demo   the main job as far as the layers have landed
+#   make bench  our iSCSI initiator against libiscsi's iscsi-perf on one tgtd (needs root)
 #   make fuzz   run the fuzz targets for a while (FUZZ_SECONDS each; needs nightly)
 #   make kmod   build isboot.ko (on Linux: cross build from registry packages)
 #   make nostd-check  the portable crates build with no std, no floating point
@@ -15,9 +16,11 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 600
 # DIR:TARGET pairs: each cargo-fuzz package and its targets.
 FUZZ_TARGETS ?= fuzz:ibft_parse fuzz:ibft_locate fuzz:ipoib_dhcp fuzz:ipoib_wire \
-	hca/fuzz:mad_parse hca/fuzz:ud_packet hca/fuzz:cqe_eqe
+	hca/fuzz:mad_parse hca/fuzz:ud_packet hca/fuzz:cqe_eqe \
+	iscsi-initiator/fuzz:pdu_decode iscsi-initiator/fuzz:text_negotiate \
+	iscsi-initiator/fuzz:session_process
 
-.PHONY: all test fmt-check clippy unit-tests demo fuzz clean kmod kmod-check nostd-check
+.PHONY: all test fmt-check clippy unit-tests demo fuzz clean kmod kmod-check nostd-check bench
 
 all: test
 
@@ -75,6 +78,10 @@ fuzz:
 		echo "== fuzzing $$n ($$d) for $(FUZZ_SECONDS) s"; \
 		(cd $$d && $(CARGO) +nightly fuzz run $$n corpus/$$n -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
 	done
+
+bench:
+	$(CARGO) build --release -p iscsi-initiator --features std --bin iscsi-initiator
+	python3 scripts/bench.py
 
 # The portable crates build for a bare-metal soft-float target and use no floating point.
 nostd-check:

@@ -1,0 +1,414 @@
+//! The seam between the sans-IO session and a byte stream, and a blocking driver over it.
+//!
+//! The kernel (sockets), the ROM (smoltcp) and the host (`std::net::TcpStream`, feature
+//! `std`) implement [`Transport`] and [`Clock`]; [`Client`] runs a [`Session`] on them.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::scsi::{Cdb, Lun};
+use crate::session::{
+    CommandError, Completion, Direction, Portal, ScsiOutcome, Session, SessionError, SubmitError,
+    TaskHandle, TransportAction,
+};
+use crate::time::{Duration, Instant};
+
+/// The result of a receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// This many bytes arrived.
+    Data(usize),
+    /// Nothing arrived within the timeout.
+    Timeout,
+    /// The peer closed the connection or it broke.
+    Closed,
+}
+
+/// A reliable byte stream to a portal (TCP).
+pub trait Transport {
+    /// Open a connection, bounded by `timeout`. Returns `false` on failure.
+    fn connect(&mut self, portal: &Portal, timeout: Duration) -> bool;
+    /// Close the current connection (no-op if none).
+    fn close(&mut self);
+    /// Send some of `data`; returns bytes taken, or `None` if the connection broke.
+    fn send(&mut self, data: &[u8]) -> Option<usize>;
+    /// Receive into `buf`, waiting at most `timeout`.
+    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Received;
+}
+
+/// A monotonic clock that can also wait.
+pub trait Clock {
+    /// Now.
+    fn now(&self) -> Instant;
+    /// Wait (when there is no connection to wait on).
+    fn sleep(&self, d: Duration);
+}
+
+/// Errors of the blocking driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// The session failed.
+    Session(SessionError),
+    /// A command could not be submitted.
+    Submit(SubmitError),
+    /// A command did not complete at the target.
+    Command(CommandError),
+    /// The operation did not finish before its deadline.
+    Timeout,
+}
+
+impl core::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ClientError::Session(e) => write!(f, "{e}"),
+            ClientError::Submit(e) => write!(f, "cannot submit command: {e:?}"),
+            ClientError::Command(CommandError::SessionFailed(e)) => write!(f, "{e}"),
+            ClientError::Command(e) => write!(f, "command failed: {e:?}"),
+            ClientError::Timeout => f.write_str("timed out"),
+        }
+    }
+}
+
+/// Drives a session over a transport, blocking.
+#[derive(Debug)]
+pub struct Client<T: Transport, C: Clock> {
+    session: Session,
+    transport: T,
+    clock: C,
+    connected: bool,
+    rxbuf: Vec<u8>,
+    stash: Vec<Completion>,
+    command_timeout: Duration,
+}
+
+impl<T: Transport, C: Clock> Client<T, C> {
+    /// Wrap a session.
+    pub fn new(session: Session, transport: T, clock: C) -> Self {
+        Self {
+            session,
+            transport,
+            clock,
+            connected: false,
+            rxbuf: vec![0; 256 * 1024],
+            stash: Vec::new(),
+            command_timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// Bound on [`Client::execute`], [`Client::wait_command`] and [`Client::send_targets`]
+    /// (default 300 s, which covers the session's own recovery).
+    pub fn set_command_timeout(&mut self, t: Duration) {
+        self.command_timeout = t;
+    }
+
+    /// The session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The session, to submit several commands at once.
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// One turn: timeouts, transport actions, sending, and one receive bounded by the next
+    /// deadline (and `max_wait`).
+    pub fn step(&mut self, max_wait: Duration) {
+        let now = self.clock.now();
+        if self.session.poll_at().is_some_and(|t| t <= now) {
+            self.session.handle_timeout(now);
+        }
+        while let Some(action) = self.session.poll_transport(self.clock.now()) {
+            match action {
+                TransportAction::Close => {
+                    self.transport.close();
+                    self.connected = false;
+                }
+                TransportAction::Connect(portal) => {
+                    self.transport.close();
+                    // TIMEOUT: the session's login timeout bounds the TCP connect as well.
+                    if self.transport.connect(&portal, Duration::from_secs(10)) {
+                        self.connected = true;
+                        self.session.on_connected(self.clock.now());
+                    } else {
+                        self.connected = false;
+                        self.session.on_connect_failed(self.clock.now());
+                    }
+                }
+            }
+        }
+        if self.connected {
+            while !self.session.transmit().is_empty() {
+                match self.transport.send(self.session.transmit()) {
+                    Some(n) => self.session.consume_transmit(n),
+                    None => {
+                        self.transport.close();
+                        self.connected = false;
+                        self.session.on_connection_lost(self.clock.now());
+                        return;
+                    }
+                }
+            }
+        }
+        let now = self.clock.now();
+        let wait = match self.session.poll_at() {
+            Some(t) => t.saturating_since(now).min(max_wait),
+            None => max_wait,
+        };
+        if self.connected {
+            match self
+                .transport
+                .recv(&mut self.rxbuf, wait.max(Duration::from_millis(1)))
+            {
+                Received::Data(n) => {
+                    let now = self.clock.now();
+                    let buf = core::mem::take(&mut self.rxbuf);
+                    self.session.process(now, &buf[..n]);
+                    self.rxbuf = buf;
+                }
+                Received::Timeout => {}
+                Received::Closed => {
+                    self.transport.close();
+                    self.connected = false;
+                    self.session.on_connection_lost(self.clock.now());
+                }
+            }
+        } else if self.session.failure().is_none() && !self.session.is_closed() {
+            self.clock.sleep(wait.max(Duration::from_millis(1)));
+        }
+    }
+
+    /// Take the next completion (collected ones first).
+    pub fn next_completion(&mut self) -> Option<Completion> {
+        if !self.stash.is_empty() {
+            return Some(self.stash.remove(0));
+        }
+        self.session.poll_completion()
+    }
+
+    /// Run until the session reaches full-feature phase, fails, or `timeout` passes.
+    pub fn login(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let deadline = self.clock.now() + timeout;
+        loop {
+            if self.session.is_ready() {
+                return Ok(());
+            }
+            if let Some(e) = self.session.failure() {
+                return Err(ClientError::Session(e));
+            }
+            if self.clock.now() >= deadline {
+                return Err(self
+                    .session
+                    .last_error()
+                    .map(ClientError::Session)
+                    .unwrap_or(ClientError::Timeout));
+            }
+            self.step(Duration::from_millis(200));
+        }
+    }
+
+    /// Run one command to completion. Retries (UNIT ATTENTION, BUSY) and recovery happen
+    /// inside the session; this returns when the command is done or the session has failed.
+    pub fn execute(
+        &mut self,
+        lun: Lun,
+        cdb: Cdb,
+        dir: Direction,
+        buffer: Vec<u8>,
+        len: u32,
+    ) -> Result<(ScsiOutcome, Vec<u8>), ClientError> {
+        let handle = self
+            .session
+            .submit(lun, cdb, dir, buffer, len)
+            .map_err(|(e, _)| ClientError::Submit(e))?;
+        self.wait_command(handle)
+    }
+
+    /// Wait for one submitted command.
+    pub fn wait_command(
+        &mut self,
+        handle: TaskHandle,
+    ) -> Result<(ScsiOutcome, Vec<u8>), ClientError> {
+        let deadline = self.clock.now() + self.command_timeout;
+        loop {
+            while let Some(c) = self.session.poll_completion() {
+                match c {
+                    Completion::Command {
+                        handle: h,
+                        result,
+                        buffer,
+                    } if h == handle => {
+                        return result.map(|o| (o, buffer)).map_err(ClientError::Command);
+                    }
+                    other => self.stash.push(other),
+                }
+            }
+            if let Some(e) = self.session.failure() {
+                return Err(ClientError::Session(e));
+            }
+            if self.clock.now() >= deadline {
+                return Err(ClientError::Timeout);
+            }
+            self.step(Duration::from_millis(200));
+        }
+    }
+
+    /// SendTargets on a (discovery) session; returns the raw text.
+    pub fn send_targets(&mut self) -> Result<Vec<u8>, ClientError> {
+        self.session.send_targets().map_err(ClientError::Submit)?;
+        let deadline = self.clock.now() + self.command_timeout;
+        loop {
+            while let Some(c) = self.session.poll_completion() {
+                match c {
+                    Completion::Text { data } => return Ok(data),
+                    other => self.stash.push(other),
+                }
+            }
+            if let Some(e) = self.session.failure() {
+                return Err(ClientError::Session(e));
+            }
+            if self.clock.now() >= deadline {
+                return Err(ClientError::Timeout);
+            }
+            self.step(Duration::from_millis(200));
+        }
+    }
+
+    /// Log out and close, bounded by `timeout`.
+    pub fn logout(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let deadline = self.clock.now() + timeout;
+        self.session.logout(self.clock.now());
+        loop {
+            if self.session.is_closed() {
+                self.transport.close();
+                self.connected = false;
+                return Ok(());
+            }
+            if let Some(e) = self.session.failure() {
+                self.transport.close();
+                return Err(ClientError::Session(e));
+            }
+            if self.clock.now() >= deadline {
+                self.transport.close();
+                return Err(ClientError::Timeout);
+            }
+            self.step(Duration::from_millis(200));
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+pub use host::{StdClock, TcpTransport};
+
+#[cfg(feature = "std")]
+mod host {
+    use super::{Clock, Received, Transport};
+    use crate::session::Portal;
+    use crate::time::{Duration, Instant};
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+
+    /// `std::net::TcpStream` transport.
+    #[derive(Debug, Default)]
+    pub struct TcpTransport {
+        stream: Option<TcpStream>,
+    }
+
+    impl TcpTransport {
+        /// No connection yet.
+        pub fn new() -> Self {
+            Self::default()
+        }
+    }
+
+    fn std_dur(d: Duration) -> std::time::Duration {
+        std::time::Duration::from_millis(d.total_millis().max(1))
+    }
+
+    impl Transport for TcpTransport {
+        fn connect(&mut self, portal: &Portal, timeout: Duration) -> bool {
+            let Ok(addrs) = (portal.host.as_str(), portal.port).to_socket_addrs() else {
+                return false;
+            };
+            for a in addrs {
+                if let Ok(s) = TcpStream::connect_timeout(&a, std_dur(timeout)) {
+                    let _ = s.set_nodelay(true);
+                    // TIMEOUT: 30 s bounds a send to a peer that stopped reading.
+                    let _ = s.set_write_timeout(Some(std::time::Duration::from_secs(30)));
+                    self.stream = Some(s);
+                    return true;
+                }
+            }
+            false
+        }
+
+        fn close(&mut self) {
+            if let Some(s) = self.stream.take() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+
+        fn send(&mut self, data: &[u8]) -> Option<usize> {
+            let s = self.stream.as_mut()?;
+            loop {
+                match s.write(data) {
+                    Ok(0) => return None,
+                    Ok(n) => return Some(n),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => return None,
+                }
+            }
+        }
+
+        fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Received {
+            let Some(s) = self.stream.as_mut() else {
+                return Received::Closed;
+            };
+            if s.set_read_timeout(Some(std_dur(timeout))).is_err() {
+                return Received::Closed;
+            }
+            match s.read(buf) {
+                Ok(0) => Received::Closed,
+                Ok(n) => Received::Data(n),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) =>
+                {
+                    Received::Timeout
+                }
+                Err(_) => Received::Closed,
+            }
+        }
+    }
+
+    /// The host's monotonic clock.
+    #[derive(Debug, Clone, Copy)]
+    pub struct StdClock {
+        origin: std::time::Instant,
+    }
+
+    impl Default for StdClock {
+        fn default() -> Self {
+            Self {
+                origin: std::time::Instant::now(),
+            }
+        }
+    }
+
+    impl Clock for StdClock {
+        fn now(&self) -> Instant {
+            Instant::from_millis(self.origin.elapsed().as_millis() as u64)
+        }
+
+        fn sleep(&self, d: Duration) {
+            std::thread::sleep(std_dur(d));
+        }
+    }
+}
