@@ -5,9 +5,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::{IpAddr, SocketAddr};
-use zeroize::Zeroizing;
 
 pub use crate::wire::{ControlFlags, InitiatorFlags, NicFlags, TargetFlags};
+pub use secret::Secret;
 
 /// A whole iBFT.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,45 +239,6 @@ impl fmt::Debug for Target {
             .field("reverse_chap_name", &self.reverse_chap_name)
             .field("reverse_chap_secret", &self.reverse_chap_secret)
             .finish()
-    }
-}
-
-/// A CHAP secret. Its bytes are zeroed when it is dropped, and neither `Debug` nor any
-/// formatting prints them: call [`Secret::expose`] where the protocol needs them.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(Zeroizing<Vec<u8>>);
-
-impl Secret {
-    /// Wraps secret bytes.
-    pub fn new(bytes: Vec<u8>) -> Self {
-        Self(Zeroizing::new(bytes))
-    }
-
-    /// The secret bytes.
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether the secret is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Self::new(s.as_bytes().to_vec())
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
     }
 }
 
