@@ -7,8 +7,13 @@
 //!   FlexBoot's, and today's iPXE's Ethernet-style one);
 //! - [`rootpath`]: the `iscsi:` root path (RFC 4173).
 //!
-//! The IPoIB interface over the HCA verbs (path records, the neighbour cache, the smoltcp
-//! device) comes with the HCA driver's API. The crate is `no_std` with `alloc`, forbids unsafe
+//! - [`iface`]: the IPoIB interface over the HCA verbs (bring-up, ARP, routing to a next hop,
+//!   the pending queue), on the caches in [`neigh`] (neighbours with expiry, path records with
+//!   retries);
+//! - [`phy`]: smoltcp's `phy::Device` in `Medium::Ip` over that interface;
+//! - [`udp`]: IPv4/UDP datagrams for DHCP beside smoltcp.
+//!
+//! The crate is `no_std` with `alloc`, forbids unsafe
 //! code, and drops malformed input with a debug log instead of panicking.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -19,6 +24,10 @@ extern crate alloc;
 extern crate std;
 
 pub mod dhcp;
+pub mod iface;
+pub mod neigh;
+pub mod phy;
 pub mod rootpath;
 pub mod time;
+pub mod udp;
 pub mod wire;

@@ -2,6 +2,9 @@
 //! uses, an InfiniBand fabric (switches, subnet manager, subnet administrator, multicast), fault
 //! injection as a middleware, a deterministic clock and a seeded RNG.
 //!
+//! It also has IP hosts ([`IpHost`]: the driver, an `ipoib` interface and smoltcp) and a
+//! [`Gateway`] that relays DHCP to and forwards TCP to real servers on the host's loopback.
+//!
 //! std only; used by tests, benches and the demo.
 //!
 //! # Example: two nodes, the SM brings their ports up, one UD datagram
@@ -73,7 +76,9 @@
 pub mod device;
 pub mod fabric;
 pub mod faults;
+pub mod gateway;
 pub mod hal;
+pub mod iphost;
 pub mod mem;
 
 use std::cell::RefCell;
@@ -83,7 +88,9 @@ use std::time::Duration;
 pub use device::{Counters, HcaSpec, PortModel};
 pub use fabric::{Endpoint, FabricStats, LinkId, NodeId, SimConfig, SmConfig, SwitchId};
 pub use faults::{Corrupt, DropMatching, Latency, Loss, Middleware, Rng, Verdict};
+pub use gateway::{Gateway, GatewayConfig, GatewayStats, RelayConfig};
 pub use hal::SimHal;
+pub use iphost::{HostError, IpHost};
 
 use device::Device;
 use fabric::World;
