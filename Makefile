@@ -20,7 +20,7 @@ FUZZ_TARGETS ?= fuzz:ibft_parse fuzz:ibft_locate fuzz:ipoib_dhcp fuzz:ipoib_wire
 	iscsi-initiator/fuzz:pdu_decode iscsi-initiator/fuzz:text_negotiate \
 	iscsi-initiator/fuzz:session_process
 
-.PHONY: all test fmt-check clippy unit-tests demo fuzz clean kmod kmod-check nostd-check bench
+.PHONY: all test fmt-check clippy unit-tests demo demo-deps fuzz clean kmod kmod-check nostd-check bench
 
 all: test
 
@@ -44,26 +44,34 @@ unit-tests:
 	fi
 	$(CARGO) test --workspace --all-features --doc
 
-demo:
-	@$(CARGO) build -q --release -p ibft --features std --bins --examples
-	@$(CARGO) build -q --release -p isboot --examples
-	@echo "== 1. A table written by real iPXE firmware: validate it, then dump it as Linux would"
-	./target/release/ibft check $(SHARED)/fixtures/ibft/mutual.bin
-	./target/release/ibft dump $(SHARED)/fixtures/ibft/mutual.bin
+# The real servers the demo boots from (as root, from Debian's packages, when missing).
+demo-deps:
+	@command -v kea-dhcp4 >/dev/null 2>&1 && command -v tgtd >/dev/null 2>&1 || { \
+		echo "== installing the demo's servers: kea-dhcp4-server tgt"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kea-dhcp4-server tgt; }
+
+demo: demo-deps
+	@$(CARGO) build -q --release -p ibft --features std --bins
+	@$(CARGO) build -q --release -p loader --features std --examples
+	@$(CARGO) build -q --release -p hca-sim --examples
+	@mkdir -p target
+	@echo "== 1. The whole boot on one machine: the ROM on a simulated InfiniBand fabric (port 1"
+	@echo "==    without a cable, port 2 up), DHCP over IB from a real Kea through the fabric's"
+	@echo "==    gateway, an iSCSI login to a real tgtd across the fabric, the boot blocks, the"
+	@echo "==    iBFT left in base memory; then isboot.ko's load flow (host platform) taking it."
+	@echo "==    (In a private network namespace: nothing leaves the machine.)"
+	./target/release/examples/boot_sim target/demo-ibft.bin
 	@echo
-	@echo "== 2. The ROM's side: build a table for an IPoIB port, find it in low memory, match the port"
-	./target/release/examples/ipoib_boot_table target/demo-ibft.bin
-	@echo
-	@echo "== 3. The same table as an admin sees it"
+	@echo "== 2. The iBFT the ROM left, as an admin sees it (the Linux /sys/firmware/ibft view)"
 	./target/release/ibft dump target/demo-ibft.bin
 	@echo
-	@echo "== 4. isboot.ko's load flow on the host platform: the table in ACPI, the boot line and sysctls"
-	./target/release/examples/sysctl_ibft --acpi target/demo-ibft.bin
+	@echo "== 3. A table written by real iPXE firmware: validated and summarised"
+	./target/release/ibft check $(SHARED)/fixtures/ibft/mutual.bin
 	@echo
-	@echo "== 5. The simulated InfiniBand fabric the boot layers run on: bring-up, SA, UD, a link flap"
-	@$(CARGO) run -q --release -p hca-sim --example ib_fabric
+	@echo "== 4. The simulated fabric under the boot: bring-up, SA joins, UD traffic, a link flap"
+	./target/release/examples/ib_fabric
 	@echo
-	@echo "== 6. A damaged table (one byte of target 0 changed): one clear line, non-zero exit"
+	@echo "== 5. A damaged table (one byte of target 0 changed): one clear line, non-zero exit"
 	@cp $(SHARED)/fixtures/ibft/nochap.bin target/demo-corrupt.bin
 	@printf '\007' | dd of=target/demo-corrupt.bin bs=1 seek=417 conv=notrunc status=none
 	@./target/release/ibft check target/demo-corrupt.bin; echo "(exit status $$?)"

@@ -80,6 +80,16 @@ impl core::fmt::Display for Error {
                 "port {} stays INIT: link is up but no subnet manager configured it",
                 port.0
             ),
+            Error::PortNotActive { port, state } if *state == PortState::DOWN => write!(
+                f,
+                "port {} stays DOWN: no physical link (cable, switch port, or the peer is off)",
+                port.0
+            ),
+            Error::PortNotActive { port, state } if *state == PortState::ARMED => write!(
+                f,
+                "port {} stays ARMED: the subnet manager did not activate it",
+                port.0
+            ),
             Error::PortNotActive { port, state } => {
                 write!(f, "port {} not ACTIVE (state {})", port.0, state.0)
             }

@@ -4,10 +4,12 @@
 //!
 //! - [`netns`]: run a closure on a thread of its own inside a fresh network namespace with only
 //!   a loopback interface, so that whatever a test or a server it starts sends cannot leave it;
-//! - [`kea`]: start and stop a real Kea DHCPv4 server with a generated configuration.
+//! - [`kea`]: start and stop a real Kea DHCPv4 server with a generated configuration;
+//! - [`tgt`]: start and stop a real tgtd serving one LUN.
 
 pub mod kea;
 pub mod netns;
+pub mod tgt;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -1,0 +1,537 @@
+//! The ROM flow on the simulated fabric (`hca-sim`), against real servers.
+//!
+//! The fabric: a switch with the subnet manager, a gateway node (one port) that relays DHCP to
+//! a real DHCP server and forwards TCP to a real iSCSI target on loopback, and the booting
+//! node: a dual-port ConnectX whose port 1 has no cable and whose port 2 does — so the ROM has
+//! to give up on port 1 within its bound and boot through port 2.
+//!
+//! The iSCSI initiator runs unchanged: its [`Transport`] is a smoltcp TCP socket over the
+//! node's IPoIB interface, its [`Clock`] the simulator's clock. Every wait is bounded twice:
+//! in simulated time by the protocol's own timeouts, and in real time by [`REAL_TIME_LIMIT`].
+
+use std::cell::RefCell;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::string::{String, ToString};
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+use std::vec::Vec;
+use std::{format, vec};
+
+use hca::verbs::PortNum;
+use hca_sim::{Gateway, GatewayConfig, HcaSpec, IpHost, NodeId, RelayConfig, Sim, SimConfig};
+use ibft::PciAddress;
+use ipoib::dhcp::{ClientIdForm, Event, Lease};
+use ipoib::iface;
+use ipoib::rootpath::RootPath;
+use iscsi_initiator::block::BlockDevice;
+use iscsi_initiator::login::{ChapConfig, Isid, LoginConfig, MutualChap, SessionType};
+use iscsi_initiator::session::{Portal, Session, SessionConfig};
+use iscsi_initiator::time::{Duration, Instant};
+use iscsi_initiator::transport::{Client, Clock, Received, Transport};
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp;
+use smoltcp::wire::IpAddress;
+
+use crate::handoff::{self, BootPort, HandoffError};
+
+/// No step of the boot may take longer than this in real time.
+pub const REAL_TIME_LIMIT: StdDuration = StdDuration::from_secs(60);
+
+/// The fabric's settings.
+#[derive(Debug, Clone)]
+pub struct FabricConfig {
+    /// The gateway's fabric address (the clients' router).
+    pub gateway: Ipv4Addr,
+    /// The fabric subnet's prefix length.
+    pub prefix: u8,
+    /// `giaddr` of the relay: a loopback address the DHCP server's configuration knows.
+    pub relay: Ipv4Addr,
+    /// The real DHCP server.
+    pub dhcp_server: SocketAddr,
+    /// `(fabric port, loopback service)`: what the gateway forwards (the iSCSI target).
+    pub forwards: Vec<(u16, SocketAddr)>,
+    /// The booting node's node GUID (its port GUIDs follow from it).
+    pub node_guid: u64,
+    /// Whether port 1 has a cable (the demo leaves it unplugged).
+    pub port1_connected: bool,
+    /// The simulator's seed.
+    pub seed: u64,
+}
+
+/// What the ROM is told to do.
+#[derive(Debug, Clone)]
+pub struct BootConfig {
+    /// How long to wait for each port to become ACTIVE.
+    pub port_timeout: core::time::Duration,
+    /// The client-id form the DHCP server is configured for.
+    pub client_id: ClientIdForm,
+    /// How many bytes of the boot LUN to read (the boot blocks).
+    pub boot_bytes: u32,
+}
+
+impl Default for BootConfig {
+    fn default() -> Self {
+        Self {
+            port_timeout: core::time::Duration::from_secs(5),
+            client_id: ClientIdForm::Rfc4390,
+            boot_bytes: 4096,
+        }
+    }
+}
+
+/// Why the boot stopped.
+#[derive(Debug)]
+pub enum BootError {
+    /// The fabric could not be built.
+    Fabric(String),
+    /// No port came up.
+    NoPort(Vec<String>),
+    /// DHCP gave no lease.
+    Dhcp(String),
+    /// The lease has no usable root path.
+    RootPath(String),
+    /// The iSCSI login or the reads failed.
+    Iscsi(String),
+    /// The iBFT could not be made.
+    Handoff(HandoffError),
+}
+
+impl core::fmt::Display for BootError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BootError::Fabric(e) => write!(f, "fabric: {e}"),
+            BootError::NoPort(why) => write!(f, "no port came up: {}", why.join("; ")),
+            BootError::Dhcp(e) => write!(f, "DHCP: {e}"),
+            BootError::RootPath(e) => write!(f, "root path: {e}"),
+            BootError::Iscsi(e) => write!(f, "iSCSI: {e}"),
+            BootError::Handoff(e) => write!(f, "iBFT: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BootError {}
+
+/// What a successful boot leaves.
+#[derive(Debug, Clone)]
+pub struct Booted {
+    /// The port it booted through.
+    pub port: BootPort,
+    /// The lease.
+    pub lease: Lease,
+    /// The root path.
+    pub root: RootPath,
+    /// The initiator name it logged in with.
+    pub initiator: String,
+    /// The boot LUN's size in bytes.
+    pub capacity: u64,
+    /// The first bytes of the boot LUN.
+    pub boot_blocks: Vec<u8>,
+    /// The iBFT left for the OS.
+    pub ibft: ibft::Ibft,
+}
+
+/// Everything that moves: the simulator, the gateway, and the booting host once it is up.
+pub struct World {
+    /// The simulator.
+    pub sim: Sim,
+    /// The gateway node.
+    pub gw: Gateway,
+    /// The booting node.
+    pub node: NodeId,
+    /// The booting node's host stack, once a port is up.
+    pub host: Option<IpHost>,
+    cfg: FabricConfig,
+}
+
+impl core::fmt::Debug for World {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("World")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl World {
+    /// Builds the fabric and starts the gateway.
+    pub fn new(cfg: FabricConfig) -> Result<Self, BootError> {
+        let sim = Sim::new(SimConfig {
+            seed: cfg.seed,
+            ..SimConfig::default()
+        });
+        let sw = sim.add_switch();
+        sim.attach_sm(sw);
+        let g = sim.add_hca(HcaSpec::connectx(0x0002_c903_00ab_0001, 1));
+        sim.connect(g, 1, sw);
+        let node = sim.add_hca(HcaSpec::connectx(cfg.node_guid, 2));
+        if cfg.port1_connected {
+            sim.connect(node, 1, sw);
+        }
+        sim.connect(node, 2, sw);
+        let gw = Gateway::start(
+            &sim,
+            g,
+            GatewayConfig {
+                address: cfg.gateway,
+                prefix: cfg.prefix,
+                relay: Some(RelayConfig {
+                    giaddr: cfg.relay,
+                    server: cfg.dhcp_server,
+                }),
+                forwards: cfg.forwards.clone(),
+                ipoib: iface::Config::default(),
+            },
+        )
+        .map_err(|e| BootError::Fabric(format!("gateway: {e}")))?;
+        Ok(Self {
+            sim,
+            gw,
+            node,
+            host: None,
+            cfg,
+        })
+    }
+
+    /// One round: the gateway, the host, 1 ms of simulated time, and a short real pause so
+    /// that the real servers keep up.
+    pub fn step(&mut self) {
+        self.gw.poll();
+        if let Some(h) = self.host.as_mut() {
+            h.poll();
+        }
+        self.sim.run_for(StdDuration::from_millis(1));
+        std::thread::sleep(StdDuration::from_micros(200));
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_millis(self.sim.now().as_millis() as u64)
+    }
+}
+
+/// The initiator's byte stream: a smoltcp TCP socket on the booting node.
+#[derive(Debug)]
+pub struct SimTransport {
+    world: Rc<RefCell<World>>,
+    sock: Option<SocketHandle>,
+    next_port: u16,
+}
+
+/// The initiator's clock: the simulator's.
+#[derive(Debug)]
+pub struct SimClock {
+    world: Rc<RefCell<World>>,
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> Instant {
+        self.world.borrow().now()
+    }
+
+    fn sleep(&self, d: Duration) {
+        let mut w = self.world.borrow_mut();
+        let end = w.now().total_millis() + d.total_millis();
+        let real = StdInstant::now() + REAL_TIME_LIMIT;
+        while w.now().total_millis() < end && StdInstant::now() < real {
+            w.step();
+        }
+    }
+}
+
+/// TCP buffers within the IPoIB interface's receive window.
+const TCP_BUF: usize = 64 * 1024;
+
+impl SimTransport {
+    fn socket(w: &mut World, h: SocketHandle) -> Option<&mut tcp::Socket<'static>> {
+        w.host
+            .as_mut()
+            .map(|host| host.sockets.get_mut::<tcp::Socket>(h))
+    }
+}
+
+impl Transport for SimTransport {
+    fn connect(&mut self, portal: &Portal, timeout: Duration) -> bool {
+        self.close();
+        let Ok(ip) = portal.host.parse::<Ipv4Addr>() else {
+            log::warn!("loader: portal {} is not an IPv4 address", portal.host);
+            return false;
+        };
+        let mut w = self.world.borrow_mut();
+        let Some(host) = w.host.as_mut() else {
+            return false;
+        };
+        let sock = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; TCP_BUF]),
+            tcp::SocketBuffer::new(vec![0; TCP_BUF]),
+        );
+        let h = host.sockets.add(sock);
+        self.next_port = self.next_port.wrapping_add(1).max(49152);
+        let cx = host.smol.context();
+        if host
+            .sockets
+            .get_mut::<tcp::Socket>(h)
+            .connect(cx, (IpAddress::Ipv4(ip), portal.port), self.next_port)
+            .is_err()
+        {
+            host.sockets.remove(h);
+            return false;
+        }
+        self.sock = Some(h);
+        let end = w.now().total_millis() + timeout.total_millis();
+        let real = StdInstant::now() + REAL_TIME_LIMIT;
+        loop {
+            w.step();
+            let Some(s) = Self::socket(&mut w, h) else {
+                return false;
+            };
+            match s.state() {
+                tcp::State::Established => return true,
+                tcp::State::Closed => return false,
+                _ => {}
+            }
+            if w.now().total_millis() >= end || StdInstant::now() >= real {
+                return false;
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(h) = self.sock.take() {
+            let mut w = self.world.borrow_mut();
+            if let Some(host) = w.host.as_mut() {
+                host.sockets.get_mut::<tcp::Socket>(h).abort();
+                host.poll();
+                host.sockets.remove(h);
+            }
+        }
+    }
+
+    fn send(&mut self, data: &[u8]) -> Option<usize> {
+        let h = self.sock?;
+        let mut w = self.world.borrow_mut();
+        let s = Self::socket(&mut w, h)?;
+        if !s.may_send() {
+            return None;
+        }
+        let n = s.send_slice(data).ok()?;
+        if n == 0 {
+            // The send buffer is full: let the fabric drain it.
+            w.step();
+        }
+        Some(n)
+    }
+
+    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Received {
+        let Some(h) = self.sock else {
+            return Received::Closed;
+        };
+        let mut w = self.world.borrow_mut();
+        let end = w.now().total_millis() + timeout.total_millis();
+        let real = StdInstant::now() + REAL_TIME_LIMIT;
+        loop {
+            let Some(s) = Self::socket(&mut w, h) else {
+                return Received::Closed;
+            };
+            if s.can_recv() {
+                return match s.recv_slice(buf) {
+                    Ok(n) => Received::Data(n),
+                    Err(_) => Received::Closed,
+                };
+            }
+            if !s.may_recv() {
+                return Received::Closed;
+            }
+            if w.now().total_millis() >= end || StdInstant::now() >= real {
+                return Received::Timeout;
+            }
+            w.step();
+        }
+    }
+}
+
+/// Runs the ROM flow. `say` gets one line per step, as a ROM prints on the console.
+pub fn boot(
+    world: World,
+    cfg: &BootConfig,
+    say: &mut dyn FnMut(&str),
+) -> Result<Booted, BootError> {
+    let world = Rc::new(RefCell::new(world));
+
+    // 1. Port 1, then port 2 (each bounded by the port timeout).
+    let mut why = Vec::new();
+    let mut up = None;
+    for p in crate::PORT_ORDER {
+        let w = world.borrow();
+        let icfg = iface::Config {
+            port: PortNum(p),
+            port_timeout: cfg.port_timeout,
+            ..iface::Config::default()
+        };
+        match IpHost::up(&w.sim, w.node, icfg) {
+            Ok(h) => {
+                say(&format!(
+                    "port {p}: ACTIVE; joined the IPoIB broadcast group, IP MTU {}",
+                    h.ipoib.mtu()
+                ));
+                up = Some((p, h));
+                break;
+            }
+            Err(e) => {
+                say(&format!("port {p}: {e}"));
+                why.push(format!("port {p}: {e}"));
+            }
+        }
+    }
+    let Some((port, host)) = up else {
+        return Err(BootError::NoPort(why));
+    };
+    let identity = host.ipoib.identity();
+    world.borrow_mut().host = Some(host);
+
+    // 2. DHCP over IB, through the gateway's relay.
+    {
+        let mut w = world.borrow_mut();
+        let seed = w.cfg.seed ^ 0xd4c9;
+        if let Some(h) = w.host.as_mut() {
+            h.start_dhcp(cfg.client_id, seed);
+        }
+    }
+    let lease = {
+        let mut w = world.borrow_mut();
+        let real = StdInstant::now() + REAL_TIME_LIMIT;
+        loop {
+            w.step();
+            let ev = w.host.as_mut().and_then(|h| h.dhcp_events.pop_front());
+            match ev {
+                Some(Event::Bound(l)) => break l,
+                Some(Event::TimedOut) => {
+                    return Err(BootError::Dhcp(
+                        "no lease within the acquire timeout".into(),
+                    ))
+                }
+                Some(_) => {}
+                None if StdInstant::now() >= real => {
+                    return Err(BootError::Dhcp(
+                        "no lease within the real-time limit".into(),
+                    ))
+                }
+                None => {}
+            }
+        }
+    };
+    say(&format!(
+        "DHCP: {}/{} via {} from server {}, root path {}",
+        lease.address,
+        lease.prefix_len.unwrap_or(0),
+        lease
+            .routers
+            .first()
+            .map_or("no router".to_string(), |r| r.to_string()),
+        lease.server_id,
+        lease.root_path.as_deref().unwrap_or("(none)")
+    ));
+
+    // 3. The root path.
+    let rp = lease
+        .root_path
+        .as_deref()
+        .ok_or_else(|| BootError::RootPath("the lease has no root path (option 17)".into()))?;
+    let root = RootPath::parse(rp).map_err(|e| BootError::RootPath(format!("{rp}: {e}")))?;
+    let target_ip = handoff::target_address(&root).map_err(BootError::Handoff)?;
+
+    // 4. iSCSI login and the boot blocks.
+    let initiator = handoff::initiator_name(&lease, identity.port_guid);
+    let chap = lease.credentials.as_ref().and_then(|c| {
+        let user = c.username.clone()?;
+        let secret = c.password.as_ref()?;
+        let mutual = match (&c.reverse_username, &c.reverse_password) {
+            (Some(u), Some(s)) => Some(MutualChap {
+                target_user: u.clone(),
+                target_secret: iscsi_initiator::chap::Secret::new(s.expose()),
+            }),
+            _ => None,
+        };
+        Some(ChapConfig {
+            user,
+            secret: iscsi_initiator::chap::Secret::new(secret.expose()),
+            mutual,
+        })
+    });
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&identity.port_guid);
+    seed[8..16].copy_from_slice(&world.borrow().sim.now().as_nanos().to_le_bytes()[..8]);
+    let login = LoginConfig {
+        isid: Isid::derive(&identity.port_guid, &initiator, 0),
+        initiator_name: initiator.clone(),
+        initiator_alias: None,
+        target_name: Some(root.target.clone()),
+        session_type: SessionType::Normal,
+        chap,
+        operational: Default::default(),
+        entropy_seed: seed,
+    };
+    let portal = Portal {
+        host: target_ip.to_string(),
+        port: root.port,
+    };
+    let clock = SimClock {
+        world: world.clone(),
+    };
+    let transport = SimTransport {
+        world: world.clone(),
+        sock: None,
+        next_port: 49152,
+    };
+    let session = Session::new(SessionConfig::new(login, portal), clock.now());
+    let mut client = Client::new(session, transport, clock);
+    client
+        .login(Duration::from_secs(30))
+        .map_err(|e| BootError::Iscsi(format!("login to {} failed: {e}", root.target)))?;
+    say(&format!(
+        "iSCSI: logged in to {} at {target_ip}:{} as {initiator}",
+        root.target, root.port
+    ));
+    let (capacity, boot_blocks) = {
+        let mut disk = BlockDevice::new(&mut client, iscsi_initiator::scsi::Lun(root.lun));
+        let cap = disk
+            .capacity()
+            .map_err(|e| BootError::Iscsi(format!("READ CAPACITY: {e}")))?;
+        let bl = cap.block_len.max(1);
+        let blocks = cfg.boot_bytes.div_ceil(bl);
+        let data = disk
+            .read(0, blocks, vec![0; (blocks * bl) as usize])
+            .map_err(|e| BootError::Iscsi(format!("READ of the boot blocks: {e}")))?;
+        (cap.bytes(), data)
+    };
+    say(&format!(
+        "iSCSI: LUN {} is {} MiB; read {} boot bytes",
+        ibft::Lun(root.lun),
+        capacity >> 20,
+        boot_blocks.len()
+    ));
+    // The OS logs in again (reinstating the session by the same ISID); log out cleanly here.
+    let _ = client.logout(Duration::from_secs(5));
+
+    // 5. The iBFT for the OS.
+    let port = BootPort {
+        pci: PciAddress {
+            bus: 0x81,
+            device: 0,
+            function: 0,
+        },
+        port,
+        guid: identity.port_guid,
+    };
+    let table = handoff::build_ibft(&port, &lease, &root).map_err(BootError::Handoff)?;
+    say(&format!(
+        "iBFT: NIC 0 {} (port {} GUID MAC), target 0 {}",
+        table.nics[0].mac, port.port, root.target
+    ));
+    Ok(Booted {
+        port,
+        lease,
+        root,
+        initiator,
+        capacity,
+        boot_blocks,
+        ibft: table,
+    })
+}

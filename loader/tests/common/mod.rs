@@ -1,0 +1,79 @@
+//! The boot scenario shared by the test and the demo: a real Kea and a real tgtd on a private
+//! loopback, the simulated fabric between them and the booting node.
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use isboot_tests::kea::{self, Kea};
+use isboot_tests::tgt::Tgtd;
+use loader::sim::{BootConfig, FabricConfig, World};
+
+pub const RELAY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+pub const TARGET: &str = "iqn.2026-11.org.example:boot";
+pub const INITIATOR: &str = "iqn.2026-11.org.example:node17";
+/// The target as the fabric sees it: the gateway forwards port 3260 to tgtd on loopback.
+pub const ROOT_PATH: &str = "iscsi:192.0.2.1::3260:1:iqn.2026-11.org.example:boot";
+pub const DISK_MIB: usize = 16;
+
+/// A disk whose first sector says what it is and ends with the boot signature.
+pub fn disk() -> Vec<u8> {
+    let mut d = vec![0u8; DISK_MIB << 20];
+    let label = b"isboot demo disk: this is LBA 0 of the boot LUN";
+    d[..label.len()].copy_from_slice(label);
+    d[510] = 0x55;
+    d[511] = 0xaa;
+    for (i, b) in d[512..4096].iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    d
+}
+
+pub struct Servers {
+    pub kea: Kea,
+    pub tgtd: Tgtd,
+}
+
+/// Starts Kea (relayed subnet 192.0.2.0/24, root path, initiator name) and tgtd (the disk as
+/// LUN 1). Call inside `isboot_tests::netns::run`.
+pub fn servers() -> Servers {
+    let kea = Kea::start(&kea::Config {
+        subnet: "192.0.2.0/24".into(),
+        pool: "192.0.2.100 - 192.0.2.199".into(),
+        relay: RELAY,
+        reservations: vec![],
+        options: vec![
+            ("routers".into(), GATEWAY.to_string()),
+            ("domain-name-servers".into(), "192.0.2.53".into()),
+            ("root-path".into(), ROOT_PATH.into()),
+            ("iscsi-initiator-iqn".into(), INITIATOR.into()),
+        ],
+        valid_lifetime: 3600,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let tgtd = Tgtd::start(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 3260)),
+        TARGET,
+        &disk(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    Servers { kea, tgtd }
+}
+
+pub fn world() -> World {
+    World::new(FabricConfig {
+        gateway: GATEWAY,
+        prefix: 24,
+        relay: RELAY,
+        dhcp_server: SocketAddr::from((Ipv4Addr::LOCALHOST, kea::PORT)),
+        forwards: vec![(3260, SocketAddr::from((Ipv4Addr::LOCALHOST, 3260)))],
+        node_guid: 0x0002_c903_0000_1038,
+        port1_connected: false,
+        seed: 17,
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn boot_config() -> BootConfig {
+    BootConfig::default()
+}
