@@ -10,7 +10,6 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
-use zeroize::Zeroizing;
 
 use super::WireError;
 
@@ -111,25 +110,7 @@ pub mod ipxe_code {
 }
 
 /// A secret from the wire (a CHAP password): zeroed on drop, never printed.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(Zeroizing<Vec<u8>>);
-
-impl Secret {
-    /// Wraps bytes.
-    pub fn new(b: Vec<u8>) -> Self {
-        Self(Zeroizing::new(b))
-    }
-    /// The bytes.
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use secret::Secret;
 
 /// iSCSI credentials from option 175 (iPXE's `username`, `password`, `reverse-username`,
 /// `reverse-password`).
