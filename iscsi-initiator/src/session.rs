@@ -405,6 +405,10 @@ pub struct Session {
     scratch: Vec<u8>,
     tx: Vec<u8>,
     tx_pos: usize,
+    /// SCSI Command PDUs (with their unsolicited data) at the start of `tx`, and their bytes:
+    /// while `tx` holds nothing else they may wait for company ([`Session::transmit_can_wait`]).
+    tx_cmds: usize,
+    tx_cmd_bytes: usize,
     tasks: Vec<Option<Task>>,
     generation: Vec<u16>,
     queue: VecDeque<usize>,
@@ -456,6 +460,8 @@ impl Session {
             scratch: Vec::with_capacity(max_recv.max(8192) as usize),
             tx: Vec::with_capacity(64 * 1024),
             tx_pos: 0,
+            tx_cmds: 0,
+            tx_cmd_bytes: 0,
             generation: alloc::vec![0; depth],
             tasks,
             queue: VecDeque::with_capacity(depth),
@@ -562,6 +568,8 @@ impl Session {
         self.rx.reset();
         self.rx_cur = None;
         self.tx.clear();
+        self.tx_cmds = 0;
+        self.tx_cmd_bytes = 0;
         self.tx_pos = 0;
         self.digests = DigestConfig::default();
         self.last_rx = now;
@@ -612,6 +620,29 @@ impl Session {
         }
     }
 
+    /// True when the bytes waiting to be sent are only new SCSI commands and the target already
+    /// has at least four times as many of ours to work on: sending them a little later, with
+    /// the next ones, costs fewer system calls and wake-ups on both sides without leaving the
+    /// target idle (its answers to the commands in flight drive the next step). The environment
+    /// may then skip sending until the next received bytes; it must send otherwise.
+    pub fn transmit_can_wait(&self) -> bool {
+        if self.tx_cmds == 0
+            || self.tx_pos != 0
+            || self.tx.len() != self.tx_cmd_bytes
+            || !matches!(self.conn, Conn::Full)
+        {
+            return false;
+        }
+        let active = self
+            .tasks
+            .iter()
+            .flatten()
+            .filter(|t| t.state == TaskState::Active)
+            .count();
+        let at_target = active.saturating_sub(self.tx_cmds);
+        self.tx_cmds * 4 < at_target
+    }
+
     /// Bytes waiting to be sent.
     pub fn transmit(&self) -> &[u8] {
         &self.tx[self.tx_pos..]
@@ -622,8 +653,59 @@ impl Session {
         self.tx_pos = (self.tx_pos + n).min(self.tx.len());
         if self.tx_pos == self.tx.len() {
             self.tx.clear();
+            self.tx_cmds = 0;
+            self.tx_cmd_bytes = 0;
             self.tx_pos = 0;
         }
+    }
+
+    /// Where the next received bytes can go without a copy: the rest of the Data-In data
+    /// segment being received, inside the caller's buffer of its command (DataSN, offset and
+    /// length already checked). `None` when received bytes must go through
+    /// [`Session::process`]. After receiving `n` bytes into the slice, call
+    /// [`Session::direct_received`].
+    pub fn direct_rx(&mut self) -> Option<&mut [u8]> {
+        let pending = self.rx.data_pending() as usize;
+        if pending == 0 || !matches!(self.conn, Conn::Full | Conn::LoggingOut { .. }) {
+            return None;
+        }
+        let RxDest::Task { slot, offset } = self.rx_dest else {
+            return None;
+        };
+        self.tasks
+            .get_mut(slot)?
+            .as_mut()?
+            .buf
+            .get_mut(offset..offset + pending)
+    }
+
+    /// `n` bytes were received into the slice [`Session::direct_rx`] gave out.
+    pub fn direct_received(&mut self, now: Instant, n: usize) {
+        let RxDest::Task { slot, offset } = &mut self.rx_dest else {
+            return;
+        };
+        let n = n.min(self.rx.data_pending() as usize);
+        if let Some(placed) = self.tasks[*slot]
+            .as_ref()
+            .and_then(|t| t.buf.get(*offset..*offset + n))
+        {
+            self.rx.placed(placed);
+        }
+        *offset += n;
+        self.last_rx = now;
+        // The segment may be complete: take its end (and what follows it) now.
+        self.process(now, &[]);
+    }
+
+    /// True when a read command has at least `min` bytes of Data-In still to come: the
+    /// transport then does better to receive headers in small reads, so that the data segments
+    /// that follow land straight in the caller's buffer ([`Session::direct_rx`]).
+    pub fn large_read_pending(&self, min: u32) -> bool {
+        self.tasks.iter().flatten().any(|t| {
+            t.state == TaskState::Active
+                && t.dir == Direction::Read
+                && t.len.saturating_sub(t.next_offset) >= min
+        })
     }
 
     /// The next completion, if any.
@@ -1638,6 +1720,11 @@ impl Session {
         task.cmd_sn = cmd_sn;
         task.reset_progress();
         self.cmd_sn = cmd_sn.next();
+        if self.tx.is_empty() {
+            self.tx_cmds = 0;
+            self.tx_cmd_bytes = 0;
+        }
+        let tx_start = self.tx.len();
         // Unsolicited data (RFC 7143 §13.10, §13.11, §13.14): immediate data in the command
         // PDU if ImmediateData=Yes, then Data-Out PDUs if InitialR2T=No, in all at most
         // FirstBurstLength.
@@ -1715,6 +1802,10 @@ impl Session {
             );
             data_sn += 1;
             done += n;
+        }
+        if self.tx_cmd_bytes == tx_start {
+            self.tx_cmds += 1;
+            self.tx_cmd_bytes = self.tx.len();
         }
     }
 
@@ -1863,6 +1954,8 @@ impl Session {
             self.close_pending = true;
             self.rx.reset();
             self.tx.clear();
+            self.tx_cmds = 0;
+            self.tx_cmd_bytes = 0;
             self.tx_pos = 0;
             self.conn = Conn::Down { at: now };
             return;
@@ -1873,6 +1966,8 @@ impl Session {
         self.rx.reset();
         self.rx_cur = None;
         self.tx.clear();
+        self.tx_cmds = 0;
+        self.tx_cmd_bytes = 0;
         self.tx_pos = 0;
         self.requeue_active();
         self.attempts = self.attempts.saturating_add(1);

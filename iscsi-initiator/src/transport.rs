@@ -25,6 +25,16 @@ pub enum Received {
 }
 
 /// A reliable byte stream to a portal (TCP).
+///
+/// Contract for implementations (kernel sockets, the ROM's smoltcp, the host):
+/// - **Nagle off** (`TCP_NODELAY`, or the stack's equivalent). The session already hands out
+///   everything pending as one buffer (several PDUs per send); Nagle would hold a command back
+///   until the previous segment is acknowledged, and with the peer's delayed ACK that is tens
+///   of milliseconds per command at queue depth 1.
+/// - `send` takes as much of the buffer as it can in one call (one system call for several
+///   PDUs); `recv` returns what has arrived, up to the whole buffer (large reads: several PDUs
+///   per call). [`Client`] passes 256 KiB for ordinary reads and, for the rest of a large
+///   Data-In segment, the caller's own buffer.
 pub trait Transport {
     /// Open a connection, bounded by `timeout`. Returns `false` on failure.
     fn connect(&mut self, portal: &Portal, timeout: Duration) -> bool;
@@ -68,6 +78,14 @@ impl core::fmt::Display for ClientError {
         }
     }
 }
+
+/// Data segments with at least this much left are received straight into the caller's
+/// buffer (below it, one large read covering several PDUs costs less than a system call per
+/// segment).
+const DIRECT_MIN: u32 = 32 * 1024;
+
+/// The receive size while large Data-In is expected: a header and the start of its data.
+const SMALL_READ: usize = 4 * 1024;
 
 /// Drives a session over a transport, blocking.
 #[derive(Debug)]
@@ -142,7 +160,7 @@ impl<T: Transport, C: Clock> Client<T, C> {
                 }
             }
         }
-        if self.connected {
+        if self.connected && !self.session.transmit_can_wait() {
             while !self.session.transmit().is_empty() {
                 match self.transport.send(self.session.transmit()) {
                     Some(n) => self.session.consume_transmit(n),
@@ -161,10 +179,36 @@ impl<T: Transport, C: Clock> Client<T, C> {
             None => max_wait,
         };
         if self.connected {
-            match self
-                .transport
-                .recv(&mut self.rxbuf, wait.max(Duration::from_millis(1)))
+            let wait = wait.max(Duration::from_millis(1));
+            // The rest of a large Data-In segment is received straight into the caller's
+            // buffer; everything else in large reads into `rxbuf`, several PDUs at a time.
+            if let Some(dst) = self
+                .session
+                .direct_rx()
+                .filter(|d| d.len() >= DIRECT_MIN as usize)
             {
+                match self.transport.recv(dst, wait) {
+                    Received::Data(n) => {
+                        let now = self.clock.now();
+                        self.session.direct_received(now, n);
+                    }
+                    Received::Timeout => {}
+                    Received::Closed => {
+                        self.transport.close();
+                        self.connected = false;
+                        self.session.on_connection_lost(self.clock.now());
+                    }
+                }
+                return;
+            }
+            // While large Data-In is expected, read little beyond the next header so that its
+            // data segment takes the direct path above.
+            let len = if self.session.large_read_pending(DIRECT_MIN) {
+                SMALL_READ
+            } else {
+                self.rxbuf.len()
+            };
+            match self.transport.recv(&mut self.rxbuf[..len], wait) {
                 Received::Data(n) => {
                     let now = self.clock.now();
                     let buf = core::mem::take(&mut self.rxbuf);
@@ -317,6 +361,9 @@ mod host {
     #[derive(Debug, Default)]
     pub struct TcpTransport {
         stream: Option<TcpStream>,
+        /// The receive timeout set on the socket, to skip the `setsockopt` when it would not
+        /// change (one system call per receive otherwise).
+        read_timeout: Option<std::time::Duration>,
     }
 
     impl TcpTransport {
@@ -330,6 +377,28 @@ mod host {
         std::time::Duration::from_millis(d.total_millis().max(1))
     }
 
+    impl TcpTransport {
+        /// Set the receive timeout. A shorter timeout than asked for only makes the caller
+        /// step again, so the current one is kept unless it is longer than asked or less than
+        /// half of it: no `setsockopt` per receive. False when there is no usable socket.
+        fn set_timeout(&mut self, timeout: Duration) -> bool {
+            let Some(s) = self.stream.as_ref() else {
+                return false;
+            };
+            let want = std_dur(timeout);
+            let keep = self
+                .read_timeout
+                .is_some_and(|cur| cur <= want && cur * 2 >= want);
+            if !keep {
+                if s.set_read_timeout(Some(want)).is_err() {
+                    return false;
+                }
+                self.read_timeout = Some(want);
+            }
+            true
+        }
+    }
+
     impl Transport for TcpTransport {
         fn connect(&mut self, portal: &Portal, timeout: Duration) -> bool {
             let Ok(addrs) = (portal.host.as_str(), portal.port).to_socket_addrs() else {
@@ -341,6 +410,7 @@ mod host {
                     // TIMEOUT: 30 s bounds a send to a peer that stopped reading.
                     let _ = s.set_write_timeout(Some(std::time::Duration::from_secs(30)));
                     self.stream = Some(s);
+                    self.read_timeout = None;
                     return true;
                 }
             }
@@ -366,12 +436,12 @@ mod host {
         }
 
         fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Received {
+            if !self.set_timeout(timeout) {
+                return Received::Closed;
+            }
             let Some(s) = self.stream.as_mut() else {
                 return Received::Closed;
             };
-            if s.set_read_timeout(Some(std_dur(timeout))).is_err() {
-                return Received::Closed;
-            }
             match s.read(buf) {
                 Ok(0) => Received::Closed,
                 Ok(n) => Received::Data(n),

@@ -768,3 +768,44 @@ fn cli_url_is_the_one_libiscsi_takes() {
     assert!(inq.status.success());
     assert!(String::from_utf8_lossy(&inq.stdout).contains("device type: 0x00"));
 }
+
+#[test]
+fn cli_bench_ends_with_one_key_value_line() {
+    let t = Tgtd::start(TargetOpts::disk(16 * MIB));
+    let url = format!("iscsi://127.0.0.1:{}/{IQN}/1", t.port);
+    for args in [
+        &["--pattern", "rand", "--bs", "4096", "--qd", "8"][..],
+        &["--pattern", "seq", "--bs", "1048576", "--qd", "2"][..],
+        &["--pattern", "rand", "--bs", "4096", "--qd", "4", "--write"][..],
+    ] {
+        let mut argv = vec!["bench", &url, "--seconds", "1"];
+        argv.extend_from_slice(args);
+        let out = cli(&argv, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let last = stdout.trim_end().lines().last().unwrap_or("");
+        let kv: std::collections::HashMap<&str, &str> = last
+            .split_whitespace()
+            .filter_map(|p| p.split_once('='))
+            .collect();
+        assert_eq!(kv.len(), last.split_whitespace().count(), "{last}");
+        let num = |k: &str| -> f64 {
+            kv.get(k)
+                .unwrap_or_else(|| panic!("{k} in {last}"))
+                .parse()
+                .unwrap()
+        };
+        assert!(
+            num("ios") > 0.0 && num("iops") > 0.0 && num("mib_s") > 0.0,
+            "{last}"
+        );
+        assert!(num("cpu_s") >= 0.0, "{last}");
+        assert_eq!(kv["bs"], args[3]);
+        assert_eq!(kv["qd"], args[5]);
+        assert_eq!(kv["rw"], if args.len() == 7 { "write" } else { "read" });
+    }
+}

@@ -535,25 +535,8 @@ fn run() -> Result<(), Fail> {
             let mut ios = 0u64;
             let mut inflight = 0u32;
             loop {
-                while StdInstant::now() < stop {
-                    let Some(buf) = free.pop() else { break };
-                    let lba = pick();
-                    let cdb = if args.write {
-                        Cdb::write(lba, nblk)
-                    } else {
-                        Cdb::read(lba, nblk)
-                    };
-                    match c.session_mut().submit(lun, cdb, dir, buf, bs) {
-                        Ok(_) => inflight += 1,
-                        Err((e, b)) => {
-                            free.push(b);
-                            if inflight == 0 {
-                                return Err(Fail(format!("submit: {e:?}")));
-                            }
-                            break;
-                        }
-                    }
-                }
+                // Reap first, then refill the queue, then one transport step: commands
+                // submitted together go out in one send.
                 while let Some(comp) = c.next_completion() {
                     if let Completion::Command { result, buffer, .. } = comp {
                         inflight -= 1;
@@ -563,26 +546,51 @@ fn run() -> Result<(), Fail> {
                         free.push(buffer);
                     }
                 }
-                if inflight == 0 && StdInstant::now() >= stop {
+                let now = StdInstant::now();
+                if now < stop {
+                    while let Some(buf) = free.pop() {
+                        let lba = pick();
+                        let cdb = if args.write {
+                            Cdb::write(lba, nblk)
+                        } else {
+                            Cdb::read(lba, nblk)
+                        };
+                        match c.session_mut().submit(lun, cdb, dir, buf, bs) {
+                            Ok(_) => inflight += 1,
+                            Err((e, b)) => {
+                                free.push(b);
+                                if inflight == 0 {
+                                    return Err(Fail(format!("submit: {e:?}")));
+                                }
+                                break;
+                            }
+                        }
+                    }
+                } else if inflight == 0 {
                     break;
                 }
                 if let Some(e) = c.session().failure() {
                     return Err(Fail(e.to_string()));
                 }
-                c.step(Duration::from_millis(50));
+                c.step(Duration::from_millis(200));
             }
             let el = start.elapsed().as_secs_f64();
             let cpu = cpu_seconds() - cpu0;
+            let iops = ios as f64 / el;
+            let mib_s = ios as f64 * f64::from(bs) / el / (1024.0 * 1024.0);
+            let cpu_us = if ios > 0 { cpu * 1e6 / ios as f64 } else { 0.0 };
             println!(
-                "{} {} bs={} qd={}: {:.0} IOPS, {:.1} MiB/s, {:.2} CPU seconds in {:.2} s",
+                "{} {} bs={bs} qd={qd}: {iops:.0} IOPS, {mib_s:.1} MiB/s, {cpu:.2} CPU seconds \
+                 in {el:.2} s ({cpu_us:.1} us per I/O)",
                 if rand { "rand" } else { "seq" },
                 if args.write { "write" } else { "read" },
-                bs,
-                qd,
-                ios as f64 / el,
-                ios as f64 * f64::from(bs) / el / (1024.0 * 1024.0),
-                cpu,
-                el
+            );
+            // The machine-readable summary: always the last line.
+            println!(
+                "pattern={} rw={} bs={bs} qd={qd} seconds={el:.3} ios={ios} iops={iops:.1} \
+                 mib_s={mib_s:.2} cpu_s={cpu:.3} cpu_us_per_io={cpu_us:.2}",
+                if rand { "rand" } else { "seq" },
+                if args.write { "write" } else { "read" },
             );
             let _ = c.logout(Duration::from_secs(5));
         }

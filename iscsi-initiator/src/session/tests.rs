@@ -913,3 +913,104 @@ fn renegotiation_and_lun_reset() {
     assert!(aborted);
     assert_eq!(s.outstanding(), 0);
 }
+
+#[test]
+fn data_in_received_straight_into_the_callers_buffer() {
+    let mut s = Session::new(config(), T0);
+    let mut t = logged_in(&mut s, T0, 8, &[]);
+    let h = s
+        .submit(
+            Lun::from_number(0),
+            Cdb::read(0, 2),
+            Direction::Read,
+            vec![0; 1024],
+            1024,
+        )
+        .unwrap();
+    t.saw(&drain(&mut s));
+    assert!(s.large_read_pending(1024) && !s.large_read_pending(1025));
+    let payload: Vec<u8> = (0..1024u32).map(|i| (i * 7) as u8).collect();
+    let pdu = t.data_in(h.0, 0, 0, &payload, Some(0));
+    // Nothing to place before a header arrived.
+    assert!(s.direct_rx().is_none());
+    // The header and the first 100 data bytes through `process`, the rest placed directly in
+    // two parts; the PDU ends with the last part (no padding, no digest).
+    s.process(T0, &pdu[..48 + 100]);
+    let dst = s.direct_rx().expect("rest of the segment");
+    assert_eq!(dst.len(), 924);
+    dst[..500].copy_from_slice(&pdu[148..648]);
+    s.direct_received(T0, 500);
+    assert!(complete_all(&mut s).is_empty());
+    let dst = s.direct_rx().expect("rest of the segment");
+    assert_eq!(dst.len(), 424);
+    dst.copy_from_slice(&pdu[648..]);
+    s.direct_received(T0, 424);
+    assert!(s.direct_rx().is_none());
+    let done = complete_all(&mut s);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].1.unwrap().transferred, 1024);
+    assert_eq!(done[0].2, payload);
+    assert!(!s.large_read_pending(1));
+    assert!(s.is_ready());
+}
+
+#[test]
+fn new_commands_wait_only_while_the_target_has_plenty_in_flight() {
+    let mut s = Session::new(config(), T0);
+    let mut t = logged_in(&mut s, T0, 64, &[]);
+    let lun = Lun::from_number(0);
+    let read = |s: &mut Session, lba| {
+        s.submit(lun, Cdb::read(lba, 1), Direction::Read, vec![0; 512], 512)
+            .unwrap()
+    };
+    // Nothing in flight: a command must go at once.
+    let first = read(&mut s, 0);
+    assert!(!s.transmit_can_wait());
+    let mut handles = vec![first];
+    for i in 1..8 {
+        handles.push(read(&mut s, i));
+    }
+    assert!(!s.transmit_can_wait());
+    t.saw(&drain(&mut s));
+    // Eight at the target: one new command may wait, two may not (2 * 4 >= 8).
+    handles.push(read(&mut s, 8));
+    assert!(s.transmit_can_wait());
+    handles.push(read(&mut s, 9));
+    assert!(!s.transmit_can_wait());
+    t.saw(&drain(&mut s));
+    // A partly sent buffer is finished at once.
+    handles.push(read(&mut s, 10));
+    assert!(s.transmit_can_wait());
+    let len = s.transmit().len();
+    s.consume_transmit(10);
+    assert!(!s.transmit_can_wait());
+    s.consume_transmit(len - 10);
+    t.exp_cmd_sn += 1;
+    // Anything else in the transmit buffer goes at once: a NOP-In ping from the target.
+    handles.push(read(&mut s, 11));
+    assert!(s.transmit_can_wait());
+    let (st, exp, max) = t.sn(false);
+    let mut nop = bhs::NopIn {
+        opcode: 0x20,
+        flags: 0x80,
+        ..Default::default()
+    };
+    nop.itt.set(RESERVED_TAG);
+    nop.ttt.set(0x1234);
+    nop.stat_sn.set(st);
+    nop.exp_cmd_sn.set(exp);
+    nop.max_cmd_sn.set(max);
+    s.process(T0, &frame(nop.as_bytes(), &[]));
+    assert!(!s.transmit_can_wait());
+    let sent = drain(&mut s);
+    t.saw(&sent);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].opcode(), Opcode::NOP_OUT);
+    // Completing them all lets every command through again.
+    for (i, h) in handles.iter().enumerate() {
+        s.process(T0, &t.data_in(h.0, 0, 0, &[i as u8; 512], Some(0)));
+    }
+    assert_eq!(complete_all(&mut s).len(), handles.len());
+    read(&mut s, 12);
+    assert!(!s.transmit_can_wait());
+}

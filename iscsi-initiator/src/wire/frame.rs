@@ -131,6 +131,31 @@ impl Receiver {
         self.need = BHS_LEN;
     }
 
+    /// Bytes of the current data segment still to come (0 outside a data segment). The caller
+    /// may receive up to this many bytes straight into their destination and report them with
+    /// [`Receiver::placed`] instead of passing them through [`Receiver::poll`].
+    pub fn data_pending(&self) -> u32 {
+        if self.state == RxState::Data {
+            self.data_left
+        } else {
+            0
+        }
+    }
+
+    /// `placed` is the next part of the current data segment, received by the caller straight
+    /// into its destination (at most [`Receiver::data_pending`] bytes; any excess is ignored).
+    /// Feeds the data digest like [`RxEvent::Data`] would.
+    pub fn placed(&mut self, placed: &[u8]) {
+        if self.state != RxState::Data {
+            return;
+        }
+        let n = placed.len().min(self.data_left as usize);
+        self.data_left -= n as u32;
+        if self.digests.data {
+            self.crc = crc32c::update(self.crc, &placed[..n]);
+        }
+    }
+
     /// Consume bytes from the front of `input` and return the next event, or `None` when
     /// `input` is exhausted before one is complete.
     pub fn poll<'a>(&mut self, input: &mut &'a [u8]) -> Result<Option<RxEvent<'a>>, FrameError> {
@@ -347,6 +372,44 @@ mod tests {
                     (2, b"hello".to_vec(), 2)
                 );
                 assert!(rx.at_boundary());
+            }
+        }
+    }
+
+    #[test]
+    fn data_placed_by_the_caller_counts_like_polled_data() {
+        let digests = DigestConfig {
+            header: true,
+            data: true,
+        };
+        let payload = b"hello, direct world";
+        let mut wire = vec![];
+        write_pdu(
+            &mut wire,
+            digests,
+            &nop_in(payload.len() as u32),
+            &[],
+            payload,
+        );
+        for corrupt in [false, true] {
+            let mut rx = Receiver::new(digests, 8192);
+            let mut input = &wire[..52 + 5];
+            assert!(matches!(rx.poll(&mut input), Ok(Some(RxEvent::Header(_)))));
+            assert_eq!(rx.poll(&mut input), Ok(Some(RxEvent::Data(&payload[..5]))));
+            assert_eq!(rx.data_pending(), payload.len() as u32 - 5);
+            let mut placed = payload[5..].to_vec();
+            if corrupt {
+                placed[3] ^= 0x40;
+            }
+            rx.placed(&placed);
+            assert_eq!(rx.data_pending(), 0);
+            let mut rest = &wire[52 + payload.len()..];
+            let got = rx.poll(&mut rest);
+            if corrupt {
+                assert_eq!(got, Err(FrameError::DataDigest));
+            } else {
+                assert_eq!(got, Ok(Some(RxEvent::End)));
+                assert!(rest.is_empty() && rx.at_boundary());
             }
         }
     }
