@@ -87,9 +87,14 @@ fuzz:
 		(cd $$d && $(CARGO) +nightly fuzz run $$n corpus/$$n -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
 	done
 
-bench:
+bench: demo-deps
 	$(CARGO) build --release -p iscsi-initiator --features std --bin iscsi-initiator
 	python3 scripts/bench.py
+	@echo
+	@echo "== The same workloads across the simulated fabric (IPoIB, the gateway, tgtd): IOPS in"
+	@echo "== simulated time; CPU per I/O is real, for the whole simulated path in one process"
+	$(CARGO) build -q --release -p loader --features std --examples
+	./target/release/examples/bench_sim 2
 
 # The portable crates build for a bare-metal soft-float target and use no floating point.
 nostd-check:

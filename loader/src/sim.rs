@@ -263,6 +263,10 @@ impl Transport for SimTransport {
             tcp::SocketBuffer::new(vec![0; TCP_BUF]),
         );
         let h = host.sockets.add(sock);
+        // The transport contract: no Nagle (a small PDU must not wait for an ACK).
+        host.sockets
+            .get_mut::<tcp::Socket>(h)
+            .set_nagle_enabled(false);
         self.next_port = self.next_port.wrapping_add(1).max(49152);
         let cx = host.smol.context();
         if host
@@ -347,32 +351,35 @@ impl Transport for SimTransport {
     }
 }
 
-/// Runs the ROM flow. `say` gets one line per step, as a ROM prints on the console.
-pub fn boot(
-    world: World,
+type SimClient = Client<SimTransport, SimClock>;
+
+/// Step 1: port 1, then port 2, each bounded by the port timeout; the IPoIB interface up on the
+/// first that becomes ACTIVE.
+fn bring_up(
+    world: &Rc<RefCell<World>>,
     cfg: &BootConfig,
     say: &mut dyn FnMut(&str),
-) -> Result<Booted, BootError> {
-    let world = Rc::new(RefCell::new(world));
-
-    // 1. Port 1, then port 2 (each bounded by the port timeout).
+) -> Result<(u8, ipoib::dhcp::Identity), BootError> {
     let mut why = Vec::new();
-    let mut up = None;
     for p in crate::PORT_ORDER {
-        let w = world.borrow();
         let icfg = iface::Config {
             port: PortNum(p),
             port_timeout: cfg.port_timeout,
             ..iface::Config::default()
         };
-        match IpHost::up(&w.sim, w.node, icfg) {
+        let up = {
+            let w = world.borrow();
+            IpHost::up(&w.sim, w.node, icfg)
+        };
+        match up {
             Ok(h) => {
                 say(&format!(
                     "port {p}: ACTIVE; joined the IPoIB broadcast group, IP MTU {}",
                     h.ipoib.mtu()
                 ));
-                up = Some((p, h));
-                break;
+                let id = h.ipoib.identity();
+                world.borrow_mut().host = Some(h);
+                return Ok((p, id));
             }
             Err(e) => {
                 say(&format!("port {p}: {e}"));
@@ -380,65 +387,51 @@ pub fn boot(
             }
         }
     }
-    let Some((port, host)) = up else {
-        return Err(BootError::NoPort(why));
-    };
-    let identity = host.ipoib.identity();
-    world.borrow_mut().host = Some(host);
+    Err(BootError::NoPort(why))
+}
 
-    // 2. DHCP over IB, through the gateway's relay.
-    {
-        let mut w = world.borrow_mut();
-        let seed = w.cfg.seed ^ 0xd4c9;
-        if let Some(h) = w.host.as_mut() {
-            h.start_dhcp(cfg.client_id, seed);
+/// Step 2: DHCP over IB, through the gateway's relay.
+fn acquire_lease(world: &Rc<RefCell<World>>, cfg: &BootConfig) -> Result<Lease, BootError> {
+    let mut w = world.borrow_mut();
+    let seed = w.cfg.seed ^ 0xd4c9;
+    if let Some(h) = w.host.as_mut() {
+        h.start_dhcp(cfg.client_id, seed);
+    }
+    let real = StdInstant::now() + REAL_TIME_LIMIT;
+    loop {
+        w.step();
+        let ev = w.host.as_mut().and_then(|h| h.dhcp_events.pop_front());
+        match ev {
+            Some(Event::Bound(l)) => return Ok(l),
+            Some(Event::TimedOut) => {
+                return Err(BootError::Dhcp(
+                    "no lease within the acquire timeout".into(),
+                ))
+            }
+            Some(_) => {}
+            None if StdInstant::now() >= real => {
+                return Err(BootError::Dhcp(
+                    "no lease within the real-time limit".into(),
+                ))
+            }
+            None => {}
         }
     }
-    let lease = {
-        let mut w = world.borrow_mut();
-        let real = StdInstant::now() + REAL_TIME_LIMIT;
-        loop {
-            w.step();
-            let ev = w.host.as_mut().and_then(|h| h.dhcp_events.pop_front());
-            match ev {
-                Some(Event::Bound(l)) => break l,
-                Some(Event::TimedOut) => {
-                    return Err(BootError::Dhcp(
-                        "no lease within the acquire timeout".into(),
-                    ))
-                }
-                Some(_) => {}
-                None if StdInstant::now() >= real => {
-                    return Err(BootError::Dhcp(
-                        "no lease within the real-time limit".into(),
-                    ))
-                }
-                None => {}
-            }
-        }
-    };
-    say(&format!(
-        "DHCP: {}/{} via {} from server {}, root path {}",
-        lease.address,
-        lease.prefix_len.unwrap_or(0),
-        lease
-            .routers
-            .first()
-            .map_or("no router".to_string(), |r| r.to_string()),
-        lease.server_id,
-        lease.root_path.as_deref().unwrap_or("(none)")
-    ));
+}
 
-    // 3. The root path.
+/// Step 3: the root path, and an iSCSI login to its target across the fabric.
+fn login(
+    world: &Rc<RefCell<World>>,
+    lease: &Lease,
+    identity: &ipoib::dhcp::Identity,
+) -> Result<(SimClient, RootPath, String), BootError> {
     let rp = lease
         .root_path
         .as_deref()
         .ok_or_else(|| BootError::RootPath("the lease has no root path (option 17)".into()))?;
     let root = RootPath::parse(rp).map_err(|e| BootError::RootPath(format!("{rp}: {e}")))?;
     let target_ip = handoff::target_address(&root).map_err(BootError::Handoff)?;
-
-    // 4. iSCSI login and the boot blocks.
-    let initiator = handoff::initiator_name(&lease, identity.port_guid);
+    let initiator = handoff::initiator_name(lease, identity.port_guid);
     let chap = lease.credentials.as_ref().and_then(|c| {
         let user = c.username.clone()?;
         let secret = c.password.as_ref()?;
@@ -485,9 +478,35 @@ pub fn boot(
     client
         .login(Duration::from_secs(30))
         .map_err(|e| BootError::Iscsi(format!("login to {} failed: {e}", root.target)))?;
+    Ok((client, root, initiator))
+}
+
+/// Runs the ROM flow. `say` gets one line per step, as a ROM prints on the console.
+pub fn boot(
+    world: World,
+    cfg: &BootConfig,
+    say: &mut dyn FnMut(&str),
+) -> Result<Booted, BootError> {
+    let world = Rc::new(RefCell::new(world));
+    let (port, identity) = bring_up(&world, cfg, say)?;
+    let lease = acquire_lease(&world, cfg)?;
     say(&format!(
-        "iSCSI: logged in to {} at {target_ip}:{} as {initiator}",
-        root.target, root.port
+        "DHCP: {}/{} via {} from server {}, root path {}",
+        lease.address,
+        lease.prefix_len.unwrap_or(0),
+        lease
+            .routers
+            .first()
+            .map_or("no router".to_string(), |r| r.to_string()),
+        lease.server_id,
+        lease.root_path.as_deref().unwrap_or("(none)")
+    ));
+    let (mut client, root, initiator) = login(&world, &lease, &identity)?;
+    say(&format!(
+        "iSCSI: logged in to {} at {}:{} as {initiator}",
+        root.target,
+        handoff::target_address(&root).map_err(BootError::Handoff)?,
+        root.port
     ));
     let (capacity, boot_blocks) = {
         let mut disk = BlockDevice::new(&mut client, iscsi_initiator::scsi::Lun(root.lun));
@@ -510,7 +529,7 @@ pub fn boot(
     // The OS logs in again (reinstating the session by the same ISID); log out cleanly here.
     let _ = client.logout(Duration::from_secs(5));
 
-    // 5. The iBFT for the OS.
+    // The iBFT for the OS.
     let port = BootPort {
         pci: PciAddress {
             bus: 0x81,
@@ -533,5 +552,119 @@ pub fn boot(
         capacity,
         boot_blocks,
         ibft: table,
+    })
+}
+
+/// A workload for [`bench`].
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// Bytes per I/O (a multiple of the block size).
+    pub bs: u32,
+    /// Commands in flight.
+    pub qd: u32,
+    /// Random (else sequential) LBAs.
+    pub random: bool,
+    /// How long to run, in simulated time.
+    pub duration: core::time::Duration,
+}
+
+/// What [`bench`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchResult {
+    /// I/Os completed.
+    pub ios: u64,
+    /// Simulated time the I/Os took, in milliseconds.
+    pub sim_ms: u64,
+    /// CPU the process spent in the I/O loop, in microseconds, by the caller's clock.
+    pub cpu_us: u64,
+}
+
+/// Boots as far as the login, then runs reads of `w` against the boot LUN across the fabric
+/// (the same loop as `iscsi-initiator bench`: reap, refill the queue, one step).
+/// `cpu_us` reads the process's CPU time (user + system) in microseconds.
+pub fn bench(
+    world: World,
+    cfg: &BootConfig,
+    w: &Workload,
+    cpu_us: &dyn Fn() -> u64,
+    say: &mut dyn FnMut(&str),
+) -> Result<BenchResult, BootError> {
+    use iscsi_initiator::scsi::Cdb;
+    use iscsi_initiator::session::{Completion, Direction};
+    let world = Rc::new(RefCell::new(world));
+    let (_, identity) = bring_up(&world, cfg, say)?;
+    let lease = acquire_lease(&world, cfg)?;
+    let (mut client, root, _) = login(&world, &lease, &identity)?;
+    let lun = iscsi_initiator::scsi::Lun(root.lun);
+    let cap = BlockDevice::new(&mut client, lun)
+        .capacity()
+        .map_err(|e| BootError::Iscsi(format!("READ CAPACITY: {e}")))?;
+    let bl = cap.block_len.max(1);
+    let nblk = (w.bs / bl).max(1);
+    let span = (cap.blocks / u64::from(nblk)).max(1);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut seq = 0u64;
+    let mut free: Vec<Vec<u8>> = (0..w.qd.max(1))
+        .map(|_| vec![0; (nblk * bl) as usize])
+        .collect();
+    let start = client.clock().now();
+    let cpu0 = cpu_us();
+    let stop = start.total_millis() + w.duration.as_millis() as u64;
+    let real = StdInstant::now() + REAL_TIME_LIMIT;
+    let (mut ios, mut inflight) = (0u64, 0u32);
+    loop {
+        while let Some(c) = client.next_completion() {
+            if let Completion::Command { result, buffer, .. } = c {
+                inflight -= 1;
+                result.map_err(|e| BootError::Iscsi(format!("READ: {e:?}")))?;
+                ios += 1;
+                free.push(buffer);
+            }
+        }
+        let now = client.clock().now().total_millis();
+        if now < stop && StdInstant::now() < real {
+            while let Some(buf) = free.pop() {
+                let lba = if w.random {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % span) * u64::from(nblk)
+                } else {
+                    seq += 1;
+                    ((seq - 1) % span) * u64::from(nblk)
+                };
+                let len = buf.len() as u32;
+                match client.session_mut().submit(
+                    lun,
+                    Cdb::read(lba, nblk),
+                    Direction::Read,
+                    buf,
+                    len,
+                ) {
+                    Ok(_) => inflight += 1,
+                    Err((e, b)) => {
+                        free.push(b);
+                        if inflight == 0 {
+                            return Err(BootError::Iscsi(format!("submit: {e:?}")));
+                        }
+                        break;
+                    }
+                }
+            }
+        } else if inflight == 0 {
+            break;
+        }
+        if let Some(e) = client.session().failure() {
+            return Err(BootError::Iscsi(e.to_string()));
+        }
+        client.step(Duration::from_millis(200));
+    }
+    let sim_ms = client.clock().now().total_millis() - start.total_millis();
+    let cpu = cpu_us() - cpu0;
+    let _ = client.logout(Duration::from_secs(5));
+    Ok(BenchResult {
+        ios,
+        sim_ms,
+        cpu_us: cpu,
     })
 }

@@ -97,3 +97,28 @@ fn boots_through_port_2_from_real_kea_and_tgtd_and_leaves_an_ibft_the_module_tak
     })
     .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn the_bench_path_moves_reads_across_the_fabric_for_the_time_asked() {
+    isboot_tests::netns::run(|| {
+        let _servers = common::servers();
+        let w = loader::sim::Workload {
+            bs: 4096,
+            qd: 4,
+            random: true,
+            duration: core::time::Duration::from_millis(300),
+        };
+        let r = loader::sim::bench(
+            common::world(),
+            &common::boot_config(),
+            &w,
+            &isboot_tests::cpu_micros,
+            &mut |_| {},
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.ios > 4, "{r:?}");
+        assert!(r.sim_ms >= 300 && r.sim_ms < 2_000, "{r:?}");
+        assert!(r.cpu_us > 0, "{r:?}");
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
