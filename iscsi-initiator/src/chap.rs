@@ -5,16 +5,13 @@
 //!
 //! Secrets live in [`Secret`], which zeroes itself on drop and never prints its contents.
 
-use alloc::vec::Vec;
-use core::fmt;
-
 use md5::Md5;
 use sha1::Sha1;
 use sha2::digest::Digest;
 use sha2::Sha256;
 use sha3::Sha3_256;
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 /// Longest digest we produce (SHA-256, SHA3-256).
 pub const MAX_DIGEST_LEN: usize = 32;
@@ -23,37 +20,8 @@ pub const MAX_CHALLENGE_LEN: usize = 1024;
 /// Length of the challenge we send for mutual CHAP.
 pub const OUR_CHALLENGE_LEN: usize = 32;
 
-/// A CHAP secret: zeroed on drop, never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Zeroizing<Vec<u8>>);
-
-impl Secret {
-    /// Wrap secret bytes.
-    pub fn new(bytes: &[u8]) -> Self {
-        Self(Zeroizing::new(bytes.to_vec()))
-    }
-
-    /// The secret bytes (for hashing only).
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True if empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+/// A CHAP secret: zeroed on drop, never printed (the project's one secret type).
+pub use secret::Secret;
 
 /// A CHAP hash algorithm (CHAP_A).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +119,7 @@ pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len())
@@ -163,19 +132,19 @@ mod tests {
     fn known_answers() {
         // MD5("") style check via RFC 1321: MD5 of "abc" with id 'a', secret "b", challenge "c".
         let mut out = [0u8; 32];
-        let n = ChapAlgorithm::Md5.response(b'a', &Secret::new(b"b"), b"c", &mut out);
+        let n = ChapAlgorithm::Md5.response(b'a', &Secret::from_slice(b"b"), b"c", &mut out);
         assert_eq!(&out[..n], &hex("900150983cd24fb0d6963f7d28e17f72")[..]);
-        let n = ChapAlgorithm::Sha1.response(b'a', &Secret::new(b"b"), b"c", &mut out);
+        let n = ChapAlgorithm::Sha1.response(b'a', &Secret::from_slice(b"b"), b"c", &mut out);
         assert_eq!(
             &out[..n],
             &hex("a9993e364706816aba3e25717850c26c9cd0d89d")[..]
         );
-        let n = ChapAlgorithm::Sha256.response(b'a', &Secret::new(b"b"), b"c", &mut out);
+        let n = ChapAlgorithm::Sha256.response(b'a', &Secret::from_slice(b"b"), b"c", &mut out);
         assert_eq!(
             &out[..n],
             &hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")[..]
         );
-        let n = ChapAlgorithm::Sha3_256.response(b'a', &Secret::new(b"b"), b"c", &mut out);
+        let n = ChapAlgorithm::Sha3_256.response(b'a', &Secret::from_slice(b"b"), b"c", &mut out);
         assert_eq!(
             &out[..n],
             &hex("3a985da74fe225b2045c172d6bd390bd855f086e3e9d525b46bfe24511431532")[..]
@@ -184,7 +153,7 @@ mod tests {
         assert!(!responses_equal(b"abc", b"abd"));
         assert!(!responses_equal(b"abc", b"ab"));
         assert_eq!(
-            alloc::format!("{:?}", Secret::new(b"hunter2")),
+            alloc::format!("{:?}", Secret::from_slice(b"hunter2")),
             "Secret(<redacted>)"
         );
         assert_eq!(ChapAlgorithm::from_code(7), Some(ChapAlgorithm::Sha256));

@@ -438,13 +438,13 @@ fn login(
         let mutual = match (&c.reverse_username, &c.reverse_password) {
             (Some(u), Some(s)) => Some(MutualChap {
                 target_user: u.clone(),
-                target_secret: iscsi_initiator::chap::Secret::new(s.expose()),
+                target_secret: s.clone(),
             }),
             _ => None,
         };
         Some(ChapConfig {
             user,
-            secret: iscsi_initiator::chap::Secret::new(secret.expose()),
+            secret: secret.clone(),
             mutual,
         })
     });

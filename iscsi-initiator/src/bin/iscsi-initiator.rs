@@ -211,7 +211,7 @@ fn open(
             let mutual = match (tuser, tsecret) {
                 (Some(target_user), Some(s)) => Some(MutualChap {
                     target_user,
-                    target_secret: Secret::new(s.as_bytes()),
+                    target_secret: Secret::from_slice(s.as_bytes()),
                 }),
                 (None, None) => None,
                 _ => {
@@ -222,7 +222,7 @@ fn open(
             };
             Some(ChapConfig {
                 user,
-                secret: Secret::new(secret.as_bytes()),
+                secret: Secret::from_slice(secret.as_bytes()),
                 mutual,
             })
         }

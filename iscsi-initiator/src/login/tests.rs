@@ -111,7 +111,7 @@ fn hex(s: &str) -> String {
 fn chap_md5_one_way_known_answer() {
     let c = ChapConfig {
         user: "alice".into(),
-        secret: Secret::new(b"secret12345678"),
+        secret: Secret::from_slice(b"secret12345678"),
         mutual: None,
     };
     let mut l = Login::new(cfg(Some(c)), 0x8000_0001, 1, 0, SerialNumber(1));
@@ -194,10 +194,10 @@ fn mutual_login(
 ) -> Result<LoginProgress, LoginError> {
     let c = ChapConfig {
         user: "alice".into(),
-        secret: Secret::new(b"secret12345678"),
+        secret: Secret::from_slice(b"secret12345678"),
         mutual: Some(MutualChap {
             target_user: "tgt".into(),
-            target_secret: Secret::new(b"targetsecret99"),
+            target_secret: Secret::from_slice(b"targetsecret99"),
         }),
     };
     let mut l = Login::new(cfg(Some(c)), 7, 1, 0, SerialNumber(1));
@@ -237,7 +237,7 @@ fn mutual_login(
     assert_eq!(n, OUR_CHALLENGE_LEN);
     let algo = ChapAlgorithm::from_code(parse_number(alg).unwrap()).unwrap();
     let mut r = [0u8; 32];
-    let rl = algo.response(id, &Secret::new(target_secret), &ch[..n], &mut r);
+    let rl = algo.response(id, &Secret::from_slice(target_secret), &ch[..n], &mut r);
     let mut rv = Vec::new();
     push_hex(&mut rv, &r[..rl]);
     let rv = String::from_utf8(rv).unwrap();

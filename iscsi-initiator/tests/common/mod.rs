@@ -486,10 +486,10 @@ impl Drop for Istgt {
 pub fn chap(user: &str, secret: &str, mutual: Option<(&str, &str)>) -> ChapConfig {
     ChapConfig {
         user: user.into(),
-        secret: Secret::new(secret.as_bytes()),
+        secret: Secret::from_slice(secret.as_bytes()),
         mutual: mutual.map(|(u, s)| MutualChap {
             target_user: u.into(),
-            target_secret: Secret::new(s.as_bytes()),
+            target_secret: Secret::from_slice(s.as_bytes()),
         }),
     }
 }
