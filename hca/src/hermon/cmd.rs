@@ -416,52 +416,35 @@ impl MapEntry {
     }
 }
 
-/// MAP_FA with one entry.
-#[derive(Clone, Copy, Debug)]
-pub struct MapFa(pub MapEntry);
-impl Command for MapFa {
-    const OPCODE: Opcode = Opcode::MAP_FA;
-    const OUT: OutKind = OutKind::None;
-    type Output = ();
-    fn in_mod(&self) -> u32 {
-        1
-    }
-    fn input(&self, mbox: &mut [u8]) -> InKind {
-        self.0.fill(mbox)
-    }
-    fn decode(_: CmdOut<'_>) {}
+/// The commands that map one virtual-to-physical entry (input modifier 1, a mailbox with
+/// one `MapEntry`, no output): each its own type, as every command is.
+macro_rules! map_one_entry {
+    ($(#[$doc:meta] $name:ident => $op:ident;)+) => {$(
+        #[$doc]
+        #[derive(Clone, Copy, Debug)]
+        pub struct $name(pub MapEntry);
+        impl Command for $name {
+            const OPCODE: Opcode = Opcode::$op;
+            const OUT: OutKind = OutKind::None;
+            type Output = ();
+            fn in_mod(&self) -> u32 {
+                1
+            }
+            fn input(&self, mbox: &mut [u8]) -> InKind {
+                self.0.fill(mbox)
+            }
+            fn decode(_: CmdOut<'_>) {}
+        }
+    )+};
 }
 
-/// MAP_ICM_AUX with one entry.
-#[derive(Clone, Copy, Debug)]
-pub struct MapIcmAux(pub MapEntry);
-impl Command for MapIcmAux {
-    const OPCODE: Opcode = Opcode::MAP_ICM_AUX;
-    const OUT: OutKind = OutKind::None;
-    type Output = ();
-    fn in_mod(&self) -> u32 {
-        1
-    }
-    fn input(&self, mbox: &mut [u8]) -> InKind {
-        self.0.fill(mbox)
-    }
-    fn decode(_: CmdOut<'_>) {}
-}
-
-/// MAP_ICM with one entry.
-#[derive(Clone, Copy, Debug)]
-pub struct MapIcm(pub MapEntry);
-impl Command for MapIcm {
-    const OPCODE: Opcode = Opcode::MAP_ICM;
-    const OUT: OutKind = OutKind::None;
-    type Output = ();
-    fn in_mod(&self) -> u32 {
-        1
-    }
-    fn input(&self, mbox: &mut [u8]) -> InKind {
-        self.0.fill(mbox)
-    }
-    fn decode(_: CmdOut<'_>) {}
+map_one_entry! {
+    /// MAP_FA with one entry.
+    MapFa => MAP_FA;
+    /// MAP_ICM_AUX with one entry.
+    MapIcmAux => MAP_ICM_AUX;
+    /// MAP_ICM with one entry.
+    MapIcm => MAP_ICM;
 }
 
 /// SET_ICM_SIZE: inline ICM size in bytes; returns the ICM AUX size in pages.
