@@ -8,7 +8,8 @@ the same way for both), and prints a table with both figures and the ratios ours
 IOPS, MiB/s and CPU per I/O, ending with one summary line.
 
 Environment: BENCH_SECONDS (per run, default 10), BENCH_ROUNDS (default 2), BENCH_LUN_MIB
-(default 1024), ISCSI_INITIATOR (our binary; default target/release/iscsi-initiator).
+(default 1024), ISCSI_INITIATOR (our binary; default target/release/iscsi-initiator),
+BENCH_WORKLOADS (comma-separated names from the table below; default all).
 """
 
 import os
@@ -29,14 +30,26 @@ OURS = os.environ.get("ISCSI_INITIATOR", os.path.join(REPO, "target/release/iscs
 IQN = "iqn.2026-11.org.example:bench"
 BLOCK = 512  # tgtd's default logical block size
 
-# name, pattern, bytes per I/O, queue depth, write
+# Our busy-poll row: with one command outstanding, poll the socket this long before sleeping
+# (`--busy-poll-us`, off by default; Linux's own busy_read is usually set to 50 us).
+BUSY_POLL_US = 50
+
+# name, pattern, bytes per I/O, queue depth, write, extra arguments for ours
 WORKLOADS = [
-    ("4k-randread-qd1", "rand", 4096, 1, False),
-    ("4k-randread-qd32", "rand", 4096, 32, False),
-    ("4k-randwrite-qd32", "rand", 4096, 32, True),
-    ("1m-seqread-qd1", "seq", 1 << 20, 1, False),
-    ("1m-seqread-qd8", "seq", 1 << 20, 8, False),
+    ("4k-randread-qd1", "rand", 4096, 1, False, []),
+    ("4k-randread-qd1-poll", "rand", 4096, 1, False, ["--busy-poll-us", str(BUSY_POLL_US)]),
+    ("4k-randread-qd32", "rand", 4096, 32, False, []),
+    ("4k-randwrite-qd32", "rand", 4096, 32, True, []),
+    ("1m-seqread-qd1", "seq", 1 << 20, 1, False, []),
+    ("1m-seqread-qd8", "seq", 1 << 20, 8, False, []),
 ]
+if os.environ.get("BENCH_WORKLOADS"):
+    _want = os.environ["BENCH_WORKLOADS"].split(",")
+    _unknown = set(_want) - {w[0] for w in WORKLOADS}
+    if _unknown:
+        sys.exit(f"bench: unknown BENCH_WORKLOADS {sorted(_unknown)}; known: "
+                 + ", ".join(w[0] for w in WORKLOADS))
+    WORKLOADS = [w for w in WORKLOADS if w[0] in _want]
 
 
 def die(msg):
@@ -135,8 +148,8 @@ def measured(argv, timeout):
     return code, cpu, out.decode(errors="replace")
 
 
-def ours(url, pattern, bs, qd, write):
-    argv = [OURS, "bench", url, "--pattern", pattern, "--bs", str(bs), "--qd", str(qd),
+def ours(url, pattern, bs, qd, write, extra):
+    argv = [OURS, *extra, "bench", url, "--pattern", pattern, "--bs", str(bs), "--qd", str(qd),
             "--seconds", str(SECONDS)]
     if write:
         argv.append("--write")
@@ -173,10 +186,10 @@ def main():
     signal.signal(signal.SIGINT, lambda *_: (t.stop(), sys.exit(130)))
     results = {}
     try:
-        for name, pattern, bs, qd, write in WORKLOADS:
+        for name, pattern, bs, qd, write, extra in WORKLOADS:
             o, th = [], []
             for _ in range(ROUNDS):
-                o.append(ours(t.url(), pattern, bs, qd, write))
+                o.append(ours(t.url(), pattern, bs, qd, write, extra))
                 r = theirs(t.url(), pattern, bs, qd, write)
                 if r:
                     th.append(r)
@@ -194,7 +207,7 @@ def main():
     print(f"\n{ROUNDS} interleaved rounds of {SECONDS} s per initiator, tgtd on loopback, "
           f"{LUN_MIB} MiB LUN in /dev/shm; CPU = user + system of each initiator process; "
           f"{os.cpu_count()} CPUs, load average {load0:.2f} before, {os.getloadavg()[0]:.2f} after\n")
-    hdr = (f"{'workload':<18} {'IOPS ours':>10} {'theirs':>10} {'ratio':>6}  "
+    hdr = (f"{'workload':<20} {'IOPS ours':>10} {'theirs':>10} {'ratio':>6}  "
            f"{'MiB/s ours':>10} {'theirs':>8} {'ratio':>6}  "
            f"{'CPU/IO ours':>11} {'theirs':>8} {'ratio':>6}")
     print(hdr)
@@ -206,11 +219,15 @@ def main():
             ti, tm, tc = med(th, 0), med(th, 1), cpu_per_io_us(th)
             ri, rm, rc = oi / ti, om / tm, oc / tc
             ratios[name] = (ri, rm, rc)
-            print(f"{name:<18} {oi:>10.0f} {ti:>10.0f} {ri:>6.2f}  {om:>10.1f} {tm:>8.1f} "
+            print(f"{name:<20} {oi:>10.0f} {ti:>10.0f} {ri:>6.2f}  {om:>10.1f} {tm:>8.1f} "
                   f"{rm:>6.2f}  {oc:>9.1f}us {tc:>6.1f}us {rc:>6.2f}")
         else:
-            print(f"{name:<18} {oi:>10.0f} {'-':>10} {'-':>6}  {om:>10.1f} {'-':>8} {'-':>6}  "
+            print(f"{name:<20} {oi:>10.0f} {'-':>10} {'-':>6}  {om:>10.1f} {'-':>8} {'-':>6}  "
                   f"{oc:>9.1f}us {'-':>8} {'-':>6}   (iscsi-perf cannot write)")
+    if any(w[0].endswith("-poll") for w in WORKLOADS):
+        print(f"\n*-poll: ours with --busy-poll-us {BUSY_POLL_US} (poll the socket up to "
+              f"{BUSY_POLL_US} us before sleeping while one command is outstanding; off by "
+              "default); theirs unchanged")
     parts = [f"{n}: iops x{r[0]:.2f} cpu/io x{r[2]:.2f}" for n, r in ratios.items()]
     print("\nsummary: ours/libiscsi " + "; ".join(parts))
 

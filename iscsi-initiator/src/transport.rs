@@ -24,6 +24,22 @@ pub enum Received {
     Closed,
 }
 
+/// What the driver knows about a receive, for a transport that can use it. Ignoring it is
+/// always correct: [`Transport::recv_hinted`] defaults to [`Transport::recv`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvHint {
+    /// The driver cannot make progress with fewer bytes than this: it is the rest of a data
+    /// segment whose header has arrived, so the target is already sending it. The transport
+    /// may sleep until that much is there instead of waking for every arriving TCP segment
+    /// (`SO_RCVLOWAT` on Linux and FreeBSD, `sb_lowat` in the FreeBSD kernel). At most 1 means
+    /// any data will do. Never larger than the buffer.
+    pub min: usize,
+    /// The answer is expected within microseconds and no other command is waiting for the CPU
+    /// (at most one outstanding): the transport may poll for up to this many microseconds
+    /// before it sleeps, trading CPU for the wake-up latency. 0 (the default): do not poll.
+    pub busy_poll_us: u32,
+}
+
 /// A reliable byte stream to a portal (TCP).
 ///
 /// Contract for implementations (kernel sockets, the ROM's smoltcp, the host):
@@ -44,6 +60,12 @@ pub trait Transport {
     fn send(&mut self, data: &[u8]) -> Option<usize>;
     /// Receive into `buf`, waiting at most `timeout`.
     fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Received;
+    /// [`Transport::recv`] with what the driver knows about it ([`RecvHint`]); the same
+    /// contract, and the same result whether or not the hint is used.
+    fn recv_hinted(&mut self, buf: &mut [u8], timeout: Duration, hint: RecvHint) -> Received {
+        let _ = hint;
+        self.recv(buf, timeout)
+    }
 }
 
 /// A monotonic clock that can also wait.
@@ -97,6 +119,7 @@ pub struct Client<T: Transport, C: Clock> {
     rxbuf: Vec<u8>,
     stash: Vec<Completion>,
     command_timeout: Duration,
+    busy_poll_us: u32,
 }
 
 impl<T: Transport, C: Clock> Client<T, C> {
@@ -110,7 +133,15 @@ impl<T: Transport, C: Clock> Client<T, C> {
             rxbuf: vec![0; 256 * 1024],
             stash: Vec::new(),
             command_timeout: Duration::from_secs(300),
+            busy_poll_us: 0,
         }
+    }
+
+    /// Let the transport poll for up to `us` microseconds before sleeping while at most one
+    /// command is outstanding ([`RecvHint::busy_poll_us`]): lower latency at queue depth 1 for
+    /// CPU time that would otherwise be idle. Off (0) by default: a boot disk should not spin.
+    pub fn set_busy_poll(&mut self, us: u32) {
+        self.busy_poll_us = us;
     }
 
     /// Bound on [`Client::execute`], [`Client::wait_command`] and [`Client::send_targets`]
@@ -132,6 +163,11 @@ impl<T: Transport, C: Clock> Client<T, C> {
     /// The clock.
     pub fn clock(&self) -> &C {
         &self.clock
+    }
+
+    /// The transport (for statistics, or a test's recording wrapper).
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.transport
     }
 
     /// One turn: timeouts, transport actions, sending, and one receive bounded by the next
@@ -180,6 +216,11 @@ impl<T: Transport, C: Clock> Client<T, C> {
         };
         if self.connected {
             let wait = wait.max(Duration::from_millis(1));
+            let busy_poll_us = if self.session.outstanding() <= 1 {
+                self.busy_poll_us
+            } else {
+                0
+            };
             // The rest of a large Data-In segment is received straight into the caller's
             // buffer; everything else in large reads into `rxbuf`, several PDUs at a time.
             if let Some(dst) = self
@@ -187,7 +228,11 @@ impl<T: Transport, C: Clock> Client<T, C> {
                 .direct_rx()
                 .filter(|d| d.len() >= DIRECT_MIN as usize)
             {
-                match self.transport.recv(dst, wait) {
+                let hint = RecvHint {
+                    min: dst.len(),
+                    busy_poll_us,
+                };
+                match self.transport.recv_hinted(dst, wait, hint) {
                     Received::Data(n) => {
                         let now = self.clock.now();
                         self.session.direct_received(now, n);
@@ -208,7 +253,14 @@ impl<T: Transport, C: Clock> Client<T, C> {
             } else {
                 self.rxbuf.len()
             };
-            match self.transport.recv(&mut self.rxbuf[..len], wait) {
+            let hint = RecvHint {
+                min: 1,
+                busy_poll_us,
+            };
+            match self
+                .transport
+                .recv_hinted(&mut self.rxbuf[..len], wait, hint)
+            {
                 Received::Data(n) => {
                     let now = self.clock.now();
                     let buf = core::mem::take(&mut self.rxbuf);
@@ -351,19 +403,30 @@ pub use host::{StdClock, TcpTransport};
 
 #[cfg(feature = "std")]
 mod host {
-    use super::{Clock, Received, Transport};
+    use super::{Clock, Received, RecvHint, Transport};
     use crate::session::Portal;
     use crate::time::{Duration, Instant};
     use std::io::{ErrorKind, Read, Write};
     use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+    use std::os::fd::AsRawFd;
+
+    /// The largest receive low-water mark asked of the kernel: the size of one large Data-In
+    /// segment (more only delays the first wake-up of a very large one).
+    const LOWAT_MAX: usize = 256 * 1024;
 
     /// `std::net::TcpStream` transport.
+    ///
+    /// Uses [`RecvHint`]: the rest of a large data segment is awaited with `SO_RCVLOWAT` and
+    /// `poll` (one wake-up when it is all there rather than one per arriving TCP segment), and
+    /// busy polling is done with non-blocking receives.
     #[derive(Debug, Default)]
     pub struct TcpTransport {
         stream: Option<TcpStream>,
         /// The receive timeout set on the socket, to skip the `setsockopt` when it would not
         /// change (one system call per receive otherwise).
         read_timeout: Option<std::time::Duration>,
+        /// The socket's `SO_RCVLOWAT` (1, the kernel's default, when 0 or 1).
+        lowat: usize,
     }
 
     impl TcpTransport {
@@ -397,6 +460,66 @@ mod host {
             }
             true
         }
+
+        /// Set `SO_RCVLOWAT` to `n` unless it already is. False when the socket refused.
+        fn set_lowat(&mut self, n: usize) -> bool {
+            let n = n.max(1);
+            if self.lowat.max(1) == n {
+                return true;
+            }
+            let Some(s) = self.stream.as_ref() else {
+                return false;
+            };
+            if sys::set_rcvlowat(s.as_raw_fd(), n).is_err() {
+                return false;
+            }
+            self.lowat = n;
+            true
+        }
+
+        /// Poll with non-blocking receives for up to `us` microseconds. `None` when nothing
+        /// came (or the poll could not be done): the caller then waits as usual.
+        fn busy_poll(&mut self, buf: &mut [u8], us: u32) -> Option<Received> {
+            let s = self.stream.as_ref()?;
+            let fd = s.as_raw_fd();
+            let start = std::time::Instant::now();
+            let budget = std::time::Duration::from_micros(u64::from(us));
+            loop {
+                match sys::recv_nowait(fd, buf) {
+                    Ok(0) => return Some(Received::Closed),
+                    Ok(n) => return Some(Received::Data(n)),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return Some(Received::Closed),
+                }
+                if start.elapsed() >= budget {
+                    return None;
+                }
+                core::hint::spin_loop();
+            }
+        }
+
+        fn read(&mut self, buf: &mut [u8], timeout: Duration) -> Received {
+            if !self.set_timeout(timeout) {
+                return Received::Closed;
+            }
+            let Some(s) = self.stream.as_mut() else {
+                return Received::Closed;
+            };
+            match s.read(buf) {
+                Ok(0) => Received::Closed,
+                Ok(n) => Received::Data(n),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) =>
+                {
+                    Received::Timeout
+                }
+                Err(_) => Received::Closed,
+            }
+        }
     }
 
     impl Transport for TcpTransport {
@@ -411,6 +534,7 @@ mod host {
                     let _ = s.set_write_timeout(Some(std::time::Duration::from_secs(30)));
                     self.stream = Some(s);
                     self.read_timeout = None;
+                    self.lowat = 1;
                     return true;
                 }
             }
@@ -436,25 +560,90 @@ mod host {
         }
 
         fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Received {
-            if !self.set_timeout(timeout) {
-                return Received::Closed;
-            }
-            let Some(s) = self.stream.as_mut() else {
-                return Received::Closed;
-            };
-            match s.read(buf) {
-                Ok(0) => Received::Closed,
-                Ok(n) => Received::Data(n),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) =>
-                {
-                    Received::Timeout
+            self.recv_hinted(buf, timeout, RecvHint::default())
+        }
+
+        fn recv_hinted(&mut self, buf: &mut [u8], timeout: Duration, hint: RecvHint) -> Received {
+            if hint.busy_poll_us > 0 {
+                if let Some(r) = self.busy_poll(buf, hint.busy_poll_us) {
+                    return r;
                 }
-                Err(_) => Received::Closed,
             }
+            let min = hint.min.min(buf.len()).min(LOWAT_MAX);
+            if !self.set_lowat(min) {
+                return Received::Closed;
+            }
+            if min > 1 {
+                // A blocking receive would copy what is there and then wake for every further
+                // segment (Linux counts the low-water mark from the unread bytes): wait with
+                // `poll`, which is readable only once `min` bytes are queued, then read them.
+                let Some(s) = self.stream.as_ref() else {
+                    return Received::Closed;
+                };
+                match sys::poll_readable(s.as_raw_fd(), timeout.total_millis().max(1)) {
+                    Ok(true) => {}
+                    Ok(false) => return Received::Timeout,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => return Received::Timeout,
+                    Err(_) => return Received::Closed,
+                }
+            }
+            self.read(buf, timeout)
+        }
+    }
+
+    /// The three socket calls `std` does not offer. The only `unsafe` in this crate, and only
+    /// in the host build (feature `std`); kernel and ROM builds forbid it.
+    #[allow(unsafe_code)]
+    mod sys {
+        use std::io;
+        use std::os::fd::RawFd;
+
+        /// `setsockopt(SOL_SOCKET, SO_RCVLOWAT, n)`.
+        pub(super) fn set_rcvlowat(fd: RawFd, n: usize) -> io::Result<()> {
+            let v = libc::c_int::try_from(n).unwrap_or(libc::c_int::MAX);
+            // SAFETY: `v` is a live c_int for the duration of the call and the length passed
+            // is its size; the kernel only reads it. A bad `fd` is reported as an error.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVLOWAT,
+                    (&raw const v).cast(),
+                    core::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        }
+
+        /// `poll(POLLIN)` on one descriptor: true when readable (which honours `SO_RCVLOWAT`),
+        /// or on hang-up or error (the read that follows reports those).
+        pub(super) fn poll_readable(fd: RawFd, timeout_ms: u64) -> io::Result<bool> {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = libc::c_int::try_from(timeout_ms).unwrap_or(libc::c_int::MAX);
+            // SAFETY: `p` is one valid, exclusively borrowed pollfd and the count passed is 1.
+            let r = unsafe { libc::poll(&raw mut p, 1, ms) };
+            match r {
+                0 => Ok(false),
+                r if r > 0 => Ok(true),
+                _ => Err(io::Error::last_os_error()),
+            }
+        }
+
+        /// `recv(MSG_DONTWAIT)`: what has arrived, or `WouldBlock`.
+        pub(super) fn recv_nowait(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+            // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which is valid
+            // and exclusively borrowed for the call.
+            let r =
+                unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+            usize::try_from(r).map_err(|_| io::Error::last_os_error())
         }
     }
 

@@ -1,0 +1,316 @@
+//! The host TCP transport's receive hints ([`RecvHint`]): the low-water-mark wait for the rest
+//! of a data segment and busy polling, on real loopback sockets; and which hints the `Client`
+//! gives, recorded on a real session with tgtd.
+#![cfg(feature = "std")]
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use common::*;
+use iscsi_initiator::negotiate::DigestChoice;
+use iscsi_initiator::scsi::{Cdb, Lun, ScsiStatus};
+use iscsi_initiator::session::{Completion, Direction, Portal, Session};
+use iscsi_initiator::transport::{
+    Client, Clock, Received, RecvHint, StdClock, TcpTransport, Transport,
+};
+use iscsi_initiator::Duration;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// What the server end writes: (bytes, pause after in ms).
+type Feed = mpsc::Sender<(Vec<u8>, u64)>;
+
+/// A connected transport and the server's end, which the test writes through a channel of
+/// (bytes, pause after) pairs; dropping the sender closes the connection.
+fn pair() -> (TcpTransport, Feed, thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel::<(Vec<u8>, u64)>();
+    let server = thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_nodelay(true).unwrap();
+        for (bytes, pause_ms) in rx {
+            s.write_all(&bytes).unwrap();
+            thread::sleep(StdDuration::from_millis(pause_ms));
+        }
+    });
+    let mut t = TcpTransport::new();
+    let portal = Portal {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    assert!(t.connect(&portal, Duration::from_secs(5)));
+    (t, tx, server)
+}
+
+fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> StdDuration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, exclusively borrowed timespec for the call.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    assert_eq!(r, 0);
+    StdDuration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[test]
+fn low_water_mark_returns_the_whole_segment_in_one_receive() {
+    let (mut t, tx, server) = pair();
+    let segment = bytes(128 * 1024, 1);
+    // The segment arrives in four pieces, 30 ms apart.
+    for piece in segment.chunks(32 * 1024) {
+        tx.send((piece.to_vec(), 30)).unwrap();
+    }
+    let mut buf = vec![0u8; segment.len()];
+    let start = StdInstant::now();
+    let hint = RecvHint {
+        min: segment.len(),
+        busy_poll_us: 0,
+    };
+    match t.recv_hinted(&mut buf, Duration::from_secs(5), hint) {
+        Received::Data(n) => assert_eq!(n, segment.len(), "one receive, all of it"),
+        other => panic!("{other:?}"),
+    }
+    assert!(start.elapsed() >= StdDuration::from_millis(80), "it waited");
+    assert_eq!(buf, segment);
+
+    // Without a hint any data will do again: a lone 48-byte header is returned at once (a
+    // low-water mark left behind would hold it until the timeout).
+    tx.send((bytes(48, 2), 0)).unwrap();
+    let start = StdInstant::now();
+    let mut small = [0u8; 4096];
+    match t.recv(&mut small, Duration::from_secs(5)) {
+        Received::Data(n) => assert_eq!(&small[..n], &bytes(48, 2)[..]),
+        other => panic!("{other:?}"),
+    }
+    assert!(start.elapsed() < StdDuration::from_secs(2));
+    drop(tx);
+    server.join().unwrap();
+}
+
+#[test]
+fn without_the_hint_the_first_piece_comes_alone() {
+    // The control for the test above: the same arrivals, read without a hint.
+    let (mut t, tx, server) = pair();
+    let segment = bytes(128 * 1024, 3);
+    for piece in segment.chunks(32 * 1024) {
+        tx.send((piece.to_vec(), 30)).unwrap();
+    }
+    let mut buf = vec![0u8; segment.len()];
+    match t.recv(&mut buf, Duration::from_secs(5)) {
+        Received::Data(n) => assert!(n < segment.len(), "got {n}"),
+        other => panic!("{other:?}"),
+    }
+    drop(tx);
+    server.join().unwrap();
+}
+
+#[test]
+fn low_water_mark_wait_is_bounded_and_loses_nothing() {
+    let (mut t, tx, server) = pair();
+    let segment = bytes(64 * 1024, 4);
+    tx.send((segment[..10_000].to_vec(), 0)).unwrap();
+    let mut buf = vec![0u8; segment.len()];
+    let hint = RecvHint {
+        min: segment.len(),
+        busy_poll_us: 0,
+    };
+    let start = StdInstant::now();
+    assert_eq!(
+        t.recv_hinted(&mut buf, Duration::from_millis(200), hint),
+        Received::Timeout
+    );
+    let waited = start.elapsed();
+    assert!(
+        waited >= StdDuration::from_millis(150) && waited < StdDuration::from_secs(2),
+        "{waited:?}"
+    );
+    // The rest comes; nothing of the first part was lost.
+    tx.send((segment[10_000..].to_vec(), 0)).unwrap();
+    let mut got = 0;
+    while got < segment.len() {
+        match t.recv_hinted(&mut buf[got..], Duration::from_secs(5), hint) {
+            Received::Data(n) => got += n,
+            other => panic!("{other:?} after {got}"),
+        }
+    }
+    assert_eq!(buf, segment);
+    // The peer closing ends a low-water-mark wait at once.
+    drop(tx);
+    server.join().unwrap();
+    let start = StdInstant::now();
+    assert_eq!(
+        t.recv_hinted(&mut buf, Duration::from_secs(5), hint),
+        Received::Closed
+    );
+    assert!(start.elapsed() < StdDuration::from_secs(2));
+}
+
+#[test]
+fn busy_poll_spins_for_its_budget_then_sleeps() {
+    let (mut t, tx, server) = pair();
+    let mut buf = [0u8; 4096];
+    let spin = RecvHint {
+        min: 1,
+        busy_poll_us: 40_000,
+    };
+    // Nothing arrives: 40 ms of polling on the CPU, then an ordinary wait until the timeout.
+    let cpu = thread_cpu();
+    let start = StdInstant::now();
+    assert_eq!(
+        t.recv_hinted(&mut buf, Duration::from_millis(100), spin),
+        Received::Timeout
+    );
+    let (spun, waited) = (thread_cpu() - cpu, start.elapsed());
+    assert!(waited >= StdDuration::from_millis(100), "{waited:?}");
+    assert!(
+        spun >= StdDuration::from_millis(20),
+        "polled on the CPU: {spun:?}"
+    );
+    // The same wait without polling sleeps.
+    let cpu = thread_cpu();
+    assert_eq!(
+        t.recv_hinted(&mut buf, Duration::from_millis(100), RecvHint::default()),
+        Received::Timeout
+    );
+    assert!(thread_cpu() - cpu < StdDuration::from_millis(15));
+
+    // Data arriving during the poll is returned by it.
+    tx.send((bytes(100, 5), 0)).unwrap();
+    match t.recv_hinted(&mut buf, SECOND, spin) {
+        Received::Data(n) => assert_eq!(&buf[..n], &bytes(100, 5)[..]),
+        other => panic!("{other:?}"),
+    }
+    // And so is the peer closing.
+    drop(tx);
+    server.join().unwrap();
+    assert_eq!(t.recv_hinted(&mut buf, SECOND, spin), Received::Closed);
+}
+
+/// Records the hints the `Client` gives, then receives as the host transport does.
+#[derive(Debug)]
+struct Recording {
+    inner: TcpTransport,
+    hints: Vec<(usize, RecvHint)>,
+}
+
+impl Transport for Recording {
+    fn connect(&mut self, portal: &Portal, timeout: Duration) -> bool {
+        self.inner.connect(portal, timeout)
+    }
+    fn close(&mut self) {
+        self.inner.close()
+    }
+    fn send(&mut self, data: &[u8]) -> Option<usize> {
+        self.inner.send(data)
+    }
+    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Received {
+        self.recv_hinted(buf, timeout, RecvHint::default())
+    }
+    fn recv_hinted(&mut self, buf: &mut [u8], timeout: Duration, hint: RecvHint) -> Received {
+        self.hints.push((buf.len(), hint));
+        self.inner.recv_hinted(buf, timeout, hint)
+    }
+}
+
+#[test]
+fn client_hints_low_water_marks_for_large_data_and_polls_only_at_queue_depth_one() {
+    let t = Tgtd::start(TargetOpts::disk(16 * 1024 * 1024));
+    let mut cfg = iscsi_initiator::session::SessionConfig::new(
+        login_config(Some(IQN), None, DigestChoice::None),
+        Portal {
+            host: "127.0.0.1".into(),
+            port: t.port,
+        },
+    );
+    cfg.login_timeout = Duration::from_secs(10);
+    let clock = StdClock::default();
+    let session = Session::new(cfg, clock.now());
+    let transport = Recording {
+        inner: TcpTransport::new(),
+        hints: Vec::new(),
+    };
+    let mut c = Client::new(session, transport, clock);
+    c.login(Duration::from_secs(15)).expect("login");
+    let lun = Lun::from_number(1);
+    c.set_busy_poll(200);
+
+    // One 1 MiB read, alone: every receive may poll, and its data segments are awaited whole.
+    c.transport_mut().hints.clear();
+    let (o, buf) = c
+        .execute(
+            lun,
+            Cdb::read(0, 2048),
+            Direction::Read,
+            vec![0; 1 << 20],
+            1 << 20,
+        )
+        .expect("read");
+    assert_eq!(o.status, ScsiStatus::GOOD);
+    assert_eq!(buf, read_image(&t.image, 0, 1 << 20));
+    let hints = std::mem::take(&mut c.transport_mut().hints);
+    assert!(
+        hints.iter().all(|(_, h)| h.busy_poll_us == 200),
+        "{hints:?}"
+    );
+    assert!(
+        hints
+            .iter()
+            .any(|(len, h)| h.min >= 32 * 1024 && h.min == *len),
+        "a low-water mark for the rest of a segment: {hints:?}"
+    );
+    assert!(hints.iter().all(|(len, h)| h.min >= 1 && h.min <= *len));
+
+    // Four reads in flight: no polling while more than one is outstanding.
+    let mut handles = Vec::new();
+    for i in 0..4u64 {
+        let h = c
+            .session_mut()
+            .submit(
+                lun,
+                Cdb::read(i * 8, 8),
+                Direction::Read,
+                vec![0; 4096],
+                4096,
+            )
+            .map_err(|(e, _)| e)
+            .expect("submit");
+        handles.push(h);
+    }
+    let mut done = 0;
+    let mut polled_with = Vec::new();
+    let deadline = StdInstant::now() + StdDuration::from_secs(10);
+    while done < 4 {
+        assert!(StdInstant::now() < deadline, "reads did not complete");
+        let outstanding = c.session().outstanding();
+        let before = c.transport_mut().hints.len();
+        c.step(Duration::from_millis(100));
+        for (_, h) in &c.transport_mut().hints[before..] {
+            polled_with.push((outstanding, h.busy_poll_us));
+        }
+        while let Some(comp) = c.next_completion() {
+            if let Completion::Command { result, .. } = comp {
+                assert_eq!(result.expect("read").status, ScsiStatus::GOOD);
+                done += 1;
+            }
+        }
+    }
+    assert!(
+        polled_with.iter().all(|&(n, us)| (n > 1) == (us == 0)),
+        "{polled_with:?}"
+    );
+    assert!(polled_with.iter().any(|&(n, _)| n > 1), "{polled_with:?}");
+}
