@@ -66,14 +66,19 @@ fn thread_cpu() -> StdDuration {
     StdDuration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// A 128 KiB segment that arrives in four pieces, 60 ms apart.
+fn segment_in_four_pieces(seed: u8) -> (TcpTransport, Feed, thread::JoinHandle<()>, Vec<u8>) {
+    let (t, tx, server) = pair();
+    let segment = bytes(128 * 1024, seed);
+    for piece in segment.chunks(32 * 1024) {
+        tx.send((piece.to_vec(), 60)).unwrap();
+    }
+    (t, tx, server, segment)
+}
+
 #[test]
 fn low_water_mark_returns_the_whole_segment_in_one_receive() {
-    let (mut t, tx, server) = pair();
-    let segment = bytes(128 * 1024, 1);
-    // The segment arrives in four pieces, 30 ms apart.
-    for piece in segment.chunks(32 * 1024) {
-        tx.send((piece.to_vec(), 30)).unwrap();
-    }
+    let (mut t, tx, server, segment) = segment_in_four_pieces(1);
     let mut buf = vec![0u8; segment.len()];
     let start = StdInstant::now();
     let hint = RecvHint {
@@ -84,7 +89,10 @@ fn low_water_mark_returns_the_whole_segment_in_one_receive() {
         Received::Data(n) => assert_eq!(n, segment.len(), "one receive, all of it"),
         other => panic!("{other:?}"),
     }
-    assert!(start.elapsed() >= StdDuration::from_millis(80), "it waited");
+    assert!(
+        start.elapsed() >= StdDuration::from_millis(150),
+        "it waited"
+    );
     assert_eq!(buf, segment);
 
     // Without a hint any data will do again: a lone 48-byte header is returned at once (a
@@ -104,11 +112,7 @@ fn low_water_mark_returns_the_whole_segment_in_one_receive() {
 #[test]
 fn without_the_hint_the_first_piece_comes_alone() {
     // The control for the test above: the same arrivals, read without a hint.
-    let (mut t, tx, server) = pair();
-    let segment = bytes(128 * 1024, 3);
-    for piece in segment.chunks(32 * 1024) {
-        tx.send((piece.to_vec(), 30)).unwrap();
-    }
+    let (mut t, tx, server, segment) = segment_in_four_pieces(3);
     let mut buf = vec![0u8; segment.len()];
     match t.recv(&mut buf, Duration::from_secs(5)) {
         Received::Data(n) => assert!(n < segment.len(), "got {n}"),
@@ -165,18 +169,20 @@ fn busy_poll_spins_for_its_budget_then_sleeps() {
     let mut buf = [0u8; 4096];
     let spin = RecvHint {
         min: 1,
-        busy_poll_us: 40_000,
+        busy_poll_us: 200_000,
     };
-    // Nothing arrives: 40 ms of polling on the CPU, then an ordinary wait until the timeout.
+    // Nothing arrives: 200 ms of polling on the CPU, then an ordinary wait until the timeout.
     let cpu = thread_cpu();
     let start = StdInstant::now();
     assert_eq!(
-        t.recv_hinted(&mut buf, Duration::from_millis(100), spin),
+        t.recv_hinted(&mut buf, Duration::from_millis(300), spin),
         Received::Timeout
     );
     let (spun, waited) = (thread_cpu() - cpu, start.elapsed());
-    assert!(waited >= StdDuration::from_millis(100), "{waited:?}");
+    assert!(waited >= StdDuration::from_millis(300), "{waited:?}");
     assert!(
+        // A tenth of the budget: on a loaded machine the poller shares its core (seen: a fifth
+        // with two CPU hogs and a build on two cores). A sleeping wait takes well under 5 ms.
         spun >= StdDuration::from_millis(20),
         "polled on the CPU: {spun:?}"
     );
@@ -186,7 +192,7 @@ fn busy_poll_spins_for_its_budget_then_sleeps() {
         t.recv_hinted(&mut buf, Duration::from_millis(100), RecvHint::default()),
         Received::Timeout
     );
-    assert!(thread_cpu() - cpu < StdDuration::from_millis(15));
+    assert!(thread_cpu() - cpu < StdDuration::from_millis(5));
 
     // Data arriving during the poll is returned by it.
     tx.send((bytes(100, 5), 0)).unwrap();
