@@ -425,7 +425,7 @@ mod host {
         /// The receive timeout set on the socket, to skip the `setsockopt` when it would not
         /// change (one system call per receive otherwise).
         read_timeout: Option<std::time::Duration>,
-        /// The socket's `SO_RCVLOWAT` (1, the kernel's default, when 0 or 1).
+        /// The socket's `SO_RCVLOWAT` (1 on a new connection; 0 without one).
         lowat: usize,
     }
 
@@ -464,7 +464,7 @@ mod host {
         /// Set `SO_RCVLOWAT` to `n` unless it already is. False when the socket refused.
         fn set_lowat(&mut self, n: usize) -> bool {
             let n = n.max(1);
-            if self.lowat.max(1) == n {
+            if self.lowat == n {
                 return true;
             }
             let Some(s) = self.stream.as_ref() else {

@@ -14,10 +14,8 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 use common::*;
 use iscsi_initiator::negotiate::DigestChoice;
 use iscsi_initiator::scsi::{Cdb, Lun, ScsiStatus};
-use iscsi_initiator::session::{Completion, Direction, Portal, Session};
-use iscsi_initiator::transport::{
-    Client, Clock, Received, RecvHint, StdClock, TcpTransport, Transport,
-};
+use iscsi_initiator::session::{Completion, Direction, Portal};
+use iscsi_initiator::transport::{Received, RecvHint, TcpTransport, Transport};
 use iscsi_initiator::Duration;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -235,21 +233,12 @@ impl Transport for Recording {
 #[test]
 fn client_hints_low_water_marks_for_large_data_and_polls_only_at_queue_depth_one() {
     let t = Tgtd::start(TargetOpts::disk(16 * 1024 * 1024));
-    let mut cfg = iscsi_initiator::session::SessionConfig::new(
-        login_config(Some(IQN), None, DigestChoice::None),
-        Portal {
-            host: "127.0.0.1".into(),
-            port: t.port,
-        },
-    );
-    cfg.login_timeout = Duration::from_secs(10);
-    let clock = StdClock::default();
-    let session = Session::new(cfg, clock.now());
     let transport = Recording {
         inner: TcpTransport::new(),
         hints: Vec::new(),
     };
-    let mut c = Client::new(session, transport, clock);
+    let login = login_config(Some(IQN), None, DigestChoice::None);
+    let mut c = client_over(transport, t.port, login, |_| {});
     c.login(Duration::from_secs(15)).expect("login");
     let lun = Lun::from_number(1);
     c.set_busy_poll(200);

@@ -15,7 +15,7 @@ use iscsi_initiator::chap::Secret;
 use iscsi_initiator::login::{ChapConfig, Isid, LoginConfig, MutualChap, SessionType};
 use iscsi_initiator::negotiate::{DigestChoice, OperationalConfig};
 use iscsi_initiator::session::{Portal, Session, SessionConfig};
-use iscsi_initiator::transport::{Client, Clock, StdClock, TcpTransport};
+use iscsi_initiator::transport::{Client, Clock, StdClock, TcpTransport, Transport};
 use iscsi_initiator::Duration;
 
 pub const IQN: &str = "iqn.2024-01.org.isboot.test:disk";
@@ -530,6 +530,16 @@ pub fn client_with(
     login: LoginConfig,
     tweak: impl FnOnce(&mut SessionConfig),
 ) -> TestClient {
+    client_over(TcpTransport::new(), port, login, tweak)
+}
+
+/// A client over any transport (a test's wrapper around the host one), with the tests' timeouts.
+pub fn client_over<T: Transport>(
+    transport: T,
+    port: u16,
+    login: LoginConfig,
+    tweak: impl FnOnce(&mut SessionConfig),
+) -> Client<T, StdClock> {
     let mut cfg = SessionConfig::new(
         login,
         Portal {
@@ -544,7 +554,7 @@ pub fn client_with(
     tweak(&mut cfg);
     let clock = StdClock::default();
     let session = Session::new(cfg, clock.now());
-    Client::new(session, TcpTransport::new(), clock)
+    Client::new(session, transport, clock)
 }
 
 pub fn client(port: u16, login: LoginConfig) -> TestClient {
