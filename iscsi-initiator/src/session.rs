@@ -29,7 +29,7 @@ use crate::serial::SerialNumber;
 use crate::time::{earliest, Duration, Instant};
 use crate::wire::bhs::{self, Opcode, BHS_LEN, FINAL, IMMEDIATE, RESERVED_TAG};
 use crate::wire::frame::{write_pdu, DigestConfig, FrameError, Receiver, RxEvent};
-use crate::wire::pdu::{Decoded, SnFields, TargetHeader};
+use crate::wire::pdu::{decode_target_bhs, Decoded, SnFields, TargetHeader};
 use crate::wire::text::push_pair;
 
 /// Where to connect.
@@ -355,6 +355,41 @@ enum RxDest {
     Task { slot: usize, offset: usize },
 }
 
+/// The most Data-In PDUs after the current one that one receive is planned across
+/// ([`Session::direct_rx_plan`]).
+pub const PLAN_AHEAD: usize = 3;
+
+/// Planned receives skipped after one that went wrong (a guess that did not match, or fewer
+/// bytes than planned): a target that does not send what the plan expects costs little.
+const PLAN_BACKOFF: u32 = 64;
+
+/// The Data-In PDUs a planned receive expects after the current data segment.
+#[derive(Clone, Copy, Debug, Default)]
+struct RxPlan {
+    slot: usize,
+    /// Buffer offset and data length of each.
+    next: [(usize, usize); PLAN_AHEAD],
+    count: usize,
+    /// The bytes of the whole plan, the rest of the current segment included.
+    total: usize,
+}
+
+/// Where one receive can put the next bytes without a copy ([`Session::direct_rx_plan`]).
+#[derive(Debug)]
+pub struct DirectRx<'a> {
+    /// In stream order, the first `count` used: the rest of the current Data-In segment (in
+    /// the caller's buffer), then for each further Data-In PDU the plan expects, room for its
+    /// header (in the session) and its data segment (in the caller's buffer again).
+    pub parts: [&'a mut [u8]; 1 + 2 * PLAN_AHEAD],
+    /// How many of `parts` are used (at least 1).
+    pub count: usize,
+    /// The bytes sure to come: the rest of the current segment.
+    pub sure: usize,
+    /// The bytes the plan expects soon (the target is already sending this task's data):
+    /// `sure` and the planned PDUs, none of it guaranteed.
+    pub likely: usize,
+}
+
 #[derive(Debug)]
 struct TextOp {
     itt: u32,
@@ -403,6 +438,13 @@ pub struct Session {
     rx_cur: Option<Decoded>,
     rx_dest: RxDest,
     scratch: Vec<u8>,
+    /// The last planned receive ([`Session::direct_rx_plan`]), its headers' room, and how
+    /// many more receives go unplanned after one that went wrong.
+    plan: RxPlan,
+    plan_hdr: [u8; BHS_LEN * PLAN_AHEAD],
+    plan_backoff: u32,
+    /// Bytes a plan guessed wrong about, on their way through [`Session::process`].
+    spill: Vec<u8>,
     tx: Vec<u8>,
     tx_pos: usize,
     /// SCSI Command PDUs (with their unsolicited data) at the start of `tx`, and their bytes:
@@ -458,6 +500,10 @@ impl Session {
             rx_cur: None,
             rx_dest: RxDest::None,
             scratch: Vec::with_capacity(max_recv.max(8192) as usize),
+            plan: RxPlan::default(),
+            plan_hdr: [0; BHS_LEN * PLAN_AHEAD],
+            plan_backoff: 0,
+            spill: Vec::new(),
             tx: Vec::with_capacity(64 * 1024),
             tx_pos: 0,
             tx_cmds: 0,
@@ -665,6 +711,7 @@ impl Session {
     /// [`Session::process`]. After receiving `n` bytes into the slice, call
     /// [`Session::direct_received`].
     pub fn direct_rx(&mut self) -> Option<&mut [u8]> {
+        self.plan = RxPlan::default();
         let pending = self.rx.data_pending() as usize;
         if pending == 0 || !matches!(self.conn, Conn::Full | Conn::LoggingOut { .. }) {
             return None;
@@ -679,8 +726,126 @@ impl Session {
             .get_mut(offset..offset + pending)
     }
 
-    /// `n` bytes were received into the slice [`Session::direct_rx`] gave out.
+    /// [`Session::direct_rx`] when at least `min` bytes of the segment are still to come, and
+    /// beyond it, the Data-In PDUs the target is likely to send next for the same task: of the
+    /// current segment's length, at contiguous offsets, up to [`PLAN_AHEAD`] of them. One
+    /// receive into all the parts then takes several PDUs, with their data straight in the
+    /// caller's buffer. No plan with digests, for a segment that carries status, or for
+    /// lengths that need padding. After receiving `n` bytes into the parts (in order, each
+    /// filled before the next), call [`Session::direct_received`]: each planned header is
+    /// checked before its PDU is taken, and bytes the plan guessed wrong about are copied out
+    /// of the caller's buffer, which is cleared again, and processed as usual.
+    pub fn direct_rx_plan(&mut self, min: usize) -> Option<DirectRx<'_>> {
+        self.plan = RxPlan::default();
+        let pending = self.rx.data_pending() as usize;
+        if pending == 0
+            || pending < min
+            || !matches!(self.conn, Conn::Full | Conn::LoggingOut { .. })
+        {
+            return None;
+        }
+        let RxDest::Task { slot, offset } = self.rx_dest else {
+            return None;
+        };
+        let (cur_len, last) = match &self.rx_cur {
+            Some(Decoded {
+                header: TargetHeader::DataIn { status, .. },
+                data_len,
+                ..
+            }) => (*data_len as usize, status.is_some()),
+            _ => (0, true),
+        };
+        let task = self.tasks.get(slot)?.as_ref()?;
+        let mut plan = RxPlan {
+            slot,
+            total: pending,
+            ..RxPlan::default()
+        };
+        let cur_end = offset + pending;
+        let plannable = !last
+            && !self.digests.header
+            && !self.digests.data
+            && cur_len % 4 == 0
+            && cur_end == task.next_offset as usize;
+        if self.plan_backoff > 0 {
+            self.plan_backoff -= 1;
+        } else if plannable {
+            let end = (task.len as usize).min(task.buf.len());
+            let mut off = cur_end;
+            while plan.count < PLAN_AHEAD && off < end {
+                let len = cur_len.min(end - off);
+                if len == 0 || len % 4 != 0 {
+                    break;
+                }
+                plan.next[plan.count] = (off, len);
+                plan.count += 1;
+                plan.total += BHS_LEN + len;
+                off += len;
+            }
+        }
+        let planned_end = plan.next[..plan.count]
+            .last()
+            .map_or(cur_end, |&(o, l)| o + l);
+        self.plan = plan;
+        let Self {
+            tasks, plan_hdr, ..
+        } = self;
+        let region = tasks
+            .get_mut(slot)?
+            .as_mut()?
+            .buf
+            .get_mut(offset..planned_end)?;
+        let (cur, mut rest) = region.split_at_mut(pending);
+        let mut parts: [&mut [u8]; 1 + 2 * PLAN_AHEAD] = Default::default();
+        parts[0] = cur;
+        let mut hdrs = plan_hdr.chunks_exact_mut(BHS_LEN);
+        for (i, &(_, len)) in plan.next[..plan.count].iter().enumerate() {
+            parts[1 + 2 * i] = hdrs.next()?;
+            let (data, tail) = core::mem::take(&mut rest).split_at_mut(len);
+            parts[2 + 2 * i] = data;
+            rest = tail;
+        }
+        Some(DirectRx {
+            parts,
+            count: 1 + 2 * plan.count,
+            sure: pending,
+            likely: plan.total,
+        })
+    }
+
+    /// `n` bytes were received into the slice [`Session::direct_rx`] gave out, or into the
+    /// parts of [`Session::direct_rx_plan`].
     pub fn direct_received(&mut self, now: Instant, n: usize) {
+        let plan = core::mem::take(&mut self.plan);
+        if plan.count > 0 && n < plan.total {
+            self.plan_backoff = PLAN_BACKOFF;
+        }
+        let first = n.min(self.rx.data_pending() as usize);
+        self.place(now, first);
+        let mut left = n - first;
+        for i in 0..plan.count {
+            if left == 0 {
+                return;
+            }
+            if left < BHS_LEN || !self.plan_hit(&plan, i) {
+                if left >= BHS_LEN {
+                    self.plan_backoff = PLAN_BACKOFF;
+                }
+                self.replay(now, &plan, i, left);
+                return;
+            }
+            let mut hdr = [0u8; BHS_LEN];
+            hdr.copy_from_slice(&self.plan_hdr[i * BHS_LEN..(i + 1) * BHS_LEN]);
+            left -= BHS_LEN;
+            self.process(now, &hdr);
+            let data = left.min(plan.next[i].1);
+            self.place(now, data);
+            left -= data;
+        }
+    }
+
+    /// `n` bytes of the current data segment were received in place.
+    fn place(&mut self, now: Instant, n: usize) {
         let RxDest::Task { slot, offset } = &mut self.rx_dest else {
             return;
         };
@@ -695,6 +860,75 @@ impl Session {
         self.last_rx = now;
         // The segment may be complete: take its end (and what follows it) now.
         self.process(now, &[]);
+    }
+
+    /// True when the header received for planned PDU `i` is the Data-In it expects, one that
+    /// taking in place cannot go wrong with: this task, the next DataSN, the planned offset
+    /// and length, no AHS, and no status unless it is the last planned PDU (the task must not
+    /// complete while its buffer still holds bytes of PDUs after it). Checked before the
+    /// header is processed, so that on a miss nothing has been taken yet.
+    fn plan_hit(&self, plan: &RxPlan, i: usize) -> bool {
+        let Some(raw) = self.plan_hdr.get(i * BHS_LEN..(i + 1) * BHS_LEN) else {
+            return false;
+        };
+        let Ok(d) = decode_target_bhs(raw) else {
+            return false;
+        };
+        let (off, len) = plan.next[i];
+        let TargetHeader::DataIn {
+            itt,
+            status,
+            data_sn,
+            buffer_offset,
+            ..
+        } = d.header
+        else {
+            return false;
+        };
+        let Some(task) = self.tasks.get(plan.slot).and_then(|t| t.as_ref()) else {
+            return false;
+        };
+        raw[4] == 0
+            && self.rx.at_boundary()
+            && matches!(self.conn, Conn::Full | Conn::LoggingOut { .. })
+            && task.itt == itt
+            && task.state == TaskState::Active
+            && task.exp_data_sn == data_sn
+            && task.next_offset as usize == off
+            && buffer_offset as usize == off
+            && d.data_len as usize == len
+            && (status.is_none() || i + 1 == plan.count)
+    }
+
+    /// The plan guessed wrong from PDU `from` on (or its bytes ran out inside a header): copy
+    /// the `left` bytes received into its parts from there out, in stream order, clear them in
+    /// the caller's buffer, and process them as usual.
+    fn replay(&mut self, now: Instant, plan: &RxPlan, from: usize, mut left: usize) {
+        let mut spill = core::mem::take(&mut self.spill);
+        spill.clear();
+        for j in from..plan.count {
+            let h = left.min(BHS_LEN);
+            spill.extend_from_slice(&self.plan_hdr[j * BHS_LEN..j * BHS_LEN + h]);
+            left -= h;
+            let (off, len) = plan.next[j];
+            let d = left.min(len);
+            if let Some(region) = self
+                .tasks
+                .get_mut(plan.slot)
+                .and_then(|t| t.as_mut())
+                .and_then(|t| t.buf.get_mut(off..off + d))
+            {
+                spill.extend_from_slice(region);
+                region.fill(0);
+            }
+            left -= d;
+            if left == 0 {
+                break;
+            }
+        }
+        self.process(now, &spill);
+        spill.clear();
+        self.spill = spill;
     }
 
     /// True when a read command has at least `min` bytes of Data-In still to come: the

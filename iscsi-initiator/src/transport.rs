@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use crate::scsi::{Cdb, Lun};
 use crate::session::{
     CommandError, Completion, Direction, Portal, ScsiOutcome, Session, SessionError, SubmitError,
-    TaskHandle, TransportAction,
+    TaskHandle, TransportAction, PLAN_AHEAD,
 };
 use crate::time::{Duration, Instant};
 
@@ -38,6 +38,13 @@ pub struct RecvHint {
     /// (at most one outstanding): the transport may poll for up to this many microseconds
     /// before it sleeps, trading CPU for the wake-up latency. 0 (the default): do not poll.
     pub busy_poll_us: u32,
+    /// For [`Transport::recv_vectored`]: the bytes the driver expects soon, beyond `min` (the
+    /// target is sending a task's data and the driver has planned where the next PDUs go). Not
+    /// guaranteed: a transport may wait up to `likely_wait` for this many, then settles for
+    /// `min`. 0 or at most `min`: no such expectation.
+    pub likely: usize,
+    /// How long a wait for `likely` bytes may last.
+    pub likely_wait: Duration,
 }
 
 /// A reliable byte stream to a portal (TCP).
@@ -65,6 +72,23 @@ pub trait Transport {
     fn recv_hinted(&mut self, buf: &mut [u8], timeout: Duration, hint: RecvHint) -> Received {
         let _ = hint;
         self.recv(buf, timeout)
+    }
+    /// [`Transport::recv_hinted`] into several buffers, each filled before the next: the rest
+    /// of a data segment and the segments the driver expects after it straight into the
+    /// caller's buffers, with room for the headers between them, and whatever follows into
+    /// the driver's own. Returns the total. `hint.min` is about the first buffer;
+    /// `hint.likely`, about all of them. The default receives into the first alone, which is
+    /// always correct.
+    fn recv_vectored(
+        &mut self,
+        bufs: &mut [&mut [u8]],
+        timeout: Duration,
+        hint: RecvHint,
+    ) -> Received {
+        match bufs.first_mut() {
+            Some(first) => self.recv_hinted(first, timeout, hint),
+            None => Received::Timeout,
+        }
     }
 }
 
@@ -108,6 +132,12 @@ const DIRECT_MIN: u32 = 32 * 1024;
 
 /// The receive size while large Data-In is expected: a header and the start of its data.
 const SMALL_READ: usize = 4 * 1024;
+
+/// How long a planned receive waits for the PDUs it expects before it settles for the rest of
+/// the current segment ([`RecvHint::likely_wait`]): a few MiB on a fast link. Longer only
+/// when the target is slow to send a task's data, and then [`Session::direct_rx_plan`] backs
+/// off.
+const PLAN_WAIT: Duration = Duration::from_millis(2);
 
 /// Drives a session over a transport, blocking.
 #[derive(Debug)]
@@ -223,19 +253,34 @@ impl<T: Transport, C: Clock> Client<T, C> {
             };
             // The rest of a large Data-In segment is received straight into the caller's
             // buffer; everything else in large reads into `rxbuf`, several PDUs at a time.
-            if let Some(dst) = self
-                .session
-                .direct_rx()
-                .filter(|d| d.len() >= DIRECT_MIN as usize)
-            {
+            if let Some(plan) = self.session.direct_rx_plan(DIRECT_MIN as usize) {
                 let hint = RecvHint {
-                    min: dst.len(),
+                    min: plan.sure,
                     busy_poll_us,
+                    likely: plan.likely,
+                    likely_wait: PLAN_WAIT,
                 };
-                match self.transport.recv_hinted(dst, wait, hint) {
+                let planned = plan.likely;
+                // The parts of the plan, then room for what follows them.
+                let mut bufs: [&mut [u8]; 2 + 2 * PLAN_AHEAD] = Default::default();
+                let mut used = 0;
+                for part in plan.parts.into_iter().take(plan.count) {
+                    bufs[used] = part;
+                    used += 1;
+                }
+                bufs[used] = &mut self.rxbuf[..SMALL_READ];
+                used += 1;
+                match self.transport.recv_vectored(&mut bufs[..used], wait, hint) {
                     Received::Data(n) => {
                         let now = self.clock.now();
-                        self.session.direct_received(now, n);
+                        self.session.direct_received(now, n.min(planned));
+                        if n > planned {
+                            // The next header (and the start of what follows it) came in the
+                            // same receive.
+                            let buf = core::mem::take(&mut self.rxbuf);
+                            self.session.process(now, &buf[..n - planned]);
+                            self.rxbuf = buf;
+                        }
                     }
                     Received::Timeout => {}
                     Received::Closed => {
@@ -256,6 +301,7 @@ impl<T: Transport, C: Clock> Client<T, C> {
             let hint = RecvHint {
                 min: 1,
                 busy_poll_us,
+                ..RecvHint::default()
             };
             match self
                 .transport
@@ -406,13 +452,17 @@ mod host {
     use super::{Clock, Received, RecvHint, Transport};
     use crate::session::Portal;
     use crate::time::{Duration, Instant};
-    use std::io::{ErrorKind, Read, Write};
+    use std::io::{ErrorKind, IoSliceMut, Read, Write};
     use std::net::{Shutdown, TcpStream, ToSocketAddrs};
     use std::os::fd::AsRawFd;
 
-    /// The largest receive low-water mark asked of the kernel: the size of one large Data-In
-    /// segment (more only delays the first wake-up of a very large one).
-    const LOWAT_MAX: usize = 256 * 1024;
+    /// The largest receive low-water mark asked of the kernel: a planned receive of a few
+    /// large Data-In PDUs (Linux grows the receive buffer to match, up to half of the
+    /// `tcp_rmem` maximum; more would only delay the first wake-up).
+    const LOWAT_MAX: usize = 2 * 1024 * 1024;
+
+    /// The most buffers one receive takes.
+    const MAX_IOV: usize = 16;
 
     /// `std::net::TcpStream` transport.
     ///
@@ -477,26 +527,58 @@ mod host {
             true
         }
 
+        /// One non-blocking receive: what has already arrived, whatever the low-water mark.
+        /// `None` when nothing has (or the receive was interrupted).
+        fn recv_now(&mut self, buf: &mut [u8]) -> Option<Received> {
+            let s = self.stream.as_ref()?;
+            match sys::recv_nowait(s.as_raw_fd(), buf) {
+                Ok(0) => Some(Received::Closed),
+                Ok(n) => Some(Received::Data(n)),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                    None
+                }
+                Err(_) => Some(Received::Closed),
+            }
+        }
+
         /// Poll with non-blocking receives for up to `us` microseconds. `None` when nothing
         /// came (or the poll could not be done): the caller then waits as usual.
         fn busy_poll(&mut self, buf: &mut [u8], us: u32) -> Option<Received> {
-            let s = self.stream.as_ref()?;
-            let fd = s.as_raw_fd();
+            self.stream.as_ref()?;
             let start = std::time::Instant::now();
             let budget = std::time::Duration::from_micros(u64::from(us));
             loop {
-                match sys::recv_nowait(fd, buf) {
-                    Ok(0) => return Some(Received::Closed),
-                    Ok(n) => return Some(Received::Data(n)),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => return Some(Received::Closed),
+                if let Some(r) = self.recv_now(buf) {
+                    return Some(r);
                 }
                 if start.elapsed() >= budget {
                     return None;
                 }
                 core::hint::spin_loop();
             }
+        }
+
+        /// Make the next receive wait for `min` bytes: the low-water mark, and for more than
+        /// one byte a `poll` until they are queued. A blocking receive alone would copy what
+        /// is there and then wake for every further segment (Linux counts the mark from the
+        /// unread bytes); `poll` is readable only once `min` bytes are queued. `Err` is what
+        /// the receive returns instead.
+        fn wait_for(&mut self, min: usize, timeout: Duration) -> Result<(), Received> {
+            if !self.set_lowat(min) {
+                return Err(Received::Closed);
+            }
+            if min > 1 {
+                let Some(s) = self.stream.as_ref() else {
+                    return Err(Received::Closed);
+                };
+                match sys::poll_readable(s.as_raw_fd(), timeout.total_millis().max(1)) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(Received::Timeout),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => return Err(Received::Timeout),
+                    Err(_) => return Err(Received::Closed),
+                }
+            }
+            Ok(())
         }
 
         fn read(&mut self, buf: &mut [u8], timeout: Duration) -> Received {
@@ -506,19 +588,24 @@ mod host {
             let Some(s) = self.stream.as_mut() else {
                 return Received::Closed;
             };
-            match s.read(buf) {
-                Ok(0) => Received::Closed,
-                Ok(n) => Received::Data(n),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) =>
-                {
-                    Received::Timeout
-                }
-                Err(_) => Received::Closed,
+            read_result(s.read(buf))
+        }
+    }
+
+    /// A socket read's result as a [`Received`].
+    fn read_result(r: std::io::Result<usize>) -> Received {
+        match r {
+            Ok(0) => Received::Closed,
+            Ok(n) => Received::Data(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                Received::Timeout
             }
+            Err(_) => Received::Closed,
         }
     }
 
@@ -570,24 +657,72 @@ mod host {
                 }
             }
             let min = hint.min.min(buf.len()).min(LOWAT_MAX);
-            if !self.set_lowat(min) {
-                return Received::Closed;
-            }
-            if min > 1 {
-                // A blocking receive would copy what is there and then wake for every further
-                // segment (Linux counts the low-water mark from the unread bytes): wait with
-                // `poll`, which is readable only once `min` bytes are queued, then read them.
-                let Some(s) = self.stream.as_ref() else {
-                    return Received::Closed;
-                };
-                match sys::poll_readable(s.as_raw_fd(), timeout.total_millis().max(1)) {
-                    Ok(true) => {}
-                    Ok(false) => return Received::Timeout,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => return Received::Timeout,
-                    Err(_) => return Received::Closed,
+            if min <= 1 && self.lowat > 1 {
+                // What is already there needs no low-water mark (a non-blocking receive
+                // ignores it): skip the `setsockopt` back to 1 unless this has to sleep.
+                if let Some(r) = self.recv_now(buf) {
+                    return r;
                 }
             }
+            if let Err(r) = self.wait_for(min, timeout) {
+                return r;
+            }
             self.read(buf, timeout)
+        }
+
+        fn recv_vectored(
+            &mut self,
+            bufs: &mut [&mut [u8]],
+            timeout: Duration,
+            hint: RecvHint,
+        ) -> Received {
+            let Some(first_len) = bufs.first().map(|b| b.len()) else {
+                return Received::Timeout;
+            };
+            let min = hint.min.min(first_len).min(LOWAT_MAX);
+            if min <= 1 || bufs.len() < 2 || bufs.len() > MAX_IOV {
+                return match bufs.first_mut() {
+                    Some(first) => self.recv_hinted(first, timeout, hint),
+                    None => Received::Timeout,
+                };
+            }
+            if hint.busy_poll_us > 0 {
+                if let Some(r) = bufs
+                    .first_mut()
+                    .and_then(|f| self.busy_poll(f, hint.busy_poll_us))
+                {
+                    return r;
+                }
+            }
+            let total: usize = bufs.iter().map(|b| b.len()).sum();
+            let likely = hint.likely.min(total).min(LOWAT_MAX);
+            let waited = likely > min
+                && hint.likely_wait > Duration::ZERO
+                && match self.wait_for(likely, hint.likely_wait.min(timeout)) {
+                    Ok(()) => true,
+                    Err(Received::Timeout) => false,
+                    Err(r) => return r,
+                };
+            if !waited {
+                if let Err(r) = self.wait_for(min, timeout) {
+                    return r;
+                }
+            }
+            if !self.set_timeout(timeout) {
+                return Received::Closed;
+            }
+            let Some(s) = self.stream.as_mut() else {
+                return Received::Closed;
+            };
+            // One `readv`: the bytes waited for are queued, so it returns at once with them
+            // and whatever followed, up to all the buffers.
+            let mut iov: [IoSliceMut<'_>; MAX_IOV] =
+                core::array::from_fn(|_| IoSliceMut::new(&mut []));
+            let used = bufs.len();
+            for (v, b) in iov.iter_mut().zip(bufs.iter_mut()) {
+                *v = IoSliceMut::new(b);
+            }
+            read_result(s.read_vectored(&mut iov[..used]))
         }
     }
 

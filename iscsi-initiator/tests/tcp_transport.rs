@@ -1,6 +1,7 @@
 //! The host TCP transport's receive hints ([`RecvHint`]): the low-water-mark wait for the rest
-//! of a data segment and busy polling, on real loopback sockets; and which hints the `Client`
-//! gives, recorded on a real session with tgtd.
+//! of a data segment, the vectored receive with its wait for the PDUs a plan expects, and busy
+//! polling, on real loopback sockets; and which hints and plans the `Client` gives, recorded
+//! on a real session with tgtd.
 #![cfg(feature = "std")]
 
 mod common;
@@ -82,6 +83,7 @@ fn low_water_mark_returns_the_whole_segment_in_one_receive() {
     let hint = RecvHint {
         min: segment.len(),
         busy_poll_us: 0,
+        ..RecvHint::default()
     };
     match t.recv_hinted(&mut buf, Duration::from_secs(5), hint) {
         Received::Data(n) => assert_eq!(n, segment.len(), "one receive, all of it"),
@@ -129,6 +131,7 @@ fn low_water_mark_wait_is_bounded_and_loses_nothing() {
     let hint = RecvHint {
         min: segment.len(),
         busy_poll_us: 0,
+        ..RecvHint::default()
     };
     let start = StdInstant::now();
     assert_eq!(
@@ -168,6 +171,7 @@ fn busy_poll_spins_for_its_budget_then_sleeps() {
     let spin = RecvHint {
         min: 1,
         busy_poll_us: 200_000,
+        ..RecvHint::default()
     };
     // Nothing arrives: 200 ms of polling on the CPU, then an ordinary wait until the timeout.
     let cpu = thread_cpu();
@@ -204,11 +208,95 @@ fn busy_poll_spins_for_its_budget_then_sleeps() {
     assert_eq!(t.recv_hinted(&mut buf, SECOND, spin), Received::Closed);
 }
 
+/// Receive into three buffers (`sure` bytes, a 48-byte header, the rest) with a wait for all.
+fn recv_three(
+    t: &mut TcpTransport,
+    sure: usize,
+    total: usize,
+    likely_wait: Duration,
+) -> (Received, Vec<u8>) {
+    let mut a = vec![0u8; sure];
+    let mut h = [0u8; 48];
+    let mut b = vec![0u8; total - sure - 48];
+    let hint = RecvHint {
+        min: sure,
+        likely: total,
+        likely_wait,
+        ..RecvHint::default()
+    };
+    let r = t.recv_vectored(&mut [&mut a, &mut h, &mut b], Duration::from_secs(5), hint);
+    let mut all = a;
+    all.extend_from_slice(&h);
+    all.extend_from_slice(&b);
+    (r, all)
+}
+
+#[test]
+fn vectored_receive_waits_for_the_likely_bytes_and_fills_the_buffers_in_order() {
+    let (mut t, tx, server, segment) = segment_in_four_pieces(6);
+    let start = StdInstant::now();
+    let (r, got) = recv_three(&mut t, 32 * 1024, segment.len(), Duration::from_secs(2));
+    assert_eq!(r, Received::Data(segment.len()), "one receive, all of it");
+    assert!(
+        start.elapsed() >= StdDuration::from_millis(150),
+        "it waited"
+    );
+    assert_eq!(got, segment);
+    drop(tx);
+    server.join().unwrap();
+}
+
+#[test]
+fn vectored_receive_without_a_likely_wait_takes_the_sure_bytes() {
+    // The control for the test above: the same arrivals, no wait for the likely bytes.
+    let (mut t, tx, server, segment) = segment_in_four_pieces(7);
+    let (r, got) = recv_three(&mut t, 32 * 1024, segment.len(), Duration::ZERO);
+    let Received::Data(n) = r else {
+        panic!("{r:?}")
+    };
+    assert!(n >= 32 * 1024 && n < segment.len(), "got {n}");
+    assert_eq!(got[..n], segment[..n]);
+    drop(tx);
+    server.join().unwrap();
+}
+
+#[test]
+fn the_likely_wait_ends_and_settles_for_the_sure_bytes() {
+    // Only the sure bytes come (the target ended the task early): the receive returns them
+    // after the likely wait, not at the timeout, and what comes later is the next receive's.
+    let (mut t, tx, server) = pair();
+    let data = bytes(100 * 1024, 8);
+    tx.send((data[..32 * 1024].to_vec(), 0)).unwrap();
+    let start = StdInstant::now();
+    let (r, got) = recv_three(&mut t, 32 * 1024, data.len(), Duration::from_millis(100));
+    let waited = start.elapsed();
+    assert_eq!(r, Received::Data(32 * 1024));
+    assert_eq!(got[..32 * 1024], data[..32 * 1024]);
+    assert!(
+        waited >= StdDuration::from_millis(90) && waited < StdDuration::from_secs(3),
+        "{waited:?}"
+    );
+    tx.send((data[32 * 1024..].to_vec(), 0)).unwrap();
+    let mut rest = vec![0u8; data.len() - 32 * 1024];
+    let mut n = 0;
+    while n < rest.len() {
+        match t.recv(&mut rest[n..], Duration::from_secs(5)) {
+            Received::Data(k) => n += k,
+            other => panic!("{other:?} after {n}"),
+        }
+    }
+    assert_eq!(rest, data[32 * 1024..]);
+    drop(tx);
+    server.join().unwrap();
+}
+
 /// Records the hints the `Client` gives, then receives as the host transport does.
 #[derive(Debug)]
 struct Recording {
     inner: TcpTransport,
     hints: Vec<(usize, RecvHint)>,
+    /// The buffer lengths of each vectored receive.
+    vectored: Vec<Vec<usize>>,
 }
 
 impl Transport for Recording {
@@ -228,6 +316,16 @@ impl Transport for Recording {
         self.hints.push((buf.len(), hint));
         self.inner.recv_hinted(buf, timeout, hint)
     }
+    fn recv_vectored(
+        &mut self,
+        bufs: &mut [&mut [u8]],
+        timeout: Duration,
+        hint: RecvHint,
+    ) -> Received {
+        self.hints.push((bufs.first().map_or(0, |b| b.len()), hint));
+        self.vectored.push(bufs.iter().map(|b| b.len()).collect());
+        self.inner.recv_vectored(bufs, timeout, hint)
+    }
 }
 
 #[test]
@@ -236,6 +334,7 @@ fn client_hints_low_water_marks_for_large_data_and_polls_only_at_queue_depth_one
     let transport = Recording {
         inner: TcpTransport::new(),
         hints: Vec::new(),
+        vectored: Vec::new(),
     };
     let login = login_config(Some(IQN), None, DigestChoice::None);
     let mut c = client_over(transport, t.port, login, |_| {});
@@ -268,6 +367,20 @@ fn client_hints_low_water_marks_for_large_data_and_polls_only_at_queue_depth_one
         "a low-water mark for the rest of a segment: {hints:?}"
     );
     assert!(hints.iter().all(|(len, h)| h.min >= 1 && h.min <= *len));
+    // tgtd sends 1 MiB as four 256 KiB PDUs: once the first header is in, one receive is
+    // planned across the rest of the task (the segment, then header and segment three times,
+    // then room for what follows), expecting all of it.
+    let vectored = std::mem::take(&mut c.transport_mut().vectored);
+    assert!(
+        vectored.iter().any(|lens| lens.len() == 8
+            && lens[1..7].iter().step_by(2).all(|&l| l == 48)
+            && lens.iter().sum::<usize>() >= (3 << 18) + 3 * 48),
+        "{vectored:?}"
+    );
+    assert!(
+        hints.iter().any(|(_, h)| h.likely > h.min + (3 << 18)),
+        "{hints:?}"
+    );
 
     // Four reads in flight: no polling while more than one is outstanding.
     let mut handles = Vec::new();

@@ -1,7 +1,9 @@
 //! A whole session fed arbitrary target bytes: either from the first Login Response on, or
 //! (when the first byte is odd) after a scripted successful login, so the full-feature
 //! datapath (Data-In, R2T, NOP-In, Async, Reject, TMF and Logout Responses) is reached.
-//! Never a panic, never a write outside a command's buffer.
+//! Received byte by byte through `process`, or as `Client` does, into the parts of planned
+//! receives across several Data-In PDUs (`direct_rx_plan`). Never a panic, never a write
+//! outside a command's buffer.
 #![no_main]
 
 use iscsi_initiator::login::{Isid, LoginConfig, SessionType};
@@ -62,17 +64,52 @@ fuzz_target!(|data: &[u8]| {
     let _ = s.submit(Lun::from_number(0), Cdb::read(0, 8), Direction::Read, vec![0; 4096], 4096);
     let _ = s.submit(Lun::from_number(0), Cdb::write(0, 16), Direction::Write, vec![1; 8192], 8192);
     let _ = s.submit(Lun::from_number(0), Cdb::test_unit_ready(), Direction::None, Vec::new(), 0);
+    let _ = s.submit(Lun::from_number(0), Cdb::read(64, 128), Direction::Read, vec![0; 65536], 65536);
     let mut t = 0;
-    let step = usize::from(ctl >> 1).max(1);
-    for piece in data.chunks(step) {
+    // Bit 1: receive the way `Client` does, into the planned parts of several Data-In PDUs
+    // whenever the session offers them. The other bits: the receive size.
+    let planned = ctl & 2 != 0;
+    let step = usize::from(ctl >> 2).max(1);
+    let mut rest = data;
+    while !rest.is_empty() {
         t += 10;
         let now = Instant::from_millis(t);
-        s.process(now, piece);
+        let plan = if planned { s.direct_rx_plan(0) } else { None };
+        let n = match plan {
+            Some(mut p) => {
+                let mut n = 0;
+                let src = &rest[..rest.len().min(step * 97)];
+                for part in p.parts[..p.count].iter_mut() {
+                    let k = part.len().min(src.len() - n);
+                    part[..k].copy_from_slice(&src[n..n + k]);
+                    n += k;
+                    if k < part.len() {
+                        break;
+                    }
+                }
+                s.direct_received(now, n);
+                n
+            }
+            None => {
+                let n = rest.len().min(step);
+                s.process(now, &rest[..n]);
+                n
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        rest = &rest[n..];
         take_tx(&mut s);
         s.handle_timeout(now);
         while let Some(c) = s.poll_completion() {
             if let iscsi_initiator::session::Completion::Command { buffer, .. } = c {
-                assert!(buffer.len() == 4096 || buffer.len() == 8192 || buffer.is_empty());
+                assert!(
+                    buffer.len() == 4096
+                        || buffer.len() == 8192
+                        || buffer.len() == 65536
+                        || buffer.is_empty()
+                );
             }
         }
         while let Some(a) = s.poll_transport(now) {

@@ -1014,3 +1014,286 @@ fn new_commands_wait_only_while_the_target_has_plenty_in_flight() {
     read(&mut s, 12);
     assert!(!s.transmit_can_wait());
 }
+
+/// Copy `src` into a planned receive's parts in order, each filled before the next, as a
+/// vectored socket read does; returns the bytes taken.
+fn fill_plan(p: &mut DirectRx<'_>, src: &[u8]) -> usize {
+    let mut n = 0;
+    for part in p.parts[..p.count].iter_mut() {
+        let k = part.len().min(src.len() - n);
+        part[..k].copy_from_slice(&src[n..n + k]);
+        n += k;
+        if k < part.len() {
+            break;
+        }
+    }
+    n
+}
+
+/// Feed `stream` the way `Client::step` does: a planned receive (at most `chunk` bytes)
+/// whenever the session offers one, otherwise `process` of a header and a little data.
+/// Returns the receives made with a plan of more than one PDU.
+fn feed_planned(s: &mut Session, stream: &[u8], chunk: usize) -> usize {
+    let mut pos = 0;
+    let mut multi = 0;
+    while pos < stream.len() {
+        let n = match s.direct_rx_plan(0) {
+            Some(mut p) => {
+                if p.count > 1 {
+                    multi += 1;
+                }
+                let end = stream.len().min(pos.saturating_add(chunk));
+                let n = fill_plan(&mut p, &stream[pos..end]);
+                s.direct_received(T0, n);
+                n
+            }
+            None => {
+                let n = (stream.len() - pos).min(148).min(chunk);
+                s.process(T0, &stream[pos..pos + n]);
+                n
+            }
+        };
+        assert!(n > 0, "no progress at {pos}");
+        pos += n;
+    }
+    multi
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[test]
+fn one_planned_receive_takes_several_data_in_pdus() {
+    let mut s = Session::new(config(), T0);
+    let mut t = logged_in(&mut s, T0, 8, &[]);
+    let len = 256 * 1024;
+    let h = s
+        .submit(
+            Lun::from_number(0),
+            Cdb::read(0, 512),
+            Direction::Read,
+            vec![0; len],
+            len as u32,
+        )
+        .unwrap();
+    t.saw(&drain(&mut s));
+    let payload = pattern(len, 5);
+    let seg = 64 * 1024;
+    let mut stream = Vec::new();
+    for i in 0..4 {
+        let last = i == 3;
+        stream.extend(t.data_in(
+            h.0,
+            i as u32,
+            (i * seg) as u32,
+            &payload[i * seg..(i + 1) * seg],
+            last.then_some(0),
+        ));
+    }
+    // The first header and a little data through `process`; then one receive plans the rest
+    // of this segment and the three PDUs after it, which is all that is left.
+    s.process(T0, &stream[..148]);
+    let mut p = s.direct_rx_plan(0).expect("a plan");
+    assert_eq!(p.count, 1 + 2 * 3);
+    assert_eq!(p.sure, seg - 100);
+    assert_eq!(p.likely, stream.len() - 148);
+    let n = fill_plan(&mut p, &stream[148..]);
+    assert_eq!(n, stream.len() - 148);
+    s.direct_received(T0, n);
+    let done = complete_all(&mut s);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].1.unwrap().transferred, len as u32);
+    assert!(done[0].2 == payload, "data placed where it belongs");
+    assert_eq!(s.plan_backoff, 0);
+    assert!(s.is_ready());
+}
+
+#[test]
+fn planned_receives_of_any_size_place_the_same_bytes() {
+    // Receives that end inside a header, just after one, or inside a segment: every byte
+    // still lands where it belongs, and a plan is used while the receives cover it.
+    for chunk in [47, 48, 49, 1000, 64 * 1024 + 48, 100_003, usize::MAX] {
+        let mut s = Session::new(config(), T0);
+        let mut t = logged_in(&mut s, T0, 8, &[]);
+        let len = 512 * 1024;
+        let h = s
+            .submit(
+                Lun::from_number(0),
+                Cdb::read(0, 1024),
+                Direction::Read,
+                vec![0; len],
+                len as u32,
+            )
+            .unwrap();
+        t.saw(&drain(&mut s));
+        let payload = pattern(len, chunk as u8);
+        let seg = 64 * 1024;
+        let mut stream = Vec::new();
+        for i in 0..8 {
+            stream.extend(t.data_in(
+                h.0,
+                i as u32,
+                (i * seg) as u32,
+                &payload[i * seg..(i + 1) * seg],
+                (i == 7).then_some(0),
+            ));
+        }
+        let multi = feed_planned(&mut s, &stream, chunk);
+        assert!(multi > 0, "chunk {chunk}: no plan used");
+        let done = complete_all(&mut s);
+        assert_eq!(done.len(), 1, "chunk {chunk}");
+        assert!(done[0].2 == payload, "chunk {chunk}: data differs");
+        assert!(s.is_ready(), "chunk {chunk}: {:?}", s.last_error());
+    }
+}
+
+#[test]
+fn a_wrong_plan_loses_nothing_and_backs_off() {
+    let mut s = Session::new(config(), T0);
+    let mut t = logged_in(&mut s, T0, 8, &[]);
+    let (la, lb) = (256 * 1024, 16 * 1024);
+    let a = s
+        .submit(
+            Lun::from_number(0),
+            Cdb::read(0, 512),
+            Direction::Read,
+            vec![0; la],
+            la as u32,
+        )
+        .unwrap();
+    let b = s
+        .submit(
+            Lun::from_number(0),
+            Cdb::read(1024, 32),
+            Direction::Read,
+            vec![0; lb],
+            lb as u32,
+        )
+        .unwrap();
+    t.saw(&drain(&mut s));
+    let (pa, pb) = (pattern(la, 1), pattern(lb, 2));
+    // The target interleaves: A's first 64 KiB, then all of B, then A in two PDUs of 96 KiB
+    // (not the 64 KiB the plan guesses).
+    let mut stream = t.data_in(a.0, 0, 0, &pa[..65536], None);
+    stream.extend(t.data_in(b.0, 0, 0, &pb, Some(0)));
+    stream.extend(t.data_in(a.0, 1, 65536, &pa[65536..163840], None));
+    stream.extend(t.data_in(a.0, 2, 163840, &pa[163840..], Some(0)));
+    s.process(T0, &stream[..148]);
+    let mut p = s.direct_rx_plan(0).expect("a plan");
+    assert_eq!(p.count, 7, "the plan guesses three more PDUs of A");
+    let n = fill_plan(&mut p, &stream[148..]);
+    s.direct_received(T0, n);
+    assert_eq!(s.plan_backoff, PLAN_BACKOFF, "a wrong guess backs off");
+    // The rest as usual: while backing off, receives are not planned beyond one segment.
+    let multi = feed_planned(&mut s, &stream[148 + n..], usize::MAX);
+    assert_eq!(multi, 0);
+    let mut done = complete_all(&mut s);
+    done.sort_by_key(|d| d.0 .0);
+    assert_eq!(done.len(), 2);
+    assert!(done[0].2 == pa, "A intact");
+    assert!(done[1].2 == pb, "B intact");
+    assert!(s.is_ready(), "{:?}", s.last_error());
+}
+
+#[test]
+fn a_plan_never_leaves_other_data_in_a_buffer() {
+    // A fails after its first PDU; the bytes that follow (the response and B's data) were
+    // received into A's buffer where the plan expected A's next PDUs. They go to B, and A's
+    // buffer holds A's data and zeros, none of B's.
+    let mut s = Session::new(config(), T0);
+    let mut t = logged_in(&mut s, T0, 8, &[]);
+    let (la, lb) = (256 * 1024, 64 * 1024);
+    let a = s
+        .submit(
+            Lun::from_number(0),
+            Cdb::read(0, 512),
+            Direction::Read,
+            vec![0; la],
+            la as u32,
+        )
+        .unwrap();
+    let b = s
+        .submit(
+            Lun::from_number(0),
+            Cdb::read(1024, 128),
+            Direction::Read,
+            vec![0; lb],
+            lb as u32,
+        )
+        .unwrap();
+    t.saw(&drain(&mut s));
+    let pa = vec![0xa1; 65536];
+    let pb = vec![0xb2; lb];
+    let mut stream = t.data_in(a.0, 0, 0, &pa, None);
+    let sense = [0x72, 0x03, 0x11, 0x00, 0, 0, 0, 0];
+    stream.extend(t.response(a.0, 0x02, &sense, 1));
+    stream.extend(t.data_in(b.0, 0, 0, &pb, Some(0)));
+    let multi = feed_planned(&mut s, &stream, usize::MAX);
+    assert_eq!(multi, 1, "one receive was planned across A's next PDUs");
+    let mut done = complete_all(&mut s);
+    done.sort_by_key(|d| d.0 .0);
+    assert_eq!(done.len(), 2);
+    let oa = done[0].1.unwrap();
+    assert_eq!(oa.status, ScsiStatus::CHECK_CONDITION);
+    assert_eq!(
+        oa.sense.unwrap().decode().unwrap().key,
+        SenseKey::MEDIUM_ERROR
+    );
+    assert!(done[0].2[..65536] == pa[..]);
+    assert!(
+        done[0].2[65536..].iter().all(|&x| x == 0),
+        "A's buffer beyond its data holds none of what followed"
+    );
+    assert!(done[1].2 == pb, "B intact");
+    assert!(s.is_ready(), "{:?}", s.last_error());
+}
+
+#[test]
+fn a_plan_stops_at_a_status_it_did_not_expect() {
+    // A ends early (status and underflow on its second PDU, where the plan expected two more)
+    // and B's data follows: A completes with its 128 KiB, B with all of its data.
+    let mut s = Session::new(config(), T0);
+    let mut t = logged_in(&mut s, T0, 8, &[]);
+    let (la, lb) = (256 * 1024, 64 * 1024);
+    let a = s
+        .submit(
+            Lun::from_number(0),
+            Cdb::read(0, 512),
+            Direction::Read,
+            vec![0; la],
+            la as u32,
+        )
+        .unwrap();
+    let b = s
+        .submit(
+            Lun::from_number(0),
+            Cdb::read(1024, 128),
+            Direction::Read,
+            vec![0; lb],
+            lb as u32,
+        )
+        .unwrap();
+    t.saw(&drain(&mut s));
+    let (pa, pb) = (pattern(131072, 3), pattern(lb, 4));
+    let mut stream = t.data_in(a.0, 0, 0, &pa[..65536], None);
+    let mut last = t.data_in(a.0, 1, 65536, &pa[65536..], Some(0));
+    last[1] |= 0x02;
+    last[44..48].copy_from_slice(&131072u32.to_be_bytes());
+    stream.extend(last);
+    stream.extend(t.data_in(b.0, 0, 0, &pb, Some(0)));
+    let multi = feed_planned(&mut s, &stream, usize::MAX);
+    assert_eq!(multi, 1);
+    let mut done = complete_all(&mut s);
+    done.sort_by_key(|d| d.0 .0);
+    assert_eq!(done.len(), 2);
+    let oa = done[0].1.unwrap();
+    assert_eq!(oa.residual, Residual::Underflow(131072));
+    assert_eq!(oa.transferred, 131072);
+    assert!(done[0].2[..131072] == pa[..]);
+    assert!(done[0].2[131072..].iter().all(|&x| x == 0));
+    assert!(done[1].2 == pb, "B intact");
+    assert!(s.is_ready(), "{:?}", s.last_error());
+}
