@@ -581,6 +581,27 @@ impl Session {
         self.active
     }
 
+    /// The commands the target has (sent and not yet answered, as far as the session can
+    /// tell) and the bytes it is expected to send for them: a response header each and the
+    /// rest of each read's data.
+    pub fn expected_rx(&self) -> (usize, usize) {
+        let mut bytes = 0usize;
+        for t in self.tasks.iter().flatten() {
+            if t.state == TaskState::Active {
+                bytes += BHS_LEN;
+                if t.dir == Direction::Read {
+                    bytes += t.len.saturating_sub(t.next_offset) as usize;
+                }
+            }
+        }
+        let at_target = self.active.saturating_sub(self.tx_cmds);
+        match self.active {
+            0 => (0, 0),
+            // Commands still in the transmit buffer have no answers coming yet.
+            n => (at_target, bytes / n * at_target),
+        }
+    }
+
     /// Free command slots.
     pub fn capacity(&self) -> usize {
         self.tasks.len() - self.active

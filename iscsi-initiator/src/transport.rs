@@ -38,10 +38,11 @@ pub struct RecvHint {
     /// (at most one outstanding): the transport may poll for up to this many microseconds
     /// before it sleeps, trading CPU for the wake-up latency. 0 (the default): do not poll.
     pub busy_poll_us: u32,
-    /// For [`Transport::recv_vectored`]: the bytes the driver expects soon, beyond `min` (the
-    /// target is sending a task's data and the driver has planned where the next PDUs go). Not
-    /// guaranteed: a transport may wait up to `likely_wait` for this many, then settles for
-    /// `min`. 0 or at most `min`: no such expectation.
+    /// The bytes the driver expects soon, beyond `min`: the Data-In PDUs a plan expects
+    /// ([`Transport::recv_vectored`]; the target is sending that task's data), or a batch of
+    /// answers to the many commands the target has. Not guaranteed: a transport may wait up
+    /// to `likely_wait` for this many (one wake-up and one receive for all of them), then
+    /// settles for `min`. 0 or at most `min`: no such expectation.
     pub likely: usize,
     /// How long a wait for `likely` bytes may last.
     pub likely_wait: Duration,
@@ -133,6 +134,16 @@ const DIRECT_MIN: u32 = 32 * 1024;
 /// The receive size while large Data-In is expected: a header and the start of its data.
 const SMALL_READ: usize = 4 * 1024;
 
+/// A receive waits for answers in batches ([`RecvHint::likely`]) only while at least this many
+/// commands are at the target,
+const BATCH_MIN: usize = 8;
+/// for this fraction of the bytes expected for them (the rest keep the target busy),
+const BATCH_DIV: usize = 4;
+/// for at most this long (a batch of 4 KiB reads on loopback takes ~0.1 ms),
+const BATCH_WAIT: Duration = Duration::from_millis(1);
+/// and not for this many receives after a batch did not come in time.
+const BATCH_BACKOFF: u32 = 64;
+
 /// How long a planned receive waits for the PDUs it expects before it settles for the rest of
 /// the current segment ([`RecvHint::likely_wait`]): a few MiB on a fast link. Longer only
 /// when the target is slow to send a task's data, and then [`Session::direct_rx_plan`] backs
@@ -148,6 +159,8 @@ pub struct Client<T: Transport, C: Clock> {
     connected: bool,
     rxbuf: Vec<u8>,
     stash: Vec<Completion>,
+    /// Receives left that do not wait for a batch of answers.
+    batch_backoff: u32,
     command_timeout: Duration,
     busy_poll_us: u32,
 }
@@ -162,6 +175,7 @@ impl<T: Transport, C: Clock> Client<T, C> {
             connected: false,
             rxbuf: vec![0; 256 * 1024],
             stash: Vec::new(),
+            batch_backoff: 0,
             command_timeout: Duration::from_secs(300),
             busy_poll_us: 0,
         }
@@ -298,16 +312,34 @@ impl<T: Transport, C: Clock> Client<T, C> {
             } else {
                 self.rxbuf.len()
             };
+            // With many commands at the target, wait briefly for a quarter of their answers:
+            // one wake-up and one receive for several of them, while the target keeps three
+            // quarters to work on.
+            let (at_target, expected) = self.session.expected_rx();
+            let likely = if self.batch_backoff > 0 {
+                self.batch_backoff -= 1;
+                0
+            } else if at_target >= BATCH_MIN && len == self.rxbuf.len() {
+                (expected / BATCH_DIV).min(len)
+            } else {
+                0
+            };
             let hint = RecvHint {
                 min: 1,
                 busy_poll_us,
-                ..RecvHint::default()
+                likely,
+                likely_wait: BATCH_WAIT,
             };
             match self
                 .transport
                 .recv_hinted(&mut self.rxbuf[..len], wait, hint)
             {
                 Received::Data(n) => {
+                    if n < likely {
+                        // The answers were not there in time: the target is slower than
+                        // this, so stop waiting for a while.
+                        self.batch_backoff = BATCH_BACKOFF;
+                    }
                     let now = self.clock.now();
                     let buf = core::mem::take(&mut self.rxbuf);
                     self.session.process(now, &buf[..n]);
@@ -657,6 +689,14 @@ mod host {
                 }
             }
             let min = hint.min.min(buf.len()).min(LOWAT_MAX);
+            let likely = hint.likely.min(buf.len()).min(LOWAT_MAX);
+            if likely > min && hint.likely_wait > Duration::ZERO {
+                match self.wait_for(likely, hint.likely_wait.min(timeout)) {
+                    Ok(()) => return self.read(buf, timeout),
+                    Err(Received::Timeout) => {}
+                    Err(r) => return r,
+                }
+            }
             if min <= 1 && self.lowat > 1 {
                 // What is already there needs no low-water mark (a non-blocking receive
                 // ignores it): skip the `setsockopt` back to 1 unless this has to sleep.

@@ -224,11 +224,73 @@ fn recv_three(
         likely_wait,
         ..RecvHint::default()
     };
-    let r = t.recv_vectored(&mut [&mut a, &mut h, &mut b], Duration::from_secs(5), hint);
+    // A long timeout: settling after the likely wait must show as far shorter on any machine.
+    let r = t.recv_vectored(&mut [&mut a, &mut h, &mut b], Duration::from_secs(30), hint);
     let mut all = a;
     all.extend_from_slice(&h);
     all.extend_from_slice(&b);
     (r, all)
+}
+
+#[test]
+fn a_receive_waits_briefly_for_a_batch_then_takes_what_is_there() {
+    let (mut t, tx, server) = pair();
+    let data = bytes(3000, 9);
+    for piece in data.chunks(1000) {
+        tx.send((piece.to_vec(), 60)).unwrap();
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let batch = |likely_wait| RecvHint {
+        min: 1,
+        likely: 3000,
+        likely_wait,
+        ..RecvHint::default()
+    };
+    let start = StdInstant::now();
+    let r = t.recv_hinted(
+        &mut buf,
+        Duration::from_secs(5),
+        batch(Duration::from_secs(2)),
+    );
+    assert_eq!(r, Received::Data(3000), "the batch in one receive");
+    assert!(
+        start.elapsed() >= StdDuration::from_millis(100),
+        "it waited"
+    );
+    assert_eq!(buf[..3000], data[..]);
+    thread::sleep(StdDuration::from_millis(100));
+    // Without the wait, the first piece comes alone (the control).
+    for piece in data.chunks(1000) {
+        tx.send((piece.to_vec(), 60)).unwrap();
+    }
+    let mut got = match t.recv_hinted(&mut buf, Duration::from_secs(5), batch(Duration::ZERO)) {
+        Received::Data(n) => n,
+        other => panic!("{other:?}"),
+    };
+    assert!(got < 3000, "got {got}");
+    while got < 3000 {
+        match t.recv(&mut buf[got..], Duration::from_secs(5)) {
+            Received::Data(n) => got += n,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(buf[..3000], data[..]);
+    // A batch that does not come: what is there, after the wait and not at the timeout.
+    tx.send((data[..500].to_vec(), 0)).unwrap();
+    let start = StdInstant::now();
+    let r = t.recv_hinted(
+        &mut buf,
+        Duration::from_secs(30),
+        batch(Duration::from_millis(100)),
+    );
+    let waited = start.elapsed();
+    assert_eq!(r, Received::Data(500));
+    assert!(
+        waited >= StdDuration::from_millis(90) && waited < StdDuration::from_secs(20),
+        "{waited:?}"
+    );
+    drop(tx);
+    server.join().unwrap();
 }
 
 #[test]
@@ -273,7 +335,7 @@ fn the_likely_wait_ends_and_settles_for_the_sure_bytes() {
     assert_eq!(r, Received::Data(32 * 1024));
     assert_eq!(got[..32 * 1024], data[..32 * 1024]);
     assert!(
-        waited >= StdDuration::from_millis(90) && waited < StdDuration::from_secs(3),
+        waited >= StdDuration::from_millis(90) && waited < StdDuration::from_secs(20),
         "{waited:?}"
     );
     tx.send((data[32 * 1024..].to_vec(), 0)).unwrap();
@@ -297,6 +359,8 @@ struct Recording {
     hints: Vec<(usize, RecvHint)>,
     /// The buffer lengths of each vectored receive.
     vectored: Vec<Vec<usize>>,
+    /// Receive less than a batch the `Client` waits for, at once.
+    starve_batches: bool,
 }
 
 impl Transport for Recording {
@@ -314,6 +378,12 @@ impl Transport for Recording {
     }
     fn recv_hinted(&mut self, buf: &mut [u8], timeout: Duration, hint: RecvHint) -> Received {
         self.hints.push((buf.len(), hint));
+        if self.starve_batches && hint.likely > 1 {
+            // A batch that never comes in time: fewer bytes than expected, at once.
+            let len = buf.len().min(hint.likely - 1);
+            let plain = RecvHint { likely: 0, ..hint };
+            return self.inner.recv_hinted(&mut buf[..len], timeout, plain);
+        }
         self.inner.recv_hinted(buf, timeout, hint)
     }
     fn recv_vectored(
@@ -335,6 +405,7 @@ fn client_hints_low_water_marks_for_large_data_and_polls_only_at_queue_depth_one
         inner: TcpTransport::new(),
         hints: Vec::new(),
         vectored: Vec::new(),
+        starve_batches: false,
     };
     let login = login_config(Some(IQN), None, DigestChoice::None);
     let mut c = client_over(transport, t.port, login, |_| {});
@@ -421,4 +492,109 @@ fn client_hints_low_water_marks_for_large_data_and_polls_only_at_queue_depth_one
         "{polled_with:?}"
     );
     assert!(polled_with.iter().any(|&(n, _)| n > 1), "{polled_with:?}");
+}
+
+/// Run `n` 4 KiB reads at once to completion; returns each receive's hint with the number of
+/// commands outstanding when it was made.
+fn reads_in_flight(
+    c: &mut iscsi_initiator::transport::Client<Recording, iscsi_initiator::transport::StdClock>,
+    image: &std::path::Path,
+    n: u64,
+) -> Vec<(usize, usize, RecvHint)> {
+    let lun = Lun::from_number(1);
+    let mut handles = Vec::new();
+    for i in 0..n {
+        let h = c
+            .session_mut()
+            .submit(
+                lun,
+                Cdb::read(i * 8, 8),
+                Direction::Read,
+                vec![0; 4096],
+                4096,
+            )
+            .map_err(|(e, _)| e)
+            .expect("submit");
+        handles.push(h);
+    }
+    let mut seen = Vec::new();
+    let mut done = 0;
+    let deadline = StdInstant::now() + StdDuration::from_secs(10);
+    while done < n {
+        assert!(StdInstant::now() < deadline, "reads did not complete");
+        let outstanding = c.session().outstanding();
+        let before = c.transport_mut().hints.len();
+        c.step(Duration::from_millis(100));
+        for &(len, h) in &c.transport_mut().hints[before..] {
+            seen.push((outstanding, len, h));
+        }
+        while let Some(comp) = c.next_completion() {
+            if let Completion::Command {
+                handle,
+                result,
+                buffer,
+            } = comp
+            {
+                assert_eq!(result.expect("read").status, ScsiStatus::GOOD);
+                let i = handles.iter().position(|&h| h == handle).unwrap() as u64;
+                assert!(buffer == read_image(image, i * 4096, 4096), "read {i}");
+                done += 1;
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn client_waits_for_answers_in_batches_and_backs_off_when_they_are_late() {
+    let t = Tgtd::start(TargetOpts::disk(16 * 1024 * 1024));
+    let transport = Recording {
+        inner: TcpTransport::new(),
+        hints: Vec::new(),
+        vectored: Vec::new(),
+        starve_batches: false,
+    };
+    let login = login_config(Some(IQN), None, DigestChoice::None);
+    let mut c = client_over(transport, t.port, login, |_| {});
+    c.login(Duration::from_secs(15)).expect("login");
+
+    // 32 reads at the target: the Client waits for a quarter of their answers (at most 32 x
+    // (48 + 4096) / 4 bytes, at least two answers), never for more than the buffer holds, and
+    // not once fewer than 8 are at the target.
+    let seen = reads_in_flight(&mut c, &t.image, 32);
+    let answer = 48 + 4096;
+    assert!(
+        seen.iter()
+            .any(|&(_, _, h)| h.likely >= 2 * answer && h.likely <= 8 * answer),
+        "{seen:?}"
+    );
+    assert!(seen
+        .iter()
+        .all(|&(out, len, h)| h.likely <= len && (h.likely == 0 || out >= 8)));
+    assert!(seen
+        .iter()
+        .all(|&(_, _, h)| h.likely == 0 || h.likely_wait > Duration::ZERO));
+
+    // The answers never come in time: after the first short batch, the next 64 receives do
+    // not wait for one.
+    // (A batch late in the first part, on a loaded machine, may have started a back-off
+    // already: run rounds until one is waited for.)
+    c.transport_mut().starve_batches = true;
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        seen.extend(reads_in_flight(&mut c, &t.image, 32));
+        if seen[..seen.len() - 1].iter().any(|&(_, _, h)| h.likely > 0) {
+            break;
+        }
+    }
+    let first = seen
+        .iter()
+        .position(|&(_, _, h)| h.likely > 0)
+        .expect("a batch was waited for");
+    let after: Vec<usize> = seen[first + 1..]
+        .iter()
+        .map(|&(_, _, h)| h.likely)
+        .collect();
+    assert!(!after.is_empty(), "{seen:?}");
+    assert!(after.iter().take(64).all(|&l| l == 0), "{after:?}");
 }

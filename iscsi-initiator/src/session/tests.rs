@@ -1297,3 +1297,40 @@ fn a_plan_stops_at_a_status_it_did_not_expect() {
     assert!(done[1].2 == pb, "B intact");
     assert!(s.is_ready(), "{:?}", s.last_error());
 }
+
+#[test]
+fn expected_answers_count_the_commands_at_the_target() {
+    let mut s = Session::new(config(), T0);
+    let mut t = logged_in(&mut s, T0, 64, &[]);
+    assert_eq!(s.expected_rx(), (0, 0));
+    let lun = Lun::from_number(0);
+    let mut reads = Vec::new();
+    for i in 0..3 {
+        reads.push(
+            s.submit(
+                lun,
+                Cdb::read(i * 8, 8),
+                Direction::Read,
+                vec![0; 4096],
+                4096,
+            )
+            .unwrap(),
+        );
+    }
+    s.submit(
+        lun,
+        Cdb::write(64, 8),
+        Direction::Write,
+        vec![1; 4096],
+        4096,
+    )
+    .unwrap();
+    // Not sent yet: nothing is coming.
+    assert_eq!(s.expected_rx().0, 0);
+    t.saw(&drain(&mut s));
+    // Sent: a header each, and the data of the reads.
+    assert_eq!(s.expected_rx(), (4, 4 * 48 + 3 * 4096));
+    // Half of one read's data arrived.
+    s.process(T0, &t.data_in(reads[0].0, 0, 0, &[7; 2048], None));
+    assert_eq!(s.expected_rx(), (4, 4 * 48 + 3 * 4096 - 2048));
+}
