@@ -390,6 +390,23 @@ pub struct DirectRx<'a> {
     pub likely: usize,
 }
 
+impl DirectRx<'_> {
+    /// Copy `src` into the parts in order, each filled before the next (what a vectored read
+    /// does; for a transport that has the bytes in one buffer). Returns the bytes taken.
+    pub fn fill(&mut self, src: &[u8]) -> usize {
+        let mut n = 0;
+        for part in self.parts[..self.count].iter_mut() {
+            let k = part.len().min(src.len() - n);
+            part[..k].copy_from_slice(&src[n..n + k]);
+            n += k;
+            if k < part.len() {
+                break;
+            }
+        }
+        n
+    }
+}
+
 #[derive(Debug)]
 struct TextOp {
     itt: u32,

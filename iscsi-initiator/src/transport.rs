@@ -86,10 +86,21 @@ pub trait Transport {
         timeout: Duration,
         hint: RecvHint,
     ) -> Received {
-        match bufs.first_mut() {
-            Some(first) => self.recv_hinted(first, timeout, hint),
-            None => Received::Timeout,
-        }
+        recv_first(self, bufs, timeout, hint)
+    }
+}
+
+/// What [`Transport::recv_vectored`] does by default: [`Transport::recv_hinted`] into the first
+/// buffer alone.
+fn recv_first<T: Transport + ?Sized>(
+    t: &mut T,
+    bufs: &mut [&mut [u8]],
+    timeout: Duration,
+    hint: RecvHint,
+) -> Received {
+    match bufs.first_mut() {
+        Some(first) => t.recv_hinted(first, timeout, hint),
+        None => Received::Timeout,
     }
 }
 
@@ -721,10 +732,7 @@ mod host {
             };
             let min = hint.min.min(first_len).min(LOWAT_MAX);
             if min <= 1 || bufs.len() < 2 || bufs.len() > MAX_IOV {
-                return match bufs.first_mut() {
-                    Some(first) => self.recv_hinted(first, timeout, hint),
-                    None => Received::Timeout,
-                };
+                return super::recv_first(self, bufs, timeout, hint);
             }
             if hint.busy_poll_us > 0 {
                 if let Some(r) = bufs

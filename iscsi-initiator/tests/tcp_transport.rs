@@ -401,15 +401,7 @@ impl Transport for Recording {
 #[test]
 fn client_hints_low_water_marks_for_large_data_and_polls_only_at_queue_depth_one() {
     let t = Tgtd::start(TargetOpts::disk(16 * 1024 * 1024));
-    let transport = Recording {
-        inner: TcpTransport::new(),
-        hints: Vec::new(),
-        vectored: Vec::new(),
-        starve_batches: false,
-    };
-    let login = login_config(Some(IQN), None, DigestChoice::None);
-    let mut c = client_over(transport, t.port, login, |_| {});
-    c.login(Duration::from_secs(15)).expect("login");
+    let mut c = recording_client(&t);
     let lun = Lun::from_number(1);
     c.set_busy_poll(200);
 
@@ -454,39 +446,10 @@ fn client_hints_low_water_marks_for_large_data_and_polls_only_at_queue_depth_one
     );
 
     // Four reads in flight: no polling while more than one is outstanding.
-    let mut handles = Vec::new();
-    for i in 0..4u64 {
-        let h = c
-            .session_mut()
-            .submit(
-                lun,
-                Cdb::read(i * 8, 8),
-                Direction::Read,
-                vec![0; 4096],
-                4096,
-            )
-            .map_err(|(e, _)| e)
-            .expect("submit");
-        handles.push(h);
-    }
-    let mut done = 0;
-    let mut polled_with = Vec::new();
-    let deadline = StdInstant::now() + StdDuration::from_secs(10);
-    while done < 4 {
-        assert!(StdInstant::now() < deadline, "reads did not complete");
-        let outstanding = c.session().outstanding();
-        let before = c.transport_mut().hints.len();
-        c.step(Duration::from_millis(100));
-        for (_, h) in &c.transport_mut().hints[before..] {
-            polled_with.push((outstanding, h.busy_poll_us));
-        }
-        while let Some(comp) = c.next_completion() {
-            if let Completion::Command { result, .. } = comp {
-                assert_eq!(result.expect("read").status, ScsiStatus::GOOD);
-                done += 1;
-            }
-        }
-    }
+    let polled_with: Vec<(usize, u32)> = reads_in_flight(&mut c, &t.image, 4)
+        .iter()
+        .map(|&(out, _, h)| (out, h.busy_poll_us))
+        .collect();
     assert!(
         polled_with.iter().all(|&(n, us)| (n > 1) == (us == 0)),
         "{polled_with:?}"
@@ -494,10 +457,27 @@ fn client_hints_low_water_marks_for_large_data_and_polls_only_at_queue_depth_one
     assert!(polled_with.iter().any(|&(n, _)| n > 1), "{polled_with:?}");
 }
 
+type RecordingClient =
+    iscsi_initiator::transport::Client<Recording, iscsi_initiator::transport::StdClock>;
+
+/// A `Client` over a recording transport, logged in to `t`.
+fn recording_client(t: &Tgtd) -> RecordingClient {
+    let transport = Recording {
+        inner: TcpTransport::new(),
+        hints: Vec::new(),
+        vectored: Vec::new(),
+        starve_batches: false,
+    };
+    let login = login_config(Some(IQN), None, DigestChoice::None);
+    let mut c = client_over(transport, t.port, login, |_| {});
+    c.login(Duration::from_secs(15)).expect("login");
+    c
+}
+
 /// Run `n` 4 KiB reads at once to completion; returns each receive's hint with the number of
 /// commands outstanding when it was made.
 fn reads_in_flight(
-    c: &mut iscsi_initiator::transport::Client<Recording, iscsi_initiator::transport::StdClock>,
+    c: &mut RecordingClient,
     image: &std::path::Path,
     n: u64,
 ) -> Vec<(usize, usize, RecvHint)> {
@@ -548,15 +528,7 @@ fn reads_in_flight(
 #[test]
 fn client_waits_for_answers_in_batches_and_backs_off_when_they_are_late() {
     let t = Tgtd::start(TargetOpts::disk(16 * 1024 * 1024));
-    let transport = Recording {
-        inner: TcpTransport::new(),
-        hints: Vec::new(),
-        vectored: Vec::new(),
-        starve_batches: false,
-    };
-    let login = login_config(Some(IQN), None, DigestChoice::None);
-    let mut c = client_over(transport, t.port, login, |_| {});
-    c.login(Duration::from_secs(15)).expect("login");
+    let mut c = recording_client(&t);
 
     // 32 reads at the target: the Client waits for a quarter of their answers (at most 32 x
     // (48 + 4096) / 4 bytes, at least two answers), never for more than the buffer holds, and

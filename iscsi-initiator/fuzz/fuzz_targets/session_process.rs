@@ -77,16 +77,7 @@ fuzz_target!(|data: &[u8]| {
         let plan = if planned { s.direct_rx_plan(0) } else { None };
         let n = match plan {
             Some(mut p) => {
-                let mut n = 0;
-                let src = &rest[..rest.len().min(step * 97)];
-                for part in p.parts[..p.count].iter_mut() {
-                    let k = part.len().min(src.len() - n);
-                    part[..k].copy_from_slice(&src[n..n + k]);
-                    n += k;
-                    if k < part.len() {
-                        break;
-                    }
-                }
+                let n = p.fill(&rest[..rest.len().min(step * 97)]);
                 s.direct_received(now, n);
                 n
             }

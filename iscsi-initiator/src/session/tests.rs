@@ -1015,21 +1015,6 @@ fn new_commands_wait_only_while_the_target_has_plenty_in_flight() {
     assert!(!s.transmit_can_wait());
 }
 
-/// Copy `src` into a planned receive's parts in order, each filled before the next, as a
-/// vectored socket read does; returns the bytes taken.
-fn fill_plan(p: &mut DirectRx<'_>, src: &[u8]) -> usize {
-    let mut n = 0;
-    for part in p.parts[..p.count].iter_mut() {
-        let k = part.len().min(src.len() - n);
-        part[..k].copy_from_slice(&src[n..n + k]);
-        n += k;
-        if k < part.len() {
-            break;
-        }
-    }
-    n
-}
-
 /// Feed `stream` the way `Client::step` does: a planned receive (at most `chunk` bytes)
 /// whenever the session offers one, otherwise `process` of a header and a little data.
 /// Returns the receives made with a plan of more than one PDU.
@@ -1043,7 +1028,7 @@ fn feed_planned(s: &mut Session, stream: &[u8], chunk: usize) -> usize {
                     multi += 1;
                 }
                 let end = stream.len().min(pos.saturating_add(chunk));
-                let n = fill_plan(&mut p, &stream[pos..end]);
+                let n = p.fill(&stream[pos..end]);
                 s.direct_received(T0, n);
                 n
             }
@@ -1059,6 +1044,38 @@ fn feed_planned(s: &mut Session, stream: &[u8], chunk: usize) -> usize {
     multi
 }
 
+/// A logged-in session with reads of these lengths at the target (the first at LBA 0, each
+/// next 1024 blocks further), and the target.
+fn reads_at_target(lens: &[usize]) -> (Session, Target, Vec<TaskHandle>) {
+    let mut s = Session::new(config(), T0);
+    let mut t = logged_in(&mut s, T0, 8, &[]);
+    let mut handles = Vec::new();
+    for (i, &len) in lens.iter().enumerate() {
+        let blocks = (len / 512) as u16;
+        let h = s
+            .submit(
+                Lun::from_number(0),
+                Cdb::read(1024 * i as u64, blocks.into()),
+                Direction::Read,
+                vec![0; len],
+                len as u32,
+            )
+            .unwrap();
+        handles.push(h);
+    }
+    t.saw(&drain(&mut s));
+    (s, t, handles)
+}
+
+/// Every completion, in submission order.
+fn completed_in_order(
+    s: &mut Session,
+) -> Vec<(TaskHandle, Result<ScsiOutcome, CommandError>, Vec<u8>)> {
+    let mut done = complete_all(s);
+    done.sort_by_key(|d| d.0 .0);
+    done
+}
+
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -1067,19 +1084,9 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 #[test]
 fn one_planned_receive_takes_several_data_in_pdus() {
-    let mut s = Session::new(config(), T0);
-    let mut t = logged_in(&mut s, T0, 8, &[]);
     let len = 256 * 1024;
-    let h = s
-        .submit(
-            Lun::from_number(0),
-            Cdb::read(0, 512),
-            Direction::Read,
-            vec![0; len],
-            len as u32,
-        )
-        .unwrap();
-    t.saw(&drain(&mut s));
+    let (mut s, mut t, h) = reads_at_target(&[len]);
+    let h = h[0];
     let payload = pattern(len, 5);
     let seg = 64 * 1024;
     let mut stream = Vec::new();
@@ -1100,7 +1107,7 @@ fn one_planned_receive_takes_several_data_in_pdus() {
     assert_eq!(p.count, 1 + 2 * 3);
     assert_eq!(p.sure, seg - 100);
     assert_eq!(p.likely, stream.len() - 148);
-    let n = fill_plan(&mut p, &stream[148..]);
+    let n = p.fill(&stream[148..]);
     assert_eq!(n, stream.len() - 148);
     s.direct_received(T0, n);
     let done = complete_all(&mut s);
@@ -1116,19 +1123,9 @@ fn planned_receives_of_any_size_place_the_same_bytes() {
     // Receives that end inside a header, just after one, or inside a segment: every byte
     // still lands where it belongs, and a plan is used while the receives cover it.
     for chunk in [47, 48, 49, 1000, 64 * 1024 + 48, 100_003, usize::MAX] {
-        let mut s = Session::new(config(), T0);
-        let mut t = logged_in(&mut s, T0, 8, &[]);
         let len = 512 * 1024;
-        let h = s
-            .submit(
-                Lun::from_number(0),
-                Cdb::read(0, 1024),
-                Direction::Read,
-                vec![0; len],
-                len as u32,
-            )
-            .unwrap();
-        t.saw(&drain(&mut s));
+        let (mut s, mut t, h) = reads_at_target(&[len]);
+        let h = h[0];
         let payload = pattern(len, chunk as u8);
         let seg = 64 * 1024;
         let mut stream = Vec::new();
@@ -1152,28 +1149,9 @@ fn planned_receives_of_any_size_place_the_same_bytes() {
 
 #[test]
 fn a_wrong_plan_loses_nothing_and_backs_off() {
-    let mut s = Session::new(config(), T0);
-    let mut t = logged_in(&mut s, T0, 8, &[]);
     let (la, lb) = (256 * 1024, 16 * 1024);
-    let a = s
-        .submit(
-            Lun::from_number(0),
-            Cdb::read(0, 512),
-            Direction::Read,
-            vec![0; la],
-            la as u32,
-        )
-        .unwrap();
-    let b = s
-        .submit(
-            Lun::from_number(0),
-            Cdb::read(1024, 32),
-            Direction::Read,
-            vec![0; lb],
-            lb as u32,
-        )
-        .unwrap();
-    t.saw(&drain(&mut s));
+    let (mut s, mut t, h) = reads_at_target(&[la, lb]);
+    let (a, b) = (h[0], h[1]);
     let (pa, pb) = (pattern(la, 1), pattern(lb, 2));
     // The target interleaves: A's first 64 KiB, then all of B, then A in two PDUs of 96 KiB
     // (not the 64 KiB the plan guesses).
@@ -1184,14 +1162,13 @@ fn a_wrong_plan_loses_nothing_and_backs_off() {
     s.process(T0, &stream[..148]);
     let mut p = s.direct_rx_plan(0).expect("a plan");
     assert_eq!(p.count, 7, "the plan guesses three more PDUs of A");
-    let n = fill_plan(&mut p, &stream[148..]);
+    let n = p.fill(&stream[148..]);
     s.direct_received(T0, n);
     assert_eq!(s.plan_backoff, PLAN_BACKOFF, "a wrong guess backs off");
     // The rest as usual: while backing off, receives are not planned beyond one segment.
     let multi = feed_planned(&mut s, &stream[148 + n..], usize::MAX);
     assert_eq!(multi, 0);
-    let mut done = complete_all(&mut s);
-    done.sort_by_key(|d| d.0 .0);
+    let done = completed_in_order(&mut s);
     assert_eq!(done.len(), 2);
     assert!(done[0].2 == pa, "A intact");
     assert!(done[1].2 == pb, "B intact");
@@ -1203,28 +1180,9 @@ fn a_plan_never_leaves_other_data_in_a_buffer() {
     // A fails after its first PDU; the bytes that follow (the response and B's data) were
     // received into A's buffer where the plan expected A's next PDUs. They go to B, and A's
     // buffer holds A's data and zeros, none of B's.
-    let mut s = Session::new(config(), T0);
-    let mut t = logged_in(&mut s, T0, 8, &[]);
     let (la, lb) = (256 * 1024, 64 * 1024);
-    let a = s
-        .submit(
-            Lun::from_number(0),
-            Cdb::read(0, 512),
-            Direction::Read,
-            vec![0; la],
-            la as u32,
-        )
-        .unwrap();
-    let b = s
-        .submit(
-            Lun::from_number(0),
-            Cdb::read(1024, 128),
-            Direction::Read,
-            vec![0; lb],
-            lb as u32,
-        )
-        .unwrap();
-    t.saw(&drain(&mut s));
+    let (mut s, mut t, h) = reads_at_target(&[la, lb]);
+    let (a, b) = (h[0], h[1]);
     let pa = vec![0xa1; 65536];
     let pb = vec![0xb2; lb];
     let mut stream = t.data_in(a.0, 0, 0, &pa, None);
@@ -1233,8 +1191,7 @@ fn a_plan_never_leaves_other_data_in_a_buffer() {
     stream.extend(t.data_in(b.0, 0, 0, &pb, Some(0)));
     let multi = feed_planned(&mut s, &stream, usize::MAX);
     assert_eq!(multi, 1, "one receive was planned across A's next PDUs");
-    let mut done = complete_all(&mut s);
-    done.sort_by_key(|d| d.0 .0);
+    let done = completed_in_order(&mut s);
     assert_eq!(done.len(), 2);
     let oa = done[0].1.unwrap();
     assert_eq!(oa.status, ScsiStatus::CHECK_CONDITION);
@@ -1255,28 +1212,9 @@ fn a_plan_never_leaves_other_data_in_a_buffer() {
 fn a_plan_stops_at_a_status_it_did_not_expect() {
     // A ends early (status and underflow on its second PDU, where the plan expected two more)
     // and B's data follows: A completes with its 128 KiB, B with all of its data.
-    let mut s = Session::new(config(), T0);
-    let mut t = logged_in(&mut s, T0, 8, &[]);
     let (la, lb) = (256 * 1024, 64 * 1024);
-    let a = s
-        .submit(
-            Lun::from_number(0),
-            Cdb::read(0, 512),
-            Direction::Read,
-            vec![0; la],
-            la as u32,
-        )
-        .unwrap();
-    let b = s
-        .submit(
-            Lun::from_number(0),
-            Cdb::read(1024, 128),
-            Direction::Read,
-            vec![0; lb],
-            lb as u32,
-        )
-        .unwrap();
-    t.saw(&drain(&mut s));
+    let (mut s, mut t, h) = reads_at_target(&[la, lb]);
+    let (a, b) = (h[0], h[1]);
     let (pa, pb) = (pattern(131072, 3), pattern(lb, 4));
     let mut stream = t.data_in(a.0, 0, 0, &pa[..65536], None);
     let mut last = t.data_in(a.0, 1, 65536, &pa[65536..], Some(0));
@@ -1286,8 +1224,7 @@ fn a_plan_stops_at_a_status_it_did_not_expect() {
     stream.extend(t.data_in(b.0, 0, 0, &pb, Some(0)));
     let multi = feed_planned(&mut s, &stream, usize::MAX);
     assert_eq!(multi, 1);
-    let mut done = complete_all(&mut s);
-    done.sort_by_key(|d| d.0 .0);
+    let done = completed_in_order(&mut s);
     assert_eq!(done.len(), 2);
     let oa = done[0].1.unwrap();
     assert_eq!(oa.residual, Residual::Underflow(131072));
