@@ -598,10 +598,16 @@ impl Session {
         self.active
     }
 
-    /// The commands the target has (sent and not yet answered, as far as the session can
-    /// tell) and the bytes it is expected to send for them: a response header each and the
-    /// rest of each read's data.
-    pub fn expected_rx(&self) -> (usize, usize) {
+    /// The commands the target has: sent and not yet answered, as far as the session can tell
+    /// (those still in the transmit buffer have no answers coming yet).
+    pub fn at_target(&self) -> usize {
+        self.active.saturating_sub(self.tx_cmds)
+    }
+
+    /// The bytes the target is expected to send for the commands it has ([`Session::at_target`]):
+    /// a response header each and the rest of each read's data, averaged over the commands in
+    /// flight. One pass over the task table: ask only when it will be used.
+    pub fn expected_rx(&self) -> usize {
         let mut bytes = 0usize;
         for t in self.tasks.iter().flatten() {
             if t.state == TaskState::Active {
@@ -611,11 +617,9 @@ impl Session {
                 }
             }
         }
-        let at_target = self.active.saturating_sub(self.tx_cmds);
         match self.active {
-            0 => (0, 0),
-            // Commands still in the transmit buffer have no answers coming yet.
-            n => (at_target, bytes / n * at_target),
+            0 => 0,
+            n => bytes / n * self.at_target(),
         }
     }
 
@@ -743,30 +747,12 @@ impl Session {
         }
     }
 
-    /// Where the next received bytes can go without a copy: the rest of the Data-In data
-    /// segment being received, inside the caller's buffer of its command (DataSN, offset and
-    /// length already checked). `None` when received bytes must go through
-    /// [`Session::process`]. After receiving `n` bytes into the slice, call
-    /// [`Session::direct_received`].
-    pub fn direct_rx(&mut self) -> Option<&mut [u8]> {
-        self.plan = RxPlan::default();
-        let pending = self.rx.data_pending() as usize;
-        if pending == 0 || !matches!(self.conn, Conn::Full | Conn::LoggingOut { .. }) {
-            return None;
-        }
-        let RxDest::Task { slot, offset } = self.rx_dest else {
-            return None;
-        };
-        self.tasks
-            .get_mut(slot)?
-            .as_mut()?
-            .buf
-            .get_mut(offset..offset + pending)
-    }
-
-    /// [`Session::direct_rx`] when at least `min` bytes of the segment are still to come, and
-    /// beyond it, the Data-In PDUs the target is likely to send next for the same task: of the
-    /// current segment's length, at contiguous offsets, up to [`PLAN_AHEAD`] of them. One
+    /// Where the next received bytes can go without a copy, when at least `min` bytes of the
+    /// Data-In data segment being received are still to come: first the rest of that segment,
+    /// inside the caller's buffer of its command (DataSN, offset and length already checked);
+    /// then the Data-In PDUs the target is likely to send next for the same task: of the
+    /// current segment's length, at contiguous offsets, up to [`PLAN_AHEAD`] of them. `None`
+    /// when received bytes must go through [`Session::process`]. One
     /// receive into all the parts then takes several PDUs, with their data straight in the
     /// caller's buffer. No plan with digests, for a segment that carries status, or for
     /// lengths that need padding. After receiving `n` bytes into the parts (in order, each
@@ -851,8 +837,7 @@ impl Session {
         })
     }
 
-    /// `n` bytes were received into the slice [`Session::direct_rx`] gave out, or into the
-    /// parts of [`Session::direct_rx_plan`].
+    /// `n` bytes were received into the parts [`Session::direct_rx_plan`] gave out.
     pub fn direct_received(&mut self, now: Instant, n: usize) {
         let plan = core::mem::take(&mut self.plan);
         if plan.count > 0 && n < plan.total {
@@ -971,7 +956,7 @@ impl Session {
 
     /// True when a read command has at least `min` bytes of Data-In still to come: the
     /// transport then does better to receive headers in small reads, so that the data segments
-    /// that follow land straight in the caller's buffer ([`Session::direct_rx`]).
+    /// that follow land straight in the caller's buffer ([`Session::direct_rx_plan`]).
     pub fn large_read_pending(&self, min: u32) -> bool {
         self.tasks.iter().flatten().any(|t| {
             t.state == TaskState::Active

@@ -86,21 +86,10 @@ pub trait Transport {
         timeout: Duration,
         hint: RecvHint,
     ) -> Received {
-        recv_first(self, bufs, timeout, hint)
-    }
-}
-
-/// What [`Transport::recv_vectored`] does by default: [`Transport::recv_hinted`] into the first
-/// buffer alone.
-fn recv_first<T: Transport + ?Sized>(
-    t: &mut T,
-    bufs: &mut [&mut [u8]],
-    timeout: Duration,
-    hint: RecvHint,
-) -> Received {
-    match bufs.first_mut() {
-        Some(first) => t.recv_hinted(first, timeout, hint),
-        None => Received::Timeout,
+        match bufs.first_mut() {
+            Some(first) => self.recv_hinted(first, timeout, hint),
+            None => Received::Timeout,
+        }
     }
 }
 
@@ -326,12 +315,11 @@ impl<T: Transport, C: Clock> Client<T, C> {
             // With many commands at the target, wait briefly for a quarter of their answers:
             // one wake-up and one receive for several of them, while the target keeps three
             // quarters to work on.
-            let (at_target, expected) = self.session.expected_rx();
             let likely = if self.batch_backoff > 0 {
                 self.batch_backoff -= 1;
                 0
-            } else if at_target >= BATCH_MIN && len == self.rxbuf.len() {
-                (expected / BATCH_DIV).min(len)
+            } else if len == self.rxbuf.len() && self.session.at_target() >= BATCH_MIN {
+                (self.session.expected_rx() / BATCH_DIV).min(len)
             } else {
                 0
             };
@@ -623,16 +611,6 @@ mod host {
             }
             Ok(())
         }
-
-        fn read(&mut self, buf: &mut [u8], timeout: Duration) -> Received {
-            if !self.set_timeout(timeout) {
-                return Received::Closed;
-            }
-            let Some(s) = self.stream.as_mut() else {
-                return Received::Closed;
-            };
-            read_result(s.read(buf))
-        }
     }
 
     /// A socket read's result as a [`Received`].
@@ -694,31 +672,7 @@ mod host {
         }
 
         fn recv_hinted(&mut self, buf: &mut [u8], timeout: Duration, hint: RecvHint) -> Received {
-            if hint.busy_poll_us > 0 {
-                if let Some(r) = self.busy_poll(buf, hint.busy_poll_us) {
-                    return r;
-                }
-            }
-            let min = hint.min.min(buf.len()).min(LOWAT_MAX);
-            let likely = hint.likely.min(buf.len()).min(LOWAT_MAX);
-            if likely > min && hint.likely_wait > Duration::ZERO {
-                match self.wait_for(likely, hint.likely_wait.min(timeout)) {
-                    Ok(()) => return self.read(buf, timeout),
-                    Err(Received::Timeout) => {}
-                    Err(r) => return r,
-                }
-            }
-            if min <= 1 && self.lowat > 1 {
-                // What is already there needs no low-water mark (a non-blocking receive
-                // ignores it): skip the `setsockopt` back to 1 unless this has to sleep.
-                if let Some(r) = self.recv_now(buf) {
-                    return r;
-                }
-            }
-            if let Err(r) = self.wait_for(min, timeout) {
-                return r;
-            }
-            self.read(buf, timeout)
+            self.recv_vectored(&mut [buf], timeout, hint)
         }
 
         fn recv_vectored(
@@ -727,31 +681,36 @@ mod host {
             timeout: Duration,
             hint: RecvHint,
         ) -> Received {
-            let Some(first_len) = bufs.first().map(|b| b.len()) else {
+            // Each buffer is filled before the next, so leaving out the last ones is correct.
+            let used = bufs.len().min(MAX_IOV);
+            let bufs = &mut bufs[..used];
+            let Some(first) = bufs.first_mut() else {
                 return Received::Timeout;
             };
-            let min = hint.min.min(first_len).min(LOWAT_MAX);
-            if min <= 1 || bufs.len() < 2 || bufs.len() > MAX_IOV {
-                return super::recv_first(self, bufs, timeout, hint);
-            }
             if hint.busy_poll_us > 0 {
-                if let Some(r) = bufs
-                    .first_mut()
-                    .and_then(|f| self.busy_poll(f, hint.busy_poll_us))
-                {
+                if let Some(r) = self.busy_poll(first, hint.busy_poll_us) {
                     return r;
                 }
             }
+            let min = hint.min.min(first.len()).min(LOWAT_MAX);
             let total: usize = bufs.iter().map(|b| b.len()).sum();
             let likely = hint.likely.min(total).min(LOWAT_MAX);
-            let waited = likely > min
-                && hint.likely_wait > Duration::ZERO
-                && match self.wait_for(likely, hint.likely_wait.min(timeout)) {
-                    Ok(()) => true,
-                    Err(Received::Timeout) => false,
+            let mut waited = false;
+            if likely > min && hint.likely_wait > Duration::ZERO {
+                match self.wait_for(likely, hint.likely_wait.min(timeout)) {
+                    Ok(()) => waited = true,
+                    Err(Received::Timeout) => {}
                     Err(r) => return r,
-                };
+                }
+            }
             if !waited {
+                if min <= 1 && self.lowat > 1 {
+                    // What is already there needs no low-water mark (a non-blocking receive
+                    // ignores it): skip the `setsockopt` back to 1 unless this has to sleep.
+                    if let Some(r) = bufs.first_mut().and_then(|f| self.recv_now(f)) {
+                        return r;
+                    }
+                }
                 if let Err(r) = self.wait_for(min, timeout) {
                     return r;
                 }
@@ -762,11 +721,13 @@ mod host {
             let Some(s) = self.stream.as_mut() else {
                 return Received::Closed;
             };
+            if let [only] = bufs {
+                return read_result(s.read(only));
+            }
             // One `readv`: the bytes waited for are queued, so it returns at once with them
             // and whatever followed, up to all the buffers.
             let mut iov: [IoSliceMut<'_>; MAX_IOV] =
                 core::array::from_fn(|_| IoSliceMut::new(&mut []));
-            let used = bufs.len();
             for (v, b) in iov.iter_mut().zip(bufs.iter_mut()) {
                 *v = IoSliceMut::new(b);
             }

@@ -272,6 +272,29 @@ fn complete_all(s: &mut Session) -> Vec<(TaskHandle, Result<ScsiOutcome, Command
     v
 }
 
+/// A logged-in session with reads of these lengths at the target (the first at LBA 0, each
+/// next 1024 blocks further), and the target.
+fn reads_at_target(lens: &[usize]) -> (Session, Target, Vec<TaskHandle>) {
+    let mut s = Session::new(config(), T0);
+    let mut t = logged_in(&mut s, T0, 8, &[]);
+    let mut handles = Vec::new();
+    for (i, &len) in lens.iter().enumerate() {
+        let blocks = (len / 512) as u16;
+        let h = s
+            .submit(
+                Lun::from_number(0),
+                Cdb::read(1024 * i as u64, blocks.into()),
+                Direction::Read,
+                vec![0; len],
+                len as u32,
+            )
+            .unwrap();
+        handles.push(h);
+    }
+    t.saw(&drain(&mut s));
+    (s, t, handles)
+}
+
 #[test]
 fn cmdsn_window_bounds_commands_in_flight() {
     let mut s = Session::new(config(), T0);
@@ -347,18 +370,8 @@ fn data_in_checks_and_recovery_reissues_once() {
 
 #[test]
 fn data_in_outside_the_buffer_is_refused() {
-    let mut s = Session::new(config(), T0);
-    let mut t = logged_in(&mut s, T0, 8, &[]);
-    let h = s
-        .submit(
-            Lun::from_number(0),
-            Cdb::read(0, 1),
-            Direction::Read,
-            vec![0; 512],
-            512,
-        )
-        .unwrap();
-    t.saw(&drain(&mut s));
+    let (mut s, mut t, h) = reads_at_target(&[512]);
+    let h = h[0];
     s.process(T0, &t.data_in(h.0, 0, 0, &[9; 516], Some(0)));
     assert_eq!(
         s.last_error(),
@@ -367,18 +380,8 @@ fn data_in_outside_the_buffer_is_refused() {
         ))
     );
     // Offsets must be contiguous (DataPDUInOrder=Yes).
-    let mut s = Session::new(config(), T0);
-    let mut t = logged_in(&mut s, T0, 8, &[]);
-    let h = s
-        .submit(
-            Lun::from_number(0),
-            Cdb::read(0, 2),
-            Direction::Read,
-            vec![0; 1024],
-            1024,
-        )
-        .unwrap();
-    t.saw(&drain(&mut s));
+    let (mut s, mut t, h) = reads_at_target(&[1024]);
+    let h = h[0];
     s.process(T0, &t.data_in(h.0, 0, 512, &[9; 512], None));
     assert_eq!(
         s.last_error(),
@@ -916,36 +919,32 @@ fn renegotiation_and_lun_reset() {
 
 #[test]
 fn data_in_received_straight_into_the_callers_buffer() {
-    let mut s = Session::new(config(), T0);
-    let mut t = logged_in(&mut s, T0, 8, &[]);
-    let h = s
-        .submit(
-            Lun::from_number(0),
-            Cdb::read(0, 2),
-            Direction::Read,
-            vec![0; 1024],
-            1024,
-        )
-        .unwrap();
-    t.saw(&drain(&mut s));
+    let (mut s, mut t, h) = reads_at_target(&[1024]);
+    let h = h[0];
     assert!(s.large_read_pending(1024) && !s.large_read_pending(1025));
     let payload: Vec<u8> = (0..1024u32).map(|i| (i * 7) as u8).collect();
     let pdu = t.data_in(h.0, 0, 0, &payload, Some(0));
     // Nothing to place before a header arrived.
-    assert!(s.direct_rx().is_none());
+    assert!(s.direct_rx_plan(0).is_none());
     // The header and the first 100 data bytes through `process`, the rest placed directly in
-    // two parts; the PDU ends with the last part (no padding, no digest).
+    // two parts; the PDU ends with the last part (no padding, no digest). It carries the
+    // status, so nothing is planned beyond it.
     s.process(T0, &pdu[..48 + 100]);
-    let dst = s.direct_rx().expect("rest of the segment");
-    assert_eq!(dst.len(), 924);
+    let p = s.direct_rx_plan(0).expect("rest of the segment");
+    assert_eq!((p.count, p.sure, p.likely), (1, 924, 924));
+    let [dst, ..] = p.parts;
     dst[..500].copy_from_slice(&pdu[148..648]);
     s.direct_received(T0, 500);
     assert!(complete_all(&mut s).is_empty());
-    let dst = s.direct_rx().expect("rest of the segment");
-    assert_eq!(dst.len(), 424);
-    dst.copy_from_slice(&pdu[648..]);
+    assert!(
+        s.direct_rx_plan(425).is_none(),
+        "less than asked for is left"
+    );
+    let mut p = s.direct_rx_plan(424).expect("rest of the segment");
+    assert_eq!(p.parts[0].len(), 424);
+    assert_eq!(p.fill(&pdu[648..]), 424);
     s.direct_received(T0, 424);
-    assert!(s.direct_rx().is_none());
+    assert!(s.direct_rx_plan(0).is_none());
     let done = complete_all(&mut s);
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].1.unwrap().transferred, 1024);
@@ -1042,29 +1041,6 @@ fn feed_planned(s: &mut Session, stream: &[u8], chunk: usize) -> usize {
         pos += n;
     }
     multi
-}
-
-/// A logged-in session with reads of these lengths at the target (the first at LBA 0, each
-/// next 1024 blocks further), and the target.
-fn reads_at_target(lens: &[usize]) -> (Session, Target, Vec<TaskHandle>) {
-    let mut s = Session::new(config(), T0);
-    let mut t = logged_in(&mut s, T0, 8, &[]);
-    let mut handles = Vec::new();
-    for (i, &len) in lens.iter().enumerate() {
-        let blocks = (len / 512) as u16;
-        let h = s
-            .submit(
-                Lun::from_number(0),
-                Cdb::read(1024 * i as u64, blocks.into()),
-                Direction::Read,
-                vec![0; len],
-                len as u32,
-            )
-            .unwrap();
-        handles.push(h);
-    }
-    t.saw(&drain(&mut s));
-    (s, t, handles)
 }
 
 /// Every completion, in submission order.
@@ -1239,7 +1215,7 @@ fn a_plan_stops_at_a_status_it_did_not_expect() {
 fn expected_answers_count_the_commands_at_the_target() {
     let mut s = Session::new(config(), T0);
     let mut t = logged_in(&mut s, T0, 64, &[]);
-    assert_eq!(s.expected_rx(), (0, 0));
+    assert_eq!((s.at_target(), s.expected_rx()), (0, 0));
     let lun = Lun::from_number(0);
     let mut reads = Vec::new();
     for i in 0..3 {
@@ -1263,11 +1239,14 @@ fn expected_answers_count_the_commands_at_the_target() {
     )
     .unwrap();
     // Not sent yet: nothing is coming.
-    assert_eq!(s.expected_rx().0, 0);
+    assert_eq!((s.at_target(), s.expected_rx()), (0, 0));
     t.saw(&drain(&mut s));
     // Sent: a header each, and the data of the reads.
-    assert_eq!(s.expected_rx(), (4, 4 * 48 + 3 * 4096));
+    assert_eq!((s.at_target(), s.expected_rx()), (4, 4 * 48 + 3 * 4096));
     // Half of one read's data arrived.
     s.process(T0, &t.data_in(reads[0].0, 0, 0, &[7; 2048], None));
-    assert_eq!(s.expected_rx(), (4, 4 * 48 + 3 * 4096 - 2048));
+    assert_eq!(
+        (s.at_target(), s.expected_rx()),
+        (4, 4 * 48 + 3 * 4096 - 2048)
+    );
 }
