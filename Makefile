@@ -8,10 +8,9 @@
 #   make nostd-check  the portable crates build with no std, no floating point
 #   make kmod-check   structural checks of isboot.ko (relocations, FPU, symbols, layouts)
 #
-# ../shared (fixtures, references) sits beside the checkout; override with SHARED=DIR.
+# Fixtures captured from real firmware live in tests/fixtures/ (see its README).
 
-SHARED ?= $(abspath $(CURDIR)/../shared)
-export ISBOOT_SHARED := $(SHARED)
+FIXTURES := tests/fixtures
 CARGO ?= cargo
 FUZZ_SECONDS ?= 600
 # DIR:TARGET pairs: each cargo-fuzz package and its targets.
@@ -66,13 +65,13 @@ demo: demo-deps
 	./target/release/ibft dump target/demo-ibft.bin
 	@echo
 	@echo "== 3. A table written by real iPXE firmware: validated and summarised"
-	./target/release/ibft check $(SHARED)/fixtures/ibft/mutual.bin
+	./target/release/ibft check $(FIXTURES)/ibft/mutual.bin
 	@echo
 	@echo "== 4. The simulated fabric under the boot: bring-up, SA joins, UD traffic, a link flap"
 	./target/release/examples/ib_fabric
 	@echo
 	@echo "== 5. A damaged table (one byte of target 0 changed): one clear line, non-zero exit"
-	@cp $(SHARED)/fixtures/ibft/nochap.bin target/demo-corrupt.bin
+	@cp $(FIXTURES)/ibft/nochap.bin target/demo-corrupt.bin
 	@printf '\007' | dd of=target/demo-corrupt.bin bs=1 seek=417 conv=notrunc status=none
 	@./target/release/ibft check target/demo-corrupt.bin; echo "(exit status $$?)"
 
@@ -80,7 +79,7 @@ fuzz:
 	@$(CARGO) +nightly --version >/dev/null 2>&1 || { echo "make fuzz needs a nightly toolchain (rustup toolchain install nightly)"; exit 1; }
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGETS); do mkdir -p $${t%%:*}/corpus/$${t##*:}; done
-	@for t in ibft_parse ibft_locate; do cp $(SHARED)/fixtures/ibft/*.bin fuzz/corpus/$$t/; done
+	@for t in ibft_parse ibft_locate; do cp $(FIXTURES)/ibft/*.bin fuzz/corpus/$$t/; done
 	@for t in $(FUZZ_TARGETS); do \
 		d=$${t%%:*}; n=$${t##*:}; \
 		echo "== fuzzing $$n ($$d) for $(FUZZ_SECONDS) s"; \

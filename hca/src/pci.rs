@@ -1,8 +1,7 @@
 //! PCI ids of the HCAs this crate knows, with their programming-interface family.
 //!
 //! Sources: the BoIB user's manual Table 1 (ConnectX 0x6340/0x634a/0x6732/0x673c, InfiniHost III
-//! Ex 0x6282 and Lx 0x6274) and iPXE's hermon/arbel/golan id tables as summarised in reference
-//! `ib-boot-rom.md` §1.2 (ConnectX-2 0x6746, ConnectX-3 0x1003, ConnectX-3 Pro 0x1007,
+//! Ex 0x6282 and Lx 0x6274) and iPXE's id tables (`src/drivers/infiniband/hermon.c`, `arbel.c`, `golan.c`: ConnectX-2 0x6746, ConnectX-3 0x1003, ConnectX-3 Pro 0x1007,
 //! Connect-IB and ConnectX-4+).
 
 /// Mellanox's PCI vendor id.

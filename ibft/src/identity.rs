@@ -3,7 +3,8 @@
 //! The iBFT was made for Ethernet: a NIC has a 6-byte MAC and a PCI address. A boot ROM that
 //! booted over IPoIB fills the MAC with a 6-byte address it derives from the port, and the PCI
 //! address with the HCA's function — which both ports share. The rules ROMs use
-//! (`shared/reference/ib-boot-rom.md` §3.4, `isboot-iscsi-ibft.md` §4.6):
+//! (iPXE `src/drivers/net/ipoib.c`, `ipoib_eth_addr` and `ipoib_mlx_eth_addr`; the BoIB
+//! user's manual; FlexBoot's `mac_admin_bit` setting):
 //!
 //! | rule | bytes, from port GUID `g` | who |
 //! |---|---|---|

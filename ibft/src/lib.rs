@@ -8,7 +8,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/ibft/nochap.bin"))?;
+//! # let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/ibft/nochap.bin"))?;
 //! let parsed = ibft::parse(&bytes)?;
 //! let target = parsed.table.boot_target().expect("a bootable table");
 //! println!("boot from {} at {:?}", target.name.as_deref().unwrap_or("?"), target.socket_addr());

@@ -2,8 +2,7 @@
 //! little-endian fields, its size and field offsets pinned by assertions.
 //!
 //! Sources for the layout: the iBFT 1.03 specification as ACPICA (`actbl1.h`), Linux
-//! (`drivers/firmware/iscsi_ibft.c`) and iPXE (`include/ipxe/ibft.h`) implement it; the tables in
-//! `shared/reference/isboot-iscsi-ibft.md` §4.4. All integers are little-endian; IP addresses are
+//! (`drivers/firmware/iscsi_ibft.c`) and iPXE (`src/include/ipxe/ibft.h`, `src/core/ibft.c`) implement it. All integers are little-endian; IP addresses are
 //! 16 bytes (IPv6, or IPv4-mapped `::ffff:a.b.c.d`); strings live in a heap inside the table and
 //! are referenced by a (length, offset) pair, the length not counting the NUL.
 //!

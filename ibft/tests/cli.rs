@@ -5,7 +5,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{fixtures, shared};
+use common::fixtures;
 
 fn ibft(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ibft"))
@@ -31,8 +31,7 @@ fn tmp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
 }
 
 fn fixture_path(name: &str) -> String {
-    shared()
-        .join(format!("fixtures/ibft/{name}.bin"))
+    isboot_tests::fixtures::ibft_path(name)
         .to_string_lossy()
         .into_owned()
 }

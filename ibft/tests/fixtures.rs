@@ -1,4 +1,4 @@
-//! Tables written by real iPXE firmware (`shared/fixtures/ibft`), each checked against the
+//! Tables written by real iPXE firmware (`tests/fixtures/ibft`), each checked against the
 //! Linux kernel's own parse of it.
 
 mod common;

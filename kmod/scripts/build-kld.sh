@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cross-build isboot.ko on Linux from registry packages only
-# (../shared/reference/freebsd-cross-build.md):
+# (kmod/README.md, "Linux cross build"):
 #   1. the C shim, with ziglang's FreeBSD-targeting clang against FreeBSD's installed headers
 #      (its _Static_asserts pin every number the Rust bindings use: kmod/shim/isboot_abi.h);
 #   2. the Rust half (kmod/kld -> isboot -> ibft, kernel-bindings) with Debian's rustc and

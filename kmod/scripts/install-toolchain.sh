@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the Linux cross build of isboot.ko needs, from the package registries only
-# (../shared/reference/freebsd-cross-build.md):
+# (kmod/README.md, "Linux cross build"):
 #   - Debian's Rust with its library source (rustc-web, cargo-web, rust-web-src; bookworm-security),
 #     so core/alloc can be rebuilt for a static-relocation, soft-float kernel target;
 #   - PyPI's ziglang (a FreeBSD-targeting clang + ld.lld with FreeBSD's installed headers);

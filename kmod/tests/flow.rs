@@ -1,5 +1,5 @@
 //! The module's load flow on the host platform, fed the iBFTs real iPXE wrote
-//! (`shared/fixtures/ibft`): preloaded as a loader(8) file, as an ACPI table, and inside a
+//! (`tests/fixtures/ibft`): preloaded as a loader(8) file, as an ACPI table, and inside a
 //! synthetic first MiB; the published sysctl tree is checked value by value (against Linux's
 //! own parse of each table, `NAME.linux.txt`, and by hand), secrets are checked to appear in
 //! neither the tree, the console nor the log, and corrupt tables must give one clear line and
@@ -10,7 +10,6 @@ use isboot::host::{HostMemory, HostPlatform};
 use isboot::{load, unload, LoadError, PublishError, TableSource, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Once;
 
 const FIXTURES: [&str; 5] = [
@@ -21,25 +20,13 @@ const FIXTURES: [&str; 5] = [
     "hostname",
 ];
 
-fn shared() -> PathBuf {
-    match std::env::var_os("ISBOOT_SHARED") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")),
-    }
-}
-
 fn fixture(name: &str) -> Vec<u8> {
-    let p = shared().join("fixtures/ibft").join(format!("{name}.bin"));
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    isboot_tests::fixtures::ibft(name)
 }
 
 /// `NAME.linux.txt`: Linux's `/sys/firmware/ibft` view, `path=value` per line.
 fn linux(name: &str) -> BTreeMap<String, String> {
-    let p = shared()
-        .join("fixtures/ibft")
-        .join(format!("{name}.linux.txt"));
-    std::fs::read_to_string(&p)
-        .unwrap()
+    isboot_tests::fixtures::ibft_linux(name)
         .lines()
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -52,7 +52,8 @@
 //!
 //! # What follows documented hardware behaviour, and what is assumed
 //!
-//! Documented (reference `ib-boot-rom.md` §2, from iPXE/mlx4; IBA for the wire): PCI ids; the
+//! Documented (iPXE `src/drivers/infiniband/hermon.[ch]`, Linux
+//! `drivers/net/ethernet/mellanox/mlx4/`; the IBA specification for the wire): PCI ids; the
 //! reset register, magic and config-space unavailability during reset; the HCR dword layout,
 //! go/toggle protocol and status codes; the command opcodes and the bring-up order (QUERY_FW,
 //! MAP_FA, RUN_FW, QUERY_DEV_CAP, SET_ICM_SIZE, MAP_ICM_AUX, MAP_ICM, INIT_HCA, SW2HW_MPT,

@@ -1,4 +1,5 @@
-//! The hermon-class driver: ConnectX, ConnectX-2, ConnectX-3/Pro (reference `ib-boot-rom.md` §2).
+//! The hermon-class driver: ConnectX, ConnectX-2, ConnectX-3/Pro (iPXE
+//! `src/drivers/infiniband/hermon.c`, Linux `drivers/net/ethernet/mellanox/mlx4/`).
 //!
 //! Bring-up ([`Hermon::open`]): reset with the post-reset delay, QUERY_FW, MAP_FA, RUN_FW,
 //! QUERY_DEV_CAP, ICM sizing (SET_ICM_SIZE), MAP_ICM_AUX, MAP_ICM, INIT_HCA, one physical MPT,

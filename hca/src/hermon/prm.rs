@@ -1,9 +1,10 @@
-//! Hermon PRM structures as big-endian dwords with LSB-first bit fields (reference
-//! `ib-boot-rom.md` §2.14 item 1): one [`Field`] per named field, one [`Prm`] buffer type.
+//! Hermon PRM structures as big-endian dwords with LSB-first bit fields (iPXE
+//! `src/drivers/infiniband/mlx_bitops.h`): one [`Field`] per named field, one [`Prm`] buffer type.
 //!
 //! Provenance of the layouts (the sim uses these same definitions, so the driver and the model
 //! agree by construction; the layout tests pin them):
-//! - **documented** (reference §2.2–2.9, from iPXE/mlx4): the HCR, QUERY_FW dword 0, the
+//! - **documented** (iPXE `src/drivers/infiniband/hermon.[ch]`, Linux
+//!   `drivers/net/ethernet/mellanox/mlx4/`): the HCR, QUERY_FW dword 0, the
 //!   virtual/physical mapping entry, the WRITE_MTT entry, the CQE, the EQE, the UD send WQE, the
 //!   receive WQE, the doorbells, the RTS2RTS Q_Key position (mailbox dword 44) and its
 //!   opt-param bit, the INIT_HCA version dword.

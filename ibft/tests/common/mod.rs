@@ -2,47 +2,28 @@
 #![allow(dead_code)]
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use ibft::{
     ChapType, ControlFlags, Header, Ibft, Initiator, InitiatorFlags, Lun, MacAddr, Nic, NicFlags,
     Origin, PciAddress, Secret, Target, TargetFlags,
 };
 
-/// `../shared` beside the checkout (or `$ISBOOT_SHARED`).
-pub fn shared() -> PathBuf {
-    std::env::var_os("ISBOOT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")))
-}
-
-/// Every `NAME.bin` fixture with its `NAME.linux.txt`, sorted by name. Fails loudly when the
-/// fixtures are not there: the tests must not pass vacuously.
+/// Every `NAME.bin` fixture (tables written by real iPXE, `tests/fixtures/ibft`) with its
+/// `NAME.linux.txt`, sorted by name. Fails naming the path when the fixtures are not there: the
+/// tests must not pass vacuously.
 pub fn fixtures() -> Vec<(String, Vec<u8>, String)> {
-    let dir = shared().join("fixtures/ibft");
-    let mut out = Vec::new();
-    let entries = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("fixtures at {}: {e} (set ISBOOT_SHARED)", dir.display()));
-    for e in entries {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "bin") {
-            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-            let bin = std::fs::read(&p).unwrap();
-            let linux = std::fs::read_to_string(dir.join(format!("{name}.linux.txt"))).unwrap();
-            out.push((name, bin, linux));
-        }
-    }
-    out.sort();
-    assert!(
-        out.len() >= 5,
-        "expected the 5 shared iBFT fixtures in {}",
-        dir.display()
-    );
-    out
+    isboot_tests::fixtures::ibft_names(5)
+        .into_iter()
+        .map(|name| {
+            let bin = isboot_tests::fixtures::ibft(&name);
+            let linux = isboot_tests::fixtures::ibft_linux(&name);
+            (name, bin, linux)
+        })
+        .collect()
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(shared().join(format!("fixtures/ibft/{name}.bin"))).unwrap()
+    isboot_tests::fixtures::ibft(name)
 }
 
 /// Sets the checksum so the bytes sum to zero again after a test changed them.
