@@ -531,7 +531,9 @@ impl Interface {
     }
 
     /// Sends a DHCP client message (UDP 68 → 67): broadcast on the group (RFC 4390 §2.2), or
-    /// unicast to the server when renewing, routed as any packet.
+    /// unicast to the server when renewing, routed as any packet. (Feature `smoltcp`: the
+    /// datagram is built with `smoltcp::wire`.)
+    #[cfg(feature = "smoltcp")]
     pub fn send_dhcp(
         &mut self,
         dev: &mut dyn Verbs,

@@ -10,8 +10,8 @@
 //! - [`iface`]: the IPoIB interface over the HCA verbs (bring-up, ARP, routing to a next hop,
 //!   the pending queue), on the caches in [`neigh`] (neighbours with expiry, path records with
 //!   retries);
-//! - [`phy`]: smoltcp's `phy::Device` in `Medium::Ip` over that interface;
-//! - [`udp`]: IPv4/UDP datagrams for DHCP beside smoltcp.
+//! - `phy` (feature `smoltcp`): smoltcp's `phy::Device` in `Medium::Ip` over that interface;
+//! - `udp` (feature `smoltcp`): IPv4/UDP datagrams for DHCP beside smoltcp.
 //!
 //! The crate is `no_std` with `alloc`, forbids unsafe
 //! code, and drops malformed input with a debug log instead of panicking.
@@ -26,8 +26,10 @@ extern crate std;
 pub mod dhcp;
 pub mod iface;
 pub mod neigh;
+#[cfg(feature = "smoltcp")]
 pub mod phy;
 pub mod rootpath;
 pub mod time;
+#[cfg(feature = "smoltcp")]
 pub mod udp;
 pub mod wire;

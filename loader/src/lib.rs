@@ -5,8 +5,9 @@
 //! - [`handoff`] (portable, `no_std`): what the ROM writes into the iBFT from what it learned
 //!   (the port, the lease, the root path, the credentials), so that the kernel module finds
 //!   the same interface and target;
-//! - `sim` (feature `std`): the flow run on the simulated fabric of `hca-sim`, with its gateway
-//!   to a real DHCP server and a real iSCSI target, smoltcp TCP as the initiator's transport.
+//! - `sim` (feature `std`): the flow run on the simulated fabric (`hca-sim`, and `net-sim` for
+//!   the gateway to a real DHCP server and a real iSCSI target, and smoltcp TCP as the
+//!   initiator's transport).
 //!
 //! The firmware image itself (the same flow over a real HCA and firmware memory) comes later.
 #![no_std]

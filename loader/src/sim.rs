@@ -10,15 +10,13 @@
 //! in simulated time by the protocol's own timeouts, and in real time by [`REAL_TIME_LIMIT`].
 
 use std::cell::RefCell;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::string::{String, ToString};
-use std::time::{Duration as StdDuration, Instant as StdInstant};
+use std::time::Instant as StdInstant;
 use std::vec::Vec;
 use std::{format, vec};
 
 use hca::verbs::PortNum;
-use hca_sim::{Gateway, GatewayConfig, HcaSpec, IpHost, NodeId, RelayConfig, Sim, SimConfig};
 use ibft::PciAddress;
 use ipoib::dhcp::{ClientIdForm, Event, Lease};
 use ipoib::iface;
@@ -26,37 +24,13 @@ use ipoib::rootpath::RootPath;
 use iscsi_initiator::block::BlockDevice;
 use iscsi_initiator::login::{ChapConfig, Isid, LoginConfig, MutualChap, SessionType};
 use iscsi_initiator::session::{Portal, Session, SessionConfig};
-use iscsi_initiator::time::{Duration, Instant};
-use iscsi_initiator::transport::{Client, Clock, Received, Transport};
-use smoltcp::iface::SocketHandle;
-use smoltcp::socket::tcp;
-use smoltcp::wire::IpAddress;
+use iscsi_initiator::time::Duration;
+use iscsi_initiator::transport::{Client, Clock};
+use net_sim::{IpHost, SimClock, SimTransport, REAL_TIME_LIMIT};
 
 use crate::handoff::{self, BootPort, HandoffError};
 
-/// No step of the boot may take longer than this in real time.
-pub const REAL_TIME_LIMIT: StdDuration = StdDuration::from_secs(60);
-
-/// The fabric's settings.
-#[derive(Debug, Clone)]
-pub struct FabricConfig {
-    /// The gateway's fabric address (the clients' router).
-    pub gateway: Ipv4Addr,
-    /// The fabric subnet's prefix length.
-    pub prefix: u8,
-    /// `giaddr` of the relay: a loopback address the DHCP server's configuration knows.
-    pub relay: Ipv4Addr,
-    /// The real DHCP server.
-    pub dhcp_server: SocketAddr,
-    /// `(fabric port, loopback service)`: what the gateway forwards (the iSCSI target).
-    pub forwards: Vec<(u16, SocketAddr)>,
-    /// The booting node's node GUID (its port GUIDs follow from it).
-    pub node_guid: u64,
-    /// Whether port 1 has a cable (the demo leaves it unplugged).
-    pub port1_connected: bool,
-    /// The simulator's seed.
-    pub seed: u64,
-}
+pub use net_sim::{FabricConfig, World};
 
 /// What the ROM is told to do.
 #[derive(Debug, Clone)]
@@ -128,227 +102,6 @@ pub struct Booted {
     pub boot_blocks: Vec<u8>,
     /// The iBFT left for the OS.
     pub ibft: ibft::Ibft,
-}
-
-/// Everything that moves: the simulator, the gateway, and the booting host once it is up.
-pub struct World {
-    /// The simulator.
-    pub sim: Sim,
-    /// The gateway node.
-    pub gw: Gateway,
-    /// The booting node.
-    pub node: NodeId,
-    /// The booting node's host stack, once a port is up.
-    pub host: Option<IpHost>,
-    cfg: FabricConfig,
-}
-
-impl core::fmt::Debug for World {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("World")
-            .field("node", &self.node)
-            .finish_non_exhaustive()
-    }
-}
-
-impl World {
-    /// Builds the fabric and starts the gateway.
-    pub fn new(cfg: FabricConfig) -> Result<Self, BootError> {
-        let sim = Sim::new(SimConfig {
-            seed: cfg.seed,
-            ..SimConfig::default()
-        });
-        let sw = sim.add_switch();
-        sim.attach_sm(sw);
-        let g = sim.add_hca(HcaSpec::connectx(0x0002_c903_00ab_0001, 1));
-        sim.connect(g, 1, sw);
-        let node = sim.add_hca(HcaSpec::connectx(cfg.node_guid, 2));
-        if cfg.port1_connected {
-            sim.connect(node, 1, sw);
-        }
-        sim.connect(node, 2, sw);
-        let gw = Gateway::start(
-            &sim,
-            g,
-            GatewayConfig {
-                address: cfg.gateway,
-                prefix: cfg.prefix,
-                relay: Some(RelayConfig {
-                    giaddr: cfg.relay,
-                    server: cfg.dhcp_server,
-                }),
-                forwards: cfg.forwards.clone(),
-                ipoib: iface::Config::default(),
-            },
-        )
-        .map_err(|e| BootError::Fabric(format!("gateway: {e}")))?;
-        Ok(Self {
-            sim,
-            gw,
-            node,
-            host: None,
-            cfg,
-        })
-    }
-
-    /// One round: the gateway, the host, 1 ms of simulated time, and a short real pause so
-    /// that the real servers keep up.
-    pub fn step(&mut self) {
-        self.gw.poll();
-        if let Some(h) = self.host.as_mut() {
-            h.poll();
-        }
-        self.sim.run_for(StdDuration::from_millis(1));
-        std::thread::sleep(StdDuration::from_micros(200));
-    }
-
-    fn now(&self) -> Instant {
-        Instant::from_millis(self.sim.now().as_millis() as u64)
-    }
-}
-
-/// The initiator's byte stream: a smoltcp TCP socket on the booting node.
-#[derive(Debug)]
-pub struct SimTransport {
-    world: Rc<RefCell<World>>,
-    sock: Option<SocketHandle>,
-    next_port: u16,
-}
-
-/// The initiator's clock: the simulator's.
-#[derive(Debug)]
-pub struct SimClock {
-    world: Rc<RefCell<World>>,
-}
-
-impl Clock for SimClock {
-    fn now(&self) -> Instant {
-        self.world.borrow().now()
-    }
-
-    fn sleep(&self, d: Duration) {
-        let mut w = self.world.borrow_mut();
-        let end = w.now().total_millis() + d.total_millis();
-        let real = StdInstant::now() + REAL_TIME_LIMIT;
-        while w.now().total_millis() < end && StdInstant::now() < real {
-            w.step();
-        }
-    }
-}
-
-/// TCP buffers within the IPoIB interface's receive window.
-const TCP_BUF: usize = 64 * 1024;
-
-impl SimTransport {
-    fn socket(w: &mut World, h: SocketHandle) -> Option<&mut tcp::Socket<'static>> {
-        w.host
-            .as_mut()
-            .map(|host| host.sockets.get_mut::<tcp::Socket>(h))
-    }
-}
-
-impl Transport for SimTransport {
-    fn connect(&mut self, portal: &Portal, timeout: Duration) -> bool {
-        self.close();
-        let Ok(ip) = portal.host.parse::<Ipv4Addr>() else {
-            log::warn!("loader: portal {} is not an IPv4 address", portal.host);
-            return false;
-        };
-        let mut w = self.world.borrow_mut();
-        let Some(host) = w.host.as_mut() else {
-            return false;
-        };
-        let sock = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; TCP_BUF]),
-            tcp::SocketBuffer::new(vec![0; TCP_BUF]),
-        );
-        let h = host.sockets.add(sock);
-        // The transport contract: no Nagle (a small PDU must not wait for an ACK).
-        host.sockets
-            .get_mut::<tcp::Socket>(h)
-            .set_nagle_enabled(false);
-        self.next_port = self.next_port.wrapping_add(1).max(49152);
-        let cx = host.smol.context();
-        if host
-            .sockets
-            .get_mut::<tcp::Socket>(h)
-            .connect(cx, (IpAddress::Ipv4(ip), portal.port), self.next_port)
-            .is_err()
-        {
-            host.sockets.remove(h);
-            return false;
-        }
-        self.sock = Some(h);
-        let end = w.now().total_millis() + timeout.total_millis();
-        let real = StdInstant::now() + REAL_TIME_LIMIT;
-        loop {
-            w.step();
-            let Some(s) = Self::socket(&mut w, h) else {
-                return false;
-            };
-            match s.state() {
-                tcp::State::Established => return true,
-                tcp::State::Closed => return false,
-                _ => {}
-            }
-            if w.now().total_millis() >= end || StdInstant::now() >= real {
-                return false;
-            }
-        }
-    }
-
-    fn close(&mut self) {
-        if let Some(h) = self.sock.take() {
-            let mut w = self.world.borrow_mut();
-            if let Some(host) = w.host.as_mut() {
-                host.sockets.get_mut::<tcp::Socket>(h).abort();
-                host.poll();
-                host.sockets.remove(h);
-            }
-        }
-    }
-
-    fn send(&mut self, data: &[u8]) -> Option<usize> {
-        let h = self.sock?;
-        let mut w = self.world.borrow_mut();
-        let s = Self::socket(&mut w, h)?;
-        if !s.may_send() {
-            return None;
-        }
-        let n = s.send_slice(data).ok()?;
-        if n == 0 {
-            // The send buffer is full: let the fabric drain it.
-            w.step();
-        }
-        Some(n)
-    }
-
-    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Received {
-        let Some(h) = self.sock else {
-            return Received::Closed;
-        };
-        let mut w = self.world.borrow_mut();
-        let end = w.now().total_millis() + timeout.total_millis();
-        let real = StdInstant::now() + REAL_TIME_LIMIT;
-        loop {
-            let Some(s) = Self::socket(&mut w, h) else {
-                return Received::Closed;
-            };
-            if s.can_recv() {
-                return match s.recv_slice(buf) {
-                    Ok(n) => Received::Data(n),
-                    Err(_) => Received::Closed,
-                };
-            }
-            if !s.may_recv() {
-                return Received::Closed;
-            }
-            if w.now().total_millis() >= end || StdInstant::now() >= real {
-                return Received::Timeout;
-            }
-            w.step();
-        }
-    }
 }
 
 type SimClient = Client<SimTransport, SimClock>;
@@ -465,14 +218,8 @@ fn login(
         host: target_ip.to_string(),
         port: root.port,
     };
-    let clock = SimClock {
-        world: world.clone(),
-    };
-    let transport = SimTransport {
-        world: world.clone(),
-        sock: None,
-        next_port: 49152,
-    };
+    let clock = SimClock::new(world.clone());
+    let transport = SimTransport::new(world.clone());
     let session = Session::new(SessionConfig::new(login, portal), clock.now());
     let mut client = Client::new(session, transport, clock);
     client

@@ -3,13 +3,14 @@
 //! wall-clock time (what a boot over the simulator sees) and against simulated time (which has
 //! no link bandwidth model, only 1 µs per hop and a 100 µs polling step).
 //!
-//! `cargo run --release -p hca-sim --example ipoib_tcp [MiB] [loss-permille]`
+//! `cargo run --release -p net-sim --example ipoib_tcp [MiB] [loss-permille]`
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use hca_sim::{HcaSpec, IpHost, Loss, Sim, SimConfig};
+use hca_sim::{HcaSpec, Loss, Sim, SimConfig};
 use ipoib::iface;
+use net_sim::IpHost;
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpAddress;
 

@@ -7,11 +7,12 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use hca_sim::{Gateway, GatewayConfig, HcaSpec, IpHost, NodeId, RelayConfig, Sim, SimConfig};
+use hca_sim::{HcaSpec, NodeId, Sim, SimConfig};
 use ipoib::dhcp::{ClientIdForm, Event};
 use ipoib::iface;
 use isboot_tests::kea::{self, Kea, Reservation};
 use isboot_tests::netns;
+use net_sim::{Gateway, GatewayConfig, IpHost, RelayConfig};
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpAddress;
 

@@ -14,7 +14,7 @@ use ipoib::udp;
 use smoltcp::iface::{Config as SmolConfig, Interface as SmolIface, SocketSet};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
-use crate::{NodeId, Sim, SimHal};
+use hca_sim::{NodeId, Sim, SimHal};
 
 /// Why a host did not come up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

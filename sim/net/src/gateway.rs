@@ -27,7 +27,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 
 use crate::iphost::{HostError, IpHost};
-use crate::{NodeId, Sim};
+use hca_sim::{NodeId, Sim};
 
 /// Longest wait for a loopback service to accept.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -5,9 +5,10 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use hca_sim::{HcaSpec, IpHost, LinkId, Loss, NodeId, Sim, SimConfig, SmConfig};
+use hca_sim::{HcaSpec, LinkId, Loss, NodeId, Sim, SimConfig, SmConfig};
 use ipoib::iface::{self, Error};
 use ipoib::neigh::NeighConfig;
+use net_sim::IpHost;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{icmp, tcp};
 use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress};
@@ -430,7 +431,7 @@ fn a_partition_the_port_is_not_in_gives_a_clear_error_and_no_traffic() {
     let e = IpHost::up(&f.sim, f.nodes[0], cfg).unwrap_err();
     assert_eq!(
         e,
-        hca_sim::HostError::Ipoib(Error::PkeyNotInPortTable { pkey: 0x8001 })
+        net_sim::HostError::Ipoib(Error::PkeyNotInPortTable { pkey: 0x8001 })
     );
     assert!(
         e.to_string()
@@ -457,7 +458,7 @@ fn a_partition_without_a_broadcast_group_is_refused_by_the_sa() {
         ..iface::Config::default()
     };
     let e = IpHost::up(&f.sim, f.nodes[0], icfg).unwrap_err();
-    let hca_sim::HostError::Ipoib(Error::NoBroadcastGroup { pkey, .. }) = e else {
+    let net_sim::HostError::Ipoib(Error::NoBroadcastGroup { pkey, .. }) = e else {
         panic!("{e:?}");
     };
     assert_eq!(pkey, 0x8001);

@@ -2,8 +2,9 @@
 //! uses, an InfiniBand fabric (switches, subnet manager, subnet administrator, multicast), fault
 //! injection as a middleware, a deterministic clock and a seeded RNG.
 //!
-//! It also has IP hosts ([`IpHost`]: the driver, an `ipoib` interface and smoltcp) and a
-//! [`Gateway`] that relays DHCP to and forwards TCP to real servers on the host's loopback.
+//! It depends on `hca` alone (for the `Hal` trait it implements and the IBA wire formats of the
+//! fabric); the IP side of the simulation — hosts running IPoIB and smoltcp, and the gateway to
+//! real servers — is the `net-sim` crate above it.
 //!
 //! std only; used by tests, benches and the demo.
 //!
@@ -77,9 +78,7 @@
 pub mod device;
 pub mod fabric;
 pub mod faults;
-pub mod gateway;
 pub mod hal;
-pub mod iphost;
 pub mod mem;
 
 use std::cell::RefCell;
@@ -89,9 +88,7 @@ use std::time::Duration;
 pub use device::{Counters, HcaSpec, PortModel};
 pub use fabric::{Endpoint, FabricStats, LinkId, NodeId, SimConfig, SmConfig, SwitchId};
 pub use faults::{Corrupt, DropMatching, Latency, Loss, Middleware, Rng, Verdict};
-pub use gateway::{Gateway, GatewayConfig, GatewayStats, RelayConfig};
 pub use hal::SimHal;
-pub use iphost::{HostError, IpHost};
 
 use device::Device;
 use fabric::World;
