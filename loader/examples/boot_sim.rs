@@ -4,7 +4,7 @@
 //! `isboot.ko`'s load flow (on the host platform) finding that table and publishing it.
 //!
 //! Runs inside a private network namespace (needs root); needs `kea-dhcp4-server` and `tgt`.
-//! `boot_sim [OUT.bin]` also writes the iBFT the ROM left to OUT.bin.
+//! `boot_sim [OUT.bin]` also writes the iBFT the ROM left to OUT.bin (exit 2 on a usage error).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -13,26 +13,46 @@ use std::process::ExitCode;
 
 use isboot::host::{HostMemory, HostPlatform};
 
+/// The printable text at the start of a sector (up to its first NUL or control byte).
+fn label(sector: &[u8]) -> String {
+    let end = sector
+        .iter()
+        .position(|&b| !(0x20..0x7f).contains(&b))
+        .unwrap_or(sector.len());
+    String::from_utf8_lossy(&sector[..end]).into_owned()
+}
+
 fn main() -> ExitCode {
-    let r = isboot_tests::netns::run(|| -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let out = args.next();
+    if args.next().is_some() || out.as_deref().is_some_and(|a| a.starts_with('-')) {
+        eprintln!("usage: boot_sim [OUT.bin]");
+        return ExitCode::from(2);
+    }
+    let r = isboot_tests::netns::run(move || -> Result<(), String> {
         let _servers = common::servers();
         println!("== ROM");
         let booted = loader::sim::boot(common::world(), &common::boot_config(), &mut |l| {
             println!("rom: {l}")
         })
         .map_err(|e| format!("boot failed: {e}"))?;
-        let label = String::from_utf8_lossy(&booted.boot_blocks[..48]).into_owned();
+        let b = &booted.boot_blocks;
         println!(
-            "rom: LBA 0 reads \"{label}\", signature {:02x}{:02x}",
-            booted.boot_blocks[510], booted.boot_blocks[511]
+            "rom: LBA 0 reads \"{}\", boot signature {:02x}{:02x}",
+            label(b),
+            b.get(510).copied().unwrap_or(0),
+            b.get(511).copied().unwrap_or(0)
         );
         let bytes = ibft::build(&booted.ibft).map_err(|e| e.to_string())?;
         println!(
             "rom: {}-byte iBFT at 0x9e620; handing over to the OS\n",
             bytes.len()
         );
+        if let Some(path) = &out {
+            std::fs::write(path, &bytes).map_err(|e| format!("{path}: {e}"))?;
+        }
 
-        println!("== isboot.ko (host platform)");
+        println!("== isboot.ko's load flow (host platform)");
         let mut p = HostPlatform::new();
         p.memory = HostMemory::first_mib();
         p.memory.write(0x9_e620, &bytes);
@@ -42,11 +62,11 @@ fn main() -> ExitCode {
         }
         loaded.map_err(|e| e.to_string())?;
         if let Some(tree) = p.published.as_ref() {
+            println!("\n== sysctl net.isboot hw.ibft");
             for oid in tree
                 .oids
                 .iter()
-                .filter(|o| o.name.starts_with("hw.ibft."))
-                .take(24)
+                .filter(|o| o.name.starts_with("net.isboot.") || o.name.starts_with("hw.ibft."))
             {
                 println!("{}: {}", oid.name, oid.value);
             }

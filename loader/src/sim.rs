@@ -249,8 +249,13 @@ pub fn boot(
         lease.root_path.as_deref().unwrap_or("(none)")
     ));
     let (mut client, root, initiator) = login(&world, &lease, &identity)?;
+    let auth = match lease.credentials.as_ref() {
+        Some(c) if c.reverse_username.is_some() => "mutual CHAP",
+        Some(c) if c.username.is_some() => "CHAP",
+        _ => "no authentication",
+    };
     say(&format!(
-        "iSCSI: logged in to {} at {}:{} as {initiator}",
+        "iSCSI: logged in to {} at {}:{} as {initiator} ({auth})",
         root.target,
         handoff::target_address(&root).map_err(BootError::Handoff)?,
         root.port

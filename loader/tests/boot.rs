@@ -1,7 +1,7 @@
 //! The ROM flow end to end on the simulated fabric, against a real Kea and a real tgtd in a
 //! private network namespace: the port without a cable is given up within its bound, DHCP over
 //! IB through the gateway gives the address and root path, the initiator logs in across the
-//! fabric and reads the boot blocks (checked against the target's disk), and the iBFT it leaves
+//! fabric with mutual CHAP (credentials from DHCP option 175) and reads the boot blocks (checked against the target's disk), and the iBFT it leaves
 //! is one the kernel module finds, validates and matches to the port that booted.
 #![cfg(feature = "std")]
 
@@ -53,6 +53,18 @@ fn boots_through_port_2_from_real_kea_and_tgtd_and_leaves_an_ibft_the_module_tak
         assert_eq!(tgt.socket_addr().unwrap().to_string(), "192.0.2.1:3260");
         assert_eq!(tgt.lun.number(), Some(1));
         assert_eq!(t.initiator.name.as_deref(), Some(common::INITIATOR));
+        // Mutual CHAP, with the credentials DHCP gave (option 175), for the OS to log in again.
+        assert_eq!(tgt.chap_type, ibft::ChapType::Mutual);
+        assert_eq!(tgt.chap_name.as_deref(), Some(common::CHAP_USER));
+        assert_eq!(
+            tgt.chap_secret.as_ref().map(|s| s.expose()),
+            Some(common::CHAP_SECRET.as_bytes())
+        );
+        assert_eq!(tgt.reverse_chap_name.as_deref(), Some(common::TARGET_USER));
+        assert_eq!(
+            tgt.reverse_chap_secret.as_ref().map(|s| s.expose()),
+            Some(common::TARGET_SECRET.as_bytes())
+        );
         let nic = t.nic_for(tgt).unwrap();
         assert_eq!(nic.ip_address, Some(b.lease.address.into()));
         let ports: Vec<IbPort> = [1u8, 2]

@@ -38,10 +38,30 @@ pub struct Config {
     /// Fixed addresses.
     pub reservations: Vec<Reservation>,
     /// `(name, data)` option values, by Kea's option names (plus `iscsi-initiator-iqn` for
-    /// option 203, defined here).
+    /// option 203 and `ipxe-encap-opts` for option 175, defined here; see
+    /// [`ipxe_credentials`]).
     pub options: Vec<(String, String)>,
     /// Lease time in seconds.
     pub valid_lifetime: u32,
+}
+
+/// The data of option 175 (`ipxe-encap-opts`) carrying iSCSI credentials as iPXE reads them:
+/// sub-options 190 `username`, 191 `password`, 192 `reverse-username`, 193 `reverse-password`
+/// (iPXE `src/include/ipxe/dhcp.h`), as Kea's hex for a binary option (no separators).
+pub fn ipxe_credentials(user: &str, password: &str, reverse: Option<(&str, &str)>) -> String {
+    let mut b = Vec::new();
+    let mut add = |code: u8, v: &str| {
+        b.push(code);
+        b.push(v.len().min(255) as u8);
+        b.extend_from_slice(&v.as_bytes()[..v.len().min(255)]);
+    };
+    add(190, user);
+    add(191, password);
+    if let Some((u, p)) = reverse {
+        add(192, u);
+        add(193, p);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn hex(b: &[u8]) -> String {
@@ -96,7 +116,8 @@ impl Config {
   "lease-database": {{ "type": "memfile", "persist": false }},
   "match-client-id": true,
   "valid-lifetime": {life},
-  "option-def": [ {{ "name": "iscsi-initiator-iqn", "code": 203, "type": "string" }} ],
+  "option-def": [ {{ "name": "iscsi-initiator-iqn", "code": 203, "type": "string" }},
+    {{ "name": "ipxe-encap-opts", "code": 175, "type": "binary" }} ],
   "subnet4": [ {{ "id": 1, "subnet": {subnet},
     "pools": [ {{ "pool": {pool} }} ],
     "relay": {{ "ip-addresses": [ "{relay}" ] }},

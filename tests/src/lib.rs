@@ -5,13 +5,14 @@
 //! - [`netns`]: run a closure on a thread of its own inside a fresh network namespace with only
 //!   a loopback interface, so that whatever a test or a server it starts sends cannot leave it;
 //! - [`kea`]: start and stop a real Kea DHCPv4 server with a generated configuration;
-//! - [`tgt`]: start and stop a real tgtd serving one LUN;
+//! - [`target`]: real iSCSI targets (tgtd, istgt) serving one LUN, with CHAP, killed and
+//!   restarted on demand;
 //! - [`fixtures`]: tables and captures from real firmware, kept under `tests/fixtures/`.
 
 pub mod fixtures;
 pub mod kea;
 pub mod netns;
-pub mod tgt;
+pub mod target;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

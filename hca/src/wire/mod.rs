@@ -123,6 +123,13 @@ impl Gid {
     }
 }
 
+/// Eight colon-separated groups of four hex digits, as IPv6 and `ibstat` write a GID.
+impl core::fmt::Display for Gid {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self, f)
+    }
+}
+
 impl core::fmt::Debug for Gid {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         for (i, pair) in self.0.chunks(2).enumerate() {

@@ -30,6 +30,13 @@ const_assert_eq!(core::mem::size_of::<SmpData>(), 232);
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct PortState(pub u8);
 
+/// The state's name as IBA table 146 and `ibstat` write it (`ACTIVE`, `DOWN`…).
+impl core::fmt::Display for PortState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self, f)
+    }
+}
+
 impl core::fmt::Debug for PortState {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.0 {

@@ -5,7 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use isboot_tests::kea::{self, Kea};
-use isboot_tests::tgt::Tgtd;
+use isboot_tests::target::{TargetOpts, Tgtd};
 use loader::sim::{BootConfig, FabricConfig, World};
 
 pub const RELAY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -15,6 +15,12 @@ pub const INITIATOR: &str = "iqn.2026-11.org.example:node17";
 /// The target as the fabric sees it: the gateway forwards port 3260 to tgtd on loopback.
 pub const ROOT_PATH: &str = "iscsi:192.0.2.1::3260:1:iqn.2026-11.org.example:boot";
 pub const DISK_MIB: usize = 16;
+/// The node's CHAP account on the target, handed out by DHCP (option 175, as iPXE reads it).
+pub const CHAP_USER: &str = "node17";
+pub const CHAP_SECRET: &str = "n0de17-chap-secret";
+/// The target's account for mutual CHAP (the ROM checks the target with it).
+pub const TARGET_USER: &str = "array";
+pub const TARGET_SECRET: &str = "arr4y-mutual-secret";
 
 /// A disk whose first sector says what it is and ends with the boot signature.
 pub fn disk() -> Vec<u8> {
@@ -34,8 +40,8 @@ pub struct Servers {
     pub tgtd: Tgtd,
 }
 
-/// Starts Kea (relayed subnet 192.0.2.0/24, root path, initiator name) and tgtd (the disk as
-/// LUN 1). Call inside `isboot_tests::netns::run`.
+/// Starts Kea (relayed subnet 192.0.2.0/24, root path, initiator name, CHAP credentials) and
+/// tgtd (the disk as LUN 1, mutual CHAP). Call inside `isboot_tests::netns::run`.
 pub fn servers() -> Servers {
     let kea = Kea::start(&kea::Config {
         subnet: "192.0.2.0/24".into(),
@@ -47,15 +53,23 @@ pub fn servers() -> Servers {
             ("domain-name-servers".into(), "192.0.2.53".into()),
             ("root-path".into(), ROOT_PATH.into()),
             ("iscsi-initiator-iqn".into(), INITIATOR.into()),
+            (
+                "ipxe-encap-opts".into(),
+                kea::ipxe_credentials(CHAP_USER, CHAP_SECRET, Some((TARGET_USER, TARGET_SECRET))),
+            ),
         ],
         valid_lifetime: 3600,
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    let tgtd = Tgtd::start(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 3260)),
-        TARGET,
-        &disk(),
-    )
+    let tgtd = Tgtd::try_start(TargetOpts {
+        portal: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 3260))),
+        iqn: TARGET.into(),
+        ..TargetOpts::bytes(disk()).with_chap(
+            CHAP_USER,
+            CHAP_SECRET,
+            Some((TARGET_USER, TARGET_SECRET)),
+        )
+    })
     .unwrap_or_else(|e| panic!("{e}"));
     Servers { kea, tgtd }
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use hca::hermon::{Config, Hermon};
 use hca::verbs::{
-    self, AddressHandle, CompletionKind, CqId, PortAttr, PortNum, QpId, RetryPolicy, UdQpAttr,
+    self, AddressHandle, CompletionKind, CqId, Event, PortAttr, PortNum, QpId, RetryPolicy,
+    UdQpAttr,
 };
+use hca::wire::smp::mtu as Mtu;
 use hca::wire::Gid;
 use hca::{Error, Verbs};
 use hca_sim::{HcaSpec, Sim, SimConfig, SimHal};
@@ -63,9 +65,9 @@ fn main() -> Result<(), Error> {
         dev.open_port(PortNum(1))?;
         let attr = verbs::wait_port_active(&mut dev, PortNum(1), Duration::from_secs(15))?;
         println!(
-            "{name}: port 1 {:?} at t={:?}: LID {:#x}, SM LID {:#x}, GID {:?}, P_Key {:#x}",
+            "{name}: port 1 {} at t={} ms: LID {:#x}, SM LID {:#x}, GID {}, P_Key {:#06x}",
             attr.state,
-            sim.now(),
+            sim.now().as_millis(),
             attr.lid.0,
             attr.sm_lid.0,
             attr.gid,
@@ -85,11 +87,10 @@ fn main() -> Result<(), Error> {
         let rec = verbs::sa_join_mcast(&mut dev, &attr, &mgid, RetryPolicy::default())?;
         dev.activate_qp(qp, rec.qkey.get())?;
         println!(
-            "{name}: joined {:?}: MLID {:#x}, Q_Key {:#x}, MTU code {}, QPN {:#x}",
-            mgid,
+            "{name}: joined the broadcast group {mgid}: MLID {:#x}, Q_Key {:#x}, IB MTU {}, QPN {:#x}",
             rec.mlid.get(),
             rec.qkey.get(),
-            rec.mtu(),
+            Mtu::bytes(rec.mtu()),
             dev.qp_num(qp)?.0
         );
         nodes.push(Node {
@@ -109,7 +110,7 @@ fn main() -> Result<(), Error> {
     a.dev.post_send(a.qp, &to_b, b"unicast hello from boot-a")?;
     if let Some((data, c)) = recv(b) {
         println!(
-            "{}: got {:?} from LID {:#x} QPN {:#x}",
+            "{}: got \"{}\" from LID {:#x} QPN {:#x}",
             b.name,
             String::from_utf8_lossy(&data),
             c.slid.0,
@@ -118,19 +119,20 @@ fn main() -> Result<(), Error> {
     }
     let pr = verbs::sa_path_record(&mut b.dev, &b.attr, &a.attr.gid, RetryPolicy::default())?;
     println!(
-        "{}: PathRecord to boot-a: DLID {:#x}, MTU code {}",
+        "{}: PathRecord to boot-a: DLID {:#x}, IB MTU {}",
         b.name,
         pr.dlid.get(),
-        pr.mtu()
+        Mtu::bytes(pr.mtu())
     );
     let bcast = AddressHandle::multicast(b.mlid, 0, mgid, 0x0b1b);
     b.dev.post_send(b.qp, &bcast, b"broadcast from boot-b")?;
     if let Some((data, c)) = recv(a) {
         println!(
-            "{}: got {:?} via multicast, GRH {:?}",
+            "{}: got \"{}\" via multicast{}",
             a.name,
             String::from_utf8_lossy(&data),
-            c.grh.map(|g| g.1)
+            c.grh
+                .map_or(String::new(), |g| format!(" (GRH to {})", g.1))
         );
     }
 
@@ -139,18 +141,50 @@ fn main() -> Result<(), Error> {
     sim.set_link(links[1], true, Duration::from_millis(500));
     b.dev.delay(Duration::from_millis(1));
     while let Some(ev) = b.dev.poll_event()? {
-        println!("{}: event {ev:?}", b.name);
+        match ev {
+            Event::PortStateChange { port, up } => println!(
+                "{}: event: port {} went {}",
+                b.name,
+                port.0,
+                if up { "ACTIVE" } else { "DOWN" }
+            ),
+            other => println!("{}: event: {other:?}", b.name),
+        }
     }
     let attr = verbs::wait_port_active(&mut b.dev, PortNum(1), Duration::from_secs(15))?;
     println!(
-        "{}: port 1 {:?} again at t={:?}",
+        "{}: port 1 {} again at t={} ms",
         b.name,
         attr.state,
-        sim.now()
+        sim.now().as_millis()
     );
     for (i, n) in nodes.iter().enumerate() {
-        println!("{}: device counters {:?}", n.name, sim.counters(i));
+        let c = sim.counters(i);
+        println!(
+            "{}: {} firmware commands ({} failed), {} packets sent, {} received, {} completions \
+             ({} with errors), {} events, {} driver misuses",
+            n.name,
+            c.commands,
+            c.command_errors,
+            c.tx_packets,
+            c.rx_packets,
+            c.cqes,
+            c.error_cqes,
+            c.eqes,
+            c.misuse
+        );
     }
-    println!("fabric: {:?}", sim.stats());
+    let s = sim.stats();
+    println!(
+        "fabric: {} packets delivered, {} dropped by faults, {} unroutable; {} SA requests \
+         ({} refused); {} SM sweeps, {} port activations",
+        s.delivered,
+        s.fault_drops,
+        s.unroutable,
+        s.sa_requests,
+        s.sa_errors,
+        s.sweeps,
+        s.activations
+    );
     Ok(())
 }

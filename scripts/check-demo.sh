@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Checks what `make demo` printed (its log in $1): each step's key line is there, and the output
+# is for people (no NUL bytes, no Rust Debug dumps, no leaked secrets).
+set -euo pipefail
+log="$1"
+fail=0
+need() {
+    if ! grep -qE -- "$1" "$log"; then
+        echo "check-demo: missing: $2 (/$1/)" >&2
+        fail=1
+    fi
+}
+refuse() {
+    if grep -nE -- "$1" "$log" >&2; then
+        echo "check-demo: must not appear: $2 (/$1/)" >&2
+        fail=1
+    fi
+}
+need '^rom: port 1: .*stays DOWN: no physical link' "the ROM gives up port 1"
+need '^rom: port 2: ACTIVE; joined the IPoIB broadcast group' "the ROM boots through port 2"
+need '^rom: DHCP: 192\.0\.2\.[0-9]+/24 via 192\.0\.2\.1 .*root path iscsi:' "a DHCP lease over IB from Kea"
+need '^rom: iSCSI: logged in to iqn\..* \(mutual CHAP\)$' "a mutual-CHAP login to tgtd"
+need '^rom: LBA 0 reads "isboot demo disk: this is LBA 0 of the boot LUN", boot signature 55aa$' "the boot blocks"
+need '^isboot: .*-> iqn\.2026-11\.org\.example:boot at 192\.0\.2\.1:3260 LUN 1 \(mutual CHAP\)' "the module's load line"
+need '^hw\.ibft\.target\.0\.chap_type: mutual$' "the sysctl tree, to its last target leaf"
+need '^target0/chap-type=2$' "ibft dump of the ROM's table"
+need 'mutual\.bin: valid iBFT' "a real iPXE table checked"
+need '^fabric: [0-9]+ packets delivered' "the fabric step"
+need '^ibft: target/demo-corrupt\.bin: target 0: NIC association: NIC 7 is not in the table$' "the damaged table's structure-and-field error"
+need '^\(exit status 1\)$' "the damaged table's exit status"
+need '^== On a real machine isboot\.ko goes on from there' "the closing lines"
+if ! tr -d '\000' <"$log" | cmp -s - "$log"; then
+    echo "check-demo: must not appear: NUL bytes" >&2
+    fail=1
+fi
+refuse 'Some\(|None\b|[A-Z][A-Za-z]+ \{ [a-z_]+: ' "Rust Debug output"
+refuse 'n0de17-chap-secret|arr4y-mutual-secret' "a CHAP secret"
+refuse 'MTU code' "an MTU as its IBA code"
+if [ "$fail" != 0 ]; then
+    echo "--- the demo's output:" >&2
+    cat "$log" >&2
+    exit 1
+fi
+echo "check-demo: make demo printed every step ($(wc -l <"$log") lines)"
