@@ -165,7 +165,7 @@ fn search_low_memory(p: &impl Platform) -> Search {
 
 /// `MOD_LOAD`: see the module documentation.
 pub fn load(p: &mut impl Platform) -> Result<Report, LoadError> {
-    let tunables = Tunables::read(p);
+    let tunables = Tunables::read(|name| p.tunable(name), p.bootverbose());
     p.set_debug_level(tunables.debug);
     for r in &tunables.rejected {
         log::warn!("{r}");

@@ -9,7 +9,6 @@
 //!
 //! A value that is out of range is replaced by the default with a warning.
 
-use crate::platform::Platform;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ffi::CStr;
@@ -46,12 +45,12 @@ pub struct Tunables {
 }
 
 impl Tunables {
-    /// Reads them from the platform.
-    pub fn read(p: &impl Platform) -> Self {
-        let verbose_boot = p.bootverbose();
+    /// Reads them through `lookup` (the kernel environment: `getenv_quad`); `verbose_boot` is
+    /// whether the system booted verbose (`bootverbose`).
+    pub fn read(lookup: impl Fn(&CStr) -> Option<i64>, verbose_boot: bool) -> Self {
         let mut rejected = Vec::new();
         let mut uint = |name: &CStr, default: u32, max: u32| -> u32 {
-            match p.tunable(name) {
+            match lookup(name) {
                 None => default,
                 Some(v) if (0..=i64::from(max)).contains(&v) => v as u32,
                 Some(v) => {
@@ -69,7 +68,7 @@ impl Tunables {
         let acpi_table = uint(ACPI_TABLE, 1, u32::MAX).max(1);
         let verbose = uint(VERBOSE, u32::from(verbose_boot), 1);
         let debug = uint(DEBUG, if verbose_boot { 2 } else { 0 }, 4);
-        let pkey = match p.tunable(PKEY) {
+        let pkey = match lookup(PKEY) {
             None => DEFAULT_PKEY,
             // 0x0000 and 0x8000 are reserved as the invalid P_Key (IBA 10.9.1.2).
             Some(v) if (1..=0xffff).contains(&v) && v & 0x7fff != 0 => v as u16,
@@ -80,7 +79,7 @@ impl Tunables {
                 DEFAULT_PKEY
             }
         };
-        let rsdp = p.tunable(RSDP_HINT).filter(|&a| a > 0).map(|a| a as u64);
+        let rsdp = lookup(RSDP_HINT).filter(|&a| a > 0).map(|a| a as u64);
         Self {
             acpi_table,
             verbose,

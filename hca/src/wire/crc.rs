@@ -44,7 +44,7 @@ pub fn icrc(packet: &[u8]) -> u32 {
     let lrh_len = packet.len().min(8);
     crc = update(crc, &[0xff; 8][..lrh_len]);
     let mut rest = &packet[lrh_len..];
-    let global = packet.len() >= 2 && packet[1] & 0x3 == super::headers::LNH_IBA_GLOBAL;
+    let global = packet.len() >= 2 && packet[1] & 0x3 == super::LNH_IBA_GLOBAL;
     if global && rest.len() >= 40 {
         // IPVer stays; TClass and FlowLabel become ones; PayLen and NxtHdr stay; HopLmt ones.
         let mut g = [0u8; 40];

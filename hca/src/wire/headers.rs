@@ -7,10 +7,7 @@ use static_assertions::const_assert_eq;
 use zerocopy::byteorder::big_endian::{U16, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-/// LRH LNH: the next header is BTH (IBA local).
-pub const LNH_IBA_LOCAL: u8 = 0x2;
-/// LRH LNH: the next header is GRH (IBA global).
-pub const LNH_IBA_GLOBAL: u8 = 0x3;
+pub use super::{LNH_IBA_GLOBAL, LNH_IBA_LOCAL};
 /// GRH NxtHdr for IBA transport.
 pub const GRH_NXTHDR_IBA: u8 = 0x1b;
 /// BTH opcode: UD SEND Only (IBA §9.2.1 table 36).

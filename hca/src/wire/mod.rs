@@ -16,6 +16,12 @@ pub use mad::{Mad, MadHdr, MadMethod, MgmtClass};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+/// LRH LNH (IBA §7.7.1): the next header is BTH (IBA local). Here, not in `headers`, because
+/// the ICRC (`crc`) needs it too.
+pub const LNH_IBA_LOCAL: u8 = 0x2;
+/// LRH LNH (IBA §7.7.1): the next header is GRH (IBA global).
+pub const LNH_IBA_GLOBAL: u8 = 0x3;
+
 /// A wire-format error. Malformed input never panics; it is reported with one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireError {
