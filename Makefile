@@ -19,11 +19,11 @@ FUZZ_TARGETS ?= fuzz:ibft_parse fuzz:ibft_locate fuzz:ipoib_dhcp fuzz:ipoib_wire
 	iscsi-initiator/fuzz:pdu_decode iscsi-initiator/fuzz:text_negotiate \
 	iscsi-initiator/fuzz:session_process
 
-.PHONY: all test fmt-check clippy unit-tests demo demo-check demo-deps fuzz clean kmod kmod-check nostd-check bench
+.PHONY: all test test-deps fmt-check clippy unit-tests demo demo-check demo-deps fuzz clean kmod kmod-check nostd-check bench
 
 all: test
 
-test: fmt-check clippy unit-tests kmod-check nostd-check demo-check
+test: test-deps fmt-check clippy unit-tests kmod-check nostd-check demo-check
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -42,6 +42,17 @@ unit-tests:
 		$(CARGO) test --workspace --all-features --no-fail-fast; \
 	fi
 	$(CARGO) test --workspace --all-features --doc
+
+# The real peers the tests talk to (as root, from Debian's packages, when missing): Kea, tgtd,
+# istgt, and libiscsi's tools (a reference initiator).
+TEST_PACKAGES := kea-dhcp4-server tgt istgt libiscsi-bin
+test-deps:
+	@missing=""; \
+	for p in $(TEST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "== installing what the tests need:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 # The real servers the demo boots from (as root, from Debian's packages, when missing).
 demo-deps:
