@@ -49,7 +49,7 @@ impl<E: std::fmt::Display> From<E> for Fail {
 struct Args {
     initiator_name: Option<String>,
     target_user: Option<String>,
-    target_secret: Option<String>,
+    target_secret: Option<Secret>,
     digest: DigestChoice2,
     timeout: u64,
     positional: Vec<String>,
@@ -87,7 +87,9 @@ fn parse_args() -> Result<Args, Fail> {
         match arg.as_str() {
             "--initiator-name" => a.initiator_name = Some(val("--initiator-name")?),
             "--target-user" => a.target_user = Some(val("--target-user")?),
-            "--target-secret" => a.target_secret = Some(val("--target-secret")?),
+            "--target-secret" => {
+                a.target_secret = Some(Secret::new(val("--target-secret")?.into_bytes()))
+            }
             "--digest" => {
                 a.digest = match val("--digest")?.as_str() {
                     "none" => DigestChoice2::None,
@@ -187,6 +189,11 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// A secret from the environment, held as a [`Secret`] from the start.
+fn env_secret(name: &str) -> Option<Secret> {
+    env(name).map(|v| Secret::new(v.into_bytes()))
+}
+
 type HostClient = Client<TcpTransport, StdClock>;
 
 fn open(
@@ -203,8 +210,8 @@ fn open(
         Some(user) => {
             let secret = url
                 .and_then(|u| u.secret.clone())
-                .or_else(|| env("ISCSI_CHAP_SECRET"))
-                .or_else(|| env("LIBISCSI_CHAP_PASSWORD"))
+                .or_else(|| env_secret("ISCSI_CHAP_SECRET"))
+                .or_else(|| env_secret("LIBISCSI_CHAP_PASSWORD"))
                 .ok_or_else(|| {
                     Fail("CHAP user given without a secret (URL or ISCSI_CHAP_SECRET)".into())
                 })?;
@@ -217,11 +224,11 @@ fn open(
                 .target_secret
                 .clone()
                 .or_else(|| url.and_then(|u| u.target_secret.clone()))
-                .or_else(|| env("ISCSI_TARGET_SECRET"));
+                .or_else(|| env_secret("ISCSI_TARGET_SECRET"));
             let mutual = match (tuser, tsecret) {
-                (Some(target_user), Some(s)) => Some(MutualChap {
+                (Some(target_user), Some(target_secret)) => Some(MutualChap {
                     target_user,
-                    target_secret: Secret::from_slice(s.as_bytes()),
+                    target_secret,
                 }),
                 (None, None) => None,
                 _ => {
@@ -232,7 +239,7 @@ fn open(
             };
             Some(ChapConfig {
                 user,
-                secret: Secret::from_slice(secret.as_bytes()),
+                secret,
                 mutual,
             })
         }
