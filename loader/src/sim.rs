@@ -22,9 +22,9 @@ use hca_sim::{Gateway, GatewayConfig, HcaSpec, IpHost, NodeId, RelayConfig, Sim,
 use ibft::PciAddress;
 use ipoib::dhcp::{ClientIdForm, Event, Lease};
 use ipoib::iface;
-use ipoib::rootpath::RootPath;
 use iscsi_initiator::block::BlockDevice;
 use iscsi_initiator::login::{ChapConfig, Isid, LoginConfig, MutualChap, SessionType};
+use iscsi_initiator::rootpath::RootPath;
 use iscsi_initiator::session::{Portal, Session, SessionConfig};
 use iscsi_initiator::time::{Duration, Instant};
 use iscsi_initiator::transport::{Client, Clock, Received, Transport};
