@@ -2,8 +2,8 @@
 //! parses re-encodes to the same thing.
 #![no_main]
 
-use ipoib::rootpath::RootPath;
 use ipoib::wire::{arp, ipoib as enc};
+use iscsi_initiator::rootpath::RootPath;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

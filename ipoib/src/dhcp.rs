@@ -168,7 +168,7 @@ pub struct Lease {
     pub host_name: Option<String>,
     /// Domain name (15).
     pub domain_name: Option<String>,
-    /// Root path (17), e.g. `iscsi:…` ([`crate::rootpath::RootPath`]).
+    /// Root path (17), e.g. `iscsi:…` (RFC 4173; `iscsi_initiator::rootpath::RootPath` parses it).
     pub root_path: Option<String>,
     /// iSCSI initiator name (203).
     pub initiator_iqn: Option<String>,

@@ -4,8 +4,8 @@
 //!   ARP with hardware type 32; DHCPv4 messages with the options a SAN-booting client uses;
 //! - [`dhcp`]: a sans-IO DHCP client with RFC 2131 timers and the client-id forms real servers
 //!   are configured for (RFC 4390, the BoIB manual's ConnectX and InfiniHost III forms,
-//!   FlexBoot's, and today's iPXE's Ethernet-style one);
-//! - [`rootpath`]: the `iscsi:` root path (RFC 4173).
+//!   FlexBoot's, and today's iPXE's Ethernet-style one). The `iscsi:` root path a lease
+//!   carries (RFC 4173) is parsed by `iscsi_initiator::rootpath`.
 //!
 //! - [`iface`]: the IPoIB interface over the HCA verbs (bring-up, ARP, routing to a next hop,
 //!   the pending queue), on the caches in [`neigh`] (neighbours with expiry, path records with
@@ -28,7 +28,6 @@ pub mod iface;
 pub mod neigh;
 #[cfg(feature = "smoltcp")]
 pub mod phy;
-pub mod rootpath;
 pub mod time;
 #[cfg(feature = "smoltcp")]
 pub mod udp;

@@ -10,11 +10,11 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use common::identity;
 use ipoib::dhcp::{Client, ClientIdForm, Config, Destination, Event, Lease, Phase};
-use ipoib::rootpath::{RootPath, Server};
 use ipoib::time::{Duration, Instant};
 use ipoib::wire::dhcp::{relay_request, Message, Op};
 use isboot_tests::kea::{self, Kea, Reservation};
 use isboot_tests::netns;
+use iscsi_initiator::rootpath::{RootPath, Server};
 
 /// The relay agent's address: Kea selects the subnet by it and replies to it on port 67.
 const RELAY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);

@@ -14,6 +14,8 @@
 //! - [`session`]: full-feature phase (RFC 7143 §4.2, §11) and ERL 0 recovery (§7.1.5, §7.3).
 //! - [`scsi`]: CDBs and the parsing of their answers (SPC-4, SBC-3).
 //! - [`block`]: a block device (capacity, read, write, flush, identification) over a client.
+//! - [`url`] and [`rootpath`]: where the target is, as libiscsi's URLs and as the `iscsi:`
+//!   root path DHCP hands a SAN-booting client (RFC 4173).
 //! - [`transport`]: the byte-stream seam, a blocking driver over it, and (feature `std`) the
 //!   `std::net::TcpStream` transport.
 //!
@@ -32,6 +34,7 @@ pub mod block;
 pub mod chap;
 pub mod login;
 pub mod negotiate;
+pub mod rootpath;
 pub mod scsi;
 pub mod serial;
 pub mod session;

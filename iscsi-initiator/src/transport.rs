@@ -476,16 +476,17 @@ impl<T: Transport, C: Clock> Client<T, C> {
 }
 
 #[cfg(feature = "std")]
-pub use host::{StdClock, TcpTransport};
+pub use host::{ConnectError, StdClock, TcpTransport};
 
 #[cfg(feature = "std")]
 mod host {
     use super::{Clock, Received, RecvHint, Transport};
     use crate::session::Portal;
     use crate::time::{Duration, Instant};
-    use std::io::{ErrorKind, IoSliceMut, Read, Write};
-    use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+    use std::io::{self, ErrorKind, IoSliceMut, Read, Write};
+    use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
     use std::os::fd::AsRawFd;
+    use std::string::String;
 
     /// The largest receive low-water mark asked of the kernel: a planned receive of a few
     /// large Data-In PDUs (Linux grows the receive buffer to match, up to half of the
@@ -508,12 +509,56 @@ mod host {
         read_timeout: Option<std::time::Duration>,
         /// The socket's `SO_RCVLOWAT` (1 on a new connection; 0 without one).
         lowat: usize,
+        /// Why the last connect failed.
+        connect_error: Option<ConnectError>,
+    }
+
+    /// Why [`TcpTransport`] could not connect: what it tried and what the system said.
+    #[derive(Debug)]
+    pub enum ConnectError {
+        /// The portal's host did not resolve to an address.
+        Resolve {
+            /// The host, as the portal names it.
+            host: String,
+            /// The port.
+            port: u16,
+            /// The resolver's error.
+            error: io::Error,
+        },
+        /// The connection to an address failed (the last address tried, if the host has
+        /// several).
+        Connect {
+            /// The address.
+            addr: SocketAddr,
+            /// The system's error (refused, timed out, unreachable ...).
+            error: io::Error,
+        },
+    }
+
+    impl core::fmt::Display for ConnectError {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match self {
+                // As a socket address prints: an IPv6 literal in brackets.
+                ConnectError::Resolve { host, port, error } if host.contains(':') => {
+                    write!(f, "resolve [{host}]:{port}: {error}")
+                }
+                ConnectError::Resolve { host, port, error } => {
+                    write!(f, "resolve {host}:{port}: {error}")
+                }
+                ConnectError::Connect { addr, error } => write!(f, "connect {addr}: {error}"),
+            }
+        }
     }
 
     impl TcpTransport {
         /// No connection yet.
         pub fn new() -> Self {
             Self::default()
+        }
+
+        /// Why the last [`Transport::connect`] failed (`None` after one that succeeded).
+        pub fn connect_error(&self) -> Option<&ConnectError> {
+            self.connect_error.as_ref()
         }
     }
 
@@ -632,18 +677,35 @@ mod host {
 
     impl Transport for TcpTransport {
         fn connect(&mut self, portal: &Portal, timeout: Duration) -> bool {
-            let Ok(addrs) = (portal.host.as_str(), portal.port).to_socket_addrs() else {
-                return false;
+            let resolve_error = |error| ConnectError::Resolve {
+                host: portal.host.clone(),
+                port: portal.port,
+                error,
             };
-            for a in addrs {
-                if let Ok(s) = TcpStream::connect_timeout(&a, std_dur(timeout)) {
-                    let _ = s.set_nodelay(true);
-                    // TIMEOUT: 30 s bounds a send to a peer that stopped reading.
-                    let _ = s.set_write_timeout(Some(std::time::Duration::from_secs(30)));
-                    self.stream = Some(s);
-                    self.read_timeout = None;
-                    self.lowat = 1;
-                    return true;
+            let addrs = match (portal.host.as_str(), portal.port).to_socket_addrs() {
+                Ok(addrs) => addrs,
+                Err(error) => {
+                    self.connect_error = Some(resolve_error(error));
+                    return false;
+                }
+            };
+            self.connect_error = Some(resolve_error(io::Error::new(
+                ErrorKind::NotFound,
+                "no address for the host",
+            )));
+            for addr in addrs {
+                match TcpStream::connect_timeout(&addr, std_dur(timeout)) {
+                    Ok(s) => {
+                        let _ = s.set_nodelay(true);
+                        // TIMEOUT: 30 s bounds a send to a peer that stopped reading.
+                        let _ = s.set_write_timeout(Some(std::time::Duration::from_secs(30)));
+                        self.stream = Some(s);
+                        self.read_timeout = None;
+                        self.lowat = 1;
+                        self.connect_error = None;
+                        return true;
+                    }
+                    Err(error) => self.connect_error = Some(ConnectError::Connect { addr, error }),
                 }
             }
             false

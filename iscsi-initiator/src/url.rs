@@ -1,13 +1,17 @@
 //! libiscsi's URL syntax: `iscsi://[user[%secret]@]host[:port]/target-iqn/lun`, with
 //! `?target_user=U&target_password=S` for mutual CHAP. The same URL works with libiscsi's
-//! tools.
+//! tools. The secrets are held as [`Secret`]s: zeroed when dropped, never printed.
 
 use alloc::string::String;
+use alloc::vec::Vec;
+
+use secret::Secret;
+use zeroize::Zeroizing;
 
 use crate::session::Portal;
 
 /// A parsed iSCSI URL.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IscsiUrl {
     /// Portal.
     pub portal: Portal,
@@ -18,23 +22,11 @@ pub struct IscsiUrl {
     /// CHAP user.
     pub user: Option<String>,
     /// CHAP secret.
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// Mutual CHAP: the target's user.
     pub target_user: Option<String>,
     /// Mutual CHAP: the target's secret.
-    pub target_secret: Option<String>,
-}
-
-impl core::fmt::Debug for IscsiUrl {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("IscsiUrl")
-            .field("portal", &self.portal)
-            .field("target", &self.target)
-            .field("lun", &self.lun)
-            .field("user", &self.user)
-            .field("target_user", &self.target_user)
-            .finish_non_exhaustive()
-    }
+    pub target_secret: Option<Secret>,
 }
 
 /// Why a URL was refused.
@@ -52,9 +44,11 @@ pub enum UrlError {
     Query,
 }
 
-fn unescape(s: &str) -> Result<String, UrlError> {
+/// Undo %-escapes. The bytes are wiped when dropped: they may be a secret.
+fn unescape_bytes(s: &str) -> Result<Zeroizing<Vec<u8>>, UrlError> {
     let b = s.as_bytes();
-    let mut out = alloc::vec::Vec::with_capacity(b.len());
+    // Never grows past this, so never reallocates and leaves no copy behind.
+    let mut out = Zeroizing::new(Vec::with_capacity(b.len()));
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
@@ -66,7 +60,18 @@ fn unescape(s: &str) -> Result<String, UrlError> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| UrlError::Query)
+    Ok(out)
+}
+
+fn unescape(s: &str) -> Result<String, UrlError> {
+    String::from_utf8(core::mem::take(&mut *unescape_bytes(s)?)).map_err(|_| UrlError::Query)
+}
+
+/// A %-escaped secret (UTF-8, as every other URL argument).
+fn unescape_secret(s: &str) -> Result<Secret, UrlError> {
+    let secret = Secret::new(core::mem::take(&mut *unescape_bytes(s)?));
+    core::str::from_utf8(secret.expose()).map_err(|_| UrlError::Query)?;
+    Ok(secret)
 }
 
 impl IscsiUrl {
@@ -84,7 +89,7 @@ impl IscsiUrl {
         let (user, secret) = match cred {
             // libiscsi separates user and secret with '%'.
             Some(c) => match c.split_once('%') {
-                Some((u, p)) => (Some(String::from(u)), Some(String::from(p))),
+                Some((u, p)) => (Some(String::from(u)), Some(Secret::from(p))),
                 None => (Some(String::from(c)), None),
             },
             None => (None, None),
@@ -125,7 +130,7 @@ impl IscsiUrl {
                 let (k, v) = arg.split_once('=').ok_or(UrlError::Query)?;
                 match k {
                     "target_user" => url.target_user = Some(unescape(v)?),
-                    "target_password" => url.target_secret = Some(unescape(v)?),
+                    "target_password" => url.target_secret = Some(unescape_secret(v)?),
                     // libiscsi accepts these for the initiator side too.
                     "header_digest" | "iser" => {}
                     _ => return Err(UrlError::Query),
@@ -155,21 +160,24 @@ mod tests {
             }
         );
         assert_eq!((u.target.as_str(), u.lun), ("iqn.2024-01.test:disk", 1));
-        assert_eq!(
-            (u.user.as_deref(), u.secret.as_deref()),
-            (Some("alice"), Some("s3cret"))
-        );
+        assert_eq!(u.user.as_deref(), Some("alice"));
+        assert_eq!(u.secret.as_ref().map(Secret::expose), Some(&b"s3cret"[..]));
         let u = IscsiUrl::parse(
             "iscsi://[::1]/iqn.x:y/0?target_user=tgt&target_password=p%40ss",
             true,
         )
         .unwrap();
         assert_eq!((u.portal.host.as_str(), u.portal.port), ("::1", 3260));
+        assert_eq!(u.target_user.as_deref(), Some("tgt"));
         assert_eq!(
-            (u.target_user.as_deref(), u.target_secret.as_deref()),
-            (Some("tgt"), Some("p@ss"))
+            u.target_secret.as_ref().map(Secret::expose),
+            Some(&b"p@ss"[..])
         );
-        assert!(!alloc::format!("{u:?}").contains("p@ss"));
+        let shown = alloc::format!("{u:?}");
+        assert!(
+            !shown.contains("p@ss") && shown.contains("<redacted>"),
+            "{shown}"
+        );
         assert_eq!(IscsiUrl::parse("http://x/y/0", true), Err(UrlError::Scheme));
         assert_eq!(IscsiUrl::parse("iscsi://h/iqn", true), Err(UrlError::Path));
         assert_eq!(IscsiUrl::parse("iscsi://h/iqn/x", true), Err(UrlError::Lun));

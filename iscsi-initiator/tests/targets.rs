@@ -702,7 +702,11 @@ fn cli_verify_against_both_targets_with_mutual_chap_and_crc32c() {
         &[],
     );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("connect 127.0.0.1:") && err.contains("Connection refused"),
+        "{err}"
+    );
 }
 
 #[test]

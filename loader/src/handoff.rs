@@ -21,7 +21,7 @@ use ibft::{
     PciAddress, Secret, Target, TargetFlags,
 };
 use ipoib::dhcp::Lease;
-use ipoib::rootpath::{RootPath, Server};
+use iscsi_initiator::rootpath::{RootPath, Server};
 
 /// The port the ROM booted through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

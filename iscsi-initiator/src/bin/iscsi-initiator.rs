@@ -3,7 +3,11 @@
 //! URLs follow libiscsi: `iscsi://[user[%secret]@]host[:port]/target-iqn/lun`
 //! (`?target_user=U&target_password=S` for mutual CHAP). Secrets may come from the
 //! environment instead: `ISCSI_CHAP_SECRET` (or libiscsi's `LIBISCSI_CHAP_PASSWORD`) for ours,
-//! `ISCSI_TARGET_USER` and `ISCSI_TARGET_SECRET` for the target's.
+//! `ISCSI_TARGET_USER` and `ISCSI_TARGET_SECRET` for the target's. `ISCSI_LOG` sets the log
+//! level. `--help` lists the options and these variables, `--version` prints the version.
+//!
+//! Exit status: 0 done, 1 failed (the one line on stderr says what; a connection that could not
+//! be made names the address and the system's error), 2 usage error (with the usage).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,7 +19,7 @@ use iscsi_initiator::login::{ChapConfig, Isid, LoginConfig, MutualChap, SessionT
 use iscsi_initiator::negotiate::{DigestChoice, OperationalConfig};
 use iscsi_initiator::scsi::{Capacity, Cdb, Lun, ScsiStatus};
 use iscsi_initiator::session::{
-    Completion, Direction, Portal, ScsiOutcome, Session, SessionConfig,
+    Completion, Direction, Portal, ScsiOutcome, Session, SessionConfig, SessionError,
 };
 use iscsi_initiator::transport::{Client, ClientError, Clock, StdClock, TcpTransport};
 use iscsi_initiator::url::IscsiUrl;
@@ -25,6 +29,7 @@ use iscsi_initiator::Duration;
 const USAGE: &str =
     "usage: iscsi-initiator [--initiator-name IQN] [--target-user USER] [--target-secret SECRET]
                        [--digest none|crc32c] [--timeout SECONDS] [--busy-poll-us US] COMMAND
+       iscsi-initiator --help | --version
 commands:
   discover HOST[:PORT]
   inquiry URL
@@ -33,23 +38,59 @@ commands:
   write URL --lba N -i FILE
   verify URL [--bytes N] [--lba N]
   bench URL --pattern rand|seq --bs BYTES --qd N --seconds S [--write]
-URL: iscsi://[user[%secret]@]host[:port]/target-iqn/lun
---busy-poll-us: with at most one command outstanding, poll the socket for up to US
-  microseconds before sleeping (lower latency at queue depth 1 for CPU; default 0, off)";
+URL: iscsi://[user[%secret]@]host[:port]/target-iqn/lun[?target_user=U&target_password=S]";
 
-struct Fail(String);
+/// What `--help` adds to [`USAGE`]. Every environment variable the command reads is here.
+const HELP: &str = "options:
+  --initiator-name IQN    our iSCSI name (default iqn.2024-01.org.isboot:HOSTNAME)
+  --target-user USER      mutual CHAP: the name the target answers with
+  --target-secret SECRET  mutual CHAP: the target's secret (ISCSI_TARGET_SECRET keeps it out
+                          of the process list)
+  --digest none|crc32c    header and data digests (default none)
+  --timeout SECONDS       login timeout (default 30); recovery gets at least 60
+  --busy-poll-us US       with at most one command outstanding, poll the socket for up to US
+                          microseconds before sleeping (lower latency at queue depth 1 for
+                          CPU; default 0, off)
+  -h, --help              this help
+  -V, --version           the version
+environment:
+  ISCSI_CHAP_SECRET       our CHAP secret, when the URL names a user but no secret
+  LIBISCSI_CHAP_PASSWORD  the same under libiscsi's name (ISCSI_CHAP_SECRET comes first)
+  ISCSI_TARGET_USER       mutual CHAP: the target's name, if neither --target-user nor the
+                          URL gives it
+  ISCSI_TARGET_SECRET     mutual CHAP: the target's secret, if neither --target-secret nor
+                          the URL gives it
+  ISCSI_LOG               log to stderr at this level: error, warn, info, debug, trace or off
+                          (default off)
+exit status: 0 done, 1 failed, 2 usage error";
+
+/// Why the command stops.
+enum Fail {
+    /// The command line is wrong: exit status 2, with the usage.
+    Usage(String),
+    /// Something failed on the way: exit status 1.
+    Run(String),
+}
 
 impl<E: std::fmt::Display> From<E> for Fail {
     fn from(e: E) -> Self {
-        Fail(e.to_string())
+        Fail::Run(e.to_string())
     }
+}
+
+fn usage(msg: impl Into<String>) -> Fail {
+    Fail::Usage(msg.into())
+}
+
+fn fail(msg: impl Into<String>) -> Fail {
+    Fail::Run(msg.into())
 }
 
 #[derive(Default)]
 struct Args {
     initiator_name: Option<String>,
     target_user: Option<String>,
-    target_secret: Option<String>,
+    target_secret: Option<Secret>,
     digest: DigestChoice2,
     timeout: u64,
     positional: Vec<String>,
@@ -73,85 +114,76 @@ enum DigestChoice2 {
     Crc32c,
 }
 
-fn parse_args() -> Result<Args, Fail> {
+/// What the command line asks for.
+enum Request {
+    Help,
+    Version,
+    Run(Box<Args>),
+}
+
+/// A number for option `name`.
+fn number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, Fail> {
+    v.parse()
+        .map_err(|_| usage(format!("{name}: {v:?} is not a number in range")))
+}
+
+fn parse_args(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Request, Fail> {
     let mut a = Args {
         timeout: 30,
         ..Default::default()
     };
-    let mut it = std::env::args().skip(1);
+    let mut it = argv.into_iter().map(|a| {
+        a.into_string()
+            .map_err(|a| usage(format!("argument {a:?} is not UTF-8")))
+    });
     while let Some(arg) = it.next() {
+        let arg = arg?;
         let mut val = |name: &str| {
             it.next()
-                .ok_or_else(|| Fail(format!("{name} needs a value")))
+                .unwrap_or_else(|| Err(usage(format!("{name} needs a value"))))
         };
         match arg.as_str() {
             "--initiator-name" => a.initiator_name = Some(val("--initiator-name")?),
             "--target-user" => a.target_user = Some(val("--target-user")?),
-            "--target-secret" => a.target_secret = Some(val("--target-secret")?),
+            "--target-secret" => {
+                a.target_secret = Some(Secret::new(val("--target-secret")?.into_bytes()))
+            }
             "--digest" => {
                 a.digest = match val("--digest")?.as_str() {
                     "none" => DigestChoice2::None,
                     "crc32c" => DigestChoice2::Crc32c,
                     other => {
-                        return Err(Fail(format!(
+                        return Err(usage(format!(
                             "--digest must be none or crc32c, not {other}"
                         )))
                     }
                 }
             }
-            "--timeout" => {
-                a.timeout = val("--timeout")?
-                    .parse()
-                    .map_err(|_| Fail("bad --timeout".into()))?
-            }
-            "--lba" => {
-                a.lba = val("--lba")?
-                    .parse()
-                    .map_err(|_| Fail("bad --lba".into()))?
-            }
-            "--blocks" => {
-                a.blocks = Some(
-                    val("--blocks")?
-                        .parse()
-                        .map_err(|_| Fail("bad --blocks".into()))?,
-                )
-            }
+            "--timeout" => a.timeout = number("--timeout", &val("--timeout")?)?,
+            "--lba" => a.lba = number("--lba", &val("--lba")?)?,
+            "--blocks" => a.blocks = Some(number("--blocks", &val("--blocks")?)?),
             "-o" | "--output" => a.output = Some(val("-o")?),
             "-i" | "--input" => a.input = Some(val("-i")?),
-            "--bytes" => {
-                a.bytes = Some(
-                    val("--bytes")?
-                        .parse()
-                        .map_err(|_| Fail("bad --bytes".into()))?,
-                )
-            }
+            "--bytes" => a.bytes = Some(number("--bytes", &val("--bytes")?)?),
             "--pattern" => a.pattern = Some(val("--pattern")?),
-            "--bs" => a.bs = Some(val("--bs")?.parse().map_err(|_| Fail("bad --bs".into()))?),
-            "--qd" => a.qd = Some(val("--qd")?.parse().map_err(|_| Fail("bad --qd".into()))?),
-            "--seconds" => {
-                a.seconds = Some(
-                    val("--seconds")?
-                        .parse()
-                        .map_err(|_| Fail("bad --seconds".into()))?,
-                )
-            }
+            "--bs" => a.bs = Some(number("--bs", &val("--bs")?)?),
+            "--qd" => a.qd = Some(number("--qd", &val("--qd")?)?),
+            "--seconds" => a.seconds = Some(number("--seconds", &val("--seconds")?)?),
             "--write" => a.write = true,
             "--busy-poll-us" => {
                 a.busy_poll_us = val("--busy-poll-us")?
                     .parse()
                     .ok()
                     .filter(|us| *us <= 1_000_000)
-                    .ok_or_else(|| Fail("bad --busy-poll-us (0 to 1000000)".into()))?
+                    .ok_or_else(|| usage("bad --busy-poll-us (0 to 1000000)"))?
             }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            s if s.starts_with('-') => return Err(Fail(format!("unknown option {s}\n{USAGE}"))),
+            "-h" | "--help" => return Ok(Request::Help),
+            "-V" | "--version" => return Ok(Request::Version),
+            s if s.starts_with('-') => return Err(usage(format!("unknown option {s}"))),
             _ => a.positional.push(arg),
         }
     }
-    Ok(a)
+    Ok(Request::Run(Box::new(a)))
 }
 
 fn random_seed() -> [u8; 32] {
@@ -187,6 +219,11 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// A secret from the environment, held as a [`Secret`] from the start.
+fn env_secret(name: &str) -> Option<Secret> {
+    env(name).map(|v| Secret::new(v.into_bytes()))
+}
+
 type HostClient = Client<TcpTransport, StdClock>;
 
 fn open(
@@ -203,10 +240,10 @@ fn open(
         Some(user) => {
             let secret = url
                 .and_then(|u| u.secret.clone())
-                .or_else(|| env("ISCSI_CHAP_SECRET"))
-                .or_else(|| env("LIBISCSI_CHAP_PASSWORD"))
+                .or_else(|| env_secret("ISCSI_CHAP_SECRET"))
+                .or_else(|| env_secret("LIBISCSI_CHAP_PASSWORD"))
                 .ok_or_else(|| {
-                    Fail("CHAP user given without a secret (URL or ISCSI_CHAP_SECRET)".into())
+                    usage("CHAP user given without a secret (URL or ISCSI_CHAP_SECRET)")
                 })?;
             let tuser = args
                 .target_user
@@ -217,22 +254,22 @@ fn open(
                 .target_secret
                 .clone()
                 .or_else(|| url.and_then(|u| u.target_secret.clone()))
-                .or_else(|| env("ISCSI_TARGET_SECRET"));
+                .or_else(|| env_secret("ISCSI_TARGET_SECRET"));
             let mutual = match (tuser, tsecret) {
-                (Some(target_user), Some(s)) => Some(MutualChap {
+                (Some(target_user), Some(target_secret)) => Some(MutualChap {
                     target_user,
-                    target_secret: Secret::from_slice(s.as_bytes()),
+                    target_secret,
                 }),
                 (None, None) => None,
                 _ => {
-                    return Err(Fail(
-                        "mutual CHAP needs both the target user and the target secret".into(),
+                    return Err(usage(
+                        "mutual CHAP needs both the target user and the target secret",
                     ))
                 }
             };
             Some(ChapConfig {
                 user,
-                secret: Secret::from_slice(secret.as_bytes()),
+                secret,
                 mutual,
             })
         }
@@ -267,16 +304,22 @@ fn open(
     let session = Session::new(cfg, clock.now());
     let mut client = Client::new(session, TcpTransport::new(), clock);
     client.set_busy_poll(args.busy_poll_us);
-    client.login(Duration::from_secs(args.timeout))?;
-    Ok(client)
+    match client.login(Duration::from_secs(args.timeout)) {
+        Ok(()) => Ok(client),
+        // Name the address tried and what the system said, not only that it failed.
+        Err(ClientError::Session(SessionError::ConnectFailed)) => {
+            match client.transport_mut().connect_error() {
+                Some(e) => Err(fail(e.to_string())),
+                None => Err(SessionError::ConnectFailed.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn url_arg(args: &Args) -> Result<IscsiUrl, Fail> {
-    let s = args
-        .positional
-        .get(1)
-        .ok_or_else(|| Fail(format!("missing URL\n{USAGE}")))?;
-    IscsiUrl::parse(s, true).map_err(|e| Fail(format!("bad URL {s}: {e:?}")))
+    let s = args.positional.get(1).ok_or_else(|| usage("missing URL"))?;
+    IscsiUrl::parse(s, true).map_err(|e| usage(format!("bad URL {s}: {e:?}")))
 }
 
 fn check(o: &ScsiOutcome, what: &str) -> Result<(), Fail> {
@@ -284,7 +327,7 @@ fn check(o: &ScsiOutcome, what: &str) -> Result<(), Fail> {
         return Ok(());
     }
     let sense = o.sense.and_then(|s| s.decode());
-    Err(Fail(match sense {
+    Err(fail(match sense {
         Some(s) => format!(
             "{what} failed: status {:#04x}, sense key {:#x} ASC {:#04x} ASCQ {:#04x}",
             o.status.0, s.key.0, s.asc, s.ascq
@@ -330,7 +373,7 @@ fn write_blocks(
 ) -> Result<(), Fail> {
     let bl = cap.block_len as usize;
     if data.len() % bl != 0 {
-        return Err(Fail(format!(
+        return Err(fail(format!(
             "input is {} bytes, not a multiple of the block size {bl}",
             data.len()
         )));
@@ -370,27 +413,37 @@ fn cpu_seconds() -> f64 {
 }
 
 fn run() -> Result<(), Fail> {
-    let args = parse_args()?;
+    let args = match parse_args(std::env::args_os().skip(1))? {
+        Request::Help => {
+            println!("{USAGE}\n{HELP}");
+            return Ok(());
+        }
+        Request::Version => {
+            println!("iscsi-initiator {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        Request::Run(args) => args,
+    };
     let cmd = args
         .positional
         .first()
-        .ok_or_else(|| Fail(format!("missing command\n{USAGE}")))?
+        .ok_or_else(|| usage("missing command"))?
         .clone();
     match cmd.as_str() {
         "discover" => {
             let hp = args
                 .positional
                 .get(1)
-                .ok_or_else(|| Fail("discover needs HOST[:PORT]".into()))?;
+                .ok_or_else(|| usage("discover needs HOST[:PORT]"))?;
             let hp = hp
                 .strip_prefix("iscsi://")
                 .unwrap_or(hp)
                 .trim_end_matches('/');
-            let (portal, _) = Portal::parse(hp).ok_or_else(|| Fail(format!("bad portal {hp}")))?;
+            let (portal, _) = Portal::parse(hp).ok_or_else(|| usage(format!("bad portal {hp}")))?;
             let mut c = open(&args, portal, None, None)?;
             let text = c.send_targets()?;
             for p in pairs(&text) {
-                let (k, v) = p.map_err(|e| Fail(format!("bad SendTargets text: {e:?}")))?;
+                let (k, v) = p.map_err(|e| fail(format!("bad SendTargets text: {e:?}")))?;
                 match k {
                     "TargetName" => println!("{v}"),
                     "TargetAddress" => println!("  {v}"),
@@ -436,19 +489,17 @@ fn run() -> Result<(), Fail> {
         }
         "read" => {
             let u = url_arg(&args)?;
-            let blocks = args
-                .blocks
-                .ok_or_else(|| Fail("read needs --blocks".into()))?;
+            let blocks = args.blocks.ok_or_else(|| usage("read needs --blocks"))?;
             let out = args
                 .output
                 .clone()
-                .ok_or_else(|| Fail("read needs -o FILE".into()))?;
+                .ok_or_else(|| usage("read needs -o FILE"))?;
             let lun = Lun::from_number(u.lun);
             let mut c = open(&args, u.portal.clone(), Some(&u.target), Some(&u))?;
             let cap = capacity(&mut c, lun)?;
             let mut data = Vec::new();
             read_blocks(&mut c, lun, &cap, args.lba, blocks, &mut data)?;
-            std::fs::write(&out, &data).map_err(|e| Fail(format!("{out}: {e}")))?;
+            std::fs::write(&out, &data).map_err(|e| fail(format!("{out}: {e}")))?;
             let _ = c.logout(Duration::from_secs(5));
         }
         "write" => {
@@ -456,8 +507,8 @@ fn run() -> Result<(), Fail> {
             let input = args
                 .input
                 .clone()
-                .ok_or_else(|| Fail("write needs -i FILE".into()))?;
-            let data = std::fs::read(&input).map_err(|e| Fail(format!("{input}: {e}")))?;
+                .ok_or_else(|| usage("write needs -i FILE"))?;
+            let data = std::fs::read(&input).map_err(|e| fail(format!("{input}: {e}")))?;
             let lun = Lun::from_number(u.lun);
             let mut c = open(&args, u.portal.clone(), Some(&u.target), Some(&u))?;
             let cap = capacity(&mut c, lun)?;
@@ -476,8 +527,8 @@ fn run() -> Result<(), Fail> {
                 .min(cap.bytes().saturating_sub(args.lba * bl));
             let bytes = want / bl * bl;
             if bytes == 0 {
-                return Err(Fail(
-                    "nothing to verify (device too small for --bytes/--lba)".into(),
+                return Err(fail(
+                    "nothing to verify (device too small for --bytes/--lba)",
                 ));
             }
             let seed = u64::from_le_bytes(random_seed()[..8].try_into().unwrap_or([1; 8]));
@@ -491,7 +542,7 @@ fn run() -> Result<(), Fail> {
                     .zip(&data)
                     .position(|(a, b)| a != b)
                     .unwrap_or(back.len().min(data.len()));
-                return Err(Fail(format!("verify failed: data differs at byte {at}")));
+                return Err(fail(format!("verify failed: data differs at byte {at}")));
             }
             println!("verify: {bytes} bytes written and read back identical");
             let _ = c.logout(Duration::from_secs(5));
@@ -504,21 +555,21 @@ fn run() -> Result<(), Fail> {
             let rand = match args.pattern.as_deref().unwrap_or("rand") {
                 "rand" => true,
                 "seq" => false,
-                other => return Err(Fail(format!("--pattern must be rand or seq, not {other}"))),
+                other => return Err(usage(format!("--pattern must be rand or seq, not {other}"))),
             };
             let lun = Lun::from_number(u.lun);
             let mut c = open(&args, u.portal.clone(), Some(&u.target), Some(&u))?;
             let cap = capacity(&mut c, lun)?;
             let bl = cap.block_len;
             if bs == 0 || bs % bl != 0 {
-                return Err(Fail(format!(
+                return Err(fail(format!(
                     "--bs must be a multiple of the block size {bl}"
                 )));
             }
             let nblk = bs / bl;
             let span = cap.blocks / u64::from(nblk);
             if span == 0 {
-                return Err(Fail("device smaller than one I/O".into()));
+                return Err(fail("device smaller than one I/O"));
             }
             let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
             let mut next_seq = 0u64;
@@ -571,7 +622,7 @@ fn run() -> Result<(), Fail> {
                             Err((e, b)) => {
                                 free.push(b);
                                 if inflight == 0 {
-                                    return Err(Fail(format!("submit: {e:?}")));
+                                    return Err(fail(format!("submit: {e:?}")));
                                 }
                                 break;
                             }
@@ -581,7 +632,7 @@ fn run() -> Result<(), Fail> {
                     break;
                 }
                 if let Some(e) = c.session().failure() {
-                    return Err(Fail(e.to_string()));
+                    return Err(fail(e.to_string()));
                 }
                 c.step(Duration::from_millis(200));
             }
@@ -605,7 +656,7 @@ fn run() -> Result<(), Fail> {
             );
             let _ = c.logout(Duration::from_secs(5));
         }
-        other => return Err(Fail(format!("unknown command {other}\n{USAGE}"))),
+        other => return Err(usage(format!("unknown command {other}"))),
     }
     Ok(())
 }
@@ -645,7 +696,11 @@ fn main() -> ExitCode {
     }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Fail(msg)) => {
+        Err(Fail::Usage(msg)) => {
+            let _ = writeln!(std::io::stderr(), "iscsi-initiator: {msg}\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(Fail::Run(msg)) => {
             let _ = writeln!(std::io::stderr(), "iscsi-initiator: {msg}");
             ExitCode::FAILURE
         }

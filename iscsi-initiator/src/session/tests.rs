@@ -5,10 +5,13 @@ use alloc::vec::Vec;
 
 use zerocopy::{FromBytes, IntoBytes};
 
+use super::rx_plan::PLAN_BACKOFF;
 use super::*;
 use crate::login::{Isid, LoginConfig, SessionType};
 use crate::negotiate::OperationalConfig;
-use crate::wire::bhs;
+use crate::scsi::{Cdb, Lun, ScsiStatus, SenseKey};
+use crate::wire::bhs::{self, Opcode, IMMEDIATE, RESERVED_TAG};
+use crate::wire::frame::write_pdu;
 use crate::wire::text::{pairs, push_pair};
 
 /// One PDU the initiator sent.
@@ -1090,7 +1093,7 @@ fn one_planned_receive_takes_several_data_in_pdus() {
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].1.unwrap().transferred, len as u32);
     assert!(done[0].2 == payload, "data placed where it belongs");
-    assert_eq!(s.plan_backoff, 0);
+    assert_eq!(s.planner.backoff, 0);
     assert!(s.is_ready());
 }
 
@@ -1140,7 +1143,7 @@ fn a_wrong_plan_loses_nothing_and_backs_off() {
     assert_eq!(p.count, 7, "the plan guesses three more PDUs of A");
     let n = p.fill(&stream[148..]);
     s.direct_received(T0, n);
-    assert_eq!(s.plan_backoff, PLAN_BACKOFF, "a wrong guess backs off");
+    assert_eq!(s.planner.backoff, PLAN_BACKOFF, "a wrong guess backs off");
     // The rest as usual: while backing off, receives are not planned beyond one segment.
     let multi = feed_planned(&mut s, &stream[148 + n..], usize::MAX);
     assert_eq!(multi, 0);

@@ -11,8 +11,10 @@ use alloc::string::String;
 use core::fmt;
 use core::net::IpAddr;
 
-/// The default iSCSI port.
-pub const ISCSI_PORT: u16 = 3260;
+use crate::session::Portal;
+
+/// The default iSCSI port (RFC 4173 §5: an empty port field means 3260).
+pub const ISCSI_PORT: u16 = Portal::DEFAULT_PORT;
 
 /// Where the target is.
 #[derive(Debug, Clone, PartialEq, Eq)]
