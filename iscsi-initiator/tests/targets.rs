@@ -742,7 +742,7 @@ fn cli_url_is_the_one_libiscsi_takes() {
     assert_eq!(size(&theirs, "Total size:"), size(&ours, "bytes:"));
     assert_eq!(size(&ours, "bytes:"), (24 * MIB).to_string());
     // write -i then read -o through the same URL, checked against the backing file.
-    let dir = Scratch::new("cli");
+    let dir = isboot_tests::TempDir::new("cli").expect("a scratch directory");
     let input = dir.0.join("in.bin");
     let output = dir.0.join("out.bin");
     let data = pattern(1536 * 1024, 99);
