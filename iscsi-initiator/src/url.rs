@@ -44,6 +44,55 @@ pub enum UrlError {
     Query,
 }
 
+impl core::fmt::Display for UrlError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            UrlError::Scheme => "it does not start with iscsi://",
+            UrlError::Portal => "bad host or port",
+            UrlError::Path => "it needs /TARGET/LUN after the portal",
+            UrlError::Lun => "the LUN is not a number below 16384",
+            UrlError::Query => "unknown ?argument or bad %-escape",
+        })
+    }
+}
+
+/// `s` with its secrets replaced by `<hidden>` (the part after `%` in `user%secret@`, and the
+/// value of `target_password=`), for messages about a URL that may not even parse.
+pub fn redact(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let (body, query) = match s.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (s, None),
+    };
+    match body.rsplit_once('@') {
+        Some((cred, rest)) => {
+            match cred.split_once('%') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str("%<hidden>");
+                }
+                None => out.push_str(cred),
+            }
+            out.push('@');
+            out.push_str(rest);
+        }
+        None => out.push_str(body),
+    }
+    if let Some(q) = query {
+        out.push('?');
+        for (i, arg) in q.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match arg.split_once('=') {
+                Some(("target_password", _)) => out.push_str("target_password=<hidden>"),
+                _ => out.push_str(arg),
+            }
+        }
+    }
+    out
+}
+
 /// Undo %-escapes. The bytes are wiped when dropped: they may be a secret.
 fn unescape_bytes(s: &str) -> Result<Zeroizing<Vec<u8>>, UrlError> {
     let b = s.as_bytes();
@@ -144,6 +193,21 @@ impl IscsiUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_hides_both_secrets_and_keeps_the_rest() {
+        assert_eq!(
+            redact(
+                "iscsi://node%s3cret@10.0.0.1:3261/iqn.x:y/1?target_user=t&target_password=p4ss"
+            ),
+            "iscsi://node%<hidden>@10.0.0.1:3261/iqn.x:y/1?target_user=t&target_password=<hidden>"
+        );
+        assert_eq!(
+            redact("iscsi://10.0.0.1/iqn.x:y/1"),
+            "iscsi://10.0.0.1/iqn.x:y/1"
+        );
+        assert_eq!(redact("nonsense%s3cret@"), "nonsense%<hidden>@");
+    }
 
     #[test]
     fn libiscsi_syntax() {

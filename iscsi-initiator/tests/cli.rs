@@ -181,3 +181,18 @@ fn a_refused_connection_names_the_address_and_the_system_error() {
         format!("iscsi-initiator: connect 127.0.0.1:{port}: {refused}\n")
     );
 }
+
+#[test]
+fn a_bad_url_is_named_without_its_secrets() {
+    let o = cli(&[
+        "capacity",
+        "iscsi://node%s3cret-x@127.0.0.1/iqn.x:y/notalun?target_password=p4ss-y",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("bad URL iscsi://node%<hidden>@127.0.0.1/iqn.x:y/notalun?target_password=<hidden>: the LUN is not a number below 16384"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret-x") && !e.contains("p4ss-y"), "{e}");
+}

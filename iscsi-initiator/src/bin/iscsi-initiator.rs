@@ -319,7 +319,8 @@ fn open(
 
 fn url_arg(args: &Args) -> Result<IscsiUrl, Fail> {
     let s = args.positional.get(1).ok_or_else(|| usage("missing URL"))?;
-    IscsiUrl::parse(s, true).map_err(|e| usage(format!("bad URL {s}: {e:?}")))
+    IscsiUrl::parse(s, true)
+        .map_err(|e| usage(format!("bad URL {}: {e}", iscsi_initiator::url::redact(s))))
 }
 
 fn check(o: &ScsiOutcome, what: &str) -> Result<(), Fail> {
