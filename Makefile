@@ -44,8 +44,8 @@ unit-tests:
 	$(CARGO) test --workspace --all-features --doc
 
 # The real peers the tests talk to (as root, from Debian's packages, when missing): Kea, tgtd,
-# istgt, and libiscsi's tools (a reference initiator).
-TEST_PACKAGES := kea-dhcp4-server tgt istgt libiscsi-bin
+# istgt, libiscsi's tools (a reference initiator), and makefs/gdisk for FreeBSD root disks.
+TEST_PACKAGES := kea-dhcp4-server tgt istgt libiscsi-bin makefs gdisk
 test-deps:
 	@missing=""; \
 	for p in $(TEST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
