@@ -194,7 +194,7 @@ struct Pending {
 
 /// Milliseconds on the device's clock.
 pub fn now_ms(dev: &dyn Verbs) -> Instant {
-    Instant(dev.now().0 / 1_000_000)
+    Instant(dev.now().total_millis())
 }
 
 /// Converts between the two GID types (same bytes).
