@@ -24,6 +24,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
+use clock::Instant;
+
 use hca::verbs::{
     self, AddressHandle, CompletionKind, CqId, Event, MadDest, PortAttr, PortNum, QpId,
     RetryPolicy, UdQpAttr,
@@ -35,7 +37,6 @@ use hca::Verbs;
 use log::debug;
 
 use crate::neigh::{NeighCache, NeighConfig, NeighDue, PathCache, PathConfig, PathDue, PathInfo};
-use crate::time::Instant;
 use crate::wire::arp;
 use crate::wire::ipoib::{
     broadcast_mgid, decapsulate, encapsulate, EtherType, Gid, HwAddr, Scope, DEFAULT_PKEY,
@@ -192,9 +193,9 @@ struct Pending {
     frame: Vec<u8>,
 }
 
-/// Milliseconds on the device's clock.
+/// The device's clock, in whole milliseconds (as the caches have always seen it).
 pub fn now_ms(dev: &dyn Verbs) -> Instant {
-    Instant(dev.now().total_millis())
+    Instant::from_millis(dev.now().total_millis())
 }
 
 /// Converts between the two GID types (same bytes).

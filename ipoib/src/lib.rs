@@ -13,6 +13,9 @@
 //! - `phy` (feature `smoltcp`): smoltcp's `phy::Device` in `Medium::Ip` over that interface;
 //! - `udp` (feature `smoltcp`): IPv4/UDP datagrams for DHCP beside smoltcp.
 //!
+//! Time is the project's one type: `clock::Instant` (nanoseconds on a monotonic clock) and
+//! `clock::Duration` (core's).
+//!
 //! The crate is `no_std` with `alloc`, forbids unsafe
 //! code, and drops malformed input with a debug log instead of panicking.
 #![no_std]
@@ -28,7 +31,6 @@ pub mod iface;
 pub mod neigh;
 #[cfg(feature = "smoltcp")]
 pub mod phy;
-pub mod time;
 #[cfg(feature = "smoltcp")]
 pub mod udp;
 pub mod wire;

@@ -115,5 +115,5 @@ impl phy::Device for IpoibDevice<'_> {
 
 /// smoltcp's clock from the device's.
 pub fn smol_now(dev: &dyn Verbs) -> SmolInstant {
-    SmolInstant::from_millis(crate::iface::now_ms(dev).0 as i64)
+    SmolInstant::from_millis(crate::iface::now_ms(dev).total_millis() as i64)
 }

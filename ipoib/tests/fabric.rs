@@ -336,7 +336,7 @@ fn a_moved_peer_is_found_again_after_its_lid_changes() {
 fn a_moved_peer_that_missed_the_event_is_found_when_its_neighbour_entry_goes_stale() {
     let icfg = iface::Config {
         neigh: NeighConfig {
-            reachable: ipoib::time::Duration::from_secs(2),
+            reachable: Duration::from_secs(2),
             ..NeighConfig::default()
         },
         ..iface::Config::default()

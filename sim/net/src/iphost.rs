@@ -109,7 +109,7 @@ impl IpHost {
 
     /// Milliseconds on the simulated clock.
     pub fn now_ms(&self) -> u64 {
-        now_ms(&self.dev).0
+        now_ms(&self.dev).total_millis()
     }
 
     /// One round of work: the interface, the DHCP client, then smoltcp. `keep` sees each
