@@ -13,8 +13,10 @@
 //! - `phy` (feature `smoltcp`): smoltcp's `phy::Device` in `Medium::Ip` over that interface;
 //! - `udp` (feature `smoltcp`): IPv4/UDP datagrams for DHCP beside smoltcp.
 //!
-//! Time is the project's one type: `clock::Instant` (nanoseconds on a monotonic clock) and
-//! `clock::Duration` (core's).
+//! Time comes from the caller: the interface's timers and the DHCP client are given `now` as a
+//! `clock::Instant`; spans are `clock::Duration` (core's). Only the bounded waits of bring-up
+//! and tear-down (the port becoming ACTIVE, the SA's answers) poll the device's clock, inside
+//! `hca::verbs`.
 //!
 //! The crate is `no_std` with `alloc`, forbids unsafe
 //! code, and drops malformed input with a debug log instead of panicking.
