@@ -345,7 +345,7 @@ impl<H: Hal> Hermon<H> {
             tid: 0x6973_626f_0000_0000, // "isbo"
             qpn_salt: 0,
         };
-        me.qpn_salt = (me.hal.now().0 as u32).wrapping_mul(2_654_435_761);
+        me.qpn_salt = (me.hal.now().total_nanos() as u32).wrapping_mul(2_654_435_761);
         me.create_eq()?;
         me.exec(&cmd::ConfSpecialQp(me.special_base))?;
         for p in 1..=caps.num_ports {
@@ -1226,7 +1226,7 @@ impl<H: Hal> BootRef<'_, H> {
     /// Waits until the HCR is idle with the expected toggle.
     fn wait_idle(&self, opcode: cmd::Opcode) -> Result<HcrCtrl, Error> {
         let start = self.hal.now();
-        let deadline = start.after(self.cfg.cmd_timeout);
+        let deadline = start + self.cfg.cmd_timeout;
         // TIMEOUT: `Config::cmd_timeout`, default 10 s (iPXE HERMON_HCR_MAX_WAIT_MS, §2.2);
         // polled every 10 us for the first millisecond, then every 1 ms.
         loop {
@@ -1239,7 +1239,7 @@ impl<H: Hal> BootRef<'_, H> {
                 warn!("hermon: command {opcode:?} timed out");
                 return Err(Error::CmdTimeout(opcode));
             }
-            let step = if now.since(start) < Duration::from_millis(1) {
+            let step = if now.saturating_since(start) < Duration::from_millis(1) {
                 Duration::from_micros(10)
             } else {
                 Duration::from_millis(1)
@@ -1317,7 +1317,7 @@ fn reset<H: Hal>(hal: &H, cfg: &Config) -> Result<(), Error> {
         if hal.pci_config_read32(0) as u16 == vendor {
             break;
         }
-        if hal.now().since(start) >= Duration::from_millis(1000) {
+        if hal.now().saturating_since(start) >= Duration::from_millis(1000) {
             return Err(Error::ResetTimeout);
         }
     }

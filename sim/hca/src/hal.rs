@@ -107,7 +107,7 @@ unsafe impl Hal for SimHal {
     }
 
     fn now(&self) -> Instant {
-        Instant(self.world.borrow().now)
+        Instant::from_nanos(self.world.borrow().now)
     }
 
     fn delay(&self, d: Duration) {
