@@ -36,7 +36,7 @@ use iscsi_initiator::login::{ChapConfig, Isid, LoginConfig, MutualChap, SessionT
 use iscsi_initiator::negotiate::OperationalConfig;
 use iscsi_initiator::scsi::Lun;
 use iscsi_initiator::session::{Portal, Session, SessionConfig};
-use iscsi_initiator::time::Duration;
+use iscsi_initiator::time::{Duration, DurationExt};
 use iscsi_initiator::transport::{Client, Clock, Transport};
 
 use crate::cam::{self, Outcome, QueueEvent, ScsiIo, ScsiIoDone, Sim};
@@ -525,7 +525,7 @@ impl fmt::Display for Mac {
 
 /// Whole seconds of a wait, for messages.
 fn secs(d: Duration) -> u64 {
-    d.total_millis() / 1000
+    d.as_secs()
 }
 
 /// How often waits look again.
@@ -830,7 +830,7 @@ fn login<E: BootEnv>(
         port: plan.target_port,
     };
     let mut cfg = SessionConfig::new(login, portal);
-    cfg.recovery_timeout = if t.recovery.total_millis() == 0 {
+    cfg.recovery_timeout = if t.recovery.is_zero() {
         // For ever, in practice: 136 years.
         Duration::from_secs(u64::from(u32::MAX))
     } else {

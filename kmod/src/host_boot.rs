@@ -28,14 +28,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use iscsi_initiator::session::Portal;
-use iscsi_initiator::time::Duration;
+use iscsi_initiator::time::{Duration, DurationExt};
 use iscsi_initiator::transport::{Received, StdClock, Transport};
 
 use crate::boot::{BootEnv, BootState, CamRequest, LinkAddr, NetError, NetIf, Route, ScanState};
 use crate::cam::{CamStatus, DataDir, PathInq, QueueEvent, ScsiIo, ScsiIoDone};
 
 fn std_dur(d: Duration) -> std::time::Duration {
-    std::time::Duration::from_millis(d.total_millis())
+    // core's Duration is std's.
+    d
 }
 
 /// Wakes a receive that is waiting on the socket (the kernel's `wakeup` on the thread's
