@@ -56,9 +56,9 @@ test-deps:
 
 # The real servers the demo boots from (as root, from Debian's packages, when missing).
 demo-deps:
-	@command -v kea-dhcp4 >/dev/null 2>&1 && command -v tgtd >/dev/null 2>&1 || { \
-		echo "== installing the demo's servers: kea-dhcp4-server tgt"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kea-dhcp4-server tgt; }
+	@command -v kea-dhcp4 >/dev/null 2>&1 && command -v tgtd >/dev/null 2>&1 && command -v makefs >/dev/null 2>&1 && command -v sgdisk >/dev/null 2>&1 || { \
+		echo "== installing the demo's servers and disk tools: kea-dhcp4-server tgt makefs gdisk"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kea-dhcp4-server tgt makefs gdisk; }
 
 demo: demo-deps
 	@$(CARGO) build -q --release -p ibft --features std --bins
@@ -69,7 +69,8 @@ demo: demo-deps
 	@echo "==    without a cable, port 2 up), DHCP over IB from a real Kea through the fabric's"
 	@echo "==    gateway, an iSCSI login with mutual CHAP to a real tgtd across the fabric, the"
 	@echo "==    boot blocks, the iBFT left in base memory; then isboot.ko's load flow (its"
-	@echo "==    portable half, on the host platform) finding and publishing that table."
+	@echo "==    portable half, on the host platform) finding and publishing that table, and its"
+	@echo "==    boot thread logging in again and finding the FreeBSD root on da0p2."
 	@echo "==    (In a private network namespace: nothing leaves the machine.)"
 	./target/release/examples/boot_sim target/demo-ibft.bin
 	@echo
@@ -89,9 +90,10 @@ demo: demo-deps
 	@./target/release/ibft check target/demo-corrupt.bin; echo "(exit status $$?)"
 	@echo
 	@echo "== The demo showed: a node booting over InfiniBand from port 2 (port 1 dead) through"
-	@echo "== DHCP and a mutual-CHAP iSCSI login, the iBFT it leaves, and the module taking it."
-	@echo "== On a real machine isboot.ko goes on from there (being built): it finds the boot"
-	@echo "== interface, logs in to the target again, and exposes the LUN as da0 for root."
+	@echo "== DHCP and a mutual-CHAP iSCSI login, the iBFT it leaves, and the module taking it:"
+	@echo "== its boot thread found the interface, logged in again and found root on da0p2."
+	@echo "== Still to come on a real machine: the same thread inside FreeBSD (kernel sockets, CAM),"
+	@echo "== and the module's own HCA and IPoIB interface instead of an Ethernet-style one."
 
 # Runs the demo and checks what it printed: the main command cannot break silently.
 demo-check:
