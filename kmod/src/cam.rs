@@ -583,6 +583,133 @@ mod tests {
         assert_eq!(p.hba_inquiry & PI_TAG_ABLE, PI_TAG_ABLE);
     }
 
+    use iscsi_initiator::scsi::Sense;
+    use iscsi_initiator::session::{ScsiOutcome, SessionError};
+
+    fn open(dir: DataDir, dxfer_len: u32, sense_len: u8) -> Open {
+        Open {
+            handle: TaskHandle(7),
+            token: 0xcc,
+            dir,
+            dxfer_len,
+            sense_len,
+            autosense: true,
+        }
+    }
+
+    fn outcome(status: u8, residual: Residual, sense: Option<Sense>, moved: u32) -> ScsiOutcome {
+        ScsiOutcome {
+            status: ScsiStatus(status),
+            residual,
+            sense,
+            transferred: moved,
+        }
+    }
+
+    #[test]
+    fn good_reads_return_what_came_and_the_residual() {
+        let d = finish(
+            open(DataDir::In, 4096, 32),
+            Ok(outcome(0, Residual::Underflow(1024), None, 3072)),
+            vec![0xab; 4096],
+        );
+        assert_eq!(d.status, CamStatus::REQ_CMP);
+        assert_eq!((d.resid, d.data.len()), (1024, 3072));
+        assert!(d.sense.is_empty());
+        // Writes hand nothing back.
+        let d = finish(
+            open(DataDir::Out, 512, 32),
+            Ok(outcome(0, Residual::None, None, 512)),
+            vec![1; 512],
+        );
+        assert_eq!(
+            (d.status, d.resid, d.data.len()),
+            (CamStatus::REQ_CMP, 0, 0)
+        );
+    }
+
+    #[test]
+    fn check_condition_carries_autosense_cut_to_sense_len_and_freezes() {
+        // Fixed-format sense: MEDIUM ERROR, 18 bytes.
+        let mut raw = [0u8; 18];
+        raw[0] = 0x70;
+        raw[2] = 0x03;
+        raw[7] = 10;
+        raw[12] = 0x11;
+        let sense = Sense::new(&raw);
+        let d = finish(
+            open(DataDir::In, 512, 8),
+            Ok(outcome(2, Residual::Underflow(512), Some(sense), 0)),
+            vec![0; 512],
+        );
+        assert_eq!(
+            d.status,
+            CamStatus::SCSI_STATUS_ERROR
+                .with(CamStatus::DEV_QFRZN)
+                .with(CamStatus::AUTOSNS_VALID)
+        );
+        assert_eq!(d.scsi_status, 2);
+        assert_eq!(d.sense, raw[..8]);
+        assert_eq!(d.sense_resid, 0);
+        // With autosense off, no sense.
+        let mut o = open(DataDir::In, 512, 32);
+        o.autosense = false;
+        let d = finish(
+            o,
+            Ok(outcome(2, Residual::None, Some(sense), 0)),
+            vec![0; 512],
+        );
+        assert!(!d.status.has(CamStatus::AUTOSNS_VALID) && d.sense.is_empty());
+        assert_eq!(d.sense_resid, 32);
+        // BUSY without sense: a status error, no sense.
+        let d = finish(
+            open(DataDir::None, 0, 32),
+            Ok(outcome(8, Residual::None, None, 0)),
+            vec![],
+        );
+        assert_eq!(d.status.code(), CamStatus::SCSI_STATUS_ERROR);
+        assert_eq!(d.scsi_status, 8);
+    }
+
+    #[test]
+    fn failures_map_as_iscsi4_does() {
+        let f = |e| finish(open(DataDir::In, 512, 32), Err(e), vec![0; 512]);
+        assert_eq!(
+            f(CommandError::Aborted).status,
+            CamStatus::REQ_ABORTED.with(CamStatus::DEV_QFRZN)
+        );
+        assert_eq!(
+            f(CommandError::TargetFailure(1)).status,
+            CamStatus::REQ_CMP_ERR.with(CamStatus::DEV_QFRZN)
+        );
+        let d = f(CommandError::SessionFailed(SessionError::ConnectionLost));
+        assert_eq!(
+            d.status,
+            CamStatus::DEV_NOT_THERE.with(CamStatus::DEV_QFRZN)
+        );
+        assert_eq!((d.resid, d.data.len()), (512, 0));
+    }
+
+    #[test]
+    fn report_luns_lists_lun_0_only_within_the_allocation() {
+        let io = |len| ScsiIo {
+            token: 1,
+            target: 0,
+            lun: 0,
+            cdb: vec![0xa0, 0, 0, 0, 0, 0, 0, 0, 0, len as u8, 0, 0],
+            dir: DataDir::In,
+            dxfer_len: len,
+            data: Vec::new(),
+            sense_len: 0,
+            no_autosense: false,
+        };
+        let d = report_luns(&io(64));
+        assert_eq!(d.data, [0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(d.resid, 48);
+        let d = report_luns(&io(4));
+        assert_eq!((d.data.len(), d.resid), (4, 0));
+    }
+
     #[test]
     fn status_debug_names_code_and_flags() {
         let s = CamStatus::SCSI_STATUS_ERROR
