@@ -572,6 +572,15 @@ fn ip(args: &[&str]) -> Result<String, NetError> {
     }
 }
 
+/// The word after `key` in `ip(8)` output (`dev isb0`, `via 10.0.3.1`).
+fn word_after<'a>(words: &[&'a str], key: &str) -> Option<&'a str> {
+    words
+        .iter()
+        .position(|w| *w == key)
+        .and_then(|i| words.get(i + 1))
+        .copied()
+}
+
 fn parse_mac<const N: usize>(s: &str) -> Option<[u8; N]> {
     let mut out = [0u8; N];
     let mut n = 0;
@@ -621,13 +630,7 @@ impl BootEnv for HostBoot {
             let up = flags.split(',').any(|f| f == "UP");
             let link_up = up && flags.split(',').any(|f| f == "LOWER_UP");
             let words: Vec<&str> = l.split_whitespace().collect();
-            let after = |k: &str| {
-                words
-                    .iter()
-                    .position(|x| *x == k)
-                    .and_then(|i| words.get(i + 1))
-                    .copied()
-            };
+            let after = |k: &str| word_after(&words, k);
             let link = if let Some(mac) = after("link/ether") {
                 parse_mac::<6>(mac).map_or(LinkAddr::Other, LinkAddr::Ethernet)
             } else if let Some(a) = after("link/infiniband") {
@@ -672,13 +675,7 @@ impl BootEnv for HostBoot {
     fn route(&self, dst: Ipv4Addr) -> Option<Route> {
         let out = ip(&["-o", "route", "get", &format!("{dst}")]).ok()?;
         let words: Vec<&str> = out.split_whitespace().collect();
-        let after = |k: &str| {
-            words
-                .iter()
-                .position(|w| *w == k)
-                .and_then(|i| words.get(i + 1))
-                .map(|s| s.to_string())
-        };
+        let after = |k: &str| word_after(&words, k).map(str::to_string);
         let ifname = after("dev")?;
         if ifname == "lo" {
             return None;

@@ -144,16 +144,8 @@ fn node_addresses() -> String {
 /// Finds root through the SIM as mountroot does.
 fn mount(disk: &HostDisk) -> rootfs::Mounted {
     let (_, bs) = disk.capacity().expect("the scan read the capacity");
-    rootfs::mountroot(
-        &mut |off, len| {
-            let first = off / u64::from(bs);
-            let last = (off + len as u64).div_ceil(u64::from(bs));
-            let data = disk
-                .read(first, (last - first) as u32, bs)
-                .map_err(|e| e.to_string())?;
-            let skip = (off - first * u64::from(bs)) as usize;
-            Ok(data[skip..skip + len].to_vec())
-        },
+    rootfs::mountroot_blocks(
+        &mut |lba, n| disk.read(lba, n, bs).map_err(|e| e.to_string()),
         bs,
     )
     .unwrap_or_else(|e| panic!("mountroot: {e}"))

@@ -147,6 +147,29 @@ fn le64(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
+/// [`mountroot`] on a disk read in whole blocks: `read(lba, blocks)`.
+pub fn mountroot_blocks(
+    read: &mut dyn FnMut(u64, u32) -> Result<Vec<u8>, String>,
+    block_size: u32,
+) -> Result<Mounted, String> {
+    let bs = u64::from(block_size);
+    mountroot(
+        &mut |off, len| {
+            let first = off / bs;
+            let last = (off + len as u64).div_ceil(bs);
+            let data = read(
+                first,
+                u32::try_from(last - first).map_err(|e| e.to_string())?,
+            )?;
+            let skip = (off - first * bs) as usize;
+            data.get(skip..skip + len)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| format!("short read at byte {off}"))
+        },
+        block_size,
+    )
+}
+
 /// Finds root on a disk read through `read(byte offset, length)`: the `freebsd-ufs` partition
 /// of its GPT, its UFS2 superblock and the root directory.
 pub fn mountroot(

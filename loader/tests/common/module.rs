@@ -27,16 +27,8 @@ pub struct ModuleBoot {
 
 fn mount(disk: &HostDisk) -> Result<isboot_tests::rootfs::Mounted, String> {
     let (_, bs) = disk.capacity().ok_or("the scan read no capacity")?;
-    isboot_tests::rootfs::mountroot(
-        &mut |off, len| {
-            let first = off / u64::from(bs);
-            let last = (off + len as u64).div_ceil(u64::from(bs));
-            let data = disk
-                .read(first, (last - first) as u32, bs)
-                .map_err(|e| e.to_string())?;
-            let skip = (off - first * u64::from(bs)) as usize;
-            Ok(data[skip..skip + len].to_vec())
-        },
+    isboot_tests::rootfs::mountroot_blocks(
+        &mut |lba, n| disk.read(lba, n, bs).map_err(|e| e.to_string()),
         bs,
     )
 }
