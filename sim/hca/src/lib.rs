@@ -80,6 +80,7 @@ pub mod fabric;
 pub mod faults;
 pub mod hal;
 pub mod mem;
+pub mod prm;
 
 use std::cell::RefCell;
 use std::rc::Rc;
