@@ -86,7 +86,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-pub use device::{Counters, HcaSpec, PortModel};
+pub use device::{Counters, HcaSpec, PortModel, PortProtocol};
 pub use fabric::{Endpoint, FabricStats, LinkId, NodeId, SimConfig, SmConfig, SwitchId};
 pub use faults::{Corrupt, DropMatching, Latency, Loss, Middleware, Rng, Verdict};
 pub use hal::SimHal;
