@@ -206,9 +206,22 @@ impl<H: Hal> Qp<H> {
     }
 }
 
+/// What a port runs, from QUERY_PORT.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum PortKind {
+    /// InfiniBand (the default, and all old firmware without QUERY_PORT knows).
+    #[default]
+    Ib,
+    /// A VPI port configured for Ethernet.
+    Ethernet,
+    /// Neither: the port reports no protocol it supports.
+    Unusable,
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct PortCtx {
     open: bool,
+    kind: PortKind,
     /// MTU cap for SET_PORT: 2048 (IBA encoding 4) or the port's largest, if smaller.
     mtu_cap: u32,
     smi: Option<QpId>,
@@ -433,9 +446,18 @@ impl<H: Hal> Hermon<H> {
                 continue;
             }
             let q = me.exec(&cmd::QueryPort(u32::from(p)))?;
-            if q.get(prm::query_port::IB) == 0 {
-                warn!("hermon: port {p} does not support IB");
-            }
+            let (ib, eth) = (q.get(prm::query_port::IB), q.get(prm::query_port::ETH));
+            me.ports[i].kind = match (ib, eth) {
+                (1, _) => PortKind::Ib,
+                (0, 1) => {
+                    warn!("hermon: port {p} is configured as Ethernet");
+                    PortKind::Ethernet
+                }
+                _ => {
+                    warn!("hermon: port {p} supports neither InfiniBand nor Ethernet");
+                    PortKind::Unusable
+                }
+            };
             let max_mtu = q.get(prm::query_port::IB_MTU);
             if max_mtu != 0 {
                 me.ports[i].mtu_cap = max_mtu.min(4);
@@ -838,6 +860,11 @@ impl<H: Hal> Verbs for Hermon<H> {
 
     fn open_port(&mut self, port: PortNum) -> Result<PortAttr, Error> {
         let i = self.check_port(port)?;
+        match self.ports[i].kind {
+            PortKind::Ib => {}
+            PortKind::Ethernet => return Err(Error::PortIsEthernet { port }),
+            PortKind::Unusable => return Err(Error::BadDevice),
+        }
         if !self.ports[i].open {
             let mut sp = Prm::<{ prm::set_port::DWORDS }>::default();
             for f in [

@@ -1383,6 +1383,12 @@ impl Device {
                 Ok(())
             }
             op::QUERY_PORT => {
+                if self.spec.cmd_if_rev < 3 {
+                    // Firmware before command interface 3 has no QUERY_PORT (Linux `fw.c`
+                    // `MLX4_COMMAND_INTERFACE_NEW_PORT_CMDS`).
+                    self.misuse("QUERY_PORT on firmware without it");
+                    return Err(stat::BAD_OP);
+                }
                 let port = self.port_arg(in_mod)?;
                 use prm::query_port::*;
                 let mut b = [0u8; SIZE];
