@@ -195,9 +195,9 @@ pub mod vpm {
     use super::{a, f, Addr, Field};
     /// Entry size in bytes.
     pub const SIZE: usize = 16;
-    /// ICM virtual address (`va_h`, `va_l` [31:12]).
+    /// ICM virtual address (`va_h`, `va_l` `[31:12]`).
     pub const VA: Addr = a(f(0, 0, 32), f(1, 12, 20));
-    /// Physical address (`pa_h`, `pa_l` [31:12]).
+    /// Physical address (`pa_h`, `pa_l` `[31:12]`).
     pub const PA: Addr = a(f(2, 0, 32), f(3, 12, 20));
     /// log2 of the block size in 4 KiB pages.
     pub const LOG2SIZE: Field = f(3, 0, 6);
@@ -281,7 +281,7 @@ pub mod init_hca {
     pub const VERSION: Field = f(0, 24, 8);
     /// Check the port of UD address vectors (`udp`).
     pub const UDP: Field = f(5, 0, 1);
-    /// QPC base (`qpc_base_addr_h`, `qpc_base_addr_l` [31:5]).
+    /// QPC base (`qpc_base_addr_h`, `qpc_base_addr_l` `[31:5]`).
     pub const QPC_BASE: Addr = a(f(12, 0, 32), f(13, 5, 27));
     /// log2 QPs.
     pub const LOG_NUM_OF_QP: Field = f(13, 0, 5);
@@ -358,7 +358,7 @@ pub mod write_mtt {
     use super::{a, a64, f, Addr, Field};
     /// MTT base: entry index × MTT entry size (iPXE `hermon_alloc_mtt`).
     pub const MTT_BASE_ADDR: Addr = a64(0);
-    /// First entry's page address (`ptag_h`, `ptag_l` [31:3]).
+    /// First entry's page address (`ptag_h`, `ptag_l` `[31:3]`).
     pub const PTAG: Addr = a(f(4, 0, 32), f(5, 3, 29));
     /// First entry's present bit.
     pub const P: Field = f(5, 0, 1);
@@ -373,13 +373,13 @@ pub mod eqc {
     pub const ST: Field = f(0, 8, 4);
     /// Overrun ignore.
     pub const OI: Field = f(0, 17, 1);
-    /// Byte offset of the first EQE in its page, bits [11:5] in place.
+    /// Byte offset of the first EQE in its page, bits `[11:5]` in place.
     pub const PAGE_OFFSET: Field = f(2, 5, 7);
     /// log2 of the number of EQEs.
     pub const LOG_EQ_SIZE: Field = f(3, 24, 5);
     /// log2 of the MTT page size in 4 KiB units.
     pub const LOG2_PAGE_SIZE: Field = f(6, 24, 6);
-    /// MTT base (`mtt_base_addr_h` [7:0] = address bits 39:32, `mtt_base_addr_l` [31:3]).
+    /// MTT base (`mtt_base_addr_h` `[7:0]` = address bits 39:32, `mtt_base_addr_l` `[31:3]`).
     pub const MTT_BASE_ADDR: Addr = a(f(6, 0, 8), f(7, 3, 29));
     /// Dwords.
     pub const DWORDS: usize = 16;
@@ -391,7 +391,7 @@ pub mod cqc {
     use super::{a, f, Addr, Field};
     /// State.
     pub const ST: Field = f(0, 8, 4);
-    /// Byte offset of the first CQE in its page, bits [11:5] in place.
+    /// Byte offset of the first CQE in its page, bits `[11:5]` in place.
     pub const PAGE_OFFSET: Field = f(2, 5, 7);
     /// UAR page.
     pub const USR_PAGE: Field = f(3, 0, 24);
@@ -401,9 +401,9 @@ pub mod cqc {
     pub const C_EQN: Field = f(5, 0, 9);
     /// log2 of the MTT page size in 4 KiB units.
     pub const LOG2_PAGE_SIZE: Field = f(6, 24, 6);
-    /// MTT base (`mtt_base_addr_h` [7:0], `mtt_base_addr_l` [31:3]).
+    /// MTT base (`mtt_base_addr_h` `[7:0]`, `mtt_base_addr_l` `[31:3]`).
     pub const MTT_BASE_ADDR: Addr = a(f(6, 0, 8), f(7, 3, 29));
-    /// Doorbell record (`db_record_addr_h`, `db_record_addr_l` [31:3]).
+    /// Doorbell record (`db_record_addr_h`, `db_record_addr_l` `[31:3]`).
     pub const DB_RECORD_ADDR: Addr = a(f(14, 0, 32), f(15, 3, 29));
     /// Dwords.
     pub const DWORDS: usize = 16;
@@ -442,17 +442,17 @@ pub mod qpc {
     pub const SCHED_QUEUE: Field = f(16, 24, 8);
     /// Send CQ.
     pub const CQN_SND: Field = f(33, 0, 24);
-    /// Byte offset of the WQE buffer in its page, bits [11:6] in place.
+    /// Byte offset of the WQE buffer in its page, bits `[11:6]` in place.
     pub const PAGE_OFFSET: Field = f(38, 6, 6);
     /// Receive CQ.
     pub const CQN_RCV: Field = f(41, 0, 24);
-    /// Receive doorbell record (`db_record_addr_h`, `db_record_addr_l` [31:2]).
+    /// Receive doorbell record (`db_record_addr_h`, `db_record_addr_l` `[31:2]`).
     pub const DB_RECORD_ADDR: Addr = a(f(42, 0, 32), f(43, 2, 30));
     /// Q_Key.
     pub const Q_KEY: Field = f(44, 0, 32);
     /// log2 of the MTT page size in 4 KiB units.
     pub const LOG2_PAGE_SIZE: Field = f(52, 24, 6);
-    /// MTT base (`mtt_base_addr_h` [7:0], `mtt_base_addr_l` [31:3]).
+    /// MTT base (`mtt_base_addr_h` `[7:0]`, `mtt_base_addr_l` `[31:3]`).
     pub const MTT_BASE_ADDR: Addr = a(f(52, 0, 8), f(53, 3, 29));
     /// Dwords (mailbox header and the 248-byte context).
     pub const DWORDS: usize = 64;

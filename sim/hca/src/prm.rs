@@ -379,7 +379,7 @@ pub mod dev_cap {
 
 /// INIT_HCA input (`fw.c` `mlx4_INIT_HCA`, `INIT_HCA_IN_SIZE` 0x200; `INIT_HCA_*_OFFSET`).
 /// The QPC/SRQC/CQC/EQC bases are `u64` puts whose low byte is then overwritten by the `u8`
-/// log size, so the base field is the `u64` above bit 5 (iPXE's `_l` [31:5]).
+/// log size, so the base field is the `u64` above bit 5 (iPXE's `_l` `[31:5]`).
 pub mod init_hca {
     use super::Loc;
     /// Input bytes.
@@ -482,11 +482,11 @@ pub mod eqc {
     use super::Loc;
     /// Context bytes.
     pub const SIZE: usize = 64;
-    /// `flags` [11:8]: `MLX4_EQ_STATE_ARMED` 9, `_FIRED` 10, `_ALWAYS_ARMED` 11.
+    /// `flags` `[11:8]`: `MLX4_EQ_STATE_ARMED` 9, `_FIRED` 10, `_ALWAYS_ARMED` 11.
     pub const STATE: Loc = Loc::be32(0x00).shr(8).and(0xf);
     /// `flags` bit 17, `MLX4_EQ_FLAG_OI`.
     pub const FLAG_OI: Loc = Loc::be32(0x00).bit(17);
-    /// `page_offset` (`__be16` at 0x0a); the bits inside it, [11:5] = offset >> 5, are iPXE's.
+    /// `page_offset` (`__be16` at 0x0a); the bits inside it, `[11:5]` = offset >> 5, are iPXE's.
     pub const PAGE_OFFSET: Loc = Loc::be16(0x0a).shr(5).and(0x7f);
     /// `log_eq_size`; 5-bit width from iPXE.
     pub const LOG_EQ_SIZE: Loc = Loc::u8(0x0c).and(0x1f);
@@ -503,9 +503,9 @@ pub mod cqc {
     use super::Loc;
     /// Context bytes.
     pub const SIZE: usize = 64;
-    /// `flags` [11:8] (`MLX4_CQ_STATE_ARMED` 9 << 8).
+    /// `flags` `[11:8]` (`MLX4_CQ_STATE_ARMED` 9 << 8).
     pub const STATE: Loc = Loc::be32(0x00).shr(8).and(0xf);
-    /// `page_offset` (`__be16` at 0x0a); bits [11:5] from iPXE.
+    /// `page_offset` (`__be16` at 0x0a); bits `[11:5]` from iPXE.
     pub const PAGE_OFFSET: Loc = Loc::be16(0x0a).shr(5).and(0x7f);
     /// `logsize_usrpage` low 24 bits: the UAR index.
     pub const USR_PAGE: Loc = Loc::be32(0x0c).and(0xff_ffff);
@@ -520,7 +520,7 @@ pub mod cqc {
     pub const MTT_BASE_ADDR_H: Loc = Loc::u8(0x1b);
     /// `mtt_base_addr_l` (`cq_get_mtt_addr`: `& 0xfffffff8`).
     pub const MTT_BASE_ADDR_L: Loc = Loc::be32(0x1c).shr(3);
-    /// `db_rec_addr` (`__be64`), 8-byte aligned as iPXE's `db_record_addr_l` [31:3].
+    /// `db_rec_addr` (`__be64`), 8-byte aligned as iPXE's `db_record_addr_l` `[31:3]`.
     pub const DB_REC_ADDR: Loc = Loc::be64(0x38).shr(3);
 }
 
@@ -561,12 +561,12 @@ pub mod qpc {
     pub const SCHED_QUEUE: Loc = Loc::u8(CTX + 0x18 + 0x20);
     /// `cqn_send`.
     pub const CQN_SEND: Loc = Loc::be32(CTX + 0x7c).and(0xff_ffff);
-    /// Page offset of the WQE buffer: iPXE only (`page_offset`, dword 38 [11:6], inside
+    /// Page offset of the WQE buffer: iPXE only (`page_offset`, dword 38 `[11:6]`, inside
     /// Linux's `params2`).
     pub const PAGE_OFFSET: Loc = Loc::be32(CTX + 0x90).shr(6).and(0x3f);
     /// `cqn_recv`.
     pub const CQN_RECV: Loc = Loc::be32(CTX + 0x9c).and(0xff_ffff);
-    /// `db_rec_addr` (`__be64`), 4-byte aligned as iPXE's `db_record_addr_l` [31:2].
+    /// `db_rec_addr` (`__be64`), 4-byte aligned as iPXE's `db_record_addr_l` `[31:2]`.
     pub const DB_REC_ADDR: Loc = Loc::be64(CTX + 0xa0).shr(2);
     /// `qkey`.
     pub const QKEY: Loc = Loc::be32(CTX + 0xa8);
@@ -732,11 +732,11 @@ pub mod wqe {
     pub const OWNER: Loc = Loc::be32(0).bit(31);
     /// `fence_size` / MLX `size` low 6 bits: WQE size in 16-byte units.
     pub const SIZE16: Loc = Loc::u8(7).and(0x3f);
-    /// `srcrb_flags` / MLX `flags` [3:2]: `MLX4_WQE_CTRL_CQ_UPDATE` (3 << 2).
+    /// `srcrb_flags` / MLX `flags` `[3:2]`: `MLX4_WQE_CTRL_CQ_UPDATE` (3 << 2).
     pub const CQ_UPDATE: Loc = Loc::be32(8).shr(2).and(0x3);
-    /// MLX `flags` [4]: ICRC (0: the HCA computes it).
+    /// MLX `flags` `[4]`: ICRC (0: the HCA computes it).
     pub const MLX_ICRC: Loc = Loc::be32(8).bit(4);
-    /// MLX `flags` [17]: `MLX4_WQE_MLX_VL15`.
+    /// MLX `flags` `[17]`: `MLX4_WQE_MLX_VL15`.
     pub const MLX_VL15: Loc = Loc::be32(8).bit(17);
     /// MLX `rlid`.
     pub const MLX_RLID: Loc = Loc::be16(12);
@@ -802,7 +802,7 @@ pub mod write_mtt {
     /// The first qword: taken as a byte offset into the MTT table, as iPXE `hermon_alloc_mtt`
     /// sends it (Linux sends an index, but only on its paravirtual path).
     pub const MTT_BASE: Loc = Loc::be64(0);
-    /// Entry `i`'s page address (8-byte aligned; `ptag_l` [31:3] in iPXE).
+    /// Entry `i`'s page address (8-byte aligned; `ptag_l` `[31:3]` in iPXE).
     pub const fn page(i: usize) -> Loc {
         Loc::be64(16 + 8 * i).shr(3)
     }
