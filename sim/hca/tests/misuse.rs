@@ -341,3 +341,69 @@ fn a_send_doorbell_on_a_uar_page_the_qp_does_not_name_is_not_taken() {
     assert_eq!(after.misuse, before.misuse + 1);
     assert_eq!(after.wqes, before.wqes);
 }
+
+const RST2INIT_QP: u16 = prm::op::RST2INIT_QP;
+
+/// A UD QP context encoded with the model's layout: 8 send WQEs of 128 bytes, 8 receive WQEs of
+/// 32, UAR page 128, port 1, the given CQs, MTT byte offset and doorbell record.
+fn qp_context(mtt: u64, send_cq: u32, recv_cq: u32, db: u64) -> Vec<u8> {
+    use prm::qpc::*;
+    let mut b = vec![0u8; SIZE];
+    ST.put(&mut b, ST_UD);
+    PM_STATE.put(&mut b, 3);
+    PD.put(&mut b, u64::from(hca::hermon::GLOBAL_PD));
+    SQ_SIZE.put(&mut b, 3);
+    SQ_STRIDE.put(&mut b, 3);
+    RQ_SIZE.put(&mut b, 3);
+    RQ_STRIDE.put(&mut b, 1);
+    USR_PAGE.put(&mut b, 128);
+    SCHED_QUEUE.put(&mut b, 0x83);
+    CQN_SEND.put(&mut b, u64::from(send_cq));
+    CQN_RECV.put(&mut b, u64::from(recv_cq));
+    DB_REC_ADDR.put_in_place(&mut b, db);
+    MTT_BASE_ADDR_H.put(&mut b, mtt >> 32);
+    MTT_BASE_ADDR_L.put_in_place(&mut b, mtt & 0xffff_ffff);
+    b
+}
+
+#[test]
+fn a_qp_bound_to_a_cq_that_does_not_exist_is_refused_at_rst2init() {
+    let f = common::fabric(SimConfig::default(), 1);
+    let hal = f.sim.hal(f.nodes[0]);
+    let mut dev = common::open(&f.sim, f.nodes[0]);
+    dev.open_port(PortNum(1)).unwrap();
+    let ring = Dma::new(&hal, 2, DmaDirection::Both).unwrap();
+    let db = Dma::new(&hal, 1, DmaDirection::Both).unwrap();
+    let mtt = 1000 * u64::from(dev.caps().mtt_sz);
+    let mut w = vec![0u8; 24];
+    prm::write_mtt::MTT_BASE.put(&mut w, mtt);
+    prm::write_mtt::page(0).put_in_place(&mut w, ring.paddr());
+    prm::write_mtt::present(0).put(&mut w, 1);
+    dev.exec(&Raw::<WRITE_MTT, false> {
+        in_mod: 1,
+        input: Some(w),
+        ..Raw::default()
+    })
+    .unwrap();
+    let cq = dev.create_cq(8).unwrap();
+    let cqn = dev.cq_num(cq).unwrap();
+    // Ordinary QPNs start 8 above the special QPs' base (the reserved QPs rounded up to 8).
+    let base = dev.caps().rsvd_qps.div_ceil(8) * 8 + 8;
+    let good = Raw::<RST2INIT_QP, false> {
+        in_mod: base + 20,
+        input: Some(qp_context(mtt, cqn, cqn, db.paddr())),
+        ..Raw::default()
+    };
+    dev.exec(&good).expect("a QP on existing CQs is accepted");
+    let misuse = f.sim.counters(f.nodes[0]).misuse;
+    let bad = Raw::<RST2INIT_QP, false> {
+        in_mod: base + 21,
+        input: Some(qp_context(mtt, cqn, cqn + 7, db.paddr() + 8)),
+        ..Raw::default()
+    };
+    assert_eq!(
+        dev.exec(&bad).unwrap_err(),
+        firmware(RST2INIT_QP, FwStatus::BAD_PARAM.0)
+    );
+    assert_eq!(f.sim.counters(f.nodes[0]).misuse, misuse + 1);
+}
