@@ -127,6 +127,7 @@ fn rows() -> Vec<Row> {
     "QUERY_DEV_CAP", "uar_sz", 18, 16, 6, "iPXE uar_sz; Linux UAR_SZ_OFFSET 0x49 & 0x3f", dv(d::dev_cap::UAR_SZ), md(m::dev_cap::UAR_SZ);
     "QUERY_DEV_CAP", "num_rsvd_uars", 18, 28, 4, "iPXE num_rsvd_uars; Linux RSVD_UAR_OFFSET 0x48 >> 4", dv(d::dev_cap::NUM_RSVD_UARS), md(m::dev_cap::RSVD_UAR);
     "QUERY_DEV_CAP", "log_max_mcg", 24, 0, 8, "iPXE log_max_mcg; Linux MAX_MCG_OFFSET 0x63", dv(d::dev_cap::LOG_MAX_MCG), md(m::dev_cap::MAX_MCG);
+    "QUERY_DEV_CAP", "rdmardc_entry_sz", 32, 16, 16, "iPXE rdmardc_entry_sz; Linux RDMARC_ENTRY_SZ_OFFSET 0x80", None, md(m::dev_cap::RDMARC_ENTRY_SZ);
     "QUERY_DEV_CAP", "qpc_entry_sz", 32, 0, 16, "iPXE qpc_entry_sz; Linux QPC_ENTRY_SZ_OFFSET 0x82", dv(d::dev_cap::QPC_ENTRY_SZ), md(m::dev_cap::QPC_ENTRY_SZ);
     "QUERY_DEV_CAP", "altc_entry_sz", 33, 0, 16, "iPXE altc_entry_sz; Linux ALTC_ENTRY_SZ_OFFSET 0x86", dv(d::dev_cap::ALTC_ENTRY_SZ), md(m::dev_cap::ALTC_ENTRY_SZ);
     "QUERY_DEV_CAP", "aux_entry_sz", 33, 16, 16, "iPXE aux_entry_sz; Linux AUX_ENTRY_SZ_OFFSET 0x84", dv(d::dev_cap::AUX_ENTRY_SZ), md(m::dev_cap::AUX_ENTRY_SZ);
@@ -156,6 +157,9 @@ fn rows() -> Vec<Row> {
     "INIT_HCA", "eqc_base_addr_h", 32, 0, 32, "iPXE eqc_base_addr_h; Linux INIT_HCA_EQC_BASE_OFFSET 0x80", dv(d::init_hca::EQC_BASE.h), mp(m::init_hca::EQC_BASE, 0);
     "INIT_HCA", "eqc_base_addr_l", 33, 5, 27, "iPXE eqc_base_addr_l [31:5]", dv(d::init_hca::EQC_BASE.l), mp(m::init_hca::EQC_BASE, 1);
     "INIT_HCA", "log_num_of_eq", 33, 0, 5, "iPXE log_num_of_eq; Linux INIT_HCA_LOG_EQ_OFFSET 0x87", dv(d::init_hca::LOG_NUM_OF_EQ), md(m::init_hca::LOG_EQ);
+    "INIT_HCA", "rdmardc_base_addr_h", 36, 0, 32, "iPXE rdmardc_base_addr_h; Linux INIT_HCA_RDMARC_BASE_OFFSET 0x90", dv(d::init_hca::RDMARC_BASE.h), mp(m::init_hca::RDMARC_BASE, 0);
+    "INIT_HCA", "rdmardc_base_addr_l", 37, 5, 27, "iPXE rdmardc_base_addr_l [31:5]", dv(d::init_hca::RDMARC_BASE.l), mp(m::init_hca::RDMARC_BASE, 1);
+    "INIT_HCA", "log_num_rd", 37, 0, 3, "iPXE log_num_rd; Linux INIT_HCA_LOG_RD_OFFSET 0x97", dv(d::init_hca::LOG_NUM_RD), md(m::init_hca::LOG_RD);
     "INIT_HCA", "mc_base_addr_h", 48, 0, 32, "iPXE multicast_parameters.mc_base_addr_h; Linux INIT_HCA_MC_BASE_OFFSET 0xc0", dv(d::init_hca::MC_BASE.h), mp(m::init_hca::MC_BASE, 0);
     "INIT_HCA", "mc_base_addr_l", 49, 0, 32, "iPXE mc_base_addr_l", dv(d::init_hca::MC_BASE.l), mp(m::init_hca::MC_BASE, 1);
     "INIT_HCA", "log_mc_table_entry_sz", 52, 0, 5, "iPXE log_mc_table_entry_sz; Linux INIT_HCA_LOG_MC_ENTRY_SZ_OFFSET 0xd2 (u16)", dv(d::init_hca::LOG_MC_TABLE_ENTRY_SZ), md(m::init_hca::LOG_MC_ENTRY_SZ);

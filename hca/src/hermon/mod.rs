@@ -1698,6 +1698,8 @@ fn init_hca_prm(icm: &Icm) -> Result<Prm<{ prm::init_hca::DWORDS }>, Error> {
     p.set(LOG_MC_TABLE_ENTRY_SZ, prm::mcg::LOG_ENTRY_SZ);
     p.set(LOG_MC_TABLE_HASH_SZ, icm.log_mcg);
     p.set(LOG_MC_TABLE_SZ, icm.log_mcg);
+    // No RDMA read contexts: UD and MLX QPs never read remotely (iPXE leaves them 0 too).
+    p.set(LOG_NUM_RD, 0);
     // 4 KiB UAR pages (iPXE leaves 0; Linux writes PAGE_SHIFT - 12).
     p.set(UAR_PAGE_SZ, 0);
     p.set(LOG_MAX_UARS, UAR_LOG_PAGES);
@@ -1712,6 +1714,7 @@ fn init_hca_prm(icm: &Icm) -> Result<Prm<{ prm::init_hca::DWORDS }>, Error> {
         (DMPT_BASE, icm.dmpt),
         (MTT_BASE, icm.mtt),
         (CMPT_BASE, icm.cmpt),
+        (RDMARC_BASE, 0),
     ];
     for (f, v) in bases {
         if !p.set_addr(f, v) {

@@ -301,6 +301,10 @@ pub mod init_hca {
     pub const EQC_BASE: Addr = a(f(32, 0, 32), f(33, 5, 27));
     /// log2 EQs.
     pub const LOG_NUM_OF_EQ: Field = f(33, 0, 5);
+    /// RDMA read context base.
+    pub const RDMARC_BASE: Addr = a(f(36, 0, 32), f(37, 5, 27));
+    /// log2 RDMA read contexts per QP.
+    pub const LOG_NUM_RD: Field = f(37, 0, 3);
     /// Multicast table base.
     pub const MC_BASE: Addr = a64(48);
     /// log2 of the multicast entry size in bytes ("must be greater than 5").
@@ -779,6 +783,9 @@ mod tests {
                 ih::EQC_BASE.h,
                 ih::EQC_BASE.l,
                 ih::LOG_NUM_OF_EQ,
+                ih::RDMARC_BASE.h,
+                ih::RDMARC_BASE.l,
+                ih::LOG_NUM_RD,
                 ih::MC_BASE.h,
                 ih::MC_BASE.l,
                 ih::LOG_MC_TABLE_ENTRY_SZ,

@@ -198,6 +198,8 @@ pub mod caps {
     /// Entry sizes: the MT25208 values in iPXE `MT25408_PRM.h`'s QUERY_DEV_CAP comments ("For
     /// the InfiniHost-III-EX MT25208 entry size is ..."); no ConnectX value is public.
     pub const QPC: u32 = 256;
+    /// RDMA read context entry size: MT25208 value, as above.
+    pub const RDMARC: u32 = 256;
     /// Extended QPC (ALTC) entry size: MT25208 value, as above.
     pub const ALTC: u32 = 32;
     /// Auxiliary context entry size: model choice (no public value at all).
@@ -277,6 +279,8 @@ pub struct InitHca {
     pub log_cqs: u32,
     /// log2 EQs.
     pub log_eqs: u32,
+    /// log2 RDMA read contexts per QP.
+    pub log_rd: u32,
     /// log2 dMPTs.
     pub log_mpts: u32,
     /// log2 multicast entry bytes.
@@ -297,6 +301,8 @@ pub struct InitHca {
     pub cqc: u64,
     /// EQC base.
     pub eqc: u64,
+    /// RDMA read context base.
+    pub rdmarc: u64,
     /// Multicast table base.
     pub mc: u64,
     /// dMPT base.
@@ -324,6 +330,7 @@ impl InitHca {
             log_srqs: g(LOG_SRQ),
             log_cqs: g(LOG_CQ),
             log_eqs: g(LOG_EQ),
+            log_rd: g(LOG_RD),
             log_mpts: g(LOG_MPT_SZ),
             log_mc_entry: g(LOG_MC_ENTRY_SZ),
             log_mc_hash: g(LOG_MC_HASH_SZ),
@@ -334,6 +341,7 @@ impl InitHca {
             srqc: SRQC_BASE.get_in_place(b),
             cqc: CQC_BASE.get_in_place(b),
             eqc: EQC_BASE.get_in_place(b),
+            rdmarc: RDMARC_BASE.get_in_place(b),
             mc: MC_BASE.get(b),
             dmpt: DMPT_BASE.get(b),
             mtt: MTT_BASE.get(b),
@@ -351,10 +359,11 @@ impl InitHca {
     }
 
     /// The tables INIT_HCA declares: (name, ICM base, bytes). The MTT table has no declared
-    /// size; its entries are checked as WRITE_MTT writes them.
+    /// size; its entries are checked as WRITE_MTT writes them. The RDMA read contexts
+    /// (`2^log_qps << log_rd` of them, Linux `profile.c`) exist only when `log_rd` asks for some.
     pub fn regions(&self) -> Vec<(&'static str, u64, u64)> {
         let n = |log: u32, sz: u32| (1u64 << log.min(40)) * u64::from(sz);
-        vec![
+        let mut v = vec![
             ("QPC", self.qpc, n(self.log_qps, caps::QPC)),
             ("ALTC", self.altc, n(self.log_qps, caps::ALTC)),
             ("AUXC", self.auxc, n(self.log_qps, caps::AUX)),
@@ -387,7 +396,15 @@ impl InitHca {
                 self.cmpt_entry(prm::cmpt::TYPE_EQ, 0),
                 n(self.log_eqs, caps::CMPT),
             ),
-        ]
+        ];
+        if self.log_rd > 0 {
+            v.push((
+                "RDMARC",
+                self.rdmarc,
+                n(self.log_qps + self.log_rd, caps::RDMARC),
+            ));
+        }
+        v
     }
 
     /// Bytes of one UAR page.
@@ -1204,6 +1221,7 @@ impl Device {
         put(UAR_SZ, self.uar_sz());
         put(RSVD_UAR, caps::NUM_RSVD_UARS);
         put(MAX_MCG, caps::LOG_MAX_MCG);
+        put(RDMARC_ENTRY_SZ, caps::RDMARC);
         put(QPC_ENTRY_SZ, caps::QPC);
         put(ALTC_ENTRY_SZ, caps::ALTC);
         put(AUX_ENTRY_SZ, caps::AUX);
@@ -2444,6 +2462,7 @@ mod tests {
             log_srqs: 6,
             log_cqs: 8,
             log_eqs: 6,
+            log_rd: 0,
             log_mpts: 5,
             log_mc_entry: 6,
             log_mc_hash: 7,
@@ -2455,6 +2474,7 @@ mod tests {
             srqc: other + 0x1_0000,
             cqc: other + 0x1_4000,
             eqc: other + 0x1_8000,
+            rdmarc: 0,
             mtt: other + 0x2_0000,
             dmpt: other + 0x2_4000,
             mc: other + 0x2_6000,
@@ -2483,6 +2503,18 @@ mod tests {
         icm.0.remove(2);
         let e = check_init_hca(&p, &icm, 8 << 20).unwrap_err();
         assert!(e.contains("CQ cMPT"), "{e}");
+    }
+
+    #[test]
+    fn rdma_read_contexts_are_a_table_only_when_asked_for() {
+        // log_rd 0 (the driver's, as iPXE's): no table, base 0 is fine.
+        let (mut p, icm) = good();
+        assert_eq!(check_init_hca(&p, &icm, 8 << 20), Ok(()));
+        // Asked for but not mapped.
+        p.log_rd = 2;
+        p.rdmarc = 0x10_0000_0000;
+        let e = check_init_hca(&p, &icm, 8 << 20).unwrap_err();
+        assert!(e.contains("RDMARC"), "{e}");
     }
 
     #[test]

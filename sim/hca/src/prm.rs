@@ -357,6 +357,8 @@ pub mod dev_cap {
     pub const RSVD_UAR: Loc = Loc::u8(0x48).shr(4);
     /// `MAX_MCG_OFFSET` 0x63.
     pub const MAX_MCG: Loc = Loc::u8(0x63);
+    /// `RDMARC_ENTRY_SZ_OFFSET` 0x80 (`u16`).
+    pub const RDMARC_ENTRY_SZ: Loc = Loc::be16(0x80);
     /// `QPC_ENTRY_SZ_OFFSET` 0x82 (`u16`).
     pub const QPC_ENTRY_SZ: Loc = Loc::be16(0x82);
     /// `ALTC_ENTRY_SZ_OFFSET` 0x86.
@@ -408,6 +410,11 @@ pub mod init_hca {
     pub const EQC_BASE: Loc = Loc::be64(0x80).shr(5);
     /// `INIT_HCA_LOG_EQ_OFFSET` 0x87.
     pub const LOG_EQ: Loc = Loc::u8(0x87).and(0x1f);
+    /// `INIT_HCA_RDMARC_BASE_OFFSET` 0x90.
+    pub const RDMARC_BASE: Loc = Loc::be64(0x90).shr(5);
+    /// `INIT_HCA_LOG_RD_OFFSET` 0x97: log2 RDMA read contexts per QP; 3-bit width from iPXE
+    /// `log_num_rd`.
+    pub const LOG_RD: Loc = Loc::u8(0x97).and(0x7);
     /// `INIT_HCA_MC_BASE_OFFSET` 0xc0.
     pub const MC_BASE: Loc = Loc::be64(0xc0);
     /// `INIT_HCA_LOG_MC_ENTRY_SZ_OFFSET` 0xd2 (a `u16` put); 5-bit width from iPXE.
