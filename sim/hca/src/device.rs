@@ -154,19 +154,20 @@ impl HcaSpec {
 /// entry sizes published; said so), or a model choice (said so). The device's number of ports
 /// and its UAR area come from the [`HcaSpec`].
 pub mod caps {
-    /// log2 QPs: Linux `main.c` `mod_param_profile` asks INIT_HCA for 2^19 QPs on every mlx4
-    /// device, so real maxima are at least that.
+    /// log2 QPs: Linux `main.c` asks INIT_HCA for this many QPs on every mlx4 device
+    /// (`mod_param_profile.num_qp` 19; the older `default_profile` 1 << 18), so real maxima
+    /// are at least that.
     pub const LOG_MAX_QP: u32 = 19;
     /// log2 reserved QPs: model choice (the MT25208 in LKML "Re: mthca and LinuxBIOS", 2005,
     /// reserved 2^10).
     pub const LOG2_RSVD_QPS: u32 = 6;
     /// log2 WQEs per queue: model choice.
     pub const LOG_MAX_QP_SZ: u32 = 14;
-    /// log2 SRQs: Linux `mod_param_profile` asks for 2^16.
+    /// log2 SRQs: Linux `main.c` asks for 2^16 (`num_srq`).
     pub const LOG_MAX_SRQS: u32 = 16;
     /// log2 reserved SRQs: model choice.
     pub const LOG2_RSVD_SRQS: u32 = 6;
-    /// log2 CQs: Linux `mod_param_profile` asks for 2^16.
+    /// log2 CQs: Linux `main.c` asks for 2^16 (`num_cq`).
     pub const LOG_MAX_CQ: u32 = 16;
     /// log2 reserved CQs: model choice (the MT25208 dump above also reserved 2^7).
     pub const LOG2_RSVD_CQS: u32 = 7;
@@ -178,16 +179,16 @@ pub mod caps {
     /// log2 reserved EQs: model choice; the count field (iPXE `num_rsvd_eqs`) is left 0, as
     /// on firmware that reports only the log2 (iPXE `hermon_get_cap`'s fallback).
     pub const LOG2_RSVD_EQS: u32 = 4;
-    /// log2 dMPTs: Linux `mod_param_profile` asks for 2^19.
+    /// log2 dMPTs: Linux `main.c` asks for 2^19 (`num_mpt`).
     pub const LOG_MAX_MPTS: u32 = 19;
     /// log2 reserved MPTs: model choice (the MT25208 dump also reserved 2^4).
     pub const LOG2_RSVD_MRWS: u32 = 4;
-    /// log2 MTT entries: Linux `mod_param_profile` asks for at least 2^20 MTT segments of
-    /// `MLX4_MTT_ENTRY_PER_SEG` (8) entries.
+    /// log2 MTT entries: Linux `main.c` asks for 2^20 MTT segments (`default_profile.num_mtt`,
+    /// "really num mtt segments") of `MLX4_MTT_ENTRY_PER_SEG` (8) entries.
     pub const LOG_MAX_MTTS: u32 = 23;
     /// log2 reserved MTT entries: model choice (the MT25208 dump also reserved 2^4).
     pub const LOG2_RSVD_MTTS: u32 = 4;
-    /// log2 multicast groups: Linux `mod_param_profile` asks for 2^13.
+    /// log2 multicast groups: Linux `main.c` asks for 2^13 (`num_mcg`).
     pub const LOG_MAX_MCG: u32 = 13;
     /// Reserved UAR pages: model choice. Linux then reserves max(4 × 8, 2^4) = 32 EQs
     /// (`fw.c`, end of `mlx4_QUERY_DEV_CAP`).
