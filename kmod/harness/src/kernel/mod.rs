@@ -404,13 +404,15 @@ fn backtrace(c: &Ctx) -> Vec<String> {
     out
 }
 
-/// `sym+0xoff` for a module address, the bare address otherwise.
-fn frame_name(a: u64) -> String {
+/// `sym+0xoff` for a return address into the module, the bare address otherwise. The
+/// function is the one holding `a - 1` (a call to a function that does not return can be
+/// the last instruction of its caller, its return address the next function's first byte).
+pub fn frame_name(a: u64) -> String {
     let syms = fault::MODULE_SYMBOLS
         .get()
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    let i = syms.partition_point(|(s, _)| *s <= a);
+    let i = syms.partition_point(|(s, _)| *s < a);
     match i.checked_sub(1).and_then(|i| syms.get(i)) {
         Some((s, name)) => format!("{name}+{:#x}", a - s),
         None => format!("{a:#x}"),
@@ -427,9 +429,10 @@ pub fn kpanic_at(c: &Ctx, msg: &str) -> ! {
     }
     console::write(text.as_bytes());
     eprintln!(
-        "kldrun: the kernel panicked in thread {} ({}): {msg}",
+        "kldrun: the kernel panicked in thread {} ({}): {}",
         crate::kstack::thread_name(c.thread),
-        phase()
+        phase(),
+        msg.replace('\n', " ")
     );
     report_stacks();
     let _ = std::io::stderr().flush();
@@ -772,13 +775,11 @@ pub fn run(cfg: &Config) -> i32 {
 
     // What is left.
     let sym = |a: u64| -> String {
-        loaded
-            .funcs
-            .iter()
-            .rev()
-            .find(|(f, _)| *f <= a)
-            .filter(|_| a >= loaded.text.0 && a < loaded.text.1)
-            .map_or_else(|| format!("{a:#x}"), |(f, n)| format!("{n}+{:#x}", a - f))
+        if a > loaded.text.0 && a <= loaded.text.1 {
+            frame_name(a)
+        } else {
+            "the kernel".to_string()
+        }
     };
     let (mut leaks, corrupt) = malloc::leaks(&sym);
     leaks.extend(sysctl::leaks(&sym));
