@@ -445,8 +445,8 @@ pub fn kpanic(c: &Ctx, msg: &str) -> ! {
 }
 
 fn report_stacks() {
-    for (name, used, size) in threads::high_water() {
-        eprintln!("kldrun: stack high-water: {name} {used} bytes (of {size})");
+    for (name, used, _size) in threads::high_water() {
+        eprintln!("kldrun: stack high-water: {name} {used} bytes");
     }
 }
 
