@@ -23,7 +23,8 @@ FUZZ_TARGETS ?= fuzz:ibft_parse fuzz:ibft_locate fuzz:ipoib_dhcp fuzz:ipoib_wire
 
 all: test
 
-test: test-deps fmt-check clippy unit-tests kmod-check nostd-check demo-check
+# isboot.ko is built before the unit tests: kldrun's tests (kmod/harness) run the real module.
+test: test-deps fmt-check clippy kmod unit-tests kmod-check nostd-check demo-check
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -32,8 +33,9 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
 # cargo-nextest when present (faster, per-test isolation); plain cargo test otherwise.
-# Doc tests run separately because nextest does not run them.
-unit-tests:
+# Doc tests run separately because nextest does not run them. kldrun's tests load
+# target/kmod/isboot.ko, so it is built first.
+unit-tests: kmod
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "$(CARGO) nextest run --workspace --all-features"; \
 		$(CARGO) nextest run --workspace --all-features --no-fail-fast; \

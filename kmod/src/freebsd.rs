@@ -166,8 +166,11 @@ fn mod_load() -> c_int {
             0
         }
         Err(e) => {
-            // The flow printed the boot line; the platform (and any oid) goes away here.
-            log::error!("load failed: {e}");
+            // An invalid table has had its one line from the flow; anything else is said
+            // here. The platform (and any oid) goes away with `platform`.
+            if !matches!(e, LoadError::InvalidTable { .. }) {
+                log::error!("load failed: {e}");
+            }
             errno(&e)
         }
     }

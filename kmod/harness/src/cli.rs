@@ -1,0 +1,234 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+/// The usage text (`kldrun --help`).
+pub const USAGE: &str = "\
+usage: kldrun [options] MODULE.ko
+
+Loads a FreeBSD 14 amd64 kld into this process as the kernel linker would, runs its SYSINITs
+and MOD_LOAD against emulated kernel functions, optionally prints sysctl subtrees, then unloads
+it and checks that it released everything.
+
+  --tunable NAME=VALUE  set a kernel environment variable (loader.conf / kenv)
+  --preload TYPE=FILE   a file preloaded by loader(8) with that type (e.g. ibft_table=t.bin)
+  --phys ADDR=FILE      place FILE's bytes at physical address ADDR (0x... or decimal); the
+                        rest of physical memory reads as zero
+  --sysctl PREFIX       print the sysctl tree under PREFIX after the load, as sysctl(8) would
+  --timeout SECONDS     give up (exit 5) if the run takes longer (default 60)
+  --fail-malloc N       the N-th malloc(9) call returns NULL (failure injection)
+  --fail-oid N          the N-th sysctl_add_oid(9) call returns NULL (as for a taken name)
+  --hold-oid NODE       after the load, another subsystem adds a child under the sysctl node
+                        NODE and keeps it until after the unload
+  -v, --verbose         trace the linking, every kernel call and the events
+  -h, --help            this text
+
+Exit status: 0 the module loaded, ran and unloaded leaving nothing behind; 1 it refused to
+load or unload, or a sysctl could not be read; 2 usage; 3 the kernel linker refused the file;
+4 something was left behind (leak); 5 the kernel would have died (panic, page fault, stack
+overflow, timeout, memory corruption).
+";
+
+/// What to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// The kld.
+    pub ko: PathBuf,
+    /// `--tunable`s, in order.
+    pub tunables: Vec<(String, String)>,
+    /// `--preload TYPE=FILE`s, in order.
+    pub preloads: Vec<(String, PathBuf)>,
+    /// `--phys ADDR=FILE`s, in order.
+    pub phys: Vec<(u64, PathBuf)>,
+    /// `--sysctl PREFIX`es, in order.
+    pub sysctls: Vec<String>,
+    /// `--timeout` in seconds.
+    pub timeout: u64,
+    /// `--verbose`.
+    pub verbose: bool,
+    /// `--fail-malloc`.
+    pub fail_malloc: Option<u64>,
+    /// `--fail-oid`.
+    pub fail_oid: Option<u64>,
+    /// `--hold-oid`.
+    pub hold_oid: Option<String>,
+}
+
+/// The outcome of parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// Run with this configuration.
+    Run(Config),
+    /// Print [`USAGE`].
+    Help,
+}
+
+fn pair(opt: &str, v: &str) -> Result<(String, String), String> {
+    match v.split_once('=') {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a.to_string(), b.to_string())),
+        Some((a, _)) if !a.is_empty() && opt == "--tunable" => Ok((a.to_string(), String::new())),
+        _ => Err(format!(
+            "{opt} wants {}, not {v:?}",
+            match opt {
+                "--tunable" => "NAME=VALUE",
+                "--preload" => "TYPE=FILE",
+                _ => "ADDR=FILE",
+            }
+        )),
+    }
+}
+
+fn number(opt: &str, v: &str) -> Result<u64, String> {
+    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => v.parse(),
+    };
+    parsed.map_err(|_| format!("{opt} wants a number, not {v:?}"))
+}
+
+/// Parses the arguments (without the program name). `Err` is the one-line usage error.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
+    let mut c = Config {
+        timeout: 60,
+        ..Config::default()
+    };
+    let mut ko = None;
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let (opt, inline) = match arg.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let value = |it: &mut dyn Iterator<Item = String>| -> Result<String, String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => it.next().ok_or_else(|| format!("{opt} needs a value")),
+            }
+        };
+        match opt.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "-v" | "--verbose" => c.verbose = true,
+            "--tunable" => c.tunables.push(pair("--tunable", &value(&mut it)?)?),
+            "--preload" => {
+                let (t, f) = pair("--preload", &value(&mut it)?)?;
+                c.preloads.push((t, PathBuf::from(f)));
+            }
+            "--phys" => {
+                let (a, f) = pair("--phys", &value(&mut it)?)?;
+                c.phys.push((number("--phys", &a)?, PathBuf::from(f)));
+            }
+            "--sysctl" => {
+                let p = value(&mut it)?;
+                if p.is_empty() || p.starts_with('.') || p.ends_with('.') || p.contains("..") {
+                    return Err(format!("--sysctl wants a name like hw.ibft, not {p:?}"));
+                }
+                c.sysctls.push(p);
+            }
+            "--timeout" => {
+                let t = number("--timeout", &value(&mut it)?)?;
+                if t == 0 {
+                    return Err("--timeout wants at least 1 second".into());
+                }
+                c.timeout = t;
+            }
+            "--fail-malloc" => {
+                let n = number("--fail-malloc", &value(&mut it)?)?;
+                if n == 0 {
+                    return Err("--fail-malloc counts from 1".into());
+                }
+                c.fail_malloc = Some(n);
+            }
+            "--fail-oid" => {
+                let n = number("--fail-oid", &value(&mut it)?)?;
+                if n == 0 {
+                    return Err("--fail-oid counts from 1".into());
+                }
+                c.fail_oid = Some(n);
+            }
+            "--hold-oid" => c.hold_oid = Some(value(&mut it)?),
+            "--mountroot" | "--workload" => {
+                return Err(format!(
+                    "{opt} comes with a later stage of kldrun; it is not accepted yet"
+                ))
+            }
+            o if o.starts_with('-') && o.len() > 1 => {
+                return Err(format!("unknown option {o} (kldrun --help lists them)"))
+            }
+            _ => {
+                if ko.is_some() {
+                    return Err(format!("one module at a time (got another: {arg})"));
+                }
+                ko = Some(PathBuf::from(arg));
+            }
+        }
+    }
+    c.ko = ko.ok_or_else(|| "no module given (kldrun [options] MODULE.ko)".to_string())?;
+    Ok(Parsed::Run(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Parsed, String> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn options() {
+        let Parsed::Run(c) = p(&[
+            "--tunable",
+            "hw.ibft.verbose=1",
+            "--tunable=net.isboot.debug=3",
+            "--preload",
+            "ibft_table=t.bin",
+            "--phys",
+            "0x9e620=t.bin",
+            "--sysctl",
+            "hw.ibft",
+            "--timeout",
+            "5",
+            "-v",
+            "isboot.ko",
+        ])
+        .unwrap() else {
+            panic!("run expected")
+        };
+        assert_eq!(c.ko, PathBuf::from("isboot.ko"));
+        assert_eq!(
+            c.tunables,
+            [
+                ("hw.ibft.verbose".to_string(), "1".to_string()),
+                ("net.isboot.debug".to_string(), "3".to_string())
+            ]
+        );
+        assert_eq!(
+            c.preloads,
+            [("ibft_table".to_string(), PathBuf::from("t.bin"))]
+        );
+        assert_eq!(c.phys, [(0x9e620, PathBuf::from("t.bin"))]);
+        assert_eq!(c.sysctls, ["hw.ibft"]);
+        assert_eq!(c.timeout, 5);
+        assert!(c.verbose);
+        assert_eq!(p(&["-h"]).unwrap(), Parsed::Help);
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        for (args, want) in [
+            (&["--mountroot", "x", "m.ko"][..], "later stage"),
+            (&["--workload", "m.ko"][..], "later stage"),
+            (&["--bogus", "m.ko"][..], "unknown option --bogus"),
+            (&["--preload", "noequals", "m.ko"][..], "TYPE=FILE"),
+            (&["--phys", "zz=f", "m.ko"][..], "wants a number"),
+            (&["--timeout"][..], "needs a value"),
+            (&[][..], "no module given"),
+            (&["a.ko", "b.ko"][..], "one module at a time"),
+            (&["--fail-malloc", "0", "m.ko"][..], "counts from 1"),
+        ] {
+            let e = p(args).unwrap_err();
+            assert!(e.contains(want), "{args:?}: {e}");
+            assert!(!e.contains('\n'));
+        }
+    }
+}

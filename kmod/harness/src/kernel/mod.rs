@@ -1,0 +1,823 @@
+//! The emulated FreeBSD 14 kernel: the functions and variables a kld can import from it
+//! ([`kpis`]), how a call from the module reaches them ([`kldrun_dispatch`]), and a kldload,
+//! a look with sysctl(8) and a kldunload of one module ([`run`]).
+
+pub mod args;
+pub mod console;
+pub mod kenv;
+pub mod libkern;
+pub mod malloc;
+pub mod mem;
+pub mod module;
+pub mod mutex;
+pub mod pmap;
+pub mod preload;
+pub mod printf;
+pub mod sysctl;
+pub mod threads;
+
+use crate::cli::Config;
+use crate::fault;
+use crate::kstack::{Ctl, KSTACK_SIZE};
+use crate::linker::{self, LinkError, Loaded, Metadata};
+use args::{ArgSource, FrameArgs};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// What an emulated function sees of its call.
+pub struct Ctx<'a> {
+    /// Its arguments, in order.
+    pub args: &'a mut dyn ArgSource,
+    /// The kernel thread it runs for (index of [`threads`]).
+    pub thread: usize,
+    /// The return address into the module (0 for calls kldrun makes itself).
+    pub ret_addr: u64,
+    /// The module's frame pointer at the call (for backtraces).
+    pub frame_ptr: u64,
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("thread", &self.thread)
+            .field("ret_addr", &self.ret_addr)
+            .finish()
+    }
+}
+
+/// An emulated kernel function.
+pub type KpiFn = fn(&mut Ctx) -> u64;
+
+/// What a kernel symbol is.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// A function, and how many arguments a `-v` trace shows.
+    Func(KpiFn, u8),
+    /// A function the kernel does not export by name (a module reaches it only through a
+    /// pointer the kernel gave it, e.g. `req->oldfunc`).
+    Internal(KpiFn, u8),
+    /// A variable of this many bytes in the kernel's low data, set up by the function.
+    Data(usize, fn(u64)),
+}
+
+/// One kernel symbol.
+#[derive(Debug, Clone, Copy)]
+pub struct Kpi {
+    /// Its name.
+    pub name: &'static str,
+    /// What it is.
+    pub kind: Kind,
+}
+
+const fn f(name: &'static str, func: KpiFn, nargs: u8) -> Kpi {
+    Kpi {
+        name,
+        kind: Kind::Func(func, nargs),
+    }
+}
+
+/// Every kernel symbol kldrun provides. See each function's documentation for the FreeBSD
+/// semantics it keeps and what it simplifies.
+pub fn kpis() -> Vec<Kpi> {
+    use self::console as con;
+    let mut v = vec![
+        // console (sys/kern/subr_prf.c, sys/kern/kern_shutdown.c)
+        f("printf", con::printf, 1),
+        f("vprintf", con::vprintf, 2),
+        f("log", con::log, 2),
+        f("vlog", con::vlog, 3),
+        f("snprintf", con::snprintf, 3),
+        f("vsnprintf", con::vsnprintf, 4),
+        f("panic", con::panic, 1),
+        // malloc(9) (sys/kern/kern_malloc.c)
+        f("malloc", malloc::malloc, 3),
+        f("free", malloc::free, 2),
+        f("realloc", malloc::realloc, 4),
+        f("reallocf", malloc::reallocf, 4),
+        f("malloc_init", malloc::malloc_init, 1),
+        f("malloc_uninit", malloc::malloc_uninit, 1),
+        // kenv (sys/kern/kern_environment.c)
+        f("kern_getenv", kenv::kern_getenv, 1),
+        f("freeenv", kenv::freeenv, 1),
+        f("testenv", kenv::testenv, 1),
+        f("getenv_int", kenv::getenv_int, 2),
+        f("getenv_uint", kenv::getenv_uint, 2),
+        f("getenv_long", kenv::getenv_long, 2),
+        f("getenv_ulong", kenv::getenv_ulong, 2),
+        f("getenv_quad", kenv::getenv_quad, 2),
+        f("getenv_uquad", kenv::getenv_uquad, 2),
+        f("getenv_int64", kenv::getenv_int64, 2),
+        f("getenv_uint64", kenv::getenv_uint64, 2),
+        f("getenv_string", kenv::getenv_string, 3),
+        f("getenv_bool", kenv::getenv_bool, 2),
+        // mutex(9) (sys/kern/kern_mutex.c)
+        f("_mtx_init", mutex::mtx_init, 4),
+        f("_mtx_destroy", mutex::mtx_destroy, 1),
+        f("__mtx_lock_flags", mutex::mtx_lock_flags, 4),
+        f("__mtx_unlock_flags", mutex::mtx_unlock_flags, 4),
+        f("_mtx_trylock_flags_", mutex::mtx_trylock_flags, 4),
+        f("__mtx_lock_spin_flags", mutex::mtx_lock_flags, 4),
+        f("__mtx_unlock_spin_flags", mutex::mtx_unlock_flags, 4),
+        f("mtx_sysinit", mutex::mtx_sysinit, 1),
+        // sysctl(9) (sys/kern/kern_sysctl.c)
+        f("sysctl_add_oid", sysctl::sysctl_add_oid, 6),
+        f("sysctl_ctx_init", sysctl::sysctl_ctx_init, 1),
+        f("sysctl_ctx_free", sysctl::sysctl_ctx_free, 1),
+        f("sysctl_remove_oid", sysctl::sysctl_remove_oid, 3),
+        f("sysctl_remove_name", sysctl::sysctl_remove_name, 4),
+        f("sysctl_register_oid", sysctl::sysctl_register_oid, 1),
+        f("sysctl_unregister_oid", sysctl::sysctl_unregister_oid, 1),
+        f("sysctl_handle_int", sysctl::sysctl_handle_int, 4),
+        f("sysctl_handle_long", sysctl::sysctl_handle_long, 4),
+        f("sysctl_handle_64", sysctl::sysctl_handle_64, 4),
+        f("sysctl_handle_32", sysctl::sysctl_handle_32, 4),
+        f("sysctl_handle_16", sysctl::sysctl_handle_16, 4),
+        f("sysctl_handle_8", sysctl::sysctl_handle_8, 4),
+        f("sysctl_handle_bool", sysctl::sysctl_handle_bool, 4),
+        f("sysctl_handle_string", sysctl::sysctl_handle_string, 4),
+        f("sysctl_handle_opaque", sysctl::sysctl_handle_opaque, 4),
+        Kpi {
+            name: "sysctl_old_user",
+            kind: Kind::Internal(sysctl::sysctl_old_user, 3),
+        },
+        Kpi {
+            name: "sysctl_new_user",
+            kind: Kind::Internal(sysctl::sysctl_new_user, 3),
+        },
+        // preloaded files (sys/kern/subr_module.c)
+        f("preload_search_by_type", preload::preload_search_by_type, 1),
+        f("preload_search_by_name", preload::preload_search_by_name, 1),
+        f(
+            "preload_search_next_name",
+            preload::preload_search_next_name,
+            1,
+        ),
+        f("preload_search_info", preload::preload_search_info, 2),
+        f("preload_fetch_addr", preload::preload_fetch_addr, 1),
+        f("preload_fetch_size", preload::preload_fetch_size, 1),
+        // physical memory (sys/amd64/amd64/pmap.c)
+        f("pmap_mapbios", pmap::pmap_mapbios, 2),
+        f("pmap_mapdev", pmap::pmap_mapdev, 2),
+        f("pmap_unmapdev", pmap::pmap_unmapdev, 2),
+        // modules (sys/kern/kern_module.c)
+        f("module_register_init", module::module_register_init, 1),
+        // libkern (sys/libkern, sys/amd64/amd64/support.S)
+        f("memcpy", libkern::memcpy, 3),
+        f("memmove", libkern::memmove, 3),
+        f("memset", libkern::memset, 3),
+        f("memcmp", libkern::memcmp, 3),
+        f("bcmp", libkern::bcmp, 3),
+        f("bcopy", libkern::bcopy, 3),
+        f("bzero", libkern::bzero, 2),
+        f("strlen", libkern::strlen, 1),
+        f("strcmp", libkern::strcmp, 2),
+        f("strncmp", libkern::strncmp, 3),
+        f("strlcpy", libkern::strlcpy, 3),
+    ];
+    v.extend(data::kpis());
+    v
+}
+
+mod data;
+
+/// The kernel symbol table: the entries, and the address of each (stub or variable).
+#[derive(Debug)]
+struct Symbols {
+    kpis: Vec<Kpi>,
+    addr: HashMap<&'static str, u64>,
+}
+
+static SYMBOLS: OnceLock<Symbols> = OnceLock::new();
+
+/// Where kldrun's kernel data and import stubs live (low 2 GiB, below the module).
+const KERNEL_AREA: u64 = 0x3000_0000;
+const KERNEL_DATA: usize = 1 << 20;
+const KERNEL_STUBS: usize = 1 << 20;
+const STUB_SIZE: u64 = 32;
+
+/// The address a symbol resolves to (a function's stub, a variable's storage).
+pub fn symbol(name: &str) -> Option<u64> {
+    let s = SYMBOLS.get()?;
+    let i = s.kpis.iter().position(|k| k.name == name)?;
+    match s.kpis[i].kind {
+        Kind::Internal(..) => None,
+        _ => s.addr.get(name).copied(),
+    }
+}
+
+/// The stub address of a kldrun function (exported or internal); 0 if unknown.
+pub fn stub_of(name: &str) -> u64 {
+    SYMBOLS
+        .get()
+        .and_then(|s| s.addr.get(name).copied())
+        .unwrap_or(0)
+}
+
+/// Maps the kernel's low area, lays out the variables and writes the stubs. Idempotent.
+pub fn init() -> std::io::Result<()> {
+    if SYMBOLS.get().is_some() {
+        return Ok(());
+    }
+    let len = KERNEL_DATA + KERNEL_STUBS;
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+    let p = unsafe {
+        libc::mmap(
+            KERNEL_AREA as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED || p as u64 != KERNEL_AREA {
+        return Err(std::io::Error::other(format!(
+            "cannot map kldrun's kernel area at {KERNEL_AREA:#x}"
+        )));
+    }
+    let kpis = kpis();
+    let mut addr = HashMap::new();
+    let mut data_at = KERNEL_AREA;
+    let stubs = KERNEL_AREA + KERNEL_DATA as u64;
+    let entry = crate::kstack::import_entry();
+    let mut inits = Vec::new();
+    for (i, k) in kpis.iter().enumerate() {
+        match k.kind {
+            Kind::Func(..) | Kind::Internal(..) => {
+                let at = stubs + i as u64 * STUB_SIZE;
+                // mov $i, %r11d; movabs $kldrun_import, %r10; jmp *%r10; int3 padding.
+                let mut code = vec![0x41, 0xbb];
+                code.extend_from_slice(&(i as u32).to_le_bytes());
+                code.extend_from_slice(&[0x49, 0xba]);
+                code.extend_from_slice(&entry.to_le_bytes());
+                code.extend_from_slice(&[0x41, 0xff, 0xe2]);
+                code.resize(STUB_SIZE as usize, 0xcc);
+                // SAFETY: inside the fresh stub area (i * 32 < KERNEL_STUBS).
+                unsafe { mem::write_bytes(at, &code) };
+                addr.insert(k.name, at);
+            }
+            Kind::Data(size, init) => {
+                data_at = data_at.next_multiple_of(16);
+                addr.insert(k.name, data_at);
+                inits.push((init, data_at));
+                data_at += size as u64;
+            }
+        }
+    }
+    data::set_heap(
+        data_at.next_multiple_of(16),
+        KERNEL_AREA + KERNEL_DATA as u64,
+    );
+    // SAFETY: the stub half of the area, page-aligned.
+    unsafe {
+        libc::mprotect(
+            stubs as *mut libc::c_void,
+            KERNEL_STUBS,
+            libc::PROT_READ | libc::PROT_EXEC,
+        )
+    };
+    let names: Vec<&'static str> = kpis.iter().map(|k| k.name).collect();
+    let _ = fault::IMPORT_NAMES.set(names);
+    let _ = SYMBOLS.set(Symbols { kpis, addr });
+    for (init, at) in inits {
+        init(at);
+    }
+    Ok(())
+}
+
+// --- dispatch ------------------------------------------------------------------------------
+
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+static PHASE: Mutex<&'static str> = Mutex::new("start");
+
+/// Records what the kernel is doing (for the timeout report).
+pub fn set_phase(p: &'static str) {
+    *PHASE.lock().unwrap_or_else(|e| e.into_inner()) = p;
+}
+
+fn phase() -> &'static str {
+    *PHASE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `sym+off` (or the bare address) of a module code address.
+pub fn symbolize(a: u64) -> String {
+    let mut s = String::new();
+    let _ = fault::symbolize(a, &mut s);
+    s
+}
+
+/// Entered from the import trampoline (`crate::kstack`) on the host stack: serves import
+/// `index` for the call whose argument frame is `frame`.
+///
+/// # Safety
+/// Only the trampoline calls it: `frame` is the argument frame it built on the kernel stack,
+/// `ctl` that stack's control block, `index` the stub's import index.
+pub unsafe extern "C" fn kldrun_dispatch(frame: *const u64, index: u64, ctl: *const Ctl) -> u64 {
+    let result = std::panic::catch_unwind(|| {
+        let syms = SYMBOLS.get().expect("kernel initialised");
+        let k = syms.kpis[index as usize];
+        let (func, nargs) = match k.kind {
+            Kind::Func(f, n) | Kind::Internal(f, n) => (f, n),
+            Kind::Data(..) => unreachable!("a variable has no stub"),
+        };
+        // SAFETY: the trampoline passes its control block and the frame it built.
+        let (thread, mut args) = unsafe { ((*ctl).thread as usize, FrameArgs::new(frame)) };
+        let prev = fault::CURRENT_IMPORT.swap(index as usize, Ordering::AcqRel);
+        let ret_addr = args.return_address();
+        let frame_ptr = args.frame_pointer();
+        let trace = VERBOSE.load(Ordering::Relaxed);
+        let shown = if trace {
+            // SAFETY: as above; a second reader over the same frame.
+            let mut a = unsafe { FrameArgs::new(frame) };
+            let v: Vec<String> = (0..nargs).map(|_| format!("{:#x}", a.next_u64())).collect();
+            v.join(", ")
+        } else {
+            String::new()
+        };
+        let mut c = Ctx {
+            args: &mut args,
+            thread,
+            ret_addr,
+            frame_ptr,
+        };
+        let r = func(&mut c);
+        fault::CURRENT_IMPORT.store(prev, Ordering::Release);
+        if trace {
+            let text = fault::MODULE_TEXT[0].load(Ordering::Acquire)
+                ..fault::MODULE_TEXT[1].load(Ordering::Acquire);
+            let from = if text.contains(&ret_addr) {
+                frame_name(ret_addr)
+            } else {
+                "the kernel".to_string()
+            };
+            eprintln!(
+                "kldrun: [{}] {}({shown}) = {r:#x}  <- {from}",
+                crate::kstack::thread_name(thread),
+                k.name,
+            );
+        }
+        r
+    });
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            eprintln!("kldrun: internal error while serving the module: {msg}");
+            std::process::exit(crate::EXIT_CRASH);
+        }
+    }
+}
+
+/// Writes the module's stack backtrace (FreeBSD's `KDB: stack backtrace:`) from a call.
+fn backtrace(c: &Ctx) -> Vec<String> {
+    let mut out = Vec::new();
+    if c.ret_addr == 0 {
+        return out;
+    }
+    let slot = &crate::kstack::THREADS[c.thread];
+    let lo = slot.guard_hi.load(Ordering::Acquire);
+    let hi = slot.top.load(Ordering::Acquire);
+    let mut ret = c.ret_addr;
+    let mut fp = c.frame_ptr;
+    for i in 0..32 {
+        out.push(format!("#{i} {ret:#x} at {}", frame_name(ret)));
+        if fp < lo || fp + 16 > hi || fp % 8 != 0 {
+            break;
+        }
+        // SAFETY: fp lies inside this thread's kernel stack (checked just above): a saved
+        // %rbp and return address as the module's frame-pointer chain left them.
+        let (next, r) = unsafe { (mem::read::<u64>(fp), mem::read::<u64>(fp + 8)) };
+        let text = fault::MODULE_TEXT[0].load(Ordering::Acquire)
+            ..fault::MODULE_TEXT[1].load(Ordering::Acquire);
+        if !text.contains(&r) || next <= fp {
+            break;
+        }
+        ret = r;
+        fp = next;
+    }
+    out
+}
+
+/// `sym+0xoff` for a return address into the module, the bare address otherwise. The
+/// function is the one holding `a - 1` (a call to a function that does not return can be
+/// the last instruction of its caller, its return address the next function's first byte).
+pub fn frame_name(a: u64) -> String {
+    let syms = fault::MODULE_SYMBOLS
+        .get()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let i = syms.partition_point(|(s, _)| *s < a);
+    match i.checked_sub(1).and_then(|i| syms.get(i)) {
+        Some((s, name)) => format!("{name}+{:#x}", a - s),
+        None => format!("{a:#x}"),
+    }
+}
+
+/// A kernel panic raised by the module (`panic()`): see [`console::panic`].
+pub fn kpanic_at(c: &Ctx, msg: &str) -> ! {
+    let msg = msg.trim_end_matches('\n');
+    let mut text = format!("panic: {msg}\ncpuid = 0\ntime = 1\nKDB: stack backtrace:\n");
+    for l in backtrace(c) {
+        text.push_str(&l);
+        text.push('\n');
+    }
+    console::write(text.as_bytes());
+    eprintln!(
+        "kldrun: the kernel panicked in thread {} ({}): {}",
+        crate::kstack::thread_name(c.thread),
+        phase(),
+        msg.replace('\n', " ")
+    );
+    report_stacks();
+    let _ = std::io::stderr().flush();
+    std::process::exit(crate::EXIT_CRASH);
+}
+
+/// A panic the emulated kernel raises on the module's behalf (a KPI contract broken).
+pub fn kpanic(c: &Ctx, msg: &str) -> ! {
+    kpanic_at(c, msg)
+}
+
+fn report_stacks() {
+    for (name, used, _size) in threads::high_water() {
+        eprintln!("kldrun: stack high-water: {name} {used} bytes");
+    }
+}
+
+// --- the run ---------------------------------------------------------------------------------
+
+/// The emulated kernel's `__FreeBSD_version` range: any 14.x.
+const FREEBSD_14: std::ops::RangeInclusive<i32> = 1_400_000..=1_499_999;
+
+fn depend(md: &Metadata) -> Result<(), String> {
+    const MDT_DEPEND: i32 = 1;
+    if md.kind != MDT_DEPEND {
+        return Ok(());
+    }
+    // SAFETY: MDT_DEPEND data is a struct mod_depend { int min, pref, max; } in the image.
+    let (min, _pref, max) = unsafe {
+        (
+            mem::read::<i32>(md.data),
+            mem::read::<i32>(md.data + 4),
+            mem::read::<i32>(md.data + 8),
+        )
+    };
+    if md.cval != "kernel" {
+        return Err(format!(
+            "depends on module {} ({min}..{max}), which kldrun does not provide",
+            md.cval
+        ));
+    }
+    if max < *FREEBSD_14.start() || min > *FREEBSD_14.end() {
+        return Err(format!(
+            "depends on kernel {min}..{max}: not a FreeBSD 14 kernel (kldrun emulates 14.x, \
+             __FreeBSD_version {}..{})",
+            FREEBSD_14.start(),
+            FREEBSD_14.end()
+        ));
+    }
+    Ok(())
+}
+
+/// One SYSINIT or SYSUNINIT.
+#[derive(Debug, Clone, Copy)]
+struct Sysinit {
+    subsystem: u32,
+    order: u32,
+    func: u64,
+    udata: u64,
+}
+
+fn sysinits(l: &Loaded, set: &str) -> Vec<Sysinit> {
+    l.set_entries(set)
+        .into_iter()
+        .map(|p| {
+            // SAFETY: set entries point to struct sysinit in the image (FreeBSD 14 layout:
+            // subsystem 0, order 4, STAILQ link 8, func 16, udata 24).
+            unsafe {
+                Sysinit {
+                    subsystem: mem::read(p),
+                    order: mem::read(p + 4),
+                    func: mem::read(p + 16),
+                    udata: mem::read(p + 24),
+                }
+            }
+        })
+        .collect()
+}
+
+fn verbose(msg: impl FnOnce() -> String) {
+    if VERBOSE.load(Ordering::Relaxed) {
+        eprintln!("kldrun: {}", msg());
+    }
+}
+
+fn read_file(p: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+}
+
+fn watchdog(seconds: u64) {
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(seconds));
+        let _ = std::io::stdout().flush();
+        eprintln!(
+            "kldrun: timeout: the run did not finish within {seconds} s (the kernel was in {})",
+            phase()
+        );
+        report_stacks();
+        let _ = std::io::stderr().flush();
+        // SAFETY: _exit ends the process at once, whatever the other threads do.
+        unsafe { libc::_exit(crate::EXIT_CRASH) };
+    });
+}
+
+/// Sets up the machine from the configuration (kenv, preloaded files, physical memory).
+/// `Err` is a usage error (exit 2).
+fn machine(cfg: &Config) -> Result<(), String> {
+    for (n, v) in &cfg.tunables {
+        kenv::set(n, v).map_err(|e| format!("--tunable {e}"))?;
+    }
+    for (ty, file) in &cfg.preloads {
+        preload::add(&file.display().to_string(), ty, &read_file(file)?);
+    }
+    pmap::init().map_err(|e| format!("physical memory: {e}"))?;
+    for (pa, file) in &cfg.phys {
+        pmap::place(*pa, &read_file(file)?).map_err(|e| format!("--phys {e}"))?;
+    }
+    if let Some(n) = cfg.fail_malloc {
+        malloc::fail_at(n);
+    }
+    if let Some(n) = cfg.fail_oid {
+        sysctl::fail_add_at(n);
+    }
+    Ok(())
+}
+
+/// Runs the whole life of the module and returns kldrun's exit status.
+pub fn run(cfg: &Config) -> i32 {
+    VERBOSE.store(cfg.verbose, Ordering::Relaxed);
+    let file = cfg.ko.file_name().map_or_else(
+        || cfg.ko.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    );
+    let bytes = match read_file(&cfg.ko) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("kldrun: {e}");
+            return crate::EXIT_USAGE;
+        }
+    };
+    if let Err(e) = machine(cfg) {
+        eprintln!("kldrun: {e}");
+        return crate::EXIT_USAGE;
+    }
+    if let Err(e) = fault::install().and_then(|()| init()) {
+        eprintln!("kldrun: cannot set up: {e}");
+        return crate::EXIT_CRASH;
+    }
+    watchdog(cfg.timeout);
+
+    // kldload: link.
+    set_phase("linking");
+    let loaded = match linker::load(&bytes, &|n| symbol(n), &depend) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("kldrun: {file}: {e}");
+            return match e {
+                LinkError::Map(_) => crate::EXIT_CRASH,
+                _ => crate::EXIT_LINK,
+            };
+        }
+    };
+    fault::MODULE_TEXT[0].store(loaded.text.0, Ordering::Release);
+    fault::MODULE_TEXT[1].store(loaded.text.1, Ordering::Release);
+    let _ = fault::MODULE_SYMBOLS.set(loaded.funcs.clone());
+    verbose(|| {
+        let secs: Vec<String> = loaded
+            .sections
+            .iter()
+            .map(|s| format!("{} {:#x}+{:#x}", s.name, s.addr, s.size))
+            .collect();
+        format!(
+            "{file}: linked at {:#x}: {}; {} kernel symbols used: {}",
+            loaded.base,
+            secs.join(", "),
+            loaded.imports.len(),
+            loaded.imports.join(" ")
+        )
+    });
+    let modevent = match threads::create("modevent", KSTACK_SIZE) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("kldrun: cannot make a kernel stack: {e}");
+            return crate::EXIT_CRASH;
+        }
+    };
+
+    // linker_file_register_modules, then the sysctls (disabled), then the SYSINITs.
+    const MDT_MODULE: i32 = 2;
+    let mut names = Vec::new();
+    for md in loaded.metadata.iter().filter(|m| m.kind == MDT_MODULE) {
+        match module::register(md.data) {
+            Ok(n) => names.push(n),
+            Err(e) => {
+                eprintln!("kldrun: {file}: module_register: {e}");
+                return crate::EXIT_LINK;
+            }
+        }
+    }
+    let static_oids = loaded.set_entries("sysctl_set");
+    sysctl::register_static_disabled(&static_oids);
+    for &ctor in &loaded.ctors {
+        set_phase("constructors");
+        // SAFETY: a constructor of the kld: void (*)(void).
+        unsafe { threads::call(modevent, ctor, &[]) };
+    }
+    let mut inits = sysinits(&loaded, "sysinit_set");
+    inits.sort_by_key(|s| (s.subsystem, s.order));
+    for s in &inits {
+        set_phase("SYSINIT");
+        verbose(|| {
+            format!(
+                "SYSINIT {:#x}/{:#x} {}({:#x})",
+                s.subsystem,
+                s.order,
+                symbol_name(s.func),
+                s.udata
+            )
+        });
+        // SAFETY: a SYSINIT function of the kld (or a kernel stub): void (*)(const void *).
+        unsafe { threads::call(modevent, s.func, &[s.udata]) };
+    }
+
+    let mut status = crate::EXIT_OK;
+    let any_loaded = module::modules().iter().any(|m| m.loaded);
+    let hold = if !names.is_empty() && !any_loaded {
+        // Every module of the file failed: linker_load_file unloads it, kldload says ENOEXEC.
+        eprintln!(
+            "kldrun: {file}: MOD_LOAD failed; the kernel linker unloads the file (kldload: \
+             Exec format error)"
+        );
+        status = crate::EXIT_MODULE;
+        for p in &cfg.sysctls {
+            eprintln!("sysctl: unknown oid '{p}'");
+        }
+        None
+    } else {
+        sysctl::enable_static(&static_oids);
+        verbose(|| format!("{file}: loaded; modules: {}", names.join(", ")));
+        let hold = cfg.hold_oid.as_ref().map(|node| {
+            sysctl::add_foreign(node, "kldrun_hold").unwrap_or_else(|e| {
+                eprintln!("kldrun: --hold-oid: {e}");
+                0
+            })
+        });
+        if hold == Some(0) {
+            status = crate::EXIT_USAGE;
+        }
+        // sysctl(8), on a thread of its own (the reading process's).
+        if !cfg.sysctls.is_empty() {
+            set_phase("sysctl");
+            let t = match threads::create("sysctl", KSTACK_SIZE) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("kldrun: cannot make a kernel stack: {e}");
+                    return crate::EXIT_CRASH;
+                }
+            };
+            for p in &cfg.sysctls {
+                match sysctl::sysctl8(t, p) {
+                    Ok((lines, errors)) => {
+                        let mut out = std::io::stdout().lock();
+                        for l in lines {
+                            let _ = writeln!(out, "{l}");
+                        }
+                        let _ = out.flush();
+                        for e in errors {
+                            eprintln!("sysctl: {e}");
+                            status = status.max(crate::EXIT_MODULE);
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("sysctl: {e}");
+                        status = status.max(crate::EXIT_MODULE);
+                    }
+                }
+            }
+        }
+
+        // Shutdown, then kldunload: MOD_QUIESCE and MOD_UNLOAD, newest module first.
+        let mut mods: Vec<module::Module> =
+            module::modules().into_iter().filter(|m| m.loaded).collect();
+        mods.reverse();
+        for m in &mods {
+            let e = module::event(modevent, m, module::MOD_SHUTDOWN);
+            verbose(|| format!("{}: MOD_SHUTDOWN = {e}", m.name));
+        }
+        for m in &mods {
+            let mut e = module::event(modevent, m, module::MOD_QUIESCE);
+            verbose(|| format!("{}: MOD_QUIESCE = {e}", m.name));
+            if e == 22 || e == 45 {
+                e = 0; // EINVAL / EOPNOTSUPP: the module does not care
+            }
+            if e == 0 {
+                e = module::event(modevent, m, module::MOD_UNLOAD);
+                verbose(|| format!("{}: MOD_UNLOAD = {e}", m.name));
+            }
+            if e != 0 {
+                eprintln!(
+                    "kldrun: {file}: module {} refuses to unload (error {e}); it stays loaded",
+                    m.name
+                );
+                report_stacks();
+                return crate::EXIT_MODULE;
+            }
+            module::release(&m.name);
+        }
+        hold
+    };
+
+    // linker_file_unload: the sysctls, the SYSUNINITs (in reverse order), the image.
+    set_phase("SYSUNINIT");
+    sysctl::unregister_static(&static_oids);
+    let mut uninits = sysinits(&loaded, "sysuninit_set");
+    uninits.sort_by_key(|s| std::cmp::Reverse((s.subsystem, s.order)));
+    for s in &uninits {
+        verbose(|| {
+            format!(
+                "SYSUNINIT {:#x}/{:#x} {}({:#x})",
+                s.subsystem,
+                s.order,
+                symbol_name(s.func),
+                s.udata
+            )
+        });
+        // SAFETY: a SYSUNINIT function of the kld (or a kernel stub).
+        unsafe { threads::call(modevent, s.func, &[s.udata]) };
+    }
+    for &dtor in &loaded.dtors {
+        // SAFETY: a destructor of the kld: void (*)(void).
+        unsafe { threads::call(modevent, dtor, &[]) };
+    }
+    if let Some(h) = hold.filter(|&h| h != 0) {
+        sysctl::remove_foreign(h);
+    }
+    linker::unload(&loaded);
+    fault::MODULE_TEXT[0].store(0, Ordering::Release);
+    fault::MODULE_TEXT[1].store(0, Ordering::Release);
+    set_phase("leak check");
+
+    // What is left.
+    let sym = |a: u64| -> String {
+        if a > loaded.text.0 && a <= loaded.text.1 {
+            frame_name(a)
+        } else {
+            "the kernel".to_string()
+        }
+    };
+    let (mut leaks, corrupt) = malloc::leaks(&sym);
+    leaks.extend(sysctl::leaks(&sym));
+    leaks.extend(pmap::leaks(&sym));
+    leaks.extend(kenv::leaks());
+    leaks.extend(mutex::leaks(&sym));
+    for l in &leaks {
+        eprintln!("kldrun: leak: {l}");
+    }
+    for c in &corrupt {
+        eprintln!("kldrun: {c}");
+    }
+    if leaks.is_empty() && corrupt.is_empty() {
+        let (mallocs, _) = malloc::counts();
+        eprintln!(
+            "kldrun: leak check: clean ({mallocs} mallocs, {} oids, {} mappings, {} kenv \
+             strings: all released)",
+            sysctl::oids_added(),
+            pmap::mappings_made(),
+            kenv::copies_made()
+        );
+    }
+    report_stacks();
+    if !corrupt.is_empty() {
+        return crate::EXIT_CRASH;
+    }
+    if !leaks.is_empty() {
+        status = status.max(crate::EXIT_LEAK);
+    }
+    status
+}
+
+fn symbol_name(a: u64) -> String {
+    let syms = SYMBOLS.get();
+    if let Some(s) = syms {
+        if let Some((n, _)) = s.addr.iter().find(|(_, &v)| v == a) {
+            return (*n).to_string();
+        }
+    }
+    symbolize(a)
+}

@@ -1,0 +1,115 @@
+//! Kernel threads: a kernel stack ([`crate::kstack::KStack`], 16 KiB with a guard), a
+//! stand-in `struct thread` whose address is the thread's identity (the owner in a mutex's
+//! lock word), and a per-CPU area whose first word (`pc_curthread`) points to it: while a
+//! thread's code runs, the host thread's `%gs` base is that area, so the kernel's inline
+//! `curthread` (`movq %gs:0`) — in `mtx_owned()`, for instance — reads the right thread.
+//! Only `pc_curthread` is set; every other per-CPU field and the whole `struct thread` read
+//! as zero (CPU 0, no process, no credentials).
+//!
+//! Stage 1 has the threads a kldload/kldunload and a sysctl(8) run on: `modevent` (the
+//! SYSINITs, the module events, the SYSUNINITs) and `sysctl` (the handlers), both driven from
+//! kldrun's main thread one call at a time. The registry is made for more: a kernel thread
+//! created by the module later gets its own host thread and stack here.
+
+use crate::kstack::KStack;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// `ARCH_SET_GS` (asm/prctl.h).
+const ARCH_SET_GS: libc::c_int = 0x1001;
+/// Bytes of the stand-in `struct pcpu`.
+const PCPU_SIZE: usize = 4096;
+
+thread_local! {
+    /// The `%gs` base this host thread has now.
+    static GS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn set_gs(base: u64) {
+    if GS.get() != base {
+        // SAFETY: arch_prctl(ARCH_SET_GS) only sets this thread's %gs base; nothing in Rust or
+        // glibc on x86-64 Linux uses %gs.
+        let rc = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SET_GS, base) };
+        assert_eq!(rc, 0, "arch_prctl(ARCH_SET_GS)");
+        GS.set(base);
+    }
+}
+
+/// Bytes of the stand-in `struct thread` (the real one is about 1.4 KiB; nothing reads it
+/// yet).
+const TD_SIZE: usize = 2048;
+
+#[derive(Debug)]
+struct KThread {
+    stack: KStack,
+    td: Box<[u8; TD_SIZE]>,
+    pcpu: Box<[u64; PCPU_SIZE / 8]>,
+}
+
+static THREADS: Mutex<Option<HashMap<usize, &'static KThread>>> = Mutex::new(None);
+
+fn get(index: usize) -> Option<&'static KThread> {
+    THREADS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&index).copied())
+}
+
+/// Makes a kernel thread context named `name` with a `stack`-byte stack; returns its index.
+pub fn create(name: &str, stack: usize) -> std::io::Result<usize> {
+    let stack = KStack::new(name, stack)?;
+    let index = stack.index();
+    let td = Box::new([0; TD_SIZE]);
+    let mut pcpu = Box::new([0u64; PCPU_SIZE / 8]);
+    pcpu[0] = td.as_ptr() as u64; // pc_curthread
+    let t: &'static KThread = Box::leak(Box::new(KThread { stack, td, pcpu }));
+    THREADS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(index, t);
+    Ok(index)
+}
+
+/// The address standing for thread `index`'s `struct thread` (0 for an unknown index).
+pub fn td(index: usize) -> u64 {
+    get(index).map_or(0, |t| t.td.as_ptr() as u64)
+}
+
+/// Calls module code `f` with `args` on thread `index`'s kernel stack (nested inside a call
+/// already running there, if any).
+///
+/// # Safety
+/// As [`KStack::call`]: `f` is code of the SysV ABI taking these (at most six integer)
+/// arguments.
+pub unsafe fn call(index: usize, f: u64, args: &[u64]) -> u64 {
+    let t = get(index).expect("a kernel thread of kldrun's");
+    let prev = GS.get();
+    set_gs(t.pcpu.as_ptr() as u64);
+    // SAFETY: forwarded contract.
+    let r = unsafe { t.stack.call(f, args) };
+    set_gs(prev);
+    r
+}
+
+/// (name, bytes used at most, stack size) for every thread that ran, in creation order.
+pub fn high_water() -> Vec<(String, usize, usize)> {
+    let g = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut v: Vec<(usize, &KThread)> = g
+        .as_ref()
+        .map(|m| m.iter().map(|(i, t)| (*i, *t)).collect())
+        .unwrap_or_default();
+    v.sort_by_key(|(i, _)| *i);
+    v.into_iter()
+        .map(|(_, t)| {
+            (
+                t.stack.name().to_string(),
+                t.stack.high_water(),
+                t.stack.size(),
+            )
+        })
+        .filter(|(_, used, _)| *used > 0)
+        .collect()
+}
