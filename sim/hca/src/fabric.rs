@@ -15,6 +15,7 @@ use log::{debug, warn};
 use zerocopy::byteorder::big_endian::{U16, U32};
 use zerocopy::IntoBytes;
 
+use crate::capture::PcapWriter;
 use crate::device::{Device, Outbox};
 use crate::faults::{Middleware, Rng, Verdict};
 use crate::mem::HostMem;
@@ -131,6 +132,8 @@ pub struct FabricStats {
     pub sweeps: u64,
     /// Ports the SM brought to ACTIVE.
     pub activations: u64,
+    /// Packets written to the capture.
+    pub captured: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -210,6 +213,14 @@ pub struct World {
     pub faults: Vec<Box<dyn Middleware>>,
     /// Fabric counters.
     pub stats: FabricStats,
+    capture: Option<Capture>,
+}
+
+/// A capture in progress: where records go, and the first write error (the capture stops
+/// there; [`World::stop_capture`] reports it).
+struct Capture {
+    writer: PcapWriter<Box<dyn std::io::Write>>,
+    error: Option<std::io::Error>,
 }
 
 impl core::fmt::Debug for World {
@@ -240,6 +251,7 @@ impl World {
             next_mlid: 0xc000,
             faults: Vec::new(),
             stats: FabricStats::default(),
+            capture: None,
         };
         if w.cfg.sm.present {
             let at = w.cfg.sm.start_at_ns;
@@ -542,8 +554,50 @@ impl World {
         None
     }
 
+    /// Starts writing every packet the fabric moves to `out` (a pcap file: see
+    /// [`crate::capture`]); a capture already running is finished first.
+    pub fn start_capture(&mut self, out: Box<dyn std::io::Write>) -> std::io::Result<()> {
+        let _ = self.stop_capture();
+        self.capture = Some(Capture {
+            writer: PcapWriter::new(out)?,
+            error: None,
+        });
+        Ok(())
+    }
+
+    /// Flushes and closes the capture. Returns the packets written, or the first error.
+    pub fn stop_capture(&mut self) -> std::io::Result<u64> {
+        let Some(c) = self.capture.take() else {
+            return Ok(0);
+        };
+        let n = c.writer.packets();
+        if let Some(e) = c.error {
+            return Err(e);
+        }
+        c.writer.finish()?;
+        Ok(n)
+    }
+
+    /// Records a packet leaving `from`'s port now.
+    fn capture_packet(&mut self, bytes: &[u8]) {
+        let Some(c) = self.capture.as_mut() else {
+            return;
+        };
+        if c.error.is_some() {
+            return;
+        }
+        match c.writer.write_packet(self.now, bytes) {
+            Ok(()) => self.stats.captured += 1,
+            Err(e) => {
+                warn!("hca-sim: capture stopped: {e}");
+                c.error = Some(e);
+            }
+        }
+    }
+
     /// Sends a packet from `from` into the fabric.
     pub fn transmit(&mut self, from: Endpoint, bytes: Vec<u8>) {
+        self.capture_packet(&bytes);
         if bytes.len() < 8 {
             return;
         }

@@ -75,6 +75,7 @@
 //! fixed training time after INIT_PORT with no event; OpenSM's broadcast-group Q_Key 0x0b1b.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod capture;
 pub mod device;
 pub mod fabric;
 pub mod faults;
@@ -82,6 +83,8 @@ pub mod hal;
 pub mod mem;
 
 use std::cell::RefCell;
+use std::io;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -183,6 +186,31 @@ impl Sim {
     /// DMA pages a node's host has allocated.
     pub fn dma_pages_in_use(&self, node: NodeId) -> usize {
         self.world.borrow().nodes[node].mem.pages_in_use
+    }
+
+    /// Writes every packet the fabric moves from now on — SA MADs, IPoIB ARP, DHCP, TCP —
+    /// to a pcap file at `path` (created or truncated), each record a whole IB packet from the
+    /// LRH to the VCRC (see [`capture`]): `tshark -r FILE` or `wireshark FILE` decode it.
+    /// Packets are recorded once, as they leave the sender, before the fault chain (a packet
+    /// the faults drop is in the capture; a multicast packet is one record), stamped with the
+    /// simulated time.
+    pub fn capture(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        let path = path.as_ref();
+        let f = std::fs::File::create(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        self.start_capture(io::BufWriter::new(f))
+    }
+
+    /// As [`Sim::capture`], to any writer.
+    pub fn start_capture(&self, out: impl io::Write + 'static) -> io::Result<()> {
+        self.world.borrow_mut().start_capture(Box::new(out))
+    }
+
+    /// Ends the capture: flushes it and returns how many packets it holds, or the first write
+    /// error (after which nothing more was recorded). Without a capture, `Ok(0)`. Dropping
+    /// the simulation also flushes it, silently.
+    pub fn stop_capture(&self) -> io::Result<u64> {
+        self.world.borrow_mut().stop_capture()
     }
 
     /// Fault: takes a link down or up after `after`.
