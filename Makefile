@@ -71,7 +71,8 @@ demo: demo-deps
 	@echo "==    boot blocks, the iBFT left in base memory; then isboot.ko's load flow (its"
 	@echo "==    portable half, on the host platform) finding and publishing that table."
 	@echo "==    (In a private network namespace: nothing leaves the machine.)"
-	./target/release/examples/boot_sim target/demo-ibft.bin
+	./target/release/examples/boot_sim target/demo-ibft.bin --pcap target/demo-boot.pcap
+	@echo "== Every packet of that boot is in target/demo-boot.pcap: read it with tshark -r target/demo-boot.pcap (add -V for every field) or wireshark target/demo-boot.pcap"
 	@echo
 	@echo "== 2. The iBFT the ROM left, as an admin sees it (the Linux /sys/firmware/ibft view;"
 	@echo "==    CHAP secrets hidden unless --show-secrets)"
