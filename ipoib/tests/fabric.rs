@@ -356,6 +356,9 @@ fn a_moved_peer_that_missed_the_event_is_found_when_its_neighbour_entry_goes_sta
     // until its neighbour entry goes stale; B's unicast ARP reply then comes from the new LID.
     f.sim.suppress_events(f.nodes[1], true);
     f.sim.change_lid(f.nodes[1], 1, 0x41, Duration::ZERO);
+    // The SM's Set(PortInfo) reaches B one hop later: let it land before A pings.
+    f.sim.run_for(Duration::from_micros(10));
+    assert_eq!(f.sim.port(f.nodes[1], 1).lid, 0x41);
     assert!(!ping(
         &f.sim,
         &mut a,

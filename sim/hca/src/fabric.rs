@@ -1,7 +1,9 @@
 //! The world: a stepped clock, an event queue, simulated HCAs with their host memory, switches
-//! and links, a subnet manager (LID assignment, DOWN→INIT→ARMED→ACTIVE, SM LID, sweeps) and a
-//! subnet administrator (MCMemberRecord join/leave/get, PathRecord get), multicast fan-out and
-//! the fault chain.
+//! and links, a subnet manager (LID assignment, DOWN→INIT→ARMED→ACTIVE, SM LID, sweeps; its
+//! SMPs on the wire: [`smi`]) and a subnet administrator (MCMemberRecord join/leave/get,
+//! PathRecord get), multicast fan-out and the fault chain.
+
+mod smi;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
@@ -134,6 +136,10 @@ pub struct FabricStats {
     pub activations: u64,
     /// Packets written to the capture.
     pub captured: u64,
+    /// SMPs the SM sent.
+    pub smps: u64,
+    /// SMP answers that reached the SM.
+    pub smp_answers: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -363,12 +369,21 @@ impl World {
             }
             Ev::Deliver(Endpoint::Hca { node, port }, bytes) => {
                 self.stats.delivered += 1;
-                let n = &mut self.nodes[node];
-                n.dev.receive(port, &bytes, &n.mem);
+                // QP0 belongs to the port's SMA; the rest to the device.
+                match UdPacket::parse(&bytes) {
+                    Ok(p) if p.repr.dest_qpn == Qpn::SMI => self.sma_receive(node, port, &p),
+                    _ => {
+                        let n = &mut self.nodes[node];
+                        n.dev.receive(port, &bytes, &n.mem);
+                    }
+                }
             }
             Ev::Deliver(Endpoint::Sm, bytes) => {
                 self.stats.delivered += 1;
-                self.sa_receive(&bytes);
+                match UdPacket::parse(&bytes) {
+                    Ok(p) if p.repr.dest_qpn == Qpn::SMI => self.sm_receive_smp(&p),
+                    _ => self.sa_receive(&bytes),
+                }
             }
             Ev::Deliver(Endpoint::Switch(_), _) => {}
             Ev::LinkTrained(node, port) => {
@@ -386,23 +401,17 @@ impl World {
             }
             Ev::SmSweep => self.sweep(),
             Ev::SmActivate(node, port) => {
-                let n = &mut self.nodes[node];
-                let p = &mut n.dev.ports[usize::from(port) - 1];
+                let p = &self.nodes[node].dev.ports[usize::from(port) - 1];
                 if p.state == PortState::ARMED {
-                    p.state = PortState::ACTIVE;
-                    self.stats.activations += 1;
-                    debug!("hca-sim: node {node} port {port} ACTIVE lid {}", p.lid);
-                    n.dev.port_state_event(&n.mem, port, true);
+                    let lid = p.lid;
+                    self.sm_set_port(node, port, PortState::ACTIVE, lid);
                 }
             }
             Ev::LinkSet(link, up) => self.set_link(link, up),
             Ev::LidChange(node, port, lid) => {
                 self.lids.insert((node, port), lid);
-                let n = &mut self.nodes[node];
-                let p = &mut n.dev.ports[usize::from(port) - 1];
-                if p.state != PortState::DOWN {
-                    p.lid = lid;
-                    n.dev.port_mgmt_event(&n.mem, port);
+                if self.nodes[node].dev.ports[usize::from(port) - 1].state != PortState::DOWN {
+                    self.sm_set_port(node, port, PortState::NOP, lid);
                 }
             }
         }
@@ -465,13 +474,21 @@ impl World {
         let interval = self.cfg.sm.sweep_interval_ns;
         for node in 0..self.nodes.len() {
             for port in 1..=self.nodes[node].dev.ports.len() as u8 {
-                if self.nodes[node].dev.ports[usize::from(port) - 1].state != PortState::INIT {
+                let state = self.nodes[node].dev.ports[usize::from(port) - 1].state;
+                if state != PortState::INIT && state != PortState::ARMED {
                     continue;
                 }
                 if self
                     .hops(Endpoint::Sm, Endpoint::Hca { node, port })
                     .is_none()
                 {
+                    continue;
+                }
+                let activating = self
+                    .events
+                    .iter()
+                    .any(|e| matches!(e.ev, Ev::SmActivate(n, p) if (n, p) == (node, port)));
+                if activating {
                     continue;
                 }
                 let lid = match self.lids.get(&(node, port)) {
@@ -483,15 +500,15 @@ impl World {
                         l
                     }
                 };
-                let sm = self.cfg.sm.clone();
-                let p = &mut self.nodes[node].dev.ports[usize::from(port) - 1];
-                p.lid = lid;
-                p.sm_lid = sm.lid;
-                p.sm_sl = 0;
-                p.gid_prefix = sm.gid_prefix;
-                p.pkeys = sm.pkeys.clone();
-                p.state = PortState::ARMED;
-                self.schedule(sm.activate_delay_ns, Ev::SmActivate(node, port));
+                if state == PortState::INIT {
+                    // NodeInfo, P_KeyTable, PortInfo (LID, SM LID, prefix, ARMED) as SMPs.
+                    self.sm_program_port(node, port, lid);
+                    let delay = self.cfg.sm.activate_delay_ns;
+                    self.schedule(delay, Ev::SmActivate(node, port));
+                } else {
+                    // Still ARMED: the activation was lost; ask again.
+                    self.sm_set_port(node, port, PortState::ACTIVE, lid);
+                }
             }
         }
         // Only periodic sweeps reschedule; trap sweeps are extra.
@@ -621,29 +638,36 @@ impl World {
             self.stats.unroutable += 1;
         }
         for t in targets {
-            let Some(hops) = self.hops(from, t) else {
-                self.stats.unroutable += 1;
-                continue;
-            };
-            let mut pkt = bytes.clone();
-            let mut delay = self.cfg.hop_latency_ns * u64::from(hops.max(1));
-            let mut dropped = false;
-            let now = self.now;
-            for m in self.faults.iter_mut() {
-                match m.process(now, &mut self.rng, &mut pkt) {
-                    Verdict::Pass(d) => delay += d,
-                    Verdict::Drop => {
-                        dropped = true;
-                        break;
-                    }
+            self.forward(from, t, bytes.clone());
+        }
+    }
+
+    /// Sends a packet from `from` straight to `to` (a directed route): captured, then
+    /// carried as any other.
+    fn send_to(&mut self, from: Endpoint, to: Endpoint, bytes: Vec<u8>) {
+        self.capture_packet(&bytes);
+        self.forward(from, to, bytes);
+    }
+
+    /// Carries one copy of a packet to `to`: through the fault chain, after the path's
+    /// latency.
+    fn forward(&mut self, from: Endpoint, to: Endpoint, mut pkt: Vec<u8>) {
+        let Some(hops) = self.hops(from, to) else {
+            self.stats.unroutable += 1;
+            return;
+        };
+        let mut delay = self.cfg.hop_latency_ns * u64::from(hops.max(1));
+        let now = self.now;
+        for m in self.faults.iter_mut() {
+            match m.process(now, &mut self.rng, &mut pkt) {
+                Verdict::Pass(d) => delay += d,
+                Verdict::Drop => {
+                    self.stats.fault_drops += 1;
+                    return;
                 }
             }
-            if dropped {
-                self.stats.fault_drops += 1;
-                continue;
-            }
-            self.schedule(delay, Ev::Deliver(t, pkt));
         }
+        self.schedule(delay, Ev::Deliver(to, pkt));
     }
 
     fn port_by_gid(&self, gid: &Gid) -> Option<(NodeId, u8)> {

@@ -70,9 +70,12 @@
 //! EQC, CQC, most of the QPC, QUERY_PORT, SET_PORT, MCG entries and the MLX WQE control
 //! dwords; the AUX-size rule (1 page per 64 ICM pages); the MGID hash; ICM contents (the model
 //! keeps contexts in its own tables and only checks that ICM is mapped); firmware settle time
-//! after reset; the SM configures ports out of band (no directed-route SMPs on QP0); the SA
-//! answers single-record Get/Set/Delete only (no GetTable, no RMPP); a port becomes INIT a
-//! fixed training time after INIT_PORT with no event; OpenSM's broadcast-group Q_Key 0x0b1b.
+//! after reset; the SM programs ports with directed-route SMPs on QP0 that go to the last hop
+//! in one step (no per-hop hop-pointer updates), answered by an SMA modelled at the fabric's
+//! port ([`fabric`]'s `smi`); the SA answers single-record Get/Set/Delete only (no GetTable,
+//! no RMPP); a port becomes INIT a fixed training time after INIT_PORT with no event.
+//! OpenSM's broadcast-group Q_Key 0x0b1b is checked against a real OpenSM by `net-sim`'s
+//! `opensm` test.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod capture;

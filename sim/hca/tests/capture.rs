@@ -12,7 +12,8 @@ use hca::verbs::{self, AddressHandle, PortNum, RetryPolicy, UdQpAttr};
 use hca::wire::crc;
 use hca::wire::headers::UdPacket;
 use hca::wire::mad::{AttrId, Mad, MadMethod, MgmtClass, MAD_SIZE};
-use hca::wire::{Gid, Qpn, GSI_QKEY};
+use hca::wire::smp::{self, NodeInfo, PKeyTable, PortInfo, PortState};
+use hca::wire::{Gid, Lid, Qpn, GSI_QKEY};
 use hca::Verbs;
 use hca_sim::capture::{self, PcapError};
 use hca_sim::SimConfig;
@@ -40,7 +41,8 @@ fn a_capture_holds_every_packet_moved_with_valid_crcs_and_whole_mads() {
     let mut b = common::open(&f.sim, f.nodes[1]);
     let aa = common::active(&mut a, 1);
     let ba = common::active(&mut b, 1);
-    // Two SA transactions (join, path) and one UD datagram: five packets in all.
+    // For each port the SM brings up, four directed-route SMP exchanges; then two SA
+    // transactions (join, path) and one UD datagram: 2 * 8 + 5 packets in all.
     let mgid = Gid::ipoib_broadcast(0xffff);
     let rec = verbs::sa_join_mcast(&mut a, &aa, &mgid, RetryPolicy::default()).unwrap();
     let pr = verbs::sa_path_record(&mut a, &aa, &ba.gid, RetryPolicy::default()).unwrap();
@@ -73,18 +75,20 @@ fn a_capture_holds_every_packet_moved_with_valid_crcs_and_whole_mads() {
     a.delay(Duration::from_millis(1));
 
     let n = f.sim.stop_capture().unwrap();
-    assert_eq!(n, 5);
-    assert_eq!(f.sim.stats().captured, 5);
+    assert_eq!(n, 21);
+    let st = f.sim.stats();
+    assert_eq!((st.captured, st.smps, st.smp_answers), (21, 8, 8));
     // Stopped: nothing more is recorded.
     a.post_send(qp_a, &ah, b"not captured").unwrap();
     a.delay(Duration::from_millis(1));
-    assert_eq!(f.sim.stats().captured, 5);
+    assert_eq!(f.sim.stats().captured, 21);
 
     let bytes = buf.0.borrow().clone();
     let p = capture::parse(&bytes).unwrap();
     assert_eq!(p.header.linktype, capture::LINKTYPE_WIRESHARK_UPPER_PDU);
-    assert_eq!(p.records.len(), 5);
+    assert_eq!(p.records.len(), 21);
     let mut mads = Vec::new();
+    let mut smps = Vec::new();
     let mut last_ts = 0;
     for r in &p.records {
         assert!(r.ts_ns >= last_ts, "records in time order");
@@ -97,7 +101,19 @@ fn a_capture_holds_every_packet_moved_with_valid_crcs_and_whole_mads() {
         let (packet, vcrc) = pdu.split_at(words * 4);
         assert_eq!(vcrc, crc::vcrc(packet).to_le_bytes());
         let ud = UdPacket::parse(packet).expect("a valid packet with its ICRC");
-        if ud.repr.dest_qpn == Qpn::GSI {
+        if ud.repr.dest_qpn == Qpn::SMI {
+            // Directed route on VL15, LID-free at both ends, QP0 to QP0.
+            assert_eq!(ud.repr.vl, 15);
+            assert_eq!(
+                (ud.repr.dlid, ud.repr.slid),
+                (Lid::PERMISSIVE, Lid::PERMISSIVE)
+            );
+            assert_eq!(ud.repr.src_qpn, Qpn::SMI);
+            assert_eq!(ud.payload.len(), MAD_SIZE);
+            let m = Mad::parse(ud.payload).unwrap();
+            assert_eq!(m.hdr.mgmt_class, MgmtClass::SUBN_DIRECTED_ROUTE);
+            smps.push(m);
+        } else if ud.repr.dest_qpn == Qpn::GSI {
             assert_eq!(ud.repr.qkey, GSI_QKEY);
             // MADs are whole: 256 bytes (Wireshark dissects nothing shorter).
             assert_eq!(ud.payload.len(), MAD_SIZE);
@@ -122,6 +138,62 @@ fn a_capture_holds_every_packet_moved_with_valid_crcs_and_whole_mads() {
         ]
     );
     assert_eq!(rec.mlid.get(), 0xc000);
+
+    // Each port: Get(NodeInfo), Set(P_KeyTable), Set(PortInfo) ARMED, Set(PortInfo) ACTIVE,
+    // each answered; requests sent out with hop pointer 0, answers returning (D) with their
+    // hop pointer at the hop count (SM -> switch -> HCA: 2 hops).
+    let seq: Vec<(MadMethod, AttrId)> =
+        smps.iter().map(|m| (m.hdr.method, m.hdr.attr_id)).collect();
+    let one = [
+        (MadMethod::GET, AttrId::NODE_INFO),
+        (MadMethod::GET_RESP, AttrId::NODE_INFO),
+        (MadMethod::SET, AttrId::PKEY_TABLE),
+        (MadMethod::GET_RESP, AttrId::PKEY_TABLE),
+        (MadMethod::SET, AttrId::PORT_INFO),
+        (MadMethod::GET_RESP, AttrId::PORT_INFO),
+    ];
+    assert_eq!(seq.iter().filter(|s| one.contains(s)).count(), 16);
+    for attr in [&aa, &ba] {
+        let ni = smps
+            .iter()
+            .filter(|m| m.hdr.method == MadMethod::GET_RESP && m.hdr.attr_id == AttrId::NODE_INFO)
+            .map(|m| smp::smp_attr::<NodeInfo>(m).unwrap())
+            .find(|n| n.port_guid == attr.port_guid)
+            .expect("a NodeInfo answer for each port");
+        // Channel adapter, port 1, port GUID = node GUID + port number.
+        assert_eq!((ni.node_type, ni.local_port_num), (1, 1));
+        assert_eq!(ni.node_guid.to_u64() + 1, attr.port_guid.to_u64());
+    }
+    for m in &smps {
+        let (ptr, count) = smp::dr_hops(m);
+        assert_eq!(count, 2);
+        if m.hdr.method.is_response() {
+            assert_eq!(m.hdr.status.get(), smp::DR_DIRECTION, "{:?}", m.hdr);
+            assert_eq!(ptr, count);
+        } else {
+            assert_eq!((ptr, m.hdr.status.get()), (0, 0));
+        }
+    }
+    let armed: Vec<PortInfo> = smps
+        .iter()
+        .filter(|m| m.hdr.method == MadMethod::SET && m.hdr.attr_id == AttrId::PORT_INFO)
+        .map(|m| smp::smp_attr::<PortInfo>(m).unwrap())
+        .collect();
+    assert_eq!(armed.len(), 4);
+    assert_eq!(armed[0].port_state(), PortState::ARMED);
+    assert_eq!(armed[3].port_state(), PortState::ACTIVE);
+    assert!(armed.iter().all(|pi| pi.sm_lid() == Lid(1)));
+    let lids: Vec<u16> = armed.iter().map(|pi| pi.lid.get()).collect();
+    assert!(
+        lids.contains(&aa.lid.0) && lids.contains(&ba.lid.0),
+        "{lids:?}"
+    );
+    let pk = smps
+        .iter()
+        .find(|m| m.hdr.method == MadMethod::SET && m.hdr.attr_id == AttrId::PKEY_TABLE)
+        .map(|m| smp::smp_attr::<PKeyTable>(m).unwrap())
+        .unwrap();
+    assert_eq!(pk.pkey[0].get(), 0xffff);
 }
 
 #[test]
@@ -139,10 +211,11 @@ fn a_capture_file_is_written_and_its_errors_are_reported() {
         RetryPolicy::default(),
     )
     .unwrap();
-    assert_eq!(f.sim.stop_capture().unwrap(), 2);
+    // Eight SMPs bring port 2 up; the join and its answer.
+    assert_eq!(f.sim.stop_capture().unwrap(), 10);
     assert_eq!(f.sim.stop_capture().unwrap(), 0, "nothing left to stop");
     let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(capture::parse(&bytes).unwrap().records.len(), 2);
+    assert_eq!(capture::parse(&bytes).unwrap().records.len(), 10);
     assert!(matches!(
         capture::parse(&bytes[..bytes.len() - 1]),
         Err(PcapError::Truncated { .. })
