@@ -681,6 +681,11 @@ impl World {
         None
     }
 
+    /// The LID the SM assigned to a port (kept when the port goes down or its device resets).
+    pub fn assigned_lid(&self, node: NodeId, port: u8) -> Option<u16> {
+        self.lids.get(&(node, port)).copied()
+    }
+
     /// Members of a multicast group (0 when the group does not exist).
     pub fn group_members(&self, mgid: &Gid) -> usize {
         self.groups.get(mgid).map_or(0, |g| g.members.len())

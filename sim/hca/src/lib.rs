@@ -181,6 +181,12 @@ impl Sim {
         self.world.borrow().nodes[node].dev.ports[usize::from(port) - 1].clone()
     }
 
+    /// The LID the SM assigned to a port, if it assigned one. Unlike [`Sim::port`]'s, it
+    /// survives the port going down and its driver resetting the device.
+    pub fn assigned_lid(&self, node: NodeId, port: u8) -> Option<u16> {
+        self.world.borrow().assigned_lid(node, port)
+    }
+
     /// Members of a multicast group at the SA.
     pub fn group_members(&self, mgid: &hca::wire::Gid) -> usize {
         self.world.borrow().group_members(mgid)

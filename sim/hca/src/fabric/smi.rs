@@ -165,29 +165,21 @@ impl World {
             *d = U16::new(*s);
         }
         self.sm_send_smp(node, port, MadMethod::SET, AttrId::PKEY_TABLE, t.as_bytes());
-        let mut pi = PortInfo {
-            gid_prefix: U64::new(sm.gid_prefix),
-            lid: U16::new(lid),
-            master_sm_lid: U16::new(sm.lid),
-            local_port_num: port,
-            neighbor_mtu_master_sm_sl: 0,
-            ..Default::default()
-        };
-        pi.set_port_state(PortState::ARMED);
-        self.sm_send_smp(node, port, MadMethod::SET, AttrId::PORT_INFO, pi.as_bytes());
+        self.sm_set_port(node, port, PortState::ARMED, lid);
     }
 
-    /// `Set(PortInfo)` changing only the state (to ACTIVE) or only the LID.
+    /// `Set(PortInfo)`: the port's PortInfo as last read (an SM sets what it got, changed)
+    /// with the LID, the SM's LID and SL, the GID prefix and `state` (NOP: no change).
     pub(super) fn sm_set_port(&mut self, node: NodeId, port: u8, state: PortState, lid: u16) {
         let sm = self.cfg.sm.clone();
-        let mut pi = PortInfo {
-            gid_prefix: U64::new(sm.gid_prefix),
-            lid: U16::new(lid),
-            master_sm_lid: U16::new(sm.lid),
-            local_port_num: port,
-            ..Default::default()
-        };
+        let mut pi = self.port_info(node, port);
+        pi.gid_prefix = U64::new(sm.gid_prefix);
+        pi.lid = U16::new(lid);
+        pi.master_sm_lid = U16::new(sm.lid);
+        pi.neighbor_mtu_master_sm_sl &= 0xf0;
         pi.set_port_state(state);
+        // PortPhysicalState and LinkDownDefaultState: no change.
+        pi.phys_state_link_down_default = 0;
         self.sm_send_smp(node, port, MadMethod::SET, AttrId::PORT_INFO, pi.as_bytes());
     }
 
