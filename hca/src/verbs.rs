@@ -523,19 +523,47 @@ pub fn sa_leave_mcast<V: Verbs + ?Sized>(
     Ok(())
 }
 
-/// Looks up a path to `dgid` (SubnAdmGet PathRecord with DGID | SGID).
+/// Looks up a path to `dgid` (SubnAdmGet PathRecord with DGID | SGID). The SA picks the
+/// partition: with ports sharing several, the answer may name any of them (OpenSM answers
+/// with one of the shared P_Keys); [`sa_path_record_in`] asks for one.
 pub fn sa_path_record<V: Verbs + ?Sized>(
     dev: &mut V,
     attr: &PortAttr,
     dgid: &Gid,
     policy: RetryPolicy,
 ) -> Result<PathRecord, Error> {
-    let rec = PathRecord {
+    path_record(dev, attr, dgid, None, policy)
+}
+
+/// Looks up a path to `dgid` in partition `pkey` (SubnAdmGet PathRecord with DGID | SGID |
+/// P_Key, as Linux IPoIB asks).
+pub fn sa_path_record_in<V: Verbs + ?Sized>(
+    dev: &mut V,
+    attr: &PortAttr,
+    dgid: &Gid,
+    pkey: u16,
+    policy: RetryPolicy,
+) -> Result<PathRecord, Error> {
+    path_record(dev, attr, dgid, Some(pkey), policy)
+}
+
+fn path_record<V: Verbs + ?Sized>(
+    dev: &mut V,
+    attr: &PortAttr,
+    dgid: &Gid,
+    pkey: Option<u16>,
+    policy: RetryPolicy,
+) -> Result<PathRecord, Error> {
+    let mut rec = PathRecord {
         dgid: *dgid,
         sgid: attr.gid,
         ..Default::default()
     };
-    let mask = PathRecordMask::DGID | PathRecordMask::SGID;
+    let mut mask = PathRecordMask::DGID | PathRecordMask::SGID;
+    if let Some(k) = pkey {
+        rec.pkey = U16::new(k);
+        mask |= PathRecordMask::PKEY;
+    }
     let tid = dev.next_tid();
     let req = sa::sa_request(MadMethod::GET, AttrId::PATH_RECORD, mask.bits(), &rec, tid);
     let resp = mad_rpc(dev, attr.port, &sa_dest(attr), &req, policy)?;

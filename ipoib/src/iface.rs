@@ -826,6 +826,17 @@ impl Interface {
             let Ok(pr) = sa::sa_record::<PathRecord>(m) else {
                 continue;
             };
+            if pr.pkey.get() & 0x7fff != self.pkey & 0x7fff {
+                // A path in another partition is no path for us.
+                if let Some(g) = self.paths.refused(m.tid()) {
+                    debug!(
+                        "ipoib: the SA's path to {g} is in partition {:#06x}",
+                        pr.pkey.get()
+                    );
+                    self.drop_pending(|n| matches!(n, NextHop::Hw(h) if h.gid == g));
+                }
+                continue;
+            }
             let info = PathInfo {
                 dlid: pr.dlid.get(),
                 sl: pr.sl(),
@@ -839,12 +850,14 @@ impl Interface {
     }
 
     fn query_path(&mut self, dev: &mut dyn Verbs, gid: Gid) {
+        // In our partition: an SA may otherwise answer with any partition the two ports share.
         let rec = PathRecord {
             dgid: hgid(&gid),
             sgid: self.attr.gid,
+            pkey: zerocopy::byteorder::big_endian::U16::new(self.pkey),
             ..Default::default()
         };
-        let mask = PathRecordMask::DGID | PathRecordMask::SGID;
+        let mask = PathRecordMask::DGID | PathRecordMask::SGID | PathRecordMask::PKEY;
         let tid = dev.next_tid();
         let req = sa::sa_request(MadMethod::GET, AttrId::PATH_RECORD, mask.bits(), &rec, tid);
         let dest = MadDest {

@@ -473,14 +473,18 @@ fn tshark_decodes_the_whole_boot_as_our_code_meant_it() {
                     f.n("infiniband.mad.method"),
                     if response { 0x81 } else { 0x01 }
                 );
-                assert_eq!(f.n("infiniband.sa.componentmask"), 0xc, "DGID | SGID");
+                assert_eq!(
+                    f.n("infiniband.sa.componentmask"),
+                    0x200c,
+                    "DGID|SGID|P_Key"
+                );
                 assert_eq!(f.s("infiniband.pathrecord.sgid"), me);
+                assert_eq!(f.n("infiniband.pathrecord.p_key"), 0xffff);
                 let dgid = f.s("infiniband.pathrecord.dgid").to_string();
                 assert_ne!(dgid, me);
                 if response {
                     assert_eq!(f.n("infiniband.pathrecord.slid"), asker.1);
                     assert_eq!(gid_of_lid(f.n("infiniband.pathrecord.dlid")), dgid);
-                    assert_eq!(f.n("infiniband.pathrecord.p_key"), 0xffff);
                     assert_eq!(f.n("infiniband.pathrecord.mtu"), 4);
                 }
             }

@@ -836,6 +836,20 @@ impl World {
                 if dp.state != PortState::ACTIVE || sp.state != PortState::ACTIVE {
                     return MadStatus::SA_NO_RECORDS;
                 }
+                // A partition asked for must be one both ports are in, one of them fully.
+                let mut pkey = 0xffff;
+                if mask.contains(PathRecordMask::PKEY) {
+                    let want = rec.pkey.get() & 0x7fff;
+                    let find = |p: &crate::device::PortModel| {
+                        p.pkeys.iter().copied().find(|k| k & 0x7fff == want)
+                    };
+                    match (find(sp), find(dp)) {
+                        (Some(a), Some(b)) if want != 0 && (a | b) & 0x8000 != 0 => {
+                            pkey = want | (a & b & 0x8000);
+                        }
+                        _ => return MadStatus::SA_NO_RECORDS,
+                    }
+                }
                 let out = PathRecord {
                     dgid: rec.dgid,
                     sgid: rec.sgid,
@@ -843,7 +857,7 @@ impl World {
                     slid: U16::new(sp.lid),
                     raw_flow_hop: U32::new(0),
                     reversible_numb_path: 0x81,
-                    pkey: U16::new(0xffff),
+                    pkey: U16::new(pkey),
                     qos_sl: U16::new(0),
                     mtu_sel_mtu: 0x80 | dp.mtu.min(sp.mtu),
                     rate_sel_rate: 0x80 | 3,
