@@ -3,7 +3,10 @@
 //! SMPs on the wire: [`smi`]) and a subnet administrator (MCMemberRecord join/leave/get,
 //! PathRecord get), multicast fan-out and the fault chain.
 
+mod bridge;
 mod smi;
+
+pub use bridge::{BridgeStats, MadPeer, PeerMad, PeerPort};
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
@@ -220,6 +223,7 @@ pub struct World {
     /// Fabric counters.
     pub stats: FabricStats,
     capture: Option<Capture>,
+    bridge: Option<bridge::Bridge>,
 }
 
 /// A capture in progress: where records go, and the first write error (the capture stops
@@ -258,6 +262,7 @@ impl World {
             faults: Vec::new(),
             stats: FabricStats::default(),
             capture: None,
+            bridge: None,
         };
         if w.cfg.sm.present {
             let at = w.cfg.sm.start_at_ns;
@@ -330,6 +335,7 @@ impl World {
 
     /// Runs events up to `now + ns`.
     pub fn run_for(&mut self, ns: u64) {
+        self.bridge_poll();
         let end = self.now.saturating_add(ns);
         while let Some(top) = self.events.peek() {
             if top.at > end {
@@ -615,6 +621,9 @@ impl World {
     /// Sends a packet from `from` into the fabric.
     pub fn transmit(&mut self, from: Endpoint, bytes: Vec<u8>) {
         self.capture_packet(&bytes);
+        if self.bridge_out(from, &bytes) {
+            return;
+        }
         if bytes.len() < 8 {
             return;
         }

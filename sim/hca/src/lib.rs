@@ -92,7 +92,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 pub use device::{Counters, HcaSpec, PortModel};
-pub use fabric::{Endpoint, FabricStats, LinkId, NodeId, SimConfig, SmConfig, SwitchId};
+pub use fabric::{
+    BridgeStats, Endpoint, FabricStats, LinkId, MadPeer, NodeId, PeerMad, PeerPort, SimConfig,
+    SmConfig, SwitchId,
+};
 pub use faults::{Corrupt, DropMatching, Latency, Loss, Middleware, Rng, Verdict};
 pub use hal::SimHal;
 
@@ -220,6 +223,30 @@ impl Sim {
     /// the simulation also flushes it, silently.
     pub fn stop_capture(&self) -> io::Result<u64> {
         self.world.borrow_mut().stop_capture()
+    }
+
+    /// Bridges `(node, port)`'s management datagrams to the SM — QP1 to the SM's LID — to a
+    /// real subnet manager through `peer`, and its answers back (module `fabric::bridge`
+    /// says what crosses and what cannot). The port takes the peer subnet's addresses
+    /// (`peer_port`: its LID, the SM's LID and SL, the GID prefix, the P_Key table), which the
+    /// simulated SM programs as it brings the port up; the simulated SM's own LID becomes the
+    /// peer SM's. A request waits at most `wait`, in real time, for its answer.
+    pub fn bridge_sm(
+        &self,
+        node: NodeId,
+        port: u8,
+        peer: impl MadPeer + 'static,
+        peer_port: PeerPort,
+        wait: Duration,
+    ) {
+        self.world
+            .borrow_mut()
+            .bridge_sm(node, port, Box::new(peer), peer_port, wait);
+    }
+
+    /// What crossed the bridge so far (`None` without one).
+    pub fn bridge_stats(&self) -> Option<BridgeStats> {
+        self.world.borrow().bridge_stats()
     }
 
     /// Fault: takes a link down or up after `after`.

@@ -158,10 +158,10 @@ impl World {
     /// Programs a port in INIT: NodeInfo, its P_Key table, then PortInfo with the LID and
     /// PortState ARMED.
     pub(super) fn sm_program_port(&mut self, node: NodeId, port: u8, lid: u16) {
-        let sm = self.cfg.sm.clone();
+        let (pkeys, _, _) = self.sm_view(node, port);
         self.sm_send_smp(node, port, MadMethod::GET, AttrId::NODE_INFO, &[]);
         let mut t = PKeyTable::default();
-        for (d, s) in t.pkey.iter_mut().zip(sm.pkeys.iter()) {
+        for (d, s) in t.pkey.iter_mut().zip(pkeys.iter()) {
             *d = U16::new(*s);
         }
         self.sm_send_smp(node, port, MadMethod::SET, AttrId::PKEY_TABLE, t.as_bytes());
@@ -171,12 +171,12 @@ impl World {
     /// `Set(PortInfo)`: the port's PortInfo as last read (an SM sets what it got, changed)
     /// with the LID, the SM's LID and SL, the GID prefix and `state` (NOP: no change).
     pub(super) fn sm_set_port(&mut self, node: NodeId, port: u8, state: PortState, lid: u16) {
-        let sm = self.cfg.sm.clone();
+        let (_, prefix, sm_sl) = self.sm_view(node, port);
         let mut pi = self.port_info(node, port);
-        pi.gid_prefix = U64::new(sm.gid_prefix);
+        pi.gid_prefix = U64::new(prefix);
         pi.lid = U16::new(lid);
-        pi.master_sm_lid = U16::new(sm.lid);
-        pi.neighbor_mtu_master_sm_sl &= 0xf0;
+        pi.master_sm_lid = U16::new(self.cfg.sm.lid);
+        pi.neighbor_mtu_master_sm_sl = (pi.neighbor_mtu_master_sm_sl & 0xf0) | (sm_sl & 0xf);
         pi.set_port_state(state);
         // PortPhysicalState and LinkDownDefaultState: no change.
         pi.phys_state_link_down_default = 0;
