@@ -83,6 +83,8 @@ pub mod device;
 pub mod fabric;
 pub mod faults;
 pub mod hal;
+#[cfg(all(feature = "ibsim", target_os = "linux"))]
+pub mod ibsim;
 pub mod mem;
 
 use std::cell::RefCell;

@@ -2,9 +2,9 @@
 //!
 //! With [`crate::Sim::bridge_sm`], the management datagrams one port sends on QP1 to the SM's
 //! LID — SubnAdm Set/Get/Delete of MCMemberRecords, PathRecord queries, anything else of the
-//! GSI — leave the simulated fabric through a [`MadPeer`] (an ibsim client: module `ibsim`, feature `ibsim`)
-//! to a real SM, OpenSM, and its answers come back to that port as IB packets from the SM's
-//! LID, QP1 to QP1. The port's LID, its SM's LID and SL, its GID prefix and its P_Key table are
+//! GSI — leave the simulated fabric through a [`MadPeer`] (an ibsim client: module `ibsim`,
+//! feature `ibsim`) to a real SM, OpenSM, and its answers come back to that port as IB packets
+//! from the SM's LID, QP1 to QP1. The port's LID, its SM's LID and SL, its GID prefix and its P_Key table are
 //! the peer subnet's ([`PeerPort`]): the simulated SM programs them with its SMPs, so the
 //! driver's queries carry the addresses the real SA knows.
 //!
