@@ -44,10 +44,11 @@ unit-tests:
 	$(CARGO) test --workspace --all-features --doc
 
 # The real peers the tests talk to (as root, from Debian's packages, when missing): Kea, tgtd,
-# istgt, libiscsi's tools (a reference initiator), and tshark (Wireshark's decoder, which checks
+# istgt, libiscsi's tools (a reference initiator), tshark (Wireshark's decoder, which checks
 # the fabric's captures; DEBIAN_FRONTEND=noninteractive answers its debconf question about
-# non-root capture with the default, no).
-TEST_PACKAGES := kea-dhcp4-server tgt istgt libiscsi-bin tshark
+# non-root capture with the default, no), and OpenSM on ibsim with infiniband-diags (a real
+# subnet manager for the SM bridge).
+TEST_PACKAGES := kea-dhcp4-server tgt istgt libiscsi-bin tshark ibsim-utils opensm infiniband-diags
 test-deps:
 	@missing=""; \
 	for p in $(TEST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \

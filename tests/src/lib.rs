@@ -7,9 +7,13 @@
 //! - [`kea`]: start and stop a real Kea DHCPv4 server with a generated configuration;
 //! - [`target`]: real iSCSI targets (tgtd, istgt) serving one LUN, with CHAP, killed and
 //!   restarted on demand;
-//! - [`fixtures`]: tables and captures from real firmware, kept under `tests/fixtures/`.
+//! - [`fixtures`]: tables and captures from real firmware, kept under `tests/fixtures/`;
+//! - [`ibsim`]: a real OpenSM on ibsim, Debian's InfiniBand fabric simulator, and the
+//!   `infiniband-diags` tools against it.
 
 pub mod fixtures;
+#[cfg(target_os = "linux")]
+pub mod ibsim;
 pub mod kea;
 pub mod netns;
 pub mod target;
