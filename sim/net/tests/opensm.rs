@@ -19,7 +19,7 @@ use hca::wire::mad::MadStatus;
 use hca::wire::smp::PortState;
 use hca::wire::{Gid, Guid};
 use hca_sim::ibsim::IbsimClient;
-use hca_sim::{HcaSpec, NodeId, Sim, SimConfig, SmConfig};
+use hca_sim::{HcaSpec, NodeId, PeerPort, Sim, SimConfig, SmConfig};
 use ipoib::iface;
 use ipoib::wire::ipoib::{EtherType, HwAddr};
 use isboot_tests::ibsim::Subnet;
@@ -71,30 +71,47 @@ fn attach(subnet: &Subnet, node: &str) -> IbsimClient {
     c
 }
 
-/// saquery's member dump, as (MGID, PortGid) pairs. `--smkey 1` (OpenSM's default SA key)
+/// saquery's member dump, as (MGID, MLID, PortGid). `--smkey 1` (OpenSM's default SA key)
 /// makes the request trusted: otherwise OpenSM zeroes the PortGid of other ports' records.
-fn members(subnet: &Subnet) -> Vec<(String, String)> {
+/// saquery runs under ibsim's umad2sim, which cuts answers to one MAD: 3 records at most,
+/// enough here (our port is the only member of anything).
+fn members(subnet: &Subnet) -> Vec<(String, u16, String)> {
     let out = subnet
         .diag("Peer", "saquery", &["-m", "--smkey", "1"])
         .unwrap_or_else(|e| panic!("{e}"));
     let mut v = Vec::new();
-    let mut mgid = String::new();
+    let (mut mgid, mut mlid) = (String::new(), 0);
     for l in out.lines() {
         let l = l.trim();
-        if let Some(g) = l.strip_prefix("MGID") {
-            mgid = g.trim_start_matches('.').to_string();
-        } else if let Some(g) = l.strip_prefix("PortGid") {
-            v.push((mgid.clone(), g.trim_start_matches('.').to_string()));
+        let value = |k: &str| {
+            l.strip_prefix(k)
+                .map(|g| g.trim_start_matches('.').to_string())
+        };
+        if let Some(g) = value("MGID") {
+            mgid = g;
+        } else if let Some(m) = value("Mlid") {
+            mlid = u16::from_str_radix(m.trim_start_matches("0x"), 16).unwrap_or(0);
+        } else if let Some(g) = value("PortGid") {
+            v.push((mgid.clone(), mlid, g));
         }
     }
     v
+}
+
+/// Whether saquery lists `port` in group `mgid`; with the group's MLID.
+fn member_of(subnet: &Subnet, mgid: &str, port: &Gid) -> Option<u16> {
+    let port = gid_text(port);
+    members(subnet)
+        .into_iter()
+        .find(|(m, _, p)| m == mgid && *p == port)
+        .map(|(_, mlid, _)| mlid)
 }
 
 fn gid_text(g: &Gid) -> String {
     std::net::Ipv6Addr::from(g.0).to_string()
 }
 
-fn bridged_fabric(subnet: &Subnet) -> (Sim, NodeId) {
+fn bridged_fabric(subnet: &Subnet) -> (Sim, NodeId, PeerPort) {
     let mut ours = attach(subnet, "Isboot");
     let ni = ours.node_info().unwrap();
     assert_eq!(
@@ -118,8 +135,8 @@ fn bridged_fabric(subnet: &Subnet) -> (Sim, NodeId) {
     sim.attach_sm(sw);
     let node = sim.add_hca(HcaSpec::connectx(ISBOOT_GUID, 1));
     sim.connect(node, 1, sw);
-    sim.bridge_sm(node, 1, ours, peer_port, Duration::from_secs(5));
-    (sim, node)
+    sim.bridge_sm(node, 1, ours, peer_port.clone(), Duration::from_secs(5));
+    (sim, node, peer_port)
 }
 
 #[test]
@@ -131,7 +148,7 @@ fn opensm_answers_our_joins_creates_leaves_and_path_records() {
         // ibsim refuses a node it does not have, and our client says so.
         let e = IbsimClient::connect(subnet.sockname(), "NoSuchNode", client_id(), 0).unwrap_err();
         assert!(matches!(e, hca_sim::ibsim::IbsimError::Refused(_)), "{e}");
-        let (sim, node) = bridged_fabric(&subnet);
+        let (sim, node, ibsim_port) = bridged_fabric(&subnet);
         let dir = isboot_tests::TempDir::new("opensm").unwrap();
         sim.capture(dir.0.join("bridge.pcap")).unwrap();
         let our_gid = Gid::from_parts(0xfe80 << 48, Guid::from_u64(ISBOOT_GUID + 1));
@@ -146,8 +163,9 @@ fn opensm_answers_our_joins_creates_leaves_and_path_records() {
         };
         let mut h =
             IpHost::up(&sim, node, cfg).unwrap_or_else(|e| panic!("{e}\n{}", subnet.opensm_log()));
+        // The port has the LID OpenSM gave Isboot in ibsim, and OpenSM's LID as its SM's.
         let attr = *h.ipoib.port_attr();
-        assert_eq!(attr.lid.0, peer_port_lid(&sim, node));
+        assert_eq!((attr.lid.0, attr.sm_lid.0), (ibsim_port.lid, ibsim_port.sm_lid));
         assert_eq!(attr.gid, our_gid);
         assert_eq!(h.ipoib.pkey(), 0x8001);
         assert_eq!(
@@ -163,13 +181,15 @@ fn opensm_answers_our_joins_creates_leaves_and_path_records() {
             subnet.opensm_log()
         );
         let mgid_8001 = gid_text(&Gid::ipoib_broadcast(0x8001));
-        assert!(members(&subnet).contains(&(mgid_8001.clone(), gid_text(&our_gid))));
+        assert_eq!(
+            member_of(&subnet, &mgid_8001, &our_gid),
+            Some(mlid_8001.0),
+            "saquery lists us, with the MLID we were given"
+        );
         // Leave: OpenSM drops our membership.
         let ipoib = h.ipoib;
         ipoib.down(&mut h.dev).unwrap();
-        assert!(!members(&subnet)
-            .iter()
-            .any(|(m, p)| *m == mgid_8001 && *p == gid_text(&our_gid)));
+        assert_eq!(member_of(&subnet, &mgid_8001, &our_gid), None);
         drop(h.dev);
 
         // 2. The default partition: OpenSM made its broadcast group at start; we join it and
@@ -181,7 +201,7 @@ fn opensm_answers_our_joins_creates_leaves_and_path_records() {
         assert!(h.ipoib.mlid().is_multicast());
         assert_ne!(h.ipoib.mlid(), mlid_8001);
         let mgid = gid_text(&Gid::ipoib_broadcast(0xffff));
-        assert!(members(&subnet).contains(&(mgid.clone(), gid_text(&our_gid))));
+        assert_eq!(member_of(&subnet, &mgid, &our_gid), Some(h.ipoib.mlid().0), "saquery");
 
         // 3. A PathRecord to Peer, a node only ibsim's subnet has: OpenSM resolves it.
         let attr = *h.ipoib.port_attr();
@@ -219,7 +239,7 @@ fn opensm_answers_our_joins_creates_leaves_and_path_records() {
         let path = h.ipoib.path(&h.dev, &dst.gid).expect("a path from OpenSM");
         assert_eq!(path.dlid, peer.lid.get());
         assert_eq!(h.ipoib.stats().path_queries, 1);
-        // An unknown GID: OpenSM says no records (0x0300) and nothing is cached.
+        // An unknown GID: OpenSM says it has no records (0x0300).
         let nobody = Gid::from_parts(0xfe80 << 48, Guid::from_u64(0x0002_c903_dead_0001));
         assert_eq!(
             verbs::sa_path_record(&mut h.dev, &attr, &nobody, RetryPolicy::default()).unwrap_err(),
@@ -229,7 +249,7 @@ fn opensm_answers_our_joins_creates_leaves_and_path_records() {
         // 4. Leave.
         let ipoib = h.ipoib;
         ipoib.down(&mut h.dev).unwrap();
-        assert!(!members(&subnet).contains(&(mgid.clone(), gid_text(&our_gid))));
+        assert_eq!(member_of(&subnet, &mgid, &our_gid), None);
 
         // Everything went to OpenSM: the simulated SA saw nothing.
         assert_eq!(sim.stats().sa_requests, 0);
@@ -290,8 +310,4 @@ fn opensm_answers_our_joins_creates_leaves_and_path_records() {
         );
     })
     .unwrap_or_else(|e| panic!("{e}"));
-}
-
-fn peer_port_lid(sim: &Sim, node: NodeId) -> u16 {
-    sim.assigned_lid(node, 1).expect("a LID")
 }
