@@ -47,8 +47,9 @@ unit-tests:
 # istgt, libiscsi's tools (a reference initiator), tshark (Wireshark's decoder, which checks
 # the fabric's captures; DEBIAN_FRONTEND=noninteractive answers its debconf question about
 # non-root capture with the default, no), and OpenSM on ibsim with infiniband-diags (a real
-# subnet manager for the SM bridge).
-TEST_PACKAGES := kea-dhcp4-server tgt istgt libiscsi-bin tshark ibsim-utils opensm infiniband-diags
+# subnet manager for the SM bridge), makefs/gdisk for FreeBSD root disks.
+TEST_PACKAGES := kea-dhcp4-server tgt istgt libiscsi-bin tshark ibsim-utils opensm infiniband-diags \
+	makefs gdisk
 test-deps:
 	@missing=""; \
 	for p in $(TEST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
@@ -59,9 +60,9 @@ test-deps:
 
 # The real servers the demo boots from (as root, from Debian's packages, when missing).
 demo-deps:
-	@command -v kea-dhcp4 >/dev/null 2>&1 && command -v tgtd >/dev/null 2>&1 || { \
-		echo "== installing the demo's servers: kea-dhcp4-server tgt"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kea-dhcp4-server tgt; }
+	@command -v kea-dhcp4 >/dev/null 2>&1 && command -v tgtd >/dev/null 2>&1 && command -v makefs >/dev/null 2>&1 && command -v sgdisk >/dev/null 2>&1 || { \
+		echo "== installing the demo's servers and disk tools: kea-dhcp4-server tgt makefs gdisk"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kea-dhcp4-server tgt makefs gdisk; }
 
 demo: demo-deps
 	@$(CARGO) build -q --release -p ibft --features std --bins
@@ -72,7 +73,8 @@ demo: demo-deps
 	@echo "==    without a cable, port 2 up), DHCP over IB from a real Kea through the fabric's"
 	@echo "==    gateway, an iSCSI login with mutual CHAP to a real tgtd across the fabric, the"
 	@echo "==    boot blocks, the iBFT left in base memory; then isboot.ko's load flow (its"
-	@echo "==    portable half, on the host platform) finding and publishing that table."
+	@echo "==    portable half, on the host platform) finding and publishing that table, and its"
+	@echo "==    boot thread logging in again and finding the FreeBSD root on da0p2."
 	@echo "==    (In a private network namespace: nothing leaves the machine.)"
 	./target/release/examples/boot_sim target/demo-ibft.bin --pcap target/demo-boot.pcap
 	@echo "== Every packet of that boot is in target/demo-boot.pcap: read it with tshark -r target/demo-boot.pcap (add -V for every field) or wireshark target/demo-boot.pcap"
@@ -93,9 +95,10 @@ demo: demo-deps
 	@./target/release/ibft check target/demo-corrupt.bin; echo "(exit status $$?)"
 	@echo
 	@echo "== The demo showed: a node booting over InfiniBand from port 2 (port 1 dead) through"
-	@echo "== DHCP and a mutual-CHAP iSCSI login, the iBFT it leaves, and the module taking it."
-	@echo "== On a real machine isboot.ko goes on from there (being built): it finds the boot"
-	@echo "== interface, logs in to the target again, and exposes the LUN as da0 for root."
+	@echo "== DHCP and a mutual-CHAP iSCSI login, the iBFT it leaves, and the module taking it:"
+	@echo "== its boot thread found the interface, logged in again and found root on da0p2."
+	@echo "== Still to come on a real machine: the same thread inside FreeBSD (kernel sockets, CAM),"
+	@echo "== and the module's own HCA and IPoIB interface instead of an Ethernet-style one."
 
 # Runs the demo and checks what it printed: the main command cannot break silently.
 demo-check:

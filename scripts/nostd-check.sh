@@ -6,7 +6,7 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$REPO"
-CRATES="${CRATES:-secret ibft ipoib hca iscsi-initiator loader}"
+CRATES="${CRATES:-clock secret ibft ipoib hca iscsi-initiator loader}"
 [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ] ||
     kmod/scripts/install-toolchain.sh >&2
 args=()

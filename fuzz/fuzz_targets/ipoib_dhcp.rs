@@ -3,8 +3,8 @@
 //! in, to get past the first check) without panicking or leaving its states.
 #![no_main]
 
+use clock::Instant;
 use ipoib::dhcp::{Client, Config, Identity};
-use ipoib::time::Instant;
 use ipoib::wire::dhcp::Message;
 use ipoib::wire::ipoib::HwAddr;
 use libfuzzer_sys::fuzz_target;
@@ -19,17 +19,17 @@ fuzz_target!(|data: &[u8]| {
         hw_addr: HwAddr::default(),
         lemac: [0, 2, 0xc9, 0, 0x10, 0x39],
     };
-    let mut c = Client::new(Config::new(id, 1), Instant(0));
-    let _ = c.poll_transmit(Instant(0));
+    let mut c = Client::new(Config::new(id, 1), Instant::from_millis(0));
+    let _ = c.poll_transmit(Instant::from_millis(0));
     let mut d = data.to_vec();
     if d.len() >= 8 {
         d[4..8].copy_from_slice(&c.xid().to_be_bytes());
     }
     // Feed it twice: an OFFER moves the client on, and the second copy meets REQUESTING.
     for t in [1, 2] {
-        let _ = c.process(Instant(t), &d);
-        let _ = c.poll_transmit(Instant(t));
-        let _ = c.handle_timeout(Instant(t * 1_000_000));
+        let _ = c.process(Instant::from_millis(t), &d);
+        let _ = c.poll_transmit(Instant::from_millis(t));
+        let _ = c.handle_timeout(Instant::from_millis(t * 1_000_000));
         let _ = c.poll_at();
     }
 });

@@ -56,6 +56,12 @@ pub enum Error {
         /// the port.
         state: PortState,
     },
+    /// A VPI port is configured for Ethernet (QUERY_PORT reports Ethernet and not InfiniBand);
+    /// this driver runs InfiniBand only.
+    PortIsEthernet {
+        /// Port.
+        port: PortNum,
+    },
     /// Two multicast GIDs hash to the same MCG entry.
     McgCollision,
     /// A MAD answer carried a non-zero status.
@@ -100,6 +106,11 @@ impl core::fmt::Display for Error {
                 )
             }
             Error::CmdTimeout(op) => write!(f, "firmware command {op:?} timed out"),
+            Error::PortIsEthernet { port } => write!(
+                f,
+                "port {} is configured as Ethernet (VPI), not InfiniBand",
+                port.0
+            ),
             e => write!(f, "{e:?}"),
         }
     }

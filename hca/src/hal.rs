@@ -7,7 +7,6 @@
 use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::{fence, Ordering};
-pub use core::time::Duration;
 
 use crate::Error;
 
@@ -17,23 +16,9 @@ pub const PAGE_SIZE: usize = 4096;
 /// A bus (device-visible) address.
 pub type PhysAddr = u64;
 
-/// A point on the Hal's monotonic clock, in nanoseconds since an arbitrary origin.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Instant(pub u64);
-
-impl Instant {
-    /// `self + d`, saturating.
-    pub fn after(self, d: Duration) -> Instant {
-        Instant(
-            self.0
-                .saturating_add(d.as_nanos().min(u128::from(u64::MAX)) as u64),
-        )
-    }
-    /// Time from `earlier` to `self`, zero if `earlier` is later.
-    pub fn since(self, earlier: Instant) -> Duration {
-        Duration::from_nanos(self.0.saturating_sub(earlier.0))
-    }
-}
+// The Hal's monotonic clock: `Instant` is nanoseconds since an origin the environment chose,
+// `Duration` is `core::time::Duration` (the project's one time type, in the `clock` crate).
+pub use clock::{Duration, Instant};
 
 /// Which way a DMA buffer's data flows; lets a Hal with bounce buffers or non-coherent caches
 /// do the right synchronisation.

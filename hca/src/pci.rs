@@ -1,8 +1,16 @@
 //! PCI ids of the HCAs this crate knows, with their programming-interface family.
 //!
 //! Sources: the BoIB user's manual Table 1 (ConnectX 0x6340/0x634a/0x6732/0x673c, InfiniHost III
-//! Ex 0x6282 and Lx 0x6274) and iPXE's id tables (`src/drivers/infiniband/hermon.c`, `arbel.c`, `golan.c`: ConnectX-2 0x6746, ConnectX-3 0x1003, ConnectX-3 Pro 0x1007,
-//! Connect-IB and ConnectX-4+).
+//! Ex 0x6282 and Lx 0x6274), iPXE's id tables (`src/drivers/infiniband/hermon.c` `hermon_nics`,
+//! `arbel.c`, `golan.c`: ConnectX-2 0x6746, ConnectX-3 0x1003, ConnectX-3 Pro 0x1007,
+//! Connect-IB and ConnectX-4+) and Linux's (`drivers/net/ethernet/mellanox/mlx4/main.c`
+//! `mlx4_pci_table`: 0x6354, commented there as MT25408 "Hermon" QDR).
+//!
+//! Only the IB-capable hermon ids are listed. The Ethernet-only ConnectX EN parts (0x6368,
+//! 0x6372, 0x6750, 0x675a, 0x6764, 0x676e, 0x6778 — iPXE lists all of them as "ConnectX EN"
+//! or "ConnectX-2 EN") are left out. 0x6746 is named "MT26438 ConnectX-2 VPI" by iPXE but
+//! `CONNECTX_EN_5_GEN2` ("ConnectX EN 40GigE") by Linux; it stays, and like every VPI part its
+//! ports are taken as QUERY_PORT reports them, not from the id.
 
 /// Mellanox's PCI vendor id.
 pub const MELLANOX_VENDOR_ID: u16 = 0x15b3;
@@ -41,6 +49,11 @@ const fn d(device: u16, name: &'static str, family: Family) -> PciDevice {
 pub const DEVICES: &[PciDevice] = &[
     d(0x6340, "MT25408 ConnectX IB SDR", Family::Hermon),
     d(0x634a, "MT25418 ConnectX IB DDR", Family::Hermon),
+    d(
+        0x6354,
+        "MT25408 \"Hermon\" QDR (ConnectX IB QDR)",
+        Family::Hermon,
+    ),
     d(
         0x6732,
         "MT26418 ConnectX IB DDR PCIe 2.0 5GT/s",
@@ -81,7 +94,9 @@ mod tests {
 
     #[test]
     fn boib_table1_connectx_ids_are_hermon() {
-        for id in [0x6340, 0x634a, 0x6732, 0x673c, 0x6746, 0x1003, 0x1007] {
+        for id in [
+            0x6340, 0x634a, 0x6354, 0x6732, 0x673c, 0x6746, 0x1003, 0x1007,
+        ] {
             assert_eq!(
                 lookup(0x15b3, id).unwrap().family,
                 Family::Hermon,
@@ -92,5 +107,9 @@ mod tests {
         assert_eq!(lookup(0x15b3, 0x1013).unwrap().family, Family::Golan);
         assert!(lookup(0x8086, 0x6340).is_none());
         assert!(lookup(0x15b3, 0xffff).is_none());
+        // Ethernet-only ConnectX EN parts are not ours.
+        for id in [0x6368, 0x6372, 0x6750, 0x675a, 0x6764, 0x676e, 0x6778] {
+            assert!(lookup(0x15b3, id).is_none(), "{id:#x}");
+        }
     }
 }

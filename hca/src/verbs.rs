@@ -331,7 +331,7 @@ pub fn mad_rpc<V: Verbs + ?Sized>(
     let mut timeout = policy.first_timeout;
     for _ in 0..policy.attempts.max(1) {
         dev.mad_send(port, dest, req)?;
-        let deadline = dev.now().after(timeout);
+        let deadline = dev.now() + timeout;
         // TIMEOUT: `timeout` per attempt, from `policy` (default 0.25 s doubling to 8 s, as
         // iPXE's MAD interface).
         while dev.now() < deadline {
@@ -360,10 +360,10 @@ pub fn wait_port_active<V: Verbs + ?Sized>(
     timeout: Duration,
 ) -> Result<PortAttr, Error> {
     let start = dev.now();
-    let deadline = start.after(timeout);
+    let deadline = start + timeout;
     let poll = Duration::from_millis(500);
     let mut attr = dev.query_port(port)?;
-    let mut next_poll = start.after(poll);
+    let mut next_poll = start + poll;
     // TIMEOUT: `timeout` from the caller (the BoIB manual waits 45 s per port, iPXE 15 s);
     // PortInfo is re-read every 0.5 s (iPXE HERMON_LINK_POLL_INTERVAL, reference §1.3).
     loop {
@@ -387,7 +387,7 @@ pub fn wait_port_active<V: Verbs + ?Sized>(
         }
         if refresh {
             attr = dev.query_port(port)?;
-            next_poll = dev.now().after(poll);
+            next_poll = dev.now() + poll;
         } else {
             dev.delay(Duration::from_millis(1));
         }

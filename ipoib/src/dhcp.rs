@@ -20,7 +20,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
-use crate::time::{Duration, Instant};
+use clock::{Duration, DurationExt, Instant};
+
 use crate::wire::dhcp::{code, IpxeCredentials, Message, MessageType, Op, Options, FLAG_BROADCAST};
 use crate::wire::ipoib::HwAddr;
 
@@ -694,7 +695,7 @@ impl Client {
 }
 
 fn half_but_60s(remaining: Duration) -> Duration {
-    Duration::from_millis((remaining.0 / 2).max(60_000))
+    Duration::from_millis((remaining.total_millis() / 2).max(60_000))
 }
 
 fn usable(a: Ipv4Addr) -> bool {

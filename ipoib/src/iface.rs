@@ -20,12 +20,17 @@
 //! source LID tell us where a peer is now: a cached path naming another LID is stale and is
 //! re-resolved (the SM moved the peer).
 //!
-//! Everything is driven by [`Interface::poll`]; time is the device's clock.
+//! Everything after bring-up is driven by [`Interface::poll`], and time is the caller's: every
+//! method that runs the ARP and path timers, or may start them by sending, takes `now` (the
+//! ROM's timer, the kernel's uptime, the simulator's clock; one monotonic clock throughout).
+//! Only [`Interface::up`] and [`Interface::down`] wait, bounded, on the device's clock.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
+
+use clock::Instant;
 
 use hca::verbs::{
     self, AddressHandle, CompletionKind, CqId, Event, MadDest, PortAttr, PortNum, QpId,
@@ -38,7 +43,6 @@ use hca::Verbs;
 use log::debug;
 
 use crate::neigh::{NeighCache, NeighConfig, NeighDue, PathCache, PathConfig, PathDue, PathInfo};
-use crate::time::Instant;
 use crate::wire::arp;
 use crate::wire::ipoib::{
     broadcast_mgid, decapsulate, encapsulate, EtherType, Gid, HwAddr, Scope, DEFAULT_PKEY,
@@ -203,11 +207,6 @@ enum NextHop {
 struct Pending {
     next: NextHop,
     frame: Vec<u8>,
-}
-
-/// Milliseconds on the device's clock.
-pub fn now_ms(dev: &dyn Verbs) -> Instant {
-    Instant(dev.now().0 / 1_000_000)
 }
 
 /// Converts between the two GID types (same bytes).
@@ -425,9 +424,9 @@ impl Interface {
         self.neigh.lookup(ip)
     }
 
-    /// The resolved path to `gid`, if cached.
-    pub fn path(&self, dev: &dyn Verbs, gid: &Gid) -> Option<PathInfo> {
-        self.paths.get(gid, now_ms(dev))
+    /// The resolved path to `gid`, if cached and not expired at `now`.
+    pub fn path(&self, gid: &Gid, now: Instant) -> Option<PathInfo> {
+        self.paths.get(gid, now)
     }
 
     /// Configures (or with `None` removes) the address, and the default gateway. A new address
@@ -436,6 +435,7 @@ impl Interface {
     pub fn set_ipv4(
         &mut self,
         dev: &mut dyn Verbs,
+        now: Instant,
         ip: Option<(Ipv4Addr, u8)>,
         gateway: Option<Ipv4Addr>,
     ) {
@@ -444,14 +444,14 @@ impl Interface {
         self.gateway = gateway;
         if changed {
             self.neigh.flush();
-            self.announce(dev);
+            self.announce(dev, now);
         }
     }
 
-    fn announce(&mut self, dev: &mut dyn Verbs) {
+    fn announce(&mut self, dev: &mut dyn Verbs, now: Instant) {
         if let Some((ip, _)) = self.ip {
             let r = arp::Repr::gratuitous(self.hw_addr(), ip);
-            self.send_arp(dev, r, NextHop::Broadcast);
+            self.send_arp(dev, now, r, NextHop::Broadcast);
         }
     }
 
@@ -494,16 +494,22 @@ impl Interface {
     }
 
     /// Sends an IPv4 packet, routed by its destination: broadcast, on-link, or via the gateway.
-    pub fn send_ipv4(&mut self, dev: &mut dyn Verbs, packet: &[u8]) -> Result<(), Error> {
+    pub fn send_ipv4(
+        &mut self,
+        dev: &mut dyn Verbs,
+        now: Instant,
+        packet: &[u8],
+    ) -> Result<(), Error> {
         let mut frame = vec![0u8; HEADER_LEN + packet.len()];
         frame[HEADER_LEN..].copy_from_slice(packet);
-        self.send_ipv4_frame(dev, frame)
+        self.send_ipv4_frame(dev, now, frame)
     }
 
     /// As [`Interface::send_ipv4`], with the packet at `frame[4..]` (the header is written here).
     pub fn send_ipv4_frame(
         &mut self,
         dev: &mut dyn Verbs,
+        now: Instant,
         mut frame: Vec<u8>,
     ) -> Result<(), Error> {
         let packet = frame.get(HEADER_LEN..).unwrap_or(&[]);
@@ -516,7 +522,7 @@ impl Interface {
         let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
         let next = self.route(dst)?;
         let _ = encapsulate(EtherType::IPV4, &mut frame);
-        self.xmit(dev, next, frame);
+        self.xmit(dev, now, next, frame);
         Ok(())
     }
 
@@ -524,6 +530,7 @@ impl Interface {
     pub fn send_ipv4_via(
         &mut self,
         dev: &mut dyn Verbs,
+        now: Instant,
         packet: &[u8],
         next_hop: Ipv4Addr,
     ) -> Result<(), Error> {
@@ -538,7 +545,7 @@ impl Interface {
         } else {
             NextHop::Ip(next_hop)
         };
-        self.xmit(dev, next, frame);
+        self.xmit(dev, now, next, frame);
         Ok(())
     }
 
@@ -547,6 +554,7 @@ impl Interface {
     pub fn send_frame(
         &mut self,
         dev: &mut dyn Verbs,
+        now: Instant,
         dst: &HwAddr,
         ether_type: EtherType,
         payload: &[u8],
@@ -557,7 +565,7 @@ impl Interface {
         let mut frame = vec![0u8; HEADER_LEN + payload.len()];
         frame[HEADER_LEN..].copy_from_slice(payload);
         let _ = encapsulate(ether_type, &mut frame);
-        self.xmit(dev, NextHop::Hw(*dst), frame);
+        self.xmit(dev, now, NextHop::Hw(*dst), frame);
         Ok(())
     }
 
@@ -579,6 +587,7 @@ impl Interface {
     pub fn send_dhcp(
         &mut self,
         dev: &mut dyn Verbs,
+        now: Instant,
         tx: &crate::dhcp::Transmit,
     ) -> Result<(), Error> {
         let dst = match tx.dst {
@@ -595,7 +604,7 @@ impl Interface {
         .ok_or(Error::TooLong {
             len: tx.payload.len(),
         })?;
-        self.send_ipv4(dev, &packet)
+        self.send_ipv4(dev, now, &packet)
     }
 
     /// Takes the next received IPv4 packet.
@@ -641,18 +650,18 @@ impl Interface {
 
     /// Does all pending work: device events, received datagrams (ARP answered, IPv4 queued
     /// for [`Interface::recv`]), send completions, SA answers, ARP and path timers, and
-    /// packets whose next hop became resolvable.
-    pub fn poll(&mut self, dev: &mut dyn Verbs) -> Result<(), Error> {
-        self.poll_events(dev)?;
-        self.poll_recv(dev)?;
+    /// packets whose next hop became resolvable. Timers are due by `now`.
+    pub fn poll(&mut self, dev: &mut dyn Verbs, now: Instant) -> Result<(), Error> {
+        self.poll_events(dev, now)?;
+        self.poll_recv(dev, now)?;
         self.reap_sends(dev)?;
-        self.poll_mads(dev)?;
-        self.run_timers(dev);
-        self.flush_pending(dev);
+        self.poll_mads(dev, now)?;
+        self.run_timers(dev, now);
+        self.flush_pending(dev, now);
         Ok(())
     }
 
-    fn poll_events(&mut self, dev: &mut dyn Verbs) -> Result<(), Error> {
+    fn poll_events(&mut self, dev: &mut dyn Verbs, now: Instant) -> Result<(), Error> {
         while let Some(ev) = dev.poll_event()? {
             match ev {
                 Event::PortManagementChange { port } if port == self.cfg.port => {
@@ -665,7 +674,7 @@ impl Interface {
                         );
                         self.stats.path_stale += 1;
                         self.paths.flush();
-                        self.announce(dev);
+                        self.announce(dev, now);
                     }
                 }
                 Event::PortStateChange { port, up } if port == self.cfg.port => {
@@ -683,7 +692,7 @@ impl Interface {
                             Ok(rec) => self.mlid = rec.mlid(),
                             Err(e) => debug!("ipoib: re-join after link up failed: {e}"),
                         }
-                        self.announce(dev);
+                        self.announce(dev, now);
                     }
                 }
                 Event::CqError { cqn } => debug!("ipoib: CQ {cqn:#x} error"),
@@ -693,7 +702,7 @@ impl Interface {
         Ok(())
     }
 
-    fn poll_recv(&mut self, dev: &mut dyn Verbs) -> Result<(), Error> {
+    fn poll_recv(&mut self, dev: &mut dyn Verbs, now: Instant) -> Result<(), Error> {
         let mut buf = core::mem::take(&mut self.buf);
         // Bounded per poll so a flood cannot starve the caller.
         for _ in 0..self.cfg.recv_slots.saturating_mul(2).max(16) {
@@ -739,7 +748,7 @@ impl Interface {
                 EtherType::ARP => match arp::Repr::parse(payload) {
                     Ok(r) => {
                         self.stats.rx_arp += 1;
-                        self.handle_arp(dev, r, c.slid.0);
+                        self.handle_arp(dev, now, r, c.slid.0);
                     }
                     Err(e) => {
                         debug!("ipoib: bad ARP dropped: {e}");
@@ -755,8 +764,7 @@ impl Interface {
 
     /// RFC 826's reception algorithm, with the path check: an ARP packet's sender GID arrived
     /// from `slid`.
-    fn handle_arp(&mut self, dev: &mut dyn Verbs, r: arp::Repr, slid: u16) {
-        let now = now_ms(dev);
+    fn handle_arp(&mut self, dev: &mut dyn Verbs, now: Instant, r: arp::Repr, slid: u16) {
         if r.sender_hw.gid == self.hw_addr().gid {
             return;
         }
@@ -778,19 +786,19 @@ impl Interface {
             && r.sender_ip != r.target_ip
         {
             let reply = r.reply_from(self.hw_addr());
-            self.send_arp(dev, reply, NextHop::Hw(r.sender_hw));
+            self.send_arp(dev, now, reply, NextHop::Hw(r.sender_hw));
             self.stats.arp_replies += 1;
         }
     }
 
-    fn send_arp(&mut self, dev: &mut dyn Verbs, r: arp::Repr, next: NextHop) {
+    fn send_arp(&mut self, dev: &mut dyn Verbs, now: Instant, r: arp::Repr, next: NextHop) {
         let mut frame = vec![0u8; HEADER_LEN + arp::PACKET_LEN];
         let _ = encapsulate(EtherType::ARP, &mut frame);
         let _ = r.emit(&mut frame[HEADER_LEN..]);
         if r.operation == arp::Operation::REQUEST {
             self.stats.arp_requests += 1;
         }
-        self.xmit(dev, next, frame);
+        self.xmit(dev, now, next, frame);
     }
 
     fn reap_sends(&mut self, dev: &mut dyn Verbs) -> Result<(), Error> {
@@ -809,8 +817,7 @@ impl Interface {
         Ok(())
     }
 
-    fn poll_mads(&mut self, dev: &mut dyn Verbs) -> Result<(), Error> {
-        let now = now_ms(dev);
+    fn poll_mads(&mut self, dev: &mut dyn Verbs, now: Instant) -> Result<(), Error> {
         while let Some(r) = dev.mad_recv(self.cfg.port)? {
             let m = &r.mad;
             if !m.hdr.method.is_response() || m.hdr.attr_id != AttrId::PATH_RECORD {
@@ -875,14 +882,13 @@ impl Interface {
         }
     }
 
-    fn run_timers(&mut self, dev: &mut dyn Verbs) {
-        let now = now_ms(dev);
+    fn run_timers(&mut self, dev: &mut dyn Verbs, now: Instant) {
         for d in self.neigh.due(now) {
             match d {
                 NeighDue::Probe(ip) => {
                     let src = self.ip.map_or(Ipv4Addr::UNSPECIFIED, |a| a.0);
                     let r = arp::Repr::request(self.hw_addr(), src, ip);
-                    self.send_arp(dev, r, NextHop::Broadcast);
+                    self.send_arp(dev, now, r, NextHop::Broadcast);
                 }
                 NeighDue::Failed(ip) => {
                     debug!("ipoib: no ARP answer from {ip}");
@@ -907,11 +913,10 @@ impl Interface {
         self.stats.pending_dropped += (before - self.pending.len()) as u64;
     }
 
-    fn flush_pending(&mut self, dev: &mut dyn Verbs) {
+    fn flush_pending(&mut self, dev: &mut dyn Verbs, now: Instant) {
         if self.pending.is_empty() {
             return;
         }
-        let now = now_ms(dev);
         let queue = core::mem::take(&mut self.pending);
         let mut started = false;
         for p in queue {
@@ -932,13 +937,13 @@ impl Interface {
                 (_, None) => false,
             };
             if ready {
-                self.xmit(dev, p.next, p.frame);
+                self.xmit(dev, now, p.next, p.frame);
             } else {
                 self.pending.push_back(p);
             }
         }
         if started {
-            self.run_timers(dev);
+            self.run_timers(dev, now);
         }
     }
 
@@ -955,8 +960,7 @@ impl Interface {
     }
 
     /// Sends now if the next hop is resolved, else queues the frame and starts resolving.
-    fn xmit(&mut self, dev: &mut dyn Verbs, next: NextHop, frame: Vec<u8>) {
-        let now = now_ms(dev);
+    fn xmit(&mut self, dev: &mut dyn Verbs, now: Instant, next: NextHop, frame: Vec<u8>) {
         match next {
             NextHop::Broadcast => {
                 let ah =
@@ -964,16 +968,16 @@ impl Interface {
                 self.post(dev, &ah, &frame, None);
             }
             NextHop::Ip(ip) => match self.neigh.lookup(ip) {
-                Some(hw) => self.xmit(dev, NextHop::Hw(hw), frame),
+                Some(hw) => self.xmit(dev, now, NextHop::Hw(hw), frame),
                 None => {
                     self.neigh.start(ip, now);
                     self.enqueue(next, frame);
-                    self.run_timers(dev);
+                    self.run_timers(dev, now);
                 }
             },
             NextHop::Hw(hw) if hw.qpn == MULTICAST_QPN => {
                 if hw.gid == self.mgid {
-                    self.xmit(dev, NextHop::Broadcast, frame);
+                    self.xmit(dev, now, NextHop::Broadcast, frame);
                 } else {
                     // Other multicast groups are not joined by this interface.
                     self.stats.tx_errors += 1;
@@ -987,7 +991,7 @@ impl Interface {
                 None => {
                     self.paths.need(hw.gid, now);
                     self.enqueue(next, frame);
-                    self.run_timers(dev);
+                    self.run_timers(dev, now);
                 }
             },
         }

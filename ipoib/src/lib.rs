@@ -13,6 +13,11 @@
 //! - `phy` (feature `smoltcp`): smoltcp's `phy::Device` in `Medium::Ip` over that interface;
 //! - `udp` (feature `smoltcp`): IPv4/UDP datagrams for DHCP beside smoltcp.
 //!
+//! Time comes from the caller: the interface's timers and the DHCP client are given `now` as a
+//! `clock::Instant`; spans are `clock::Duration` (core's). Only the bounded waits of bring-up
+//! and tear-down (the port becoming ACTIVE, the SA's answers) poll the device's clock, inside
+//! `hca::verbs`.
+//!
 //! The crate is `no_std` with `alloc`, forbids unsafe
 //! code, and drops malformed input with a debug log instead of panicking.
 #![no_std]
@@ -28,7 +33,6 @@ pub mod iface;
 pub mod neigh;
 #[cfg(feature = "smoltcp")]
 pub mod phy;
-pub mod time;
 #[cfg(feature = "smoltcp")]
 pub mod udp;
 pub mod wire;

@@ -16,7 +16,8 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
-use crate::time::{Duration, Instant};
+use clock::{Duration, Instant};
+
 use crate::wire::ipoib::{Gid, HwAddr};
 
 /// Neighbour cache timers and bounds.
@@ -395,7 +396,7 @@ impl PathCache {
             *sent += 1;
             *tid = None;
             *next_tx = now + *timeout;
-            *timeout = Duration((timeout.0.saturating_mul(2)).min(cfg.max_timeout.0));
+            *timeout = timeout.saturating_mul(2).min(cfg.max_timeout);
             out.push(PathDue::Query(*gid));
             true
         });
@@ -422,7 +423,7 @@ impl PathCache {
             .iter()
             .min_by_key(|(_, p)| match p {
                 Path::Resolved { expires, .. } => *expires,
-                Path::Resolving { .. } => Instant(u64::MAX),
+                Path::Resolving { .. } => Instant::MAX,
             })
             .map(|(g, _)| *g);
         if let Some(g) = victim {
@@ -444,34 +445,39 @@ mod tests {
     }
     const IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
 
+    /// `n` milliseconds after the origin.
+    fn ms(n: u64) -> Instant {
+        Instant::from_millis(n)
+    }
+
     #[test]
     fn neighbour_is_requested_three_times_then_given_up() {
         let mut c = NeighCache::new(NeighConfig::default());
-        c.start(IP, Instant(0));
-        assert_eq!(c.due(Instant(0)), [NeighDue::Probe(IP)]);
-        assert_eq!(c.due(Instant(999)), []);
-        assert_eq!(c.poll_at(), Some(Instant(1000)));
-        assert_eq!(c.due(Instant(1000)), [NeighDue::Probe(IP)]);
-        assert_eq!(c.due(Instant(2000)), [NeighDue::Probe(IP)]);
-        assert_eq!(c.due(Instant(3000)), [NeighDue::Failed(IP)]);
+        c.start(IP, ms(0));
+        assert_eq!(c.due(ms(0)), [NeighDue::Probe(IP)]);
+        assert_eq!(c.due(ms(999)), []);
+        assert_eq!(c.poll_at(), Some(ms(1000)));
+        assert_eq!(c.due(ms(1000)), [NeighDue::Probe(IP)]);
+        assert_eq!(c.due(ms(2000)), [NeighDue::Probe(IP)]);
+        assert_eq!(c.due(ms(3000)), [NeighDue::Failed(IP)]);
         assert!(c.is_empty());
     }
 
     #[test]
     fn neighbour_expires_to_stale_and_is_reconfirmed() {
         let mut c = NeighCache::new(NeighConfig::default());
-        c.fill(IP, hw(1), Instant(0));
-        assert!(c.is_reachable(IP, Instant(59_999)));
-        assert!(c.due(Instant(59_999)).is_empty());
+        c.fill(IP, hw(1), ms(0));
+        assert!(c.is_reachable(IP, ms(59_999)));
+        assert!(c.due(ms(59_999)).is_empty());
         // Stale: still used, and re-requested.
-        assert!(!c.is_reachable(IP, Instant(60_000)));
+        assert!(!c.is_reachable(IP, ms(60_000)));
         assert_eq!(c.lookup(IP), Some(hw(1)));
-        assert_eq!(c.due(Instant(60_000)), [NeighDue::Probe(IP)]);
+        assert_eq!(c.due(ms(60_000)), [NeighDue::Probe(IP)]);
         // A new answer (the peer rebooted: another QPN) replaces it.
-        assert!(c.update_if_known(IP, hw(2), Instant(60_100)));
+        assert!(c.update_if_known(IP, hw(2), ms(60_100)));
         assert_eq!(c.lookup(IP), Some(hw(2)));
-        assert!(c.is_reachable(IP, Instant(60_100)));
-        assert!(!c.update_if_known(Ipv4Addr::new(192, 0, 2, 8), hw(3), Instant(0)));
+        assert!(c.is_reachable(IP, ms(60_100)));
+        assert!(!c.update_if_known(Ipv4Addr::new(192, 0, 2, 8), hw(3), ms(0)));
     }
 
     #[test]
@@ -480,9 +486,9 @@ mod tests {
             capacity: 2,
             ..NeighConfig::default()
         });
-        c.fill(Ipv4Addr::new(10, 0, 0, 1), hw(1), Instant(0));
-        c.fill(Ipv4Addr::new(10, 0, 0, 2), hw(2), Instant(10));
-        c.fill(Ipv4Addr::new(10, 0, 0, 3), hw(3), Instant(20));
+        c.fill(Ipv4Addr::new(10, 0, 0, 1), hw(1), ms(0));
+        c.fill(Ipv4Addr::new(10, 0, 0, 2), hw(2), ms(10));
+        c.fill(Ipv4Addr::new(10, 0, 0, 3), hw(3), ms(20));
         assert_eq!(c.len(), 2);
         assert_eq!(c.lookup(Ipv4Addr::new(10, 0, 0, 1)), None);
     }
@@ -491,37 +497,37 @@ mod tests {
     fn path_retries_with_backoff_and_takes_only_its_answer() {
         let g = hw(1).gid;
         let mut p = PathCache::new(PathConfig::default());
-        p.need(g, Instant(0));
-        assert_eq!(p.due(Instant(0)), [PathDue::Query(g)]);
+        p.need(g, ms(0));
+        assert_eq!(p.due(ms(0)), [PathDue::Query(g)]);
         p.sent(&g, 10);
-        assert_eq!(p.due(Instant(249)), []);
-        assert_eq!(p.due(Instant(250)), [PathDue::Query(g)]);
+        assert_eq!(p.due(ms(249)), []);
+        assert_eq!(p.due(ms(250)), [PathDue::Query(g)]);
         p.sent(&g, 11);
-        assert_eq!(p.poll_at(), Some(Instant(750)));
+        assert_eq!(p.poll_at(), Some(ms(750)));
         let info = PathInfo {
             dlid: 5,
             sl: 0,
             mtu: 4,
         };
         // The answer to the first, retransmitted, query is not taken.
-        assert_eq!(p.resolved(10, info, Instant(300)), None);
-        assert_eq!(p.resolved(11, info, Instant(300)), Some(g));
-        assert_eq!(p.get(&g, Instant(300)), Some(info));
+        assert_eq!(p.resolved(10, info, ms(300)), None);
+        assert_eq!(p.resolved(11, info, ms(300)), Some(g));
+        assert_eq!(p.get(&g, ms(300)), Some(info));
         // A packet from the same GID but another LID: stale.
         assert!(!p.observe(&g, 5));
         assert!(p.observe(&g, 9));
-        assert_eq!(p.get(&g, Instant(301)), None);
+        assert_eq!(p.get(&g, ms(301)), None);
     }
 
     #[test]
     fn path_gives_up_after_its_attempts() {
         let g = hw(1).gid;
         let mut p = PathCache::new(PathConfig::default());
-        p.need(g, Instant(0));
+        p.need(g, ms(0));
         let mut t = 0;
         let mut queries = 0;
         loop {
-            let d = p.due(Instant(t));
+            let d = p.due(ms(t));
             if d.contains(&PathDue::Failed(g)) {
                 break;
             }
@@ -532,6 +538,6 @@ mod tests {
         assert_eq!(queries, 4);
         // 0.25 + 0.5 + 1 + 2 s.
         assert_eq!(t, 3750);
-        assert_eq!(p.get(&g, Instant(t)), None);
+        assert_eq!(p.get(&g, ms(t)), None);
     }
 }

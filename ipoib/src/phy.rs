@@ -7,16 +7,19 @@
 //! buffer (which sets the window a peer may send back to back) should not exceed
 //! [`Interface::max_rx_window`].
 //!
-//! A device borrows the interface and the verbs for one `smoltcp::iface::Interface::poll`:
+//! A device borrows the interface and the verbs for one `smoltcp::iface::Interface::poll`, at
+//! the time the caller read from its clock (packets smoltcp sends may start ARP and path
+//! timers):
 //!
 //! ```text
-//! iface.poll(dev)?;
-//! smol.poll(now, &mut IpoibDevice::new(&mut iface, dev), &mut sockets);
+//! iface.poll(dev, now)?;
+//! smol.poll(smol_instant(now), &mut IpoibDevice::new(&mut iface, dev, now), &mut sockets);
 //! ```
 
 use alloc::vec;
 use alloc::vec::Vec;
 
+use clock::Instant;
 use hca::Verbs;
 use log::debug;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
@@ -29,6 +32,7 @@ use crate::wire::ipoib::HEADER_LEN;
 pub struct IpoibDevice<'a> {
     iface: &'a mut Interface,
     dev: &'a mut dyn Verbs,
+    now: Instant,
 }
 
 impl core::fmt::Debug for IpoibDevice<'_> {
@@ -38,9 +42,9 @@ impl core::fmt::Debug for IpoibDevice<'_> {
 }
 
 impl<'a> IpoibDevice<'a> {
-    /// Borrows the interface and the device.
-    pub fn new(iface: &'a mut Interface, dev: &'a mut dyn Verbs) -> Self {
-        Self { iface, dev }
+    /// Borrows the interface and the device for a poll at `now`.
+    pub fn new(iface: &'a mut Interface, dev: &'a mut dyn Verbs, now: Instant) -> Self {
+        Self { iface, dev, now }
     }
 }
 
@@ -58,6 +62,7 @@ impl phy::RxToken for RxToken {
 pub struct TxToken<'b> {
     iface: &'b mut Interface,
     dev: &'b mut dyn Verbs,
+    now: Instant,
 }
 
 impl core::fmt::Debug for TxToken<'_> {
@@ -70,7 +75,7 @@ impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut frame = vec![0u8; HEADER_LEN + len];
         let r = f(&mut frame[HEADER_LEN..]);
-        if let Err(e) = self.iface.send_ipv4_frame(self.dev, frame) {
+        if let Err(e) = self.iface.send_ipv4_frame(self.dev, self.now, frame) {
             debug!("ipoib: smoltcp packet not sent: {e}");
         }
         r
@@ -94,6 +99,7 @@ impl phy::Device for IpoibDevice<'_> {
             TxToken {
                 iface: self.iface,
                 dev: self.dev,
+                now: self.now,
             },
         ))
     }
@@ -102,6 +108,7 @@ impl phy::Device for IpoibDevice<'_> {
         Some(TxToken {
             iface: self.iface,
             dev: self.dev,
+            now: self.now,
         })
     }
 
@@ -113,7 +120,7 @@ impl phy::Device for IpoibDevice<'_> {
     }
 }
 
-/// smoltcp's clock from the device's.
-pub fn smol_now(dev: &dyn Verbs) -> SmolInstant {
-    SmolInstant::from_millis(crate::iface::now_ms(dev).0 as i64)
+/// `now` as smoltcp's instant, in whole milliseconds (smoltcp's timers need no finer).
+pub fn smol_instant(now: Instant) -> SmolInstant {
+    SmolInstant::from_millis(i64::try_from(now.total_millis()).unwrap_or(i64::MAX))
 }

@@ -168,7 +168,7 @@ fn two_nodes_ping_through_arp_and_path_records() {
     assert_eq!(a.ipoib.neighbour(B), Some(bhw));
     assert_eq!(b.ipoib.neighbour(A), Some(a.ipoib.hw_addr()));
     let lid_b = b.ipoib.port_attr().lid.0;
-    assert_eq!(a.ipoib.path(&a.dev, &bhw.gid).map(|p| p.dlid), Some(lid_b));
+    assert_eq!(a.ipoib.path(&bhw.gid, a.now()).map(|p| p.dlid), Some(lid_b));
     assert_eq!(b.ipoib.stats().arp_replies, 1);
     assert_eq!(a.ipoib.stats().path_queries, 1);
     // Cached now: the next pings need no ARP or SA traffic.
@@ -305,7 +305,7 @@ fn a_moved_peer_is_found_again_after_its_lid_changes() {
         Duration::from_secs(2)
     ));
     let gid_b = b.ipoib.hw_addr().gid;
-    let old = a.ipoib.path(&a.dev, &gid_b).unwrap().dlid;
+    let old = a.ipoib.path(&gid_b, a.now()).unwrap().dlid;
     // The SM moves B to LID 0x40. B hears of it (port management change) and re-announces
     // itself; the announcement arrives from the new LID, so A's path is stale and re-resolved.
     f.sim.change_lid(f.nodes[1], 1, 0x40, Duration::ZERO);
@@ -327,7 +327,7 @@ fn a_moved_peer_is_found_again_after_its_lid_changes() {
     );
     assert_ne!(old, 0x40);
     assert_eq!(b.ipoib.port_attr().lid.0, 0x40);
-    assert_eq!(a.ipoib.path(&a.dev, &gid_b).map(|p| p.dlid), Some(0x40));
+    assert_eq!(a.ipoib.path(&gid_b, a.now()).map(|p| p.dlid), Some(0x40));
     assert!(a.ipoib.stats().path_stale >= 1);
     assert_eq!(a.ipoib.stats().path_queries, 2);
 }
@@ -336,7 +336,7 @@ fn a_moved_peer_is_found_again_after_its_lid_changes() {
 fn a_moved_peer_that_missed_the_event_is_found_when_its_neighbour_entry_goes_stale() {
     let icfg = iface::Config {
         neigh: NeighConfig {
-            reachable: ipoib::time::Duration::from_secs(2),
+            reachable: Duration::from_secs(2),
             ..NeighConfig::default()
         },
         ..iface::Config::default()
@@ -375,7 +375,9 @@ fn a_moved_peer_that_missed_the_event_is_found_when_its_neighbour_entry_goes_sta
     });
     assert!(ok, "no reply after the LID change");
     assert_eq!(
-        a.ipoib.path(&a.dev, &b.ipoib.hw_addr().gid).map(|p| p.dlid),
+        a.ipoib
+            .path(&b.ipoib.hw_addr().gid, a.now())
+            .map(|p| p.dlid),
         Some(0x41)
     );
 }

@@ -8,9 +8,9 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
+use clock::{Duration, Instant};
 use common::identity;
 use ipoib::dhcp::{Client, ClientIdForm, Config, Destination, Event, Lease, Phase};
-use ipoib::time::{Duration, Instant};
 use ipoib::wire::dhcp::{relay_request, Message, Op};
 use isboot_tests::kea::{self, Kea, Reservation};
 use isboot_tests::netns;
@@ -77,7 +77,7 @@ impl Harness {
     }
 
     fn now(&self) -> Instant {
-        Instant(self.start.elapsed().as_millis() as u64) + self.skip
+        Instant::ZERO + self.start.elapsed() + self.skip
     }
 
     /// Drives the client until it reports an event, relaying both ways; at most 15 s.

@@ -482,7 +482,7 @@ pub use host::{ConnectError, StdClock, TcpTransport};
 mod host {
     use super::{Clock, Received, RecvHint, Transport};
     use crate::session::Portal;
-    use crate::time::{Duration, Instant};
+    use crate::time::{Duration, DurationExt, Instant};
     use std::io::{self, ErrorKind, IoSliceMut, Read, Write};
     use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
     use std::os::fd::AsRawFd;

@@ -17,9 +17,15 @@
 #![warn(missing_docs)]
 
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
+pub mod boot;
+pub mod cam;
 pub mod flow;
 pub mod host;
+#[cfg(feature = "std")]
+pub mod host_boot;
 pub mod platform;
 pub mod tree;
 pub mod tunables;

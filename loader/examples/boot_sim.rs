@@ -1,9 +1,11 @@
 //! The whole boot on one machine: the ROM flow on the simulated fabric (port 1 without a
 //! cable, port 2 up), DHCP over IB from a real Kea through the gateway, an iSCSI login to a
 //! real tgtd across the fabric, the boot blocks, the iBFT left in base memory — and then
-//! `isboot.ko`'s load flow (on the host platform) finding that table and publishing it.
+//! `isboot.ko`'s load flow (on the host platform) finding that table and publishing it, and its
+//! boot thread (on the host double of the kernel) logging in again and finding root on the disk.
 //!
-//! Runs inside a private network namespace (needs root); needs `kea-dhcp4-server` and `tgt`.
+//! Runs inside a private network namespace (needs root); needs `kea-dhcp4-server`, `tgt`, `makefs` and
+//! `gdisk`.
 //! `boot_sim [OUT.bin] [--pcap FILE]` also writes the iBFT the ROM left to OUT.bin, and every
 //! packet of the fabric during the boot to FILE, a pcap that `tshark -r FILE` and Wireshark
 //! decode (exit 2 on a usage error).
@@ -108,6 +110,18 @@ fn main() -> ExitCode {
             {
                 println!("{}: {}", oid.name, oid.value);
             }
+        }
+
+        println!("\n== isboot.ko's boot thread (portable half, on the host double of the kernel):");
+        println!(
+            "== the interface the iBFT names, the address, a mutual-CHAP login, the disk, root"
+        );
+        println!("== (over an Ethernet-style veth until the module has its own IPoIB interface)");
+        let mac = booted.ibft.nics[0].mac.0;
+        let m = common::module::boot(booted.ibft.clone(), mac)?;
+        println!("\n== sysctl net.isboot (the boot thread's state)");
+        for line in &m.sysctl {
+            println!("{line}");
         }
         Ok(())
     });

@@ -7,6 +7,8 @@
 //! - [`kea`]: start and stop a real Kea DHCPv4 server with a generated configuration;
 //! - [`target`]: real iSCSI targets (tgtd, istgt) serving one LUN, with CHAP, killed and
 //!   restarted on demand;
+//! - [`lab`]: a peer host in a namespace of its own, wired to the test's by a veth pair;
+//! - [`rootfs`]: a FreeBSD root disk (GPT, UFS2) and the reading that finds root on it;
 //! - [`fixtures`]: tables and captures from real firmware, kept under `tests/fixtures/`;
 //! - [`ibsim`]: a real OpenSM on ibsim, Debian's InfiniBand fabric simulator, and the
 //!   `infiniband-diags` tools against it.
@@ -15,7 +17,9 @@ pub mod fixtures;
 #[cfg(target_os = "linux")]
 pub mod ibsim;
 pub mod kea;
+pub mod lab;
 pub mod netns;
+pub mod rootfs;
 pub mod target;
 
 use std::path::PathBuf;

@@ -200,14 +200,26 @@ impl Tgtd {
         Ok(t)
     }
 
+    /// Runs tgtadm, bounded: tgtadm can wait for ever on a tgtd that is going away.
     fn adm(&self, args: &[&str]) -> bool {
-        Command::new("tgtadm")
+        let Ok(mut child) = Command::new("tgtadm")
             .args(["-C", &self.ctl.to_string(), "--lld", "iscsi"])
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+            .spawn()
+        else {
+            return false;
+        };
+        // TIMEOUT: 10 s for one management command.
+        match wait_for(Duration::from_secs(10), || child.try_wait().ok().flatten()) {
+            Some(status) => status.success(),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                false
+            }
+        }
     }
 
     fn adm_or(&self, args: &[&str]) -> io::Result<()> {
@@ -353,7 +365,11 @@ impl Tgtd {
             self.adm(&[
                 "--op", "delete", "--mode", "target", "--tid", "1", "--force",
             ]);
-            self.adm(&["--op", "delete", "--mode", "system", "--force"]);
+            // tgtd may already be gone (deleting its last target can end it): tgtadm would
+            // then wait on its socket.
+            if c.try_wait().ok().flatten().is_none() {
+                self.adm(&["--op", "delete", "--mode", "system", "--force"]);
+            }
             if !wait_exit(&mut c, Duration::from_secs(5)) {
                 let _ = c.kill();
                 let _ = c.wait();

@@ -1,4 +1,5 @@
-//! Typed HCR commands (reference §2.2–2.3). Each command is a type with a `const OPCODE`, its
+//! Typed HCR commands (opcodes: iPXE `src/drivers/infiniband/hermon.h` `HERMON_HCR_*`, Linux
+//! `include/linux/mlx4/cmd.h` `MLX4_CMD_*`). Each command is a type with a `const OPCODE`, its
 //! input (none, inline, or a mailbox it fills) and a typed output; the one generic
 //! `Hermon::exec` owns the doorbell, the go bit, the toggle, the timeout and the status decode.
 
@@ -16,6 +17,8 @@ impl Opcode {
     pub const QUERY_DEV_CAP: Self = Self(0x003);
     /// QUERY_FW.
     pub const QUERY_FW: Self = Self(0x004);
+    /// QUERY_ADAPTER.
+    pub const QUERY_ADAPTER: Self = Self(0x006);
     /// INIT_HCA.
     pub const INIT_HCA: Self = Self(0x007);
     /// CLOSE_HCA.
@@ -271,8 +274,10 @@ in_mod_cmd!(
     Hw2SwEq, HW2SW_EQ, 1
 );
 in_mod_cmd!(
-    /// HW2SW_CQ (input modifier = CQN).
-    Hw2SwCq, HW2SW_CQ, 0
+    /// HW2SW_MPT (input modifier = MPT index; op_mod 1 = no output mailbox, as Linux `mr.c`
+    /// `mlx4_HW2SW_MPT` issues it with `!mailbox`). The driver never takes its MPT back; the
+    /// command exists for callers that replace it.
+    Hw2SwMpt, HW2SW_MPT, 1
 );
 in_mod_cmd!(
     /// 2RST_QP (input modifier = QPN; op_mod 3 = no output mailbox).
@@ -324,6 +329,23 @@ prm_cmd!(
     WriteMcg, WRITE_MCG, prm::mcg::DWORDS
 );
 
+/// HW2SW_CQ: takes a CQ back from the hardware. op_mod 0 with an output mailbox, into which
+/// the firmware writes the CQ context (iPXE `hermon_cmd_hw2sw_cq`; Linux `cq.c`
+/// `mlx4_HW2SW_CQ` uses op_mod 0 with a mailbox and 1 without one).
+#[derive(Clone, Copy, Debug)]
+pub struct Hw2SwCq(pub u32);
+impl Command for Hw2SwCq {
+    const OPCODE: Opcode = Opcode::HW2SW_CQ;
+    const OUT: OutKind = OutKind::Mailbox;
+    type Output = Prm<{ prm::cqc::DWORDS }>;
+    fn in_mod(&self) -> u32 {
+        self.0
+    }
+    fn decode(out: CmdOut<'_>) -> Self::Output {
+        Prm::from_be(out.mbox)
+    }
+}
+
 /// Firmware revision and firmware-area size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FwInfo {
@@ -335,6 +357,8 @@ pub struct FwInfo {
     pub subminor: u16,
     /// 4 KiB pages for MAP_FA.
     pub fw_pages: u32,
+    /// Command interface revision (Linux `fw.c` accepts 2 and 3; 3 has QUERY_PORT).
+    pub cmd_interface_rev: u16,
 }
 
 /// QUERY_FW.
@@ -346,17 +370,18 @@ impl Command for QueryFw {
     type Output = FwInfo;
     fn decode(out: CmdOut<'_>) -> FwInfo {
         use prm::query_fw::*;
-        let p = Prm::<2>::from_be(out.mbox);
+        let p = Prm::<{ DWORDS }>::from_be(out.mbox);
         FwInfo {
             major: p.get(FW_REV_MAJOR) as u16,
             minor: p.get(FW_REV_MINOR) as u16,
             subminor: p.get(FW_REV_SUBMINOR) as u16,
             fw_pages: p.get(FW_PAGES),
+            cmd_interface_rev: p.get(CMD_INTERFACE_REV) as u16,
         }
     }
 }
 
-/// QUERY_DEV_CAP (raw; the driver validates it).
+/// QUERY_DEV_CAP (the whole 256-byte output, raw; the driver validates it).
 #[derive(Clone, Copy, Debug)]
 pub struct QueryDevCap;
 impl Command for QueryDevCap {
@@ -365,6 +390,50 @@ impl Command for QueryDevCap {
     type Output = Prm<{ prm::dev_cap::DWORDS }>;
     fn decode(out: CmdOut<'_>) -> Self::Output {
         Prm::from_be(out.mbox)
+    }
+}
+
+/// What QUERY_ADAPTER says about the board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdapterInfo {
+    /// INTA pin.
+    pub inta_pin: u8,
+    /// The PSID (board id), NUL-padded ASCII.
+    pub psid: [u8; 16],
+}
+
+impl AdapterInfo {
+    /// The PSID as text, up to its first NUL (empty if it is not printable ASCII).
+    pub fn psid_str(&self) -> &str {
+        let n = self.psid.iter().position(|&b| b == 0).unwrap_or(16);
+        let s = &self.psid[..n];
+        if s.iter().all(|b| b.is_ascii_graphic()) {
+            core::str::from_utf8(s).unwrap_or("")
+        } else {
+            ""
+        }
+    }
+}
+
+/// QUERY_ADAPTER. Each PSID dword holds its four characters byte-reversed (Linux `fw.c`
+/// `get_board_id`: "the firmware byte swaps each 4-byte word").
+#[derive(Clone, Copy, Debug)]
+pub struct QueryAdapter;
+impl Command for QueryAdapter {
+    const OPCODE: Opcode = Opcode::QUERY_ADAPTER;
+    const OUT: OutKind = OutKind::Mailbox;
+    type Output = AdapterInfo;
+    fn decode(out: CmdOut<'_>) -> AdapterInfo {
+        use prm::query_adapter::*;
+        let p = Prm::<{ DWORDS }>::from_be(out.mbox);
+        let mut psid = [0u8; 16];
+        for (chunk, f) in psid.chunks_exact_mut(4).zip(PSID) {
+            chunk.copy_from_slice(&p.get(f).to_le_bytes());
+        }
+        AdapterInfo {
+            inta_pin: p.get(INTAPIN) as u8,
+            psid,
+        }
     }
 }
 
@@ -408,8 +477,10 @@ pub struct MapEntry {
 impl MapEntry {
     fn fill(&self, mbox: &mut [u8]) -> InKind {
         let mut p = Prm::<4>::default();
-        p.set64(prm::vpm::VA, self.va & !0xfff);
-        p.set64(prm::vpm::PA, self.pa & !0xfff);
+        // Both parts take any 4 KiB-aligned 64-bit address, so these writes cannot be refused;
+        // the low 12 bits are cleared whatever the caller passed.
+        let _ = p.set_addr(prm::vpm::VA, self.va & !0xfff);
+        let _ = p.set_addr(prm::vpm::PA, self.pa & !0xfff);
         p.set(prm::vpm::LOG2SIZE, self.log2_pages);
         p.write_be(mbox);
         InKind::Mailbox
@@ -478,10 +549,13 @@ impl Command for WriteMtt {
         1
     }
     fn input(&self, mbox: &mut [u8]) -> InKind {
-        let mut p = Prm::<{ prm::write_mtt::DWORDS }>::default();
-        p.set64(prm::write_mtt::MTT_BASE, self.mtt_base);
-        p.set64(prm::write_mtt::FIRST_ENTRY, self.pa & !0x7);
-        p.set(prm::write_mtt::PRESENT, 1);
+        use prm::write_mtt::*;
+        let mut p = Prm::<{ DWORDS }>::default();
+        // A whole 64-bit base and an 8-byte-aligned 64-bit page address: neither write can be
+        // refused.
+        let _ = p.set_addr(MTT_BASE_ADDR, self.mtt_base);
+        let _ = p.set_addr(PTAG, self.pa & !0x7);
+        p.set(P, 1);
         p.write_be(mbox);
         InKind::Mailbox
     }

@@ -1,4 +1,5 @@
-//! Decoding of CQEs and EQEs as the driver sees them (reference §2.5–2.6). Pure functions over
+//! Decoding of CQEs and EQEs as the driver sees them (layouts in [`super::prm::cqe`] and
+//! [`super::prm::eqe`]). Pure functions over
 //! the 32 bytes the device wrote, so they can be fuzzed; they never panic.
 
 use super::prm::{self, Prm};
@@ -75,7 +76,7 @@ pub fn decode_eqe(bytes: &[u8], sw_owner: bool) -> Option<Event> {
         return None;
     }
     let ty = e.get(prm::eqe::EVENT_TYPE);
-    let sub = e.get(prm::eqe::SUB_TYPE);
+    let sub = e.get(prm::eqe::EVENT_SUB_TYPE);
     Some(match ty {
         prm::eqe::TYPE_PORT_STATE_CHANGE => Event::PortStateChange {
             port: PortNum(e.get(prm::eqe::PSC_PORT) as u8),
@@ -85,7 +86,7 @@ pub fn decode_eqe(bytes: &[u8], sw_owner: bool) -> Option<Event> {
             port: PortNum(e.get(prm::eqe::PMC_PORT) as u8),
         },
         prm::eqe::TYPE_CQ_ERROR => Event::CqError {
-            cqn: e.get(prm::eqe::CQN),
+            cqn: e.get(prm::eqe::CQ_ERROR_CQN),
         },
         _ => Event::Other {
             event_type: ty as u8,
@@ -155,7 +156,7 @@ mod tests {
     fn eqes() {
         let b = cqe_bytes(|p| {
             p.set(prm::eqe::EVENT_TYPE, 0x09);
-            p.set(prm::eqe::SUB_TYPE, 0x04);
+            p.set(prm::eqe::EVENT_SUB_TYPE, 0x04);
             p.set(prm::eqe::PSC_PORT, 2);
         });
         assert_eq!(
@@ -173,6 +174,11 @@ mod tests {
             decode_eqe(&b, false),
             Some(Event::PortManagementChange { port: PortNum(1) })
         );
+        let b = cqe_bytes(|p| {
+            p.set(prm::eqe::EVENT_TYPE, 0x04);
+            p.set(prm::eqe::CQ_ERROR_CQN, 0x86);
+        });
+        assert_eq!(decode_eqe(&b, false), Some(Event::CqError { cqn: 0x86 }));
         let b = cqe_bytes(|p| p.set(prm::eqe::EVENT_TYPE, 0x33));
         assert_eq!(
             decode_eqe(&b, false),

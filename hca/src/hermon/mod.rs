@@ -2,9 +2,16 @@
 //! `src/drivers/infiniband/hermon.c`, Linux `drivers/net/ethernet/mellanox/mlx4/`).
 //!
 //! Bring-up ([`Hermon::open`]): reset with the post-reset delay, QUERY_FW, MAP_FA, RUN_FW,
-//! QUERY_DEV_CAP, ICM sizing (SET_ICM_SIZE), MAP_ICM_AUX, MAP_ICM, INIT_HCA, one physical MPT,
-//! one EQ with all events mapped, CONF_SPECIAL_QP, QUERY_PORT per port. Ports are opened on
-//! demand (SET_PORT, INIT_PORT, QP0/QP1). Everything is polled; no interrupts.
+//! QUERY_DEV_CAP, QUERY_ADAPTER, ICM layout and sizing (SET_ICM_SIZE), MAP_ICM_AUX, MAP_ICM per
+//! region, INIT_HCA, one physical MPT, one EQ with all events mapped, CONF_SPECIAL_QP,
+//! QUERY_PORT per port. Ports are opened on demand (SET_PORT, INIT_PORT, QP0/QP1). Everything
+//! is polled; no interrupts.
+//!
+//! The ICM layout is the one iPXE `hermon_map_icm` and Linux `mlx4_init_icm` /
+//! `mlx4_init_cmpt_table` give the firmware: four cMPT tables (QP, SRQ, CQ, EQ) at
+//! `cmpt_base + type · 2^24 · cmpt_entry_sz`, each mapped only for the objects in use, then
+//! QPC, ALTC, AUXC, SRQC, CQC, EQC, MTT, dMPT and the multicast table, each aligned to its own
+//! power-of-two size, every size from QUERY_DEV_CAP.
 
 pub mod cmd;
 pub mod entries;
@@ -48,8 +55,12 @@ impl Default for Config {
     }
 }
 
-/// Protection domain for everything (`HERMON_GLOBAL_PD`).
-const GLOBAL_PD: u32 = 0x12_3456;
+/// Protection domain for everything (iPXE `HERMON_GLOBAL_PD`): the MPT, every QP and every UD
+/// address vector carry it.
+pub const GLOBAL_PD: u32 = 0x12_3456;
+/// Special QPs (QP0 and QP1 of both ports) above the reserved range; iPXE reserves
+/// `HERMON_RSVD_SPECIAL_QPS` beyond it too.
+const SPECIAL_QPS: u32 = 8;
 /// Objects the driver creates beyond the reserved ones.
 const MAX_QPS: u32 = 32;
 const MAX_CQS: u32 = 32;
@@ -64,46 +75,74 @@ const RECV_CAPACITY: usize = 2048;
 pub const MAX_SEND_PAYLOAD: usize = SLOT - 128;
 /// Doorbell records: 8 bytes each in one page.
 const DB_RECORDS: usize = PAGE_SIZE / 8;
-/// Upper bound on the ICM the driver will allocate (a sanity limit on device-reported sizes).
+/// Upper bound on the ICM the driver will back with memory (a sanity limit on device-reported
+/// sizes; the virtual extent, with its sparse cMPT tables, is larger).
 const MAX_ICM_BYTES: u64 = 256 << 20;
-/// MCG table: hash and table size log2 (reference §2.3 step 10).
+/// MCG table: hash and table size log2 (iPXE `HERMON_LOG_MULTICAST_HASH_SIZE`).
 const LOG_MCG: u32 = 7;
+/// Entries in each cMPT table (iPXE `HERMON_CMPT_MAX_ENTRIES`; Linux `1 << MLX4_CMPT_SHIFT`).
+const CMPT_MAX_ENTRIES: u64 = 1 << 24;
+/// The cMPT table types in ICM order (Linux `mlx4.h` `MLX4_CMPT_TYPE_QP/SRQ/CQ/EQ`).
+const CMPT_TYPES: usize = 4;
+/// log2 of the UAR pages INIT_HCA declares (iPXE writes 8; page 128 carries the send doorbell).
+const UAR_LOG_PAGES: u32 = 8;
 
 /// Device limits from QUERY_DEV_CAP.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DevCaps {
+    /// log2 of the QP table the device supports.
+    pub log_max_qp: u32,
+    /// log2 of the WQEs one send or receive queue may hold.
+    pub log_max_qp_sz: u32,
     /// Reserved QPs.
     pub rsvd_qps: u32,
+    /// log2 of the SRQ table.
+    pub log_max_srqs: u32,
+    /// Reserved SRQs.
+    pub rsvd_srqs: u32,
+    /// log2 of the CQ table.
+    pub log_max_cq: u32,
+    /// log2 of the CQEs one CQ may hold.
+    pub log_max_cq_sz: u32,
     /// Reserved CQs.
     pub rsvd_cqs: u32,
-    /// Reserved EQs.
+    /// log2 of the EQ table.
+    pub log_max_eq: u32,
+    /// Reserved EQs (the count if the device gives one, else from its log2, as iPXE
+    /// `hermon_get_cap`).
     pub rsvd_eqs: u32,
-    /// Reserved MTT entries.
-    pub rsvd_mtts: u32,
+    /// log2 of the dMPT table.
+    pub log_max_mpts: u32,
     /// Reserved MPTs.
     pub rsvd_mrws: u32,
+    /// log2 of the MTT table.
+    pub log_max_mtts: u32,
+    /// Reserved MTT entries.
+    pub rsvd_mtts: u32,
+    /// log2 of the multicast table.
+    pub log_max_mcg: u32,
     /// Ports.
     pub num_ports: u8,
     /// Reserved UAR pages.
     pub num_rsvd_uars: u32,
-    /// Context entry sizes.
+    /// QPC entry size.
     pub qpc_sz: u32,
+    /// ALTC (extended QPC) entry size.
+    pub altc_sz: u32,
+    /// AUXC entry size.
+    pub auxc_sz: u32,
+    /// SRQ context entry size.
+    pub srqc_sz: u32,
     /// CQC entry size.
     pub cqc_sz: u32,
     /// EQC entry size.
     pub eqc_sz: u32,
+    /// cMPT entry size.
+    pub cmpt_sz: u32,
     /// dMPT entry size.
     pub dmpt_sz: u32,
     /// MTT entry size.
     pub mtt_sz: u32,
-    /// cMPT entry size.
-    pub cmpt_sz: u32,
-    /// AUXC entry size.
-    pub auxc_sz: u32,
-    /// ALTC entry size.
-    pub altc_sz: u32,
-    /// MCG entry size.
-    pub mcg_sz: u32,
 }
 
 fn log2_ceil(v: u64) -> u32 {
@@ -167,32 +206,62 @@ impl<H: Hal> Qp<H> {
     }
 }
 
+/// What a port runs, from QUERY_PORT.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum PortKind {
+    /// InfiniBand (the default, and all old firmware without QUERY_PORT knows).
+    #[default]
+    Ib,
+    /// A VPI port configured for Ethernet.
+    Ethernet,
+    /// Neither: the port reports no protocol it supports.
+    Unusable,
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct PortCtx {
     open: bool,
+    kind: PortKind,
+    /// MTU cap for SET_PORT: 2048 (IBA encoding 4) or the port's largest, if smaller.
+    mtu_cap: u32,
     smi: Option<QpId>,
     gsi: Option<QpId>,
     lid: Lid,
     pkey: u16,
 }
 
+/// One mapped part of ICM: its ICM virtual address and length.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct IcmRegion {
+    va: u64,
+    len: u64,
+}
+
 /// ICM layout from the device's capabilities.
 #[derive(Clone, Copy, Debug, Default)]
 struct Icm {
-    size: u64,
+    /// Virtual extent (SET_ICM_SIZE): the four sparse cMPT spans and everything after them.
+    extent: u64,
+    /// The mapped regions: the used prefix of each cMPT table, then the other tables.
+    regions: [IcmRegion; CMPT_TYPES + 1],
+    /// Bytes of memory backing the regions.
+    backing: u64,
     log_qps: u32,
+    log_srqs: u32,
     log_cqs: u32,
     log_eqs: u32,
     log_mtts: u32,
     log_mpts: u32,
+    log_mcg: u32,
+    cmpt: u64,
     qpc: u64,
-    auxc: u64,
     altc: u64,
+    auxc: u64,
+    srqc: u64,
     cqc: u64,
     eqc: u64,
-    dmpt: u64,
     mtt: u64,
-    cmpt: u64,
+    dmpt: u64,
     mcg: u64,
 }
 
@@ -205,6 +274,7 @@ pub struct Hermon<H: Hal> {
     mbox_in: Dma<H>,
     mbox_out: Dma<H>,
     fw: cmd::FwInfo,
+    adapter: cmd::AdapterInfo,
     caps: DevCaps,
     _fw_area: Dma<H>,
     _icm_aux: Dma<H>,
@@ -261,8 +331,16 @@ impl<H: Hal> Hermon<H> {
         if fw.fw_pages == 0 || fw.fw_pages > 1 << 16 {
             return Err(Error::BadDevice);
         }
+        // Linux `fw.c` accepts command interface revisions 2 and 3 only; 2 has no QUERY_PORT.
+        if !(2..=3).contains(&fw.cmd_interface_rev) {
+            warn!(
+                "hermon: unsupported command interface revision {}",
+                fw.cmd_interface_rev
+            );
+            return Err(Error::BadDevice);
+        }
         let fw_area = Dma::new(&hal, fw.fw_pages as usize, DmaDirection::Both)?;
-        boot.map_blocks(cmd::MapKind::Fa, 0, &fw_area, fw.fw_pages as usize)?;
+        boot.map_blocks(cmd::MapKind::Fa, 0, &fw_area, 0, fw.fw_pages as usize)?;
         boot.exec(&cmd::RunFw)?;
 
         // Capabilities.
@@ -270,44 +348,54 @@ impl<H: Hal> Hermon<H> {
         if caps.num_ports == 0 || caps.num_ports > 2 {
             return Err(Error::BadDevice);
         }
+        let adapter = boot.exec(&cmd::QueryAdapter)?;
+        debug!("hermon: board id {:?}", adapter.psid_str());
 
-        // ICM.
+        // ICM: the AUX area first, then each region at its ICM address (iPXE order).
         let icm = icm_layout(&caps)?;
-        let aux_pages = boot.exec(&cmd::SetIcmSize(icm.size))?;
+        let aux_pages = boot.exec(&cmd::SetIcmSize(icm.extent))?;
         if aux_pages > 1 << 16 {
             return Err(Error::BadDevice);
         }
         let icm_aux = Dma::new(&hal, aux_pages.max(1) as usize, DmaDirection::Both)?;
-        boot.map_blocks(cmd::MapKind::IcmAux, 0, &icm_aux, aux_pages as usize)?;
-        let icm_pages = (icm.size / PAGE_SIZE as u64) as usize;
+        boot.map_blocks(cmd::MapKind::IcmAux, 0, &icm_aux, 0, aux_pages as usize)?;
+        let icm_pages = (icm.backing / PAGE_SIZE as u64) as usize;
         let icm_mem = Dma::new(&hal, icm_pages, DmaDirection::Both)?;
-        boot.map_blocks(cmd::MapKind::Icm, 0, &icm_mem, icm_pages)?;
+        let mut first = 0;
+        for r in icm.regions {
+            let pages = (r.len / PAGE_SIZE as u64) as usize;
+            boot.map_blocks(cmd::MapKind::Icm, r.va, &icm_mem, first, pages)?;
+            first += pages;
+        }
         boot.exec(&cmd::InitHca {
             index: 0,
-            prm: init_hca_prm(&icm, &caps),
+            prm: init_hca_prm(&icm)?,
         })?;
 
-        // One MPT covering all memory with physical addressing.
+        // One MPT covering all memory with physical addressing, as iPXE `hermon_setup_mpt`:
+        // a region, all access rights, length bit 64.
         let mpt_index = caps.rsvd_mrws;
         let key = mpt_index | 0x7700_0000;
         let mut mpt = Prm::<{ prm::mpt::DWORDS }>::default();
         for f in [
+            prm::mpt::R_W,
+            prm::mpt::PA,
             prm::mpt::LR,
             prm::mpt::LW,
             prm::mpt::RR,
             prm::mpt::RW,
-            prm::mpt::A,
+            prm::mpt::ATOMIC,
+            prm::mpt::LEN64,
         ] {
             mpt.set(f, 1);
         }
-        mpt.set(prm::mpt::PA, 1);
         mpt.set(prm::mpt::MEM_KEY, key);
         mpt.set(prm::mpt::PD, GLOBAL_PD);
-        mpt.set(prm::mpt::LEN64, 1);
         boot.exec(&cmd::Sw2HwMpt {
             index: mpt_index,
             prm: mpt,
         })?;
+        // The L_Key is the key rotated (Linux `hw_index_to_key`).
         let lkey = key.rotate_left(8);
 
         let db_page = Dma::new(&hal, 1, DmaDirection::Both)?;
@@ -325,6 +413,7 @@ impl<H: Hal> Hermon<H> {
             mbox_in,
             mbox_out,
             fw,
+            adapter,
             caps,
             _fw_area: fw_area,
             _icm_aux: icm_aux,
@@ -338,20 +427,40 @@ impl<H: Hal> Hermon<H> {
             eq_ci: 0,
             db_page,
             db_free: (0..DB_RECORDS).rev().collect(),
-            special_base: caps.rsvd_qps.div_ceil(8) * 8,
+            special_base: special_base(&caps),
             cqs: Vec::new(),
             qps: Vec::new(),
             ports: [PortCtx::default(); 2],
             tid: 0x6973_626f_0000_0000, // "isbo"
             qpn_salt: 0,
         };
-        me.qpn_salt = (me.hal.now().0 as u32).wrapping_mul(2_654_435_761);
+        me.qpn_salt = (me.hal.now().total_nanos() as u32).wrapping_mul(2_654_435_761);
         me.create_eq()?;
         me.exec(&cmd::ConfSpecialQp(me.special_base))?;
         for p in 1..=caps.num_ports {
-            let qp = me.exec(&cmd::QueryPort(u32::from(p)))?;
-            if qp.get(prm::query_port::IB) == 0 {
-                warn!("hermon: port {p} does not support IB");
+            let i = usize::from(p - 1);
+            me.ports[i].mtu_cap = 4;
+            if me.fw.cmd_interface_rev < 3 {
+                // Old firmware has no QUERY_PORT (Linux `MLX4_FLAG_OLD_PORT_CMDS`); its ports
+                // are InfiniBand.
+                continue;
+            }
+            let q = me.exec(&cmd::QueryPort(u32::from(p)))?;
+            let (ib, eth) = (q.get(prm::query_port::IB), q.get(prm::query_port::ETH));
+            me.ports[i].kind = match (ib, eth) {
+                (1, _) => PortKind::Ib,
+                (0, 1) => {
+                    warn!("hermon: port {p} is configured as Ethernet");
+                    PortKind::Ethernet
+                }
+                _ => {
+                    warn!("hermon: port {p} supports neither InfiniBand nor Ethernet");
+                    PortKind::Unusable
+                }
+            };
+            let max_mtu = q.get(prm::query_port::IB_MTU);
+            if max_mtu != 0 {
+                me.ports[i].mtu_cap = max_mtu.min(4);
             }
         }
         Ok(me)
@@ -360,6 +469,25 @@ impl<H: Hal> Hermon<H> {
     /// Firmware revision.
     pub fn fw_info(&self) -> cmd::FwInfo {
         self.fw
+    }
+
+    /// What QUERY_ADAPTER reported.
+    pub fn adapter_info(&self) -> cmd::AdapterInfo {
+        self.adapter
+    }
+
+    /// The hardware CQN behind a CQ.
+    pub fn cq_num(&self, id: CqId) -> Result<u32, Error> {
+        self.cqs
+            .get(usize::from(id.0))
+            .and_then(Option::as_ref)
+            .map(|c| c.cqn)
+            .ok_or(Error::InvalidArgument)
+    }
+
+    /// The L_Key of the driver's one memory region.
+    pub fn lkey(&self) -> u32 {
+        self.lkey
     }
 
     /// Device limits.
@@ -431,7 +559,10 @@ impl<H: Hal> Hermon<H> {
         eqc.set(prm::eqc::OI, 1);
         eqc.set(prm::eqc::PAGE_OFFSET, 0);
         eqc.set(prm::eqc::LOG_EQ_SIZE, log2_ceil(u64::from(EQ_ENTRIES)));
-        eqc.set64(prm::eqc::MTT_BASE, mtt);
+        eqc.set(prm::eqc::LOG2_PAGE_SIZE, 0);
+        if !eqc.set_addr(prm::eqc::MTT_BASE_ADDR, mtt) {
+            return Err(Error::BadDevice);
+        }
         self.exec(&cmd::Sw2HwEq {
             index: self.eqn,
             prm: eqc,
@@ -480,6 +611,9 @@ impl<H: Hal> Hermon<H> {
         let rq_entries = recv_slots.clamp(1, 64).next_power_of_two();
         // Send ring headroom the hardware requires (§2.7): requested + 1 + 2048/128.
         let sq_entries = (send_slots + 1 + 16).next_power_of_two();
+        if log2_ceil(u64::from(sq_entries)) > self.caps.log_max_qp_sz {
+            return Err(Error::NoResources);
+        }
         let ring_bytes = sq_entries as usize * prm::send_wqe::STRIDE
             + rq_entries as usize * prm::recv_wqe::STRIDE;
         let ring = Dma::with_len(&self.hal, ring_bytes, DmaDirection::Both)?;
@@ -524,18 +658,33 @@ impl<H: Hal> Hermon<H> {
         );
         qpc.set(prm::qpc::PM_STATE, 3);
         qpc.set(prm::qpc::PD, GLOBAL_PD);
+        // Strides: log2(stride) - 4; the send ring (128-byte WQEs) comes first in the buffer,
+        // as the larger stride must (Linux `hw/mlx4/qp.c` `set_kernel_sq_size`).
         qpc.set(prm::qpc::LOG_RQ_SIZE, log2_ceil(u64::from(rq_entries)));
-        qpc.set(prm::qpc::LOG_RQ_STRIDE, 1);
+        qpc.set(
+            prm::qpc::LOG_RQ_STRIDE,
+            log2_ceil(prm::recv_wqe::STRIDE as u64) - 4,
+        );
         qpc.set(prm::qpc::LOG_SQ_SIZE, log2_ceil(u64::from(sq_entries)));
-        qpc.set(prm::qpc::LOG_SQ_STRIDE, 3);
+        qpc.set(
+            prm::qpc::LOG_SQ_STRIDE,
+            log2_ceil(prm::send_wqe::STRIDE as u64) - 4,
+        );
         qpc.set(prm::qpc::USR_PAGE, regs::UAR_NON_EQ_PAGE as u32);
-        qpc.set(prm::qpc::SCHED_QUEUE, 0x83 | (u32::from(port.0 - 1) << 6));
+        qpc.set(prm::qpc::SCHED_QUEUE, sched_queue(kind, port));
         qpc.set(prm::qpc::CQN_SND, snd_cqn);
         qpc.set(prm::qpc::CQN_RCV, rcv_cqn);
-        qpc.set64(prm::qpc::RDB_RECORD, self.db_page.paddr() + (db * 8) as u64);
-        qpc.set64(prm::qpc::MTT_BASE, mtt);
+        qpc.set(prm::qpc::PAGE_OFFSET, 0);
+        qpc.set(prm::qpc::LOG2_PAGE_SIZE, 0);
+        let db_addr = self.db_page.paddr() + (db * 8) as u64;
+        if !qpc.set_addr(prm::qpc::DB_RECORD_ADDR, db_addr)
+            || !qpc.set_addr(prm::qpc::MTT_BASE_ADDR, mtt)
+        {
+            self.db_free.push(db);
+            return Err(Error::BadDevice);
+        }
         if kind == QpKind::Gsi {
-            qpc.set(prm::qpc::QKEY, GSI_QKEY);
+            qpc.set(prm::qpc::Q_KEY, GSI_QKEY);
         }
         if let Err(e) = self.exec(&cmd::Rst2InitQp {
             index: qpn,
@@ -587,13 +736,18 @@ impl<H: Hal> Hermon<H> {
             let idx = qp.rq_pi & (qp.rq_entries - 1);
             let wqe_off = qp.rq_offset() + idx as usize * prm::recv_wqe::STRIDE;
             let slot = qp.slots.paddr() + qp.recv_slot_offset(qp.rq_pi) as u64;
+            // Two scatter entries: the 40-byte GRH area, then the payload.
+            use prm::send_wqe::{data, data_addr, DATA_BYTE_COUNT, DATA_L_KEY};
             let mut w = Prm::<{ prm::recv_wqe::DWORDS }>::default();
-            w.0[0] = 40;
-            w.0[1] = lkey;
-            w.set64(2, slot);
-            w.0[4] = RECV_CAPACITY as u32;
-            w.0[5] = lkey;
-            w.set64(6, slot + GRH_AREA as u64);
+            for (seg, addr, len) in [
+                (0, slot, 40),
+                (4, slot + GRH_AREA as u64, RECV_CAPACITY as u32),
+            ] {
+                w.set(data(DATA_BYTE_COUNT, seg), len);
+                w.set(data(DATA_L_KEY, seg), lkey);
+                // A whole 64-bit address: cannot be refused.
+                let _ = w.set_addr(data_addr(seg), addr);
+            }
             let mut b = [0u8; prm::recv_wqe::STRIDE];
             w.write_be(&mut b);
             qp.ring.write(wqe_off, &b)?;
@@ -620,9 +774,8 @@ impl<H: Hal> Hermon<H> {
         let mut p = Prm::<{ prm::qpc::DWORDS }>::default();
         p.set(prm::qpc::MTU, 4);
         p.set(prm::qpc::MSG_MAX, 31);
-        p.set(prm::qpc::QKEY, qkey);
-        let sched = if kind == QpKind::Smi { 0x3f } else { 0x83 };
-        p.set(prm::qpc::SCHED_QUEUE, sched | (u32::from(port.0 - 1) << 6));
+        p.set(prm::qpc::Q_KEY, qkey);
+        p.set(prm::qpc::SCHED_QUEUE, sched_queue(kind, port));
         if state == QpState::Init {
             self.exec(&cmd::Init2RtrQp { index: qpn, prm: p })?;
             self.qp(id)?.state = QpState::Rtr;
@@ -633,7 +786,7 @@ impl<H: Hal> Hermon<H> {
         }
         let mut q = Prm::<{ prm::qpc::DWORDS }>::default();
         q.set(prm::qpc::OPT_PARAM_MASK, prm::qpc::OPT_PARAM_QKEY);
-        q.set(prm::qpc::QKEY, qkey);
+        q.set(prm::qpc::Q_KEY, qkey);
         self.exec(&cmd::Rts2RtsQp { index: qpn, prm: q })?;
         self.qp(id)?.qkey = qkey;
         Ok(())
@@ -707,6 +860,11 @@ impl<H: Hal> Verbs for Hermon<H> {
 
     fn open_port(&mut self, port: PortNum) -> Result<PortAttr, Error> {
         let i = self.check_port(port)?;
+        match self.ports[i].kind {
+            PortKind::Ib => {}
+            PortKind::Ethernet => return Err(Error::PortIsEthernet { port }),
+            PortKind::Unusable => return Err(Error::BadDevice),
+        }
         if !self.ports[i].open {
             let mut sp = Prm::<{ prm::set_port::DWORDS }>::default();
             for f in [
@@ -717,7 +875,7 @@ impl<H: Hal> Verbs for Hermon<H> {
             ] {
                 sp.set(f, 1);
             }
-            sp.set(prm::set_port::MTU_CAP, 4);
+            sp.set(prm::set_port::MTU_CAP, self.ports[i].mtu_cap);
             sp.set(prm::set_port::VL_CAP, 1);
             sp.set(prm::set_port::MAX_GID, 1);
             sp.set(prm::set_port::MAX_PKEY, 1);
@@ -738,6 +896,7 @@ impl<H: Hal> Verbs for Hermon<H> {
                 gsi: Some(gsi),
                 lid: Lid(0),
                 pkey: crate::wire::DEFAULT_PKEY,
+                ..self.ports[i]
             };
         }
         self.query_port(port)
@@ -792,6 +951,9 @@ impl<H: Hal> Verbs for Hermon<H> {
 
     fn create_cq(&mut self, entries: u32) -> Result<CqId, Error> {
         let entries = entries.clamp(2, 256).next_power_of_two();
+        if log2_ceil(u64::from(entries)) > self.caps.log_max_cq_sz {
+            return Err(Error::NoResources);
+        }
         let index = self
             .cqs
             .iter()
@@ -814,11 +976,18 @@ impl<H: Hal> Verbs for Hermon<H> {
         let cqn = self.caps.rsvd_cqs + index as u32;
         let mut c = Prm::<{ prm::cqc::DWORDS }>::default();
         c.set(prm::cqc::ST, 0xa);
+        c.set(prm::cqc::PAGE_OFFSET, 0);
         c.set(prm::cqc::USR_PAGE, regs::UAR_NON_EQ_PAGE as u32);
         c.set(prm::cqc::LOG_CQ_SIZE, log2_ceil(u64::from(entries)));
         c.set(prm::cqc::C_EQN, self.eqn);
-        c.set64(prm::cqc::MTT_BASE, mtt);
-        c.set64(prm::cqc::DB_RECORD, self.db_page.paddr() + (db * 8) as u64);
+        c.set(prm::cqc::LOG2_PAGE_SIZE, 0);
+        let db_addr = self.db_page.paddr() + (db * 8) as u64;
+        if !c.set_addr(prm::cqc::MTT_BASE_ADDR, mtt)
+            || !c.set_addr(prm::cqc::DB_RECORD_ADDR, db_addr)
+        {
+            self.db_free.push(db);
+            return Err(Error::BadDevice);
+        }
         if let Err(e) = self.exec(&cmd::Sw2HwCq { index: cqn, prm: c }) {
             self.db_free.push(db);
             return Err(e);
@@ -848,7 +1017,9 @@ impl<H: Hal> Verbs for Hermon<H> {
             return Err(Error::InvalidState);
         }
         let cqn = self.cq(id)?.cqn;
-        self.exec(&cmd::Hw2SwCq(cqn))?;
+        // The firmware hands the CQ context back in the output mailbox; nothing in it is
+        // needed once the CQ is gone.
+        let _ = self.exec(&cmd::Hw2SwCq(cqn))?;
         if let Some(cq) = self.cqs[usize::from(id.0)].take() {
             self.db_free.push(cq.db);
         }
@@ -916,21 +1087,28 @@ impl<H: Hal> Verbs for Hermon<H> {
         w.set(sw::DS, sw::UD_DS);
         w.set(sw::C, 0b11);
         w.set(sw::AV_PD, GLOBAL_PD);
-        w.set(sw::AV_PORT, u32::from(port.0));
+        w.set(sw::AV_PORT_NUMBER, u32::from(port.0));
         w.set(sw::AV_RLID, u32::from(ah.dlid.0));
         w.set(sw::AV_SL, u32::from(ah.sl));
+        // GID index 0, traffic class and flow label 0: the port GID, default class.
+        w.set(sw::AV_MGID_INDEX, 0);
+        w.set(sw::AV_TCLASS, 0);
+        w.set(sw::AV_FLOW_LABEL, 0);
         if let Some(g) = ah.dgid {
             w.set(sw::AV_G, 1);
             w.set(sw::AV_HOP_LIMIT, u32::from(ah.hop_limit.max(1)));
             let gp = Prm::<4>::from_be(&g.0);
-            w.0[sw::AV_GID..sw::AV_GID + 4].copy_from_slice(&gp.0);
+            for (f, v) in sw::AV_RGID.into_iter().zip(gp.0) {
+                w.set(f, v);
+            }
         }
-        w.set(sw::DEST_QP, ah.dest_qpn.0);
-        w.set(sw::QKEY, ah.qkey);
+        w.set(sw::DESTINATION_QP, ah.dest_qpn.0);
+        w.set(sw::Q_KEY, ah.qkey);
         let d = sw::UD_DATA;
-        w.0[d] = payload.len() as u32;
-        w.0[d + sw::DATA_LKEY] = lkey;
-        w.set64(d + sw::DATA_ADDR, addr);
+        w.set(sw::data(sw::DATA_BYTE_COUNT, d), payload.len() as u32);
+        w.set(sw::data(sw::DATA_L_KEY, d), lkey);
+        // A whole 64-bit address: cannot be refused.
+        let _ = w.set_addr(sw::data_addr(d), addr);
         Ok(WrId(self.write_send_wqe(id, &mut w)?))
     }
 
@@ -1022,50 +1200,49 @@ impl<H: Hal> Verbs for Hermon<H> {
     }
 
     fn attach_mcast(&mut self, qp: QpId, mgid: &Gid) -> Result<(), Error> {
+        use prm::mcg;
         let qpn = self.qp(qp)?.qpn;
         let index = self.exec(&cmd::MgidHash(*mgid))?;
         let mut e = self.exec(&cmd::ReadMcg(index))?;
-        let cur = Prm::<4>(
-            e.0[prm::mcg::MGID..prm::mcg::MGID + 4]
-                .try_into()
-                .unwrap_or([0; 4]),
-        );
         let want = Prm::<4>::from_be(&mgid.0);
-        let members = e.get(prm::mcg::MEMBERS) as usize;
+        let members = e.get(mcg::MEMBERS_COUNT) as usize;
         if members == 0 {
             e = Prm::default();
-            e.0[prm::mcg::MGID..prm::mcg::MGID + 4].copy_from_slice(&want.0);
-        } else if cur != want {
+            for (f, v) in mcg::GID.into_iter().zip(want.0) {
+                e.set(f, v);
+            }
+        } else if mcg::GID.iter().zip(want.0).any(|(f, v)| e.get(*f) != v) {
             // One group per hash bucket (as iPXE); a chained entry is not supported.
             return Err(Error::McgCollision);
         }
-        let members = e.get(prm::mcg::MEMBERS) as usize;
-        let slots = &e.0[prm::mcg::QP0..prm::mcg::QP0 + members.min(prm::mcg::MAX_QPS)];
-        if slots.iter().any(|s| s & prm::mcg::QPN_MASK == qpn) {
+        let members = (e.get(mcg::MEMBERS_COUNT) as usize).min(mcg::MAX_QPS);
+        if (0..members).any(|i| e.get(mcg::qpn(i)) == qpn) {
             return Ok(());
         }
-        if members >= prm::mcg::MAX_QPS {
+        if members >= mcg::MAX_QPS {
             return Err(Error::NoResources);
         }
-        e.0[prm::mcg::QP0 + members] = qpn;
-        e.set(prm::mcg::MEMBERS, members as u32 + 1);
+        e.set(mcg::qpn(members), qpn);
+        e.set(mcg::MEMBERS_COUNT, members as u32 + 1);
         self.exec(&cmd::WriteMcg { index, prm: e })
     }
 
     fn detach_mcast(&mut self, qp: QpId, mgid: &Gid) -> Result<(), Error> {
+        use prm::mcg;
         let qpn = self.qp(qp)?.qpn;
         let index = self.exec(&cmd::MgidHash(*mgid))?;
         let mut e = self.exec(&cmd::ReadMcg(index))?;
         let want = Prm::<4>::from_be(&mgid.0);
-        if e.0[prm::mcg::MGID..prm::mcg::MGID + 4] != want.0 {
+        if mcg::GID.iter().zip(want.0).any(|(f, v)| e.get(*f) != v) {
             return Err(Error::InvalidArgument);
         }
-        let members = (e.get(prm::mcg::MEMBERS) as usize).min(prm::mcg::MAX_QPS);
-        let mut list: [u32; prm::mcg::MAX_QPS] = [0; prm::mcg::MAX_QPS];
+        let members = (e.get(mcg::MEMBERS_COUNT) as usize).min(mcg::MAX_QPS);
+        let mut list = [0u32; mcg::MAX_QPS];
         let mut n = 0;
-        for &s in &e.0[prm::mcg::QP0..prm::mcg::QP0 + members] {
-            if s & prm::mcg::QPN_MASK != qpn {
-                list[n] = s;
+        for i in 0..members {
+            let q = e.get(mcg::qpn(i));
+            if q != qpn {
+                list[n] = q;
                 n += 1;
             }
         }
@@ -1075,8 +1252,10 @@ impl<H: Hal> Verbs for Hermon<H> {
         if n == 0 {
             e = Prm::default();
         } else {
-            e.0[prm::mcg::QP0..prm::mcg::QP0 + prm::mcg::MAX_QPS].copy_from_slice(&list);
-            e.set(prm::mcg::MEMBERS, n as u32);
+            for (i, q) in list.iter().enumerate() {
+                e.set(mcg::qpn(i), *q);
+            }
+            e.set(mcg::MEMBERS_COUNT, n as u32);
         }
         self.exec(&cmd::WriteMcg { index, prm: e })
     }
@@ -1104,11 +1283,16 @@ impl<H: Hal> Verbs for Hermon<H> {
         w.set(sw::OPCODE, sw::OPCODE_SEND);
         w.set(sw::DS, sw::MLX_DS);
         w.set(sw::C, 0b11);
+        // The HCA computes the ICRC into the last dword of the packet; GSI traffic is not
+        // VL15 (only QP0's is).
+        w.set(sw::MLX_ICRC, 0);
+        w.set(sw::MLX_V15, 0);
         w.set(sw::MLX_RLID, u32::from(dest.dlid.0));
         let d = sw::MLX_DATA;
-        w.0[d] = n as u32;
-        w.0[d + sw::DATA_LKEY] = self.lkey;
-        w.set64(d + sw::DATA_ADDR, addr);
+        w.set(sw::data(sw::DATA_BYTE_COUNT, d), n as u32);
+        w.set(sw::data(sw::DATA_L_KEY, d), self.lkey);
+        // A whole 64-bit address: cannot be refused.
+        let _ = w.set_addr(sw::data_addr(d), addr);
         self.write_send_wqe(gsi, &mut w)?;
         Ok(())
     }
@@ -1181,19 +1365,24 @@ impl<H: Hal> Boot<H> {
         .exec(cmd)
     }
 
-    /// Maps `pages` of `mem` with MAP_FA / MAP_ICM_AUX / MAP_ICM in naturally aligned
-    /// power-of-two blocks.
+    /// Maps `pages` of `mem`, starting at its page `first`, at ICM address `va` with MAP_FA /
+    /// MAP_ICM_AUX / MAP_ICM in naturally aligned power-of-two blocks.
     fn map_blocks(
         &mut self,
         kind: cmd::MapKind,
         va: u64,
         mem: &Dma<H>,
+        first: usize,
         pages: usize,
     ) -> Result<(), Error> {
+        if first.checked_add(pages).is_none_or(|end| end > mem.pages()) {
+            return Err(Error::DmaOutOfBounds);
+        }
         let mut done = 0u64;
         let total = pages as u64;
+        let base = mem.paddr() + (first * PAGE_SIZE) as u64;
         while done < total {
-            let pa = mem.paddr() + done * PAGE_SIZE as u64;
+            let pa = base + done * PAGE_SIZE as u64;
             let v = va + done * PAGE_SIZE as u64;
             let align = ((pa | v) >> 12).trailing_zeros().min(63);
             let fit = 63 - (total - done).leading_zeros();
@@ -1226,7 +1415,7 @@ impl<H: Hal> BootRef<'_, H> {
     /// Waits until the HCR is idle with the expected toggle.
     fn wait_idle(&self, opcode: cmd::Opcode) -> Result<HcrCtrl, Error> {
         let start = self.hal.now();
-        let deadline = start.after(self.cfg.cmd_timeout);
+        let deadline = start + self.cfg.cmd_timeout;
         // TIMEOUT: `Config::cmd_timeout`, default 10 s (iPXE HERMON_HCR_MAX_WAIT_MS, §2.2);
         // polled every 10 us for the first millisecond, then every 1 ms.
         loop {
@@ -1239,7 +1428,7 @@ impl<H: Hal> BootRef<'_, H> {
                 warn!("hermon: command {opcode:?} timed out");
                 return Err(Error::CmdTimeout(opcode));
             }
-            let step = if now.since(start) < Duration::from_millis(1) {
+            let step = if now.saturating_since(start) < Duration::from_millis(1) {
                 Duration::from_micros(10)
             } else {
                 Duration::from_millis(1)
@@ -1317,7 +1506,7 @@ fn reset<H: Hal>(hal: &H, cfg: &Config) -> Result<(), Error> {
         if hal.pci_config_read32(0) as u16 == vendor {
             break;
         }
-        if hal.now().since(start) >= Duration::from_millis(1000) {
+        if hal.now().saturating_since(start) >= Duration::from_millis(1000) {
             return Err(Error::ResetTimeout);
         }
     }
@@ -1336,113 +1525,201 @@ fn reset<H: Hal>(hal: &H, cfg: &Config) -> Result<(), Error> {
 
 fn decode_caps(p: &Prm<{ prm::dev_cap::DWORDS }>) -> Result<DevCaps, Error> {
     use prm::dev_cap::*;
-    let log = |f| -> Result<u32, Error> {
-        let v = p.get(f);
-        if v > 24 {
-            Err(Error::BadDevice)
-        } else {
-            Ok(1 << v)
-        }
+    let pow = |f| 1u32 << p.get(f);
+    let rsvd_eqs = match p.get(NUM_RSVD_EQS) {
+        // Firmware that reports only the log2 (iPXE `hermon_get_cap`'s fallback).
+        0 => pow(LOG2_RSVD_EQS),
+        n => n,
     };
     let c = DevCaps {
-        rsvd_qps: log(LOG2_RSVD_QPS)?,
-        rsvd_cqs: log(LOG2_RSVD_CQS)?,
-        rsvd_eqs: log(LOG2_RSVD_EQS)?,
-        rsvd_mtts: log(LOG2_RSVD_MTTS)?,
-        rsvd_mrws: log(LOG2_RSVD_MRWS)?,
+        log_max_qp: p.get(LOG_MAX_QP),
+        log_max_qp_sz: p.get(LOG_MAX_QP_SZ),
+        rsvd_qps: pow(LOG2_RSVD_QPS),
+        log_max_srqs: p.get(LOG_MAX_SRQS),
+        rsvd_srqs: pow(LOG2_RSVD_SRQS),
+        log_max_cq: p.get(LOG_MAX_CQ),
+        log_max_cq_sz: p.get(LOG_MAX_CQ_SZ),
+        rsvd_cqs: pow(LOG2_RSVD_CQS),
+        log_max_eq: p.get(LOG_MAX_EQ),
+        rsvd_eqs,
+        log_max_mpts: p.get(LOG_MAX_D_MPTS),
+        rsvd_mrws: pow(LOG2_RSVD_MRWS),
+        log_max_mtts: p.get(LOG_MAX_MTTS),
+        rsvd_mtts: pow(LOG2_RSVD_MTTS),
+        log_max_mcg: p.get(LOG_MAX_MCG),
         num_ports: p.get(NUM_PORTS) as u8,
         num_rsvd_uars: p.get(NUM_RSVD_UARS),
-        qpc_sz: p.get(QPC_SZ),
-        cqc_sz: p.get(CQC_SZ),
-        eqc_sz: p.get(EQC_SZ),
-        dmpt_sz: p.get(DMPT_SZ),
-        mtt_sz: p.get(MTT_SZ),
-        cmpt_sz: p.get(CMPT_SZ),
-        auxc_sz: p.get(AUXC_SZ),
-        altc_sz: p.get(ALTC_SZ),
-        mcg_sz: p.get(MCG_SZ),
+        qpc_sz: p.get(QPC_ENTRY_SZ),
+        altc_sz: p.get(ALTC_ENTRY_SZ),
+        auxc_sz: p.get(AUX_ENTRY_SZ),
+        srqc_sz: p.get(SRQ_ENTRY_SZ),
+        cqc_sz: p.get(CQC_ENTRY_SZ),
+        eqc_sz: p.get(EQC_ENTRY_SZ),
+        cmpt_sz: p.get(C_MPT_ENTRY_SZ),
+        dmpt_sz: p.get(D_MPT_ENTRY_SZ),
+        mtt_sz: p.get(MTT_ENTRY_SZ),
     };
     let sizes = [
-        c.qpc_sz, c.cqc_sz, c.eqc_sz, c.dmpt_sz, c.mtt_sz, c.cmpt_sz, c.mcg_sz,
+        c.qpc_sz, c.altc_sz, c.auxc_sz, c.srqc_sz, c.cqc_sz, c.eqc_sz, c.cmpt_sz, c.dmpt_sz,
+        c.mtt_sz,
     ];
     if sizes
         .iter()
         .any(|&s| s == 0 || s > 4096 || !s.is_power_of_two())
     {
+        warn!("hermon: unusable context entry sizes {sizes:?}");
         return Err(Error::BadDevice);
     }
+    if p.get(UD) == 0 {
+        warn!("hermon: the device does not support UD");
+        return Err(Error::BadDevice);
+    }
+    // The driver hands the device 4 KiB pages (Linux `main.c` refuses a minimum page size
+    // above PAGE_SIZE).
+    if p.get(LOG_PG_SZ) > 12 {
+        return Err(Error::BadDevice);
+    }
+    // UAR page 128 carries the send doorbells (iPXE `HERMON_UAR_NON_EQ_PAGE`; Linux `pd.c`
+    // needs more than 128 UAR pages): the device's UAR area, 1 MiB << uar_sz, always holds the
+    // 2^UAR_LOG_PAGES pages declared, but firmware must not reserve page 128 for itself.
     if c.num_rsvd_uars >= regs::UAR_NON_EQ_PAGE as u32 {
         return Err(Error::BadDevice);
     }
     Ok(c)
 }
 
+/// The special QPs' base: the first multiple of 8 at or above the reserved QPs.
+fn special_base(c: &DevCaps) -> u32 {
+    c.rsvd_qps.div_ceil(8) * 8
+}
+
+/// The primary path's scheduling queue: 0x83 for UD and QP1, 0x3f for QP0, with bit 6
+/// selecting the port (Linux `hw/mlx4/qp.c` `MLX4_IB_DEFAULT_SCHED_QUEUE`,
+/// `MLX4_IB_DEFAULT_QP0_SCHED_QUEUE`; iPXE `hermon_sched_queue`).
+fn sched_queue(kind: QpKind, port: PortNum) -> u32 {
+    let base = if kind == QpKind::Smi { 0x3f } else { 0x83 };
+    base | (u32::from(port.0.saturating_sub(1)) << 6)
+}
+
 fn icm_layout(c: &DevCaps) -> Result<Icm, Error> {
-    let log_qps = log2_ceil(u64::from(c.rsvd_qps) + 8 + u64::from(MAX_QPS));
+    let log_qps = log2_ceil(u64::from(special_base(c) + SPECIAL_QPS + MAX_QPS));
+    let log_srqs = log2_ceil(u64::from(c.rsvd_srqs));
     let log_cqs = log2_ceil(u64::from(c.rsvd_cqs) + u64::from(MAX_CQS));
     let eqn = (4 * c.num_rsvd_uars).max(c.rsvd_eqs);
     let log_eqs = log2_ceil(u64::from(eqn) + 1);
     let log_mtts = log2_ceil(u64::from(c.rsvd_mtts) + u64::from(MTT_ENTRIES));
     let log_mpts = log2_ceil(u64::from(c.rsvd_mrws) + 1);
+    let log_mcg = LOG_MCG.min(c.log_max_mcg);
+    let fits = [
+        (log_qps, c.log_max_qp),
+        (log_srqs, c.log_max_srqs),
+        (log_cqs, c.log_max_cq),
+        (log_eqs, c.log_max_eq),
+        (log_mtts, c.log_max_mtts),
+        (log_mpts, c.log_max_mpts),
+    ];
+    if fits.iter().any(|(need, max)| need > max) {
+        warn!("hermon: the device's tables are too small: {fits:?}");
+        return Err(Error::BadDevice);
+    }
     if log_qps > 12 {
         // QPN randomisation uses bits 12..23; the table must fit below them.
         return Err(Error::BadDevice);
     }
     let mut icm = Icm {
         log_qps,
+        log_srqs,
         log_cqs,
         log_eqs,
         log_mtts,
         log_mpts,
+        log_mcg,
         ..Icm::default()
     };
-    let mut next = 0u64;
+    let n = |log: u32| 1u64 << log;
+    let page = PAGE_SIZE as u64;
+    // The cMPT tables, at a stride of 2^24 entries from cmpt_base = 0; each mapped only for
+    // the objects the driver can create.
+    let cmpt_sz = u64::from(c.cmpt_sz);
+    let span = CMPT_MAX_ENTRIES * cmpt_sz;
+    icm.cmpt = 0;
+    for (t, log) in [log_qps, log_srqs, log_cqs, log_eqs]
+        .into_iter()
+        .enumerate()
+    {
+        icm.regions[t] = IcmRegion {
+            va: icm.cmpt + t as u64 * span,
+            len: (n(log) * cmpt_sz).div_ceil(page) * page,
+        };
+    }
+    // The other tables, each aligned to its own power-of-two size.
+    let other = CMPT_TYPES as u64 * span;
+    let mut next = other;
     let mut place = |bytes: u64| -> u64 {
-        let size = bytes.max(PAGE_SIZE as u64).next_power_of_two();
+        let size = bytes.max(page).next_power_of_two();
         let base = next.div_ceil(size) * size;
         next = base + size;
         base
     };
-    let n = |log: u32| 1u64 << log;
     icm.qpc = place(n(log_qps) * u64::from(c.qpc_sz));
-    icm.auxc = place(n(log_qps) * u64::from(c.auxc_sz.max(1)));
-    icm.altc = place(n(log_qps) * u64::from(c.altc_sz.max(1)));
+    icm.altc = place(n(log_qps) * u64::from(c.altc_sz));
+    icm.auxc = place(n(log_qps) * u64::from(c.auxc_sz));
+    icm.srqc = place(n(log_srqs) * u64::from(c.srqc_sz));
     icm.cqc = place(n(log_cqs) * u64::from(c.cqc_sz));
     icm.eqc = place(n(log_eqs) * u64::from(c.eqc_sz));
-    icm.dmpt = place(n(log_mpts) * u64::from(c.dmpt_sz));
     icm.mtt = place(n(log_mtts) * u64::from(c.mtt_sz));
-    icm.cmpt = place((n(log_qps) + n(log_cqs) + n(log_eqs)) * u64::from(c.cmpt_sz));
-    icm.mcg = place(n(LOG_MCG) * u64::from(c.mcg_sz));
-    icm.size = next;
-    if icm.size > MAX_ICM_BYTES {
-        // Reserved ranges this large mean a capability the driver misread, not a real need.
+    icm.dmpt = place(n(log_mpts) * u64::from(c.dmpt_sz));
+    icm.mcg = place(n(log_mcg) << prm::mcg::LOG_ENTRY_SZ);
+    // The "other" region starts at the first table (the QPC, the largest alignment) and runs
+    // to the end of the last.
+    icm.regions[CMPT_TYPES] = IcmRegion {
+        va: icm.qpc,
+        len: next - icm.qpc,
+    };
+    icm.extent = next;
+    icm.backing = icm.regions.iter().map(|r| r.len).sum();
+    if icm.backing > MAX_ICM_BYTES {
+        // Tables this large mean a capability the driver misread, not a real need.
         return Err(Error::BadDevice);
     }
     Ok(icm)
 }
 
-fn init_hca_prm(icm: &Icm, c: &DevCaps) -> Prm<{ prm::init_hca::DWORDS }> {
+fn init_hca_prm(icm: &Icm) -> Result<Prm<{ prm::init_hca::DWORDS }>, Error> {
     use prm::init_hca::*;
     let mut p = Prm::default();
     p.set(VERSION, 2);
     p.set(UDP, 1);
-    p.set64(QPC_BASE, icm.qpc);
-    p.set(LOG_NUM_QPS, icm.log_qps);
-    p.set64(ALTC_BASE, icm.altc);
-    p.set64(AUXC_BASE, icm.auxc);
-    p.set64(CQC_BASE, icm.cqc);
-    p.set(LOG_NUM_CQS, icm.log_cqs);
-    p.set64(EQC_BASE, icm.eqc);
-    p.set(LOG_NUM_EQS, icm.log_eqs);
-    p.set64(DMPT_BASE, icm.dmpt);
+    p.set(LOG_NUM_OF_QP, icm.log_qps);
+    p.set(LOG_NUM_OF_SRQ, icm.log_srqs);
+    p.set(LOG_NUM_OF_CQ, icm.log_cqs);
+    p.set(LOG_NUM_OF_EQ, icm.log_eqs);
     p.set(LOG_DMPT_SZ, icm.log_mpts);
-    p.set64(MTT_BASE, icm.mtt);
-    p.set(LOG_MTT_SZ, icm.log_mtts);
-    p.set64(CMPT_BASE, icm.cmpt);
-    p.set64(MCG_BASE, icm.mcg);
-    p.set(LOG_MCG_ENTRY_SZ, log2_ceil(u64::from(c.mcg_sz)));
-    p.set(LOG_MCG_HASH_SZ, LOG_MCG);
-    p.set(LOG_MCG_TABLE_SZ, LOG_MCG);
-    p.set(LOG_MAX_UARS, 8);
-    p
+    p.set(LOG_MC_TABLE_ENTRY_SZ, prm::mcg::LOG_ENTRY_SZ);
+    p.set(LOG_MC_TABLE_HASH_SZ, icm.log_mcg);
+    p.set(LOG_MC_TABLE_SZ, icm.log_mcg);
+    // No RDMA read contexts: UD and MLX QPs never read remotely (iPXE leaves them 0 too).
+    p.set(LOG_NUM_RD, 0);
+    // 4 KiB UAR pages (iPXE leaves 0; Linux writes PAGE_SHIFT - 12).
+    p.set(UAR_PAGE_SZ, 0);
+    p.set(LOG_MAX_UARS, UAR_LOG_PAGES);
+    let bases = [
+        (QPC_BASE, icm.qpc),
+        (SRQC_BASE, icm.srqc),
+        (CQC_BASE, icm.cqc),
+        (ALTC_BASE, icm.altc),
+        (AUXC_BASE, icm.auxc),
+        (EQC_BASE, icm.eqc),
+        (MC_BASE, icm.mcg),
+        (DMPT_BASE, icm.dmpt),
+        (MTT_BASE, icm.mtt),
+        (CMPT_BASE, icm.cmpt),
+        (RDMARC_BASE, 0),
+    ];
+    for (f, v) in bases {
+        if !p.set_addr(f, v) {
+            return Err(Error::BadDevice);
+        }
+    }
+    Ok(p)
 }

@@ -1,16 +1,19 @@
-//! Hermon PRM structures as big-endian dwords with LSB-first bit fields (iPXE
-//! `src/drivers/infiniband/mlx_bitops.h`): one [`Field`] per named field, one [`Prm`] buffer type.
+//! Hermon PRM structures as big-endian dwords with LSB-first bit fields: one [`Field`] per named
+//! field, one [`Addr`] per 64-bit address split into `_h`/`_l` parts, one [`Prm`] buffer type.
 //!
-//! Provenance of the layouts (the sim uses these same definitions, so the driver and the model
-//! agree by construction; the layout tests pin them):
-//! - **documented** (iPXE `src/drivers/infiniband/hermon.[ch]`, Linux
-//!   `drivers/net/ethernet/mellanox/mlx4/`): the HCR, QUERY_FW dword 0, the
-//!   virtual/physical mapping entry, the WRITE_MTT entry, the CQE, the EQE, the UD send WQE, the
-//!   receive WQE, the doorbells, the RTS2RTS Q_Key position (mailbox dword 44) and its
-//!   opt-param bit, the INIT_HCA version dword.
-//! - **assumed** (positions chosen here; must be checked against the PRM before real
-//!   hardware): QUERY_DEV_CAP, INIT_HCA region fields, MPT, EQC, CQC, the rest of the QPC,
-//!   QUERY_PORT, SET_PORT, the MCG entry and the MLX (QP0/QP1) WQE control dwords.
+//! Every position here is transcribed from iPXE's pseudo-structures, which list the fields of
+//! each dword least significant bit first (`src/drivers/infiniband/mlx_bitops.h`:
+//! `MLX_BIT_OFFSET` is the `offsetof` of a one-byte-per-bit `pseudo_bit_t` array, so a field's
+//! dword is `offset / 32` and its lowest bit `offset % 32`; `MLX_FILL_*` stores the assembled
+//! dword with `cpu_to_be32`). The structures come from `src/drivers/infiniband/MT25408_PRM.h`
+//! (generated from the ConnectX PRM) and, where that file has none, from
+//! `src/drivers/infiniband/hermon.h`; each module names its structure. iPXE `hermon.c` fills the
+//! same dwords with `MLX_FILL_n(ptr, dword, field, ...)`, which fails to compile when a field
+//! is not in the named dword, so those call sites confirm the dword indices.
+//!
+//! The device model (`hca-sim`) does not use this module: it has its own transcription from
+//! Linux `drivers/net/ethernet/mellanox/mlx4/` byte offsets, and a conformance test holds both
+//! against a third table (`hca/tests/prm_conformance.rs`).
 
 /// A bit field inside a dword array: dword index, lowest bit, width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +37,36 @@ impl Field {
         } else {
             (1u32 << self.width) - 1
         }
+    }
+}
+
+/// A 64-bit address held as iPXE's `_h`/`_l` pair: `h` holds address bits `[32 + h.width - 1 :
+/// 32]`, `l` holds bits `[31 : l.lsb]` in place (its low `l.lsb` bits belong to other fields or
+/// are reserved, so the address must be aligned to `1 << l.lsb`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Addr {
+    /// High part.
+    pub h: Field,
+    /// Low part.
+    pub l: Field,
+}
+
+const fn a(h: Field, l: Field) -> Addr {
+    Addr { h, l }
+}
+
+/// A full 64-bit value in two whole dwords starting at `dw`.
+const fn a64(dw: usize) -> Addr {
+    a(f(dw, 0, 32), f(dw + 1, 0, 32))
+}
+
+impl Addr {
+    /// True if `v` can be written exactly: no bits above the high part, aligned for the low.
+    pub fn fits(self, v: u64) -> bool {
+        let top = 32 + self.h.width;
+        let above = top < 64 && v >> top != 0;
+        let misaligned = v & ((1u64 << self.l.lsb) - 1) != 0;
+        !above && !misaligned
     }
 }
 
@@ -68,21 +101,20 @@ impl<const N: usize> Prm<N> {
         }
     }
 
-    /// Reads a 64-bit value stored as two dwords (high first) at `dw`.
-    pub fn get64(&self, dw: usize) -> u64 {
-        let h = self.0.get(dw).copied().unwrap_or(0);
-        let l = self.0.get(dw + 1).copied().unwrap_or(0);
-        (u64::from(h) << 32) | u64::from(l)
+    /// Reads an address.
+    pub fn get_addr(&self, a: Addr) -> u64 {
+        (u64::from(self.get(a.h)) << 32) | u64::from(self.get(a.l) << a.l.lsb)
     }
 
-    /// Writes a 64-bit value as two dwords (high first) at `dw`.
-    pub fn set64(&mut self, dw: usize, v: u64) {
-        if let Some(d) = self.0.get_mut(dw) {
-            *d = (v >> 32) as u32;
+    /// Writes an address; false (and nothing written) if it does not fit (see [`Addr::fits`]).
+    #[must_use]
+    pub fn set_addr(&mut self, a: Addr, v: u64) -> bool {
+        if !a.fits(v) {
+            return false;
         }
-        if let Some(d) = self.0.get_mut(dw + 1) {
-            *d = v as u32;
-        }
+        self.set(a.h, (v >> 32) as u32);
+        self.set(a.l, (v as u32) >> a.l.lsb);
+        true
     }
 
     /// Big-endian bytes into `out` (up to its length).
@@ -102,261 +134,331 @@ impl<const N: usize> Prm<N> {
     }
 }
 
-/// QUERY_FW output (documented: dword 0).
+/// The HCA command register in BAR0 (MT25408_PRM.h `struct hermonprm_hca_command_register_st`).
+pub mod hcr {
+    use super::{a64, f, Addr, Field};
+    /// Input parameter (or input mailbox address), dwords 0–1.
+    pub const IN_PARAM: Addr = a64(0);
+    /// Input modifier.
+    pub const INPUT_MODIFIER: Field = f(2, 0, 32);
+    /// Output parameter (or output mailbox address), dwords 3–4.
+    pub const OUT_PARAM: Addr = a64(3);
+    /// Opcode.
+    pub const OPCODE: Field = f(6, 0, 12);
+    /// Opcode modifier.
+    pub const OPCODE_MODIFIER: Field = f(6, 12, 4);
+    /// Toggle.
+    pub const T: Field = f(6, 21, 1);
+    /// Event on completion.
+    pub const E: Field = f(6, 22, 1);
+    /// Go.
+    pub const GO: Field = f(6, 23, 1);
+    /// Completion status.
+    pub const STATUS: Field = f(6, 24, 8);
+    /// Dwords.
+    pub const DWORDS: usize = 7;
+}
+
+/// QUERY_FW output (MT25408_PRM.h `struct hermonprm_query_fw_st`, 0x100 bytes).
 pub mod query_fw {
     use super::{f, Field};
     /// Firmware major revision.
     pub const FW_REV_MAJOR: Field = f(0, 0, 16);
     /// 4 KiB pages the firmware area needs.
     pub const FW_PAGES: Field = f(0, 16, 16);
-    /// Minor revision (assumed position).
-    pub const FW_REV_MINOR: Field = f(1, 16, 16);
-    /// Sub-minor revision (assumed position).
-    pub const FW_REV_SUBMINOR: Field = f(1, 0, 16);
+    /// Minor revision.
+    pub const FW_REV_MINOR: Field = f(1, 0, 16);
+    /// Sub-minor revision (patch level).
+    pub const FW_REV_SUBMINOR: Field = f(1, 16, 16);
+    /// Command interface revision.
+    pub const CMD_INTERFACE_REV: Field = f(2, 0, 16);
+    /// Dwords.
+    pub const DWORDS: usize = 64;
 }
 
-/// The 16-byte virtual/physical mapping entry of MAP_FA, MAP_ICM_AUX and MAP_ICM (documented).
-pub mod vpm {
+/// QUERY_ADAPTER output (MT25408_PRM.h `struct hermonprm_query_adapter_st`, 0x100 bytes). The
+/// vendor-specific data `vsd` starts at dword 8; its last 16 bytes (dwords 60–63) hold the PSID
+/// (the header's comment on `vsd`: "vsd .1664; vsd(continued/psid .128)").
+pub mod query_adapter {
     use super::{f, Field};
+    /// INTA pin.
+    pub const INTAPIN: Field = f(4, 24, 8);
+    /// The PSID, four dwords.
+    pub const PSID: [Field; 4] = [f(60, 0, 32), f(61, 0, 32), f(62, 0, 32), f(63, 0, 32)];
+    /// Dwords.
+    pub const DWORDS: usize = 64;
+}
+
+/// The 16-byte virtual/physical mapping entry of MAP_FA, MAP_ICM_AUX and MAP_ICM
+/// (MT25408_PRM.h `struct hermonprm_virtual_physical_mapping_st`).
+pub mod vpm {
+    use super::{a, f, Addr, Field};
     /// Entry size in bytes.
     pub const SIZE: usize = 16;
-    /// Virtual address, 64 bits at dwords 0–1 (low 12 bits zero).
-    pub const VA: usize = 0;
-    /// Physical address, 64 bits at dwords 2–3 (low 12 bits hold LOG2SIZE).
-    pub const PA: usize = 2;
+    /// ICM virtual address (`va_h`, `va_l` `[31:12]`).
+    pub const VA: Addr = a(f(0, 0, 32), f(1, 12, 20));
+    /// Physical address (`pa_h`, `pa_l` `[31:12]`).
+    pub const PA: Addr = a(f(2, 0, 32), f(3, 12, 20));
     /// log2 of the block size in 4 KiB pages.
     pub const LOG2SIZE: Field = f(3, 0, 6);
 }
 
-/// QUERY_DEV_CAP output (assumed layout).
+/// QUERY_DEV_CAP output (MT25408_PRM.h `struct hermonprm_query_dev_cap_st`, 0x100 bytes; the
+/// first four dwords are reserved).
 pub mod dev_cap {
     use super::{f, Field};
-    /// log2 of reserved QPs.
-    pub const LOG2_RSVD_QPS: Field = f(0, 0, 8);
-    /// log2 of the QP table size.
-    pub const LOG_MAX_QP: Field = f(0, 8, 8);
-    /// log2 of reserved CQs.
-    pub const LOG2_RSVD_CQS: Field = f(1, 0, 8);
-    /// log2 of the CQ table size.
-    pub const LOG_MAX_CQ: Field = f(1, 8, 8);
-    /// log2 of reserved EQs.
-    pub const LOG2_RSVD_EQS: Field = f(1, 16, 8);
-    /// log2 of the EQ table size.
-    pub const LOG_MAX_EQ: Field = f(1, 24, 8);
-    /// log2 of reserved MTT entries.
-    pub const LOG2_RSVD_MTTS: Field = f(2, 0, 8);
-    /// log2 of the MTT table size.
-    pub const LOG_MAX_MTT: Field = f(2, 8, 8);
-    /// log2 of reserved MPTs.
-    pub const LOG2_RSVD_MRWS: Field = f(2, 16, 8);
-    /// log2 of the MPT table size.
-    pub const LOG_MAX_MPT: Field = f(2, 24, 8);
+    /// log2 of the number of QPs.
+    pub const LOG_MAX_QP: Field = f(4, 0, 5);
+    /// log2 of the QPs reserved for firmware.
+    pub const LOG2_RSVD_QPS: Field = f(4, 8, 4);
+    /// log2 of the WQEs a send or receive queue may hold.
+    pub const LOG_MAX_QP_SZ: Field = f(4, 16, 8);
+    /// log2 of the number of SRQs.
+    pub const LOG_MAX_SRQS: Field = f(5, 16, 5);
+    /// log2 of the SRQs reserved for firmware.
+    pub const LOG2_RSVD_SRQS: Field = f(5, 28, 4);
+    /// log2 of the number of CQs.
+    pub const LOG_MAX_CQ: Field = f(6, 0, 5);
+    /// log2 of the CQs reserved for firmware.
+    pub const LOG2_RSVD_CQS: Field = f(6, 8, 4);
+    /// log2 of the CQEs a CQ may hold.
+    pub const LOG_MAX_CQ_SZ: Field = f(6, 16, 8);
+    /// EQs reserved for firmware, as a count (0 on firmware that only reports the log2).
+    pub const NUM_RSVD_EQS: Field = f(6, 24, 8);
+    /// log2 of the number of EQs.
+    pub const LOG_MAX_EQ: Field = f(7, 0, 4);
+    /// log2 of the EQs reserved for firmware.
+    pub const LOG2_RSVD_EQS: Field = f(7, 8, 4);
+    /// log2 of the number of data MPT entries.
+    pub const LOG_MAX_D_MPTS: Field = f(7, 16, 6);
+    /// log2 of the number of MTT entries.
+    pub const LOG_MAX_MTTS: Field = f(8, 0, 6);
+    /// log2 of the MPTs reserved for firmware.
+    pub const LOG2_RSVD_MRWS: Field = f(8, 8, 4);
+    /// log2 of the MTT entries reserved for firmware.
+    pub const LOG2_RSVD_MTTS: Field = f(8, 28, 4);
     /// Number of ports.
-    pub const NUM_PORTS: Field = f(3, 0, 4);
-    /// Dual-protocol ports (IB or Ethernet per port).
-    pub const DPDP: Field = f(3, 4, 1);
-    /// UAR pages reserved by firmware.
-    pub const NUM_RSVD_UARS: Field = f(3, 8, 8);
-    /// log2 of the MCG table size.
-    pub const LOG_MAX_MCG: Field = f(3, 16, 8);
+    pub const NUM_PORTS: Field = f(13, 0, 4);
+    /// UD transport supported.
+    pub const UD: Field = f(17, 2, 1);
+    /// log2 of the smallest host page the device supports.
+    pub const LOG_PG_SZ: Field = f(18, 0, 8);
+    /// UAR area size: 1 MiB << `uar_sz`.
+    pub const UAR_SZ: Field = f(18, 16, 6);
+    /// UAR pages reserved for firmware, as a count.
+    pub const NUM_RSVD_UARS: Field = f(18, 28, 4);
+    /// log2 of the number of multicast groups.
+    pub const LOG_MAX_MCG: Field = f(24, 0, 8);
     /// QPC entry size in bytes.
-    pub const QPC_SZ: Field = f(4, 0, 16);
+    pub const QPC_ENTRY_SZ: Field = f(32, 0, 16);
+    /// Extended (alternate path) QPC entry size.
+    pub const ALTC_ENTRY_SZ: Field = f(33, 0, 16);
+    /// Auxiliary context entry size.
+    pub const AUX_ENTRY_SZ: Field = f(33, 16, 16);
     /// CQC entry size.
-    pub const CQC_SZ: Field = f(4, 16, 16);
+    pub const CQC_ENTRY_SZ: Field = f(34, 0, 16);
     /// EQC entry size.
-    pub const EQC_SZ: Field = f(5, 0, 16);
-    /// dMPT entry size.
-    pub const DMPT_SZ: Field = f(5, 16, 16);
-    /// MTT entry size.
-    pub const MTT_SZ: Field = f(6, 0, 16);
+    pub const EQC_ENTRY_SZ: Field = f(34, 16, 16);
     /// cMPT entry size.
-    pub const CMPT_SZ: Field = f(6, 16, 16);
-    /// AUXC entry size.
-    pub const AUXC_SZ: Field = f(7, 0, 16);
-    /// ALTC entry size.
-    pub const ALTC_SZ: Field = f(7, 16, 16);
-    /// MCG entry size.
-    pub const MCG_SZ: Field = f(8, 0, 16);
-    /// Dwords.
-    pub const DWORDS: usize = 16;
+    pub const C_MPT_ENTRY_SZ: Field = f(35, 0, 16);
+    /// SRQ context entry size.
+    pub const SRQ_ENTRY_SZ: Field = f(35, 16, 16);
+    /// dMPT entry size.
+    pub const D_MPT_ENTRY_SZ: Field = f(36, 0, 16);
+    /// MTT entry size.
+    pub const MTT_ENTRY_SZ: Field = f(36, 16, 16);
+    /// Dwords (the whole 256-byte output mailbox).
+    pub const DWORDS: usize = 64;
 }
 
-/// INIT_HCA input (version dword documented, the rest assumed).
+/// INIT_HCA input (MT25408_PRM.h `struct hermonprm_init_hca_st`, 0x200 bytes, with its
+/// `hermonprm_qpcbaseaddr_st` at dword 8, `hermonprm_multicastparam_st` at dword 48,
+/// `hermonprm_tptparams_st` at dword 60 and `hermonprm_uar_params_st` at dword 72). The QPC,
+/// SRQC, CQC and EQC bases share their low dword with the table's log2 size.
 pub mod init_hca {
-    use super::{f, Field};
+    use super::{a, a64, f, Addr, Field};
     /// Interface version; 2.
     pub const VERSION: Field = f(0, 24, 8);
-    /// UD address vector port check (`udp`).
+    /// Check the port of UD address vectors (`udp`).
     pub const UDP: Field = f(5, 0, 1);
-    /// QPC base (64-bit at dwords 16–17).
-    pub const QPC_BASE: usize = 16;
+    /// QPC base (`qpc_base_addr_h`, `qpc_base_addr_l` `[31:5]`).
+    pub const QPC_BASE: Addr = a(f(12, 0, 32), f(13, 5, 27));
     /// log2 QPs.
-    pub const LOG_NUM_QPS: Field = f(18, 0, 5);
-    /// ALTC base.
-    pub const ALTC_BASE: usize = 20;
-    /// AUXC base.
-    pub const AUXC_BASE: usize = 22;
+    pub const LOG_NUM_OF_QP: Field = f(13, 0, 5);
+    /// SRQC base.
+    pub const SRQC_BASE: Addr = a(f(18, 0, 32), f(19, 5, 27));
+    /// log2 SRQs.
+    pub const LOG_NUM_OF_SRQ: Field = f(19, 0, 5);
     /// CQC base.
-    pub const CQC_BASE: usize = 24;
+    pub const CQC_BASE: Addr = a(f(20, 0, 32), f(21, 5, 27));
     /// log2 CQs.
-    pub const LOG_NUM_CQS: Field = f(26, 0, 5);
+    pub const LOG_NUM_OF_CQ: Field = f(21, 0, 5);
+    /// Extended (alternate path) QPC base.
+    pub const ALTC_BASE: Addr = a64(24);
+    /// Auxiliary context base.
+    pub const AUXC_BASE: Addr = a64(28);
     /// EQC base.
-    pub const EQC_BASE: usize = 28;
+    pub const EQC_BASE: Addr = a(f(32, 0, 32), f(33, 5, 27));
     /// log2 EQs.
-    pub const LOG_NUM_EQS: Field = f(30, 0, 5);
+    pub const LOG_NUM_OF_EQ: Field = f(33, 0, 5);
+    /// RDMA read context base.
+    pub const RDMARC_BASE: Addr = a(f(36, 0, 32), f(37, 5, 27));
+    /// log2 RDMA read contexts per QP.
+    pub const LOG_NUM_RD: Field = f(37, 0, 3);
+    /// Multicast table base.
+    pub const MC_BASE: Addr = a64(48);
+    /// log2 of the multicast entry size in bytes ("must be greater than 5").
+    pub const LOG_MC_TABLE_ENTRY_SZ: Field = f(52, 0, 5);
+    /// log2 of the multicast hash table size.
+    pub const LOG_MC_TABLE_HASH_SZ: Field = f(53, 0, 5);
+    /// log2 of the multicast table size.
+    pub const LOG_MC_TABLE_SZ: Field = f(54, 0, 5);
     /// dMPT base.
-    pub const DMPT_BASE: usize = 32;
+    pub const DMPT_BASE: Addr = a64(60);
     /// log2 dMPT entries.
-    pub const LOG_DMPT_SZ: Field = f(34, 0, 5);
+    pub const LOG_DMPT_SZ: Field = f(62, 0, 6);
     /// MTT base.
-    pub const MTT_BASE: usize = 36;
-    /// log2 MTT entries.
-    pub const LOG_MTT_SZ: Field = f(38, 0, 5);
-    /// cMPT base.
-    pub const CMPT_BASE: usize = 40;
-    /// MCG base.
-    pub const MCG_BASE: usize = 44;
-    /// log2 MCG entry size.
-    pub const LOG_MCG_ENTRY_SZ: Field = f(46, 0, 5);
-    /// log2 MCG hash table size.
-    pub const LOG_MCG_HASH_SZ: Field = f(46, 8, 5);
-    /// log2 MCG table size.
-    pub const LOG_MCG_TABLE_SZ: Field = f(46, 16, 5);
-    /// log2 UAR pages (dword 74 per reference §2.3 step 10).
-    pub const LOG_MAX_UARS: Field = f(74, 0, 4);
+    pub const MTT_BASE: Addr = a64(64);
+    /// cMPT base (the four cMPT tables follow it at a stride of 2^24 entries).
+    pub const CMPT_BASE: Addr = a64(66);
+    /// UAR page size: 4 KiB << `uar_page_sz`.
+    pub const UAR_PAGE_SZ: Field = f(74, 0, 8);
+    /// log2 of the number of UAR pages.
+    pub const LOG_MAX_UARS: Field = f(74, 8, 4);
     /// Dwords.
-    pub const DWORDS: usize = 80;
+    pub const DWORDS: usize = 128;
 }
 
-/// dMPT entry for SW2HW_MPT (assumed layout).
+/// dMPT entry for SW2HW_MPT (MT25408_PRM.h `struct hermonprm_mpt_st`, 64 bytes).
 pub mod mpt {
     use super::{f, Field};
-    /// Local read.
-    pub const LR: Field = f(0, 0, 1);
-    /// Local write.
-    pub const LW: Field = f(0, 1, 1);
-    /// Remote read.
-    pub const RR: Field = f(0, 2, 1);
-    /// Remote write.
-    pub const RW: Field = f(0, 3, 1);
-    /// Atomic.
-    pub const A: Field = f(0, 4, 1);
+    /// Region (1) or window (0).
+    pub const R_W: Field = f(0, 8, 1);
     /// Physical addressing (no translation).
     pub const PA: Field = f(0, 9, 1);
-    /// Memory key.
+    /// Local read ("must be set for all MPT entries").
+    pub const LR: Field = f(0, 10, 1);
+    /// Local write.
+    pub const LW: Field = f(0, 11, 1);
+    /// Remote read.
+    pub const RR: Field = f(0, 12, 1);
+    /// Remote write.
+    pub const RW: Field = f(0, 13, 1);
+    /// Atomic.
+    pub const ATOMIC: Field = f(0, 14, 1);
+    /// Memory key (hardware-index form: index in the low bits).
     pub const MEM_KEY: Field = f(2, 0, 32);
     /// Protection domain.
     pub const PD: Field = f(3, 0, 24);
-    /// Length covers the whole address space.
-    pub const LEN64: Field = f(3, 31, 1);
-    /// Start address (64-bit at dwords 4–5).
-    pub const START: usize = 4;
-    /// Length (64-bit at dwords 6–7).
-    pub const LEN: usize = 6;
+    /// Length bit 64: the region covers the whole address space.
+    pub const LEN64: Field = f(10, 22, 1);
     /// Dwords.
     pub const DWORDS: usize = 16;
 }
 
-/// WRITE_MTT input: 64-bit MTT base (dwords 0–1), 2 reserved dwords, then 8-byte entries
-/// (documented).
+/// WRITE_MTT input (hermon.h `struct hermonprm_write_mtt_st`: the scalar `mtt_base_addr`, a
+/// reserved scalar, then MT25408_PRM.h `struct hermonprm_mtt_st` entries).
 pub mod write_mtt {
-    use super::{f, Field};
-    /// MTT base (entry index × entry size), 64 bits.
-    pub const MTT_BASE: usize = 0;
-    /// First entry dword.
-    pub const FIRST_ENTRY: usize = 4;
-    /// Present bit in the entry's low dword.
-    pub const PRESENT: Field = f(5, 0, 1);
+    use super::{a, a64, f, Addr, Field};
+    /// MTT base: entry index × MTT entry size (iPXE `hermon_alloc_mtt`).
+    pub const MTT_BASE_ADDR: Addr = a64(0);
+    /// First entry's page address (`ptag_h`, `ptag_l` `[31:3]`).
+    pub const PTAG: Addr = a(f(4, 0, 32), f(5, 3, 29));
+    /// First entry's present bit.
+    pub const P: Field = f(5, 0, 1);
     /// Dwords for one entry.
     pub const DWORDS: usize = 6;
 }
 
-/// EQ context for SW2HW_EQ (assumed layout).
+/// EQ context for SW2HW_EQ (MT25408_PRM.h `struct hermonprm_eqc_st`, 64 bytes).
 pub mod eqc {
-    use super::{f, Field};
+    use super::{a, f, Addr, Field};
     /// State (0xa = fired, i.e. not armed).
     pub const ST: Field = f(0, 8, 4);
     /// Overrun ignore.
     pub const OI: Field = f(0, 17, 1);
-    /// Page offset >> 5.
-    pub const PAGE_OFFSET: Field = f(2, 0, 32);
+    /// Byte offset of the first EQE in its page, bits `[11:5]` in place.
+    pub const PAGE_OFFSET: Field = f(2, 5, 7);
     /// log2 of the number of EQEs.
     pub const LOG_EQ_SIZE: Field = f(3, 24, 5);
-    /// MTT base (64-bit at dwords 6–7).
-    pub const MTT_BASE: usize = 6;
+    /// log2 of the MTT page size in 4 KiB units.
+    pub const LOG2_PAGE_SIZE: Field = f(6, 24, 6);
+    /// MTT base (`mtt_base_addr_h` `[7:0]` = address bits 39:32, `mtt_base_addr_l` `[31:3]`).
+    pub const MTT_BASE_ADDR: Addr = a(f(6, 0, 8), f(7, 3, 29));
     /// Dwords.
     pub const DWORDS: usize = 16;
 }
 
-/// CQ context for SW2HW_CQ (assumed layout).
+/// CQ context for SW2HW_CQ and HW2SW_CQ (MT25408_PRM.h
+/// `struct hermonprm_completion_queue_context_st`, 64 bytes).
 pub mod cqc {
-    use super::{f, Field};
+    use super::{a, f, Addr, Field};
     /// State.
     pub const ST: Field = f(0, 8, 4);
-    /// Page offset >> 5.
-    pub const PAGE_OFFSET: Field = f(2, 0, 32);
+    /// Byte offset of the first CQE in its page, bits `[11:5]` in place.
+    pub const PAGE_OFFSET: Field = f(2, 5, 7);
     /// UAR page.
     pub const USR_PAGE: Field = f(3, 0, 24);
     /// log2 of the number of CQEs.
     pub const LOG_CQ_SIZE: Field = f(3, 24, 5);
-    /// EQ receiving this CQ's events.
-    pub const C_EQN: Field = f(4, 0, 24);
-    /// MTT base (64-bit at dwords 6–7).
-    pub const MTT_BASE: usize = 6;
-    /// Doorbell record address (64-bit at dwords 14–15).
-    pub const DB_RECORD: usize = 14;
+    /// EQ receiving this CQ's completion events.
+    pub const C_EQN: Field = f(5, 0, 9);
+    /// log2 of the MTT page size in 4 KiB units.
+    pub const LOG2_PAGE_SIZE: Field = f(6, 24, 6);
+    /// MTT base (`mtt_base_addr_h` `[7:0]`, `mtt_base_addr_l` `[31:3]`).
+    pub const MTT_BASE_ADDR: Addr = a(f(6, 0, 8), f(7, 3, 29));
+    /// Doorbell record (`db_record_addr_h`, `db_record_addr_l` `[31:3]`).
+    pub const DB_RECORD_ADDR: Addr = a(f(14, 0, 32), f(15, 3, 29));
     /// Dwords.
     pub const DWORDS: usize = 16;
 }
 
-/// QP transition mailbox: dword 0 opt_param_mask, dword 1 reserved, QPC from dword 2.
+/// QP state-transition mailbox (MT25408_PRM.h `struct hermonprm_qp_ee_state_transitions_st`):
+/// dword 0 `opt_param_mask`, dword 1 reserved, the QPC (`hermonprm_queue_pair_ee_context_entry_st`)
+/// from dword 2, its primary `hermonprm_address_path_st` from dword 8.
 pub mod qpc {
-    use super::{f, Field};
+    use super::{a, f, Addr, Field};
     /// Optional parameter mask.
     pub const OPT_PARAM_MASK: Field = f(0, 0, 32);
-    /// Opt-param bit: Q_Key (documented, `HERMON_QP_OPT_PARAM_QKEY`).
+    /// Opt-param bit: Q_Key (hermon.h `HERMON_QP_OPT_PARAM_QKEY`).
     pub const OPT_PARAM_QKEY: u32 = 0x20;
-    /// Service type (0x3 UD, 0x7 MLX).
-    pub const ST: Field = f(2, 16, 4);
     /// Path migration state (3 = migrated).
     pub const PM_STATE: Field = f(2, 11, 2);
+    /// Service type (0x3 UD, 0x7 MLX).
+    pub const ST: Field = f(2, 16, 4);
     /// Protection domain.
     pub const PD: Field = f(3, 0, 24);
-    /// Path MTU (4 = 2048).
-    pub const MTU: Field = f(4, 29, 3);
+    /// log2(send stride / 16).
+    pub const LOG_SQ_STRIDE: Field = f(4, 8, 3);
+    /// log2 send WQEs.
+    pub const LOG_SQ_SIZE: Field = f(4, 11, 4);
+    /// log2(receive stride / 16).
+    pub const LOG_RQ_STRIDE: Field = f(4, 16, 3);
+    /// log2 receive WQEs.
+    pub const LOG_RQ_SIZE: Field = f(4, 19, 4);
     /// log2 of the maximum message size.
     pub const MSG_MAX: Field = f(4, 24, 5);
-    /// log2 receive WQEs.
-    pub const LOG_RQ_SIZE: Field = f(4, 11, 4);
-    /// log2(receive stride / 16).
-    pub const LOG_RQ_STRIDE: Field = f(4, 8, 3);
-    /// log2 send WQEs.
-    pub const LOG_SQ_SIZE: Field = f(4, 3, 4);
-    /// log2(send stride / 16).
-    pub const LOG_SQ_STRIDE: Field = f(4, 0, 3);
+    /// Path MTU (4 = 2048).
+    pub const MTU: Field = f(4, 29, 3);
     /// UAR page for doorbells.
     pub const USR_PAGE: Field = f(5, 0, 24);
-    /// Primary path P_Key index.
-    pub const PKEY_INDEX: Field = f(8, 16, 7);
-    /// Primary path scheduling queue (0x83 | (port-1)<<6; bit 6 selects the port).
-    pub const SCHED_QUEUE: Field = f(9, 0, 8);
+    /// Primary path scheduling queue (0x83 | (port-1)<<6; QP0 0x3f | (port-1)<<6).
+    pub const SCHED_QUEUE: Field = f(16, 24, 8);
     /// Send CQ.
-    pub const CQN_SND: Field = f(16, 0, 24);
+    pub const CQN_SND: Field = f(33, 0, 24);
+    /// Byte offset of the WQE buffer in its page, bits `[11:6]` in place.
+    pub const PAGE_OFFSET: Field = f(38, 6, 6);
     /// Receive CQ.
-    pub const CQN_RCV: Field = f(17, 0, 24);
-    /// Page offset >> 6.
-    pub const PAGE_OFFSET: Field = f(19, 0, 6);
-    /// Receive doorbell record address (64-bit at dwords 20–21).
-    pub const RDB_RECORD: usize = 20;
-    /// MTT base (64-bit at dwords 22–23).
-    pub const MTT_BASE: usize = 22;
-    /// Next send PSN.
-    pub const NEXT_SEND_PSN: Field = f(24, 0, 24);
-    /// Next receive PSN.
-    pub const NEXT_RCV_PSN: Field = f(25, 0, 24);
-    /// Q_Key (documented: mailbox dword 44).
-    pub const QKEY: Field = f(44, 0, 32);
-    /// Dwords.
+    pub const CQN_RCV: Field = f(41, 0, 24);
+    /// Receive doorbell record (`db_record_addr_h`, `db_record_addr_l` `[31:2]`).
+    pub const DB_RECORD_ADDR: Addr = a(f(42, 0, 32), f(43, 2, 30));
+    /// Q_Key.
+    pub const Q_KEY: Field = f(44, 0, 32);
+    /// log2 of the MTT page size in 4 KiB units.
+    pub const LOG2_PAGE_SIZE: Field = f(52, 24, 6);
+    /// MTT base (`mtt_base_addr_h` `[7:0]`, `mtt_base_addr_l` `[31:3]`).
+    pub const MTT_BASE_ADDR: Addr = a(f(52, 0, 8), f(53, 3, 29));
+    /// Dwords (mailbox header and the 248-byte context).
     pub const DWORDS: usize = 64;
     /// Service type UD.
     pub const ST_UD: u32 = 0x3;
@@ -364,77 +466,73 @@ pub mod qpc {
     pub const ST_MLX: u32 = 0x7;
 }
 
-/// QUERY_PORT output (assumed layout).
+/// QUERY_PORT output (hermon.h `struct hermonprm_query_port_cap_st`, 64 bytes).
 pub mod query_port {
     use super::{f, Field};
-    /// Port supports IB.
-    pub const IB: Field = f(0, 31, 1);
-    /// Port supports Ethernet.
-    pub const ETH: Field = f(0, 30, 1);
-    /// Maximum MTU (IB encoding).
-    pub const MAX_MTU: Field = f(0, 0, 4);
-    /// MAC bits 47:32.
-    pub const MAC_H: Field = f(2, 0, 16);
-    /// MAC bits 31:0.
-    pub const MAC_L: Field = f(3, 0, 32);
-    /// Dwords.
-    pub const DWORDS: usize = 8;
-}
-
-/// SET_PORT (IB) input (assumed layout of the fields reference §2.3 lists).
-pub mod set_port {
-    use super::{f, Field};
-    /// Change MTU cap.
-    pub const MMC: Field = f(0, 31, 1);
-    /// Change VL cap.
-    pub const MVC: Field = f(0, 30, 1);
-    /// Change max P_Key.
-    pub const MP: Field = f(0, 29, 1);
-    /// Change max GID.
-    pub const MG: Field = f(0, 28, 1);
-    /// MTU cap.
-    pub const MTU_CAP: Field = f(0, 12, 4);
-    /// VL cap.
-    pub const VL_CAP: Field = f(0, 8, 4);
-    /// Max GID table size.
-    pub const MAX_GID: Field = f(10, 16, 16);
-    /// Max P_Key table size.
-    pub const MAX_PKEY: Field = f(10, 0, 16);
-    /// Dwords.
-    pub const DWORDS: usize = 32;
-}
-
-/// A multicast group entry (READ_MCG/WRITE_MCG; assumed layout): next index, member count,
-/// MGID, up to 8 QPNs.
-pub mod mcg {
-    use super::{f, Field};
-    /// Member count.
-    pub const MEMBERS: Field = f(1, 0, 24);
-    /// MGID dwords 4–7.
-    pub const MGID: usize = 4;
-    /// First QP dword.
-    pub const QP0: usize = 8;
-    /// QPN field of a QP dword.
-    pub const QPN_MASK: u32 = 0x00ff_ffff;
-    /// QP slots.
-    pub const MAX_QPS: usize = 8;
+    /// Largest IB MTU the port supports (IBA encoding).
+    pub const IB_MTU: Field = f(0, 16, 4);
+    /// The port can run InfiniBand.
+    pub const IB: Field = f(0, 24, 1);
+    /// The port can run Ethernet.
+    pub const ETH: Field = f(0, 25, 1);
     /// Dwords.
     pub const DWORDS: usize = 16;
 }
 
-/// Completion queue entry, 32 bytes (documented, reference §2.5).
+/// SET_PORT input for an IB port, op_mod 0 (hermon.h `struct hermonprm_set_port_ib_st`).
+pub mod set_port {
+    use super::{f, Field};
+    /// VL cap (a number of VLs).
+    pub const VL_CAP: Field = f(0, 4, 4);
+    /// MTU cap (IBA encoding).
+    pub const MTU_CAP: Field = f(0, 12, 4);
+    /// Change the GID table size.
+    pub const MG: Field = f(0, 19, 1);
+    /// Change the P_Key table size.
+    pub const MP: Field = f(0, 20, 1);
+    /// Change the VL cap.
+    pub const MVC: Field = f(0, 21, 1);
+    /// Change the MTU cap.
+    pub const MMC: Field = f(0, 22, 1);
+    /// GID table size.
+    pub const MAX_GID: Field = f(10, 0, 16);
+    /// P_Key table size.
+    pub const MAX_PKEY: Field = f(10, 16, 16);
+    /// Dwords.
+    pub const DWORDS: usize = 32;
+}
+
+/// A multicast group entry as iPXE configures the table, 64 bytes (hermon.h
+/// `struct hermonprm_mcg_entry_st`: MT25408_PRM.h `hermonprm_mcg_hdr_st` then eight
+/// `hermonprm_mcg_qp_dw_st`).
+pub mod mcg {
+    use super::{f, Field};
+    /// Member count.
+    pub const MEMBERS_COUNT: Field = f(1, 0, 24);
+    /// The MGID, raw bytes in dwords 4–7 (`gid3`..`gid0`).
+    pub const GID: [Field; 4] = [f(4, 0, 32), f(5, 0, 32), f(6, 0, 32), f(7, 0, 32)];
+    /// The QPN of member slot `i` (`qp[i].qpn`).
+    pub const fn qpn(i: usize) -> Field {
+        f(8 + i, 0, 24)
+    }
+    /// Member slots.
+    pub const MAX_QPS: usize = 8;
+    /// log2 of the entry size the driver configures (64 bytes).
+    pub const LOG_ENTRY_SZ: u32 = 6;
+    /// Dwords.
+    pub const DWORDS: usize = 16;
+}
+
+/// Completion queue entry, 32 bytes (MT25408_PRM.h `struct hermonprm_completion_queue_entry_st`;
+/// error CQEs `struct hermonprm_completion_with_error_st`).
 pub mod cqe {
     use super::{f, Field};
     /// Entry size.
     pub const SIZE: usize = 32;
     /// Local QPN.
     pub const QPN: Field = f(0, 0, 24);
-    /// Immediate / P_Key index for GSI.
-    pub const IMMEDIATE: Field = f(1, 0, 32);
     /// Source QPN.
     pub const SRQ_RQPN: Field = f(2, 0, 24);
-    /// Path bits.
-    pub const ML_PATH: Field = f(2, 24, 7);
     /// GRH present.
     pub const G: Field = f(2, 31, 1);
     /// Source LID.
@@ -445,14 +543,10 @@ pub mod cqe {
     pub const BYTE_CNT: Field = f(5, 0, 32);
     /// Syndrome (error CQEs).
     pub const SYNDROME: Field = f(6, 0, 8);
-    /// Vendor syndrome (error CQEs).
-    pub const VENDOR_SYNDROME: Field = f(6, 8, 8);
     /// WQE counter.
     pub const WQE_COUNTER: Field = f(6, 16, 16);
     /// Opcode (5 bits).
     pub const OPCODE: Field = f(7, 0, 5);
-    /// Inline scatter.
-    pub const IS: Field = f(7, 5, 1);
     /// 1 for send completions.
     pub const S_R: Field = f(7, 6, 1);
     /// Owner.
@@ -467,21 +561,23 @@ pub mod cqe {
     pub const OPCODE_ERROR_SEND: u32 = 0x1f;
 }
 
-/// Event queue entry, 32 bytes (documented, reference §2.6).
+/// Event queue entry, 32 bytes (MT25408_PRM.h `struct hermonprm_event_queue_entry_st`; the event
+/// data from dword 1 as `hermonprm_completion_queue_error_st`,
+/// `hermonprm_port_state_change_event_st` and hermon.h `hermonprm_port_mgmnt_change_event_st`).
 pub mod eqe {
     use super::{f, Field};
     /// Entry size.
     pub const SIZE: usize = 32;
     /// Event sub-type.
-    pub const SUB_TYPE: Field = f(0, 0, 8);
+    pub const EVENT_SUB_TYPE: Field = f(0, 0, 8);
     /// Event type.
     pub const EVENT_TYPE: Field = f(0, 16, 8);
-    /// Port of a port state change event.
+    /// CQ error event: CQN.
+    pub const CQ_ERROR_CQN: Field = f(1, 0, 24);
+    /// Port state change event: port.
     pub const PSC_PORT: Field = f(3, 28, 2);
-    /// Port of a port management change event.
+    /// Port management change event: port.
     pub const PMC_PORT: Field = f(1, 0, 8);
-    /// CQN of a CQ error event (assumed).
-    pub const CQN: Field = f(3, 0, 24);
     /// Owner.
     pub const OWNER: Field = f(7, 7, 1);
     /// Event type: completion.
@@ -498,9 +594,12 @@ pub mod eqe {
     pub const SUBTYPE_PORT_ACTIVE: u32 = 0x04;
 }
 
-/// Send WQEs (documented UD layout, reference §2.8; MLX control dwords 2–3 assumed).
+/// Send WQEs: the control segment (MT25408_PRM.h `struct hermonprm_wqe_segment_ctrl_send_st`,
+/// and `hermonprm_wqe_segment_ctrl_mlx_st` for QP0/QP1), the UD segment
+/// (`hermonprm_wqe_segment_ud_st` with its `hermonprm_ud_address_vector_st`) at dword 4, and
+/// the data pointer segment (`hermonprm_wqe_segment_data_ptr_st`, positions relative to it).
 pub mod send_wqe {
-    use super::{f, Field};
+    use super::{a, f, Addr, Field};
     /// Stride.
     pub const STRIDE: usize = 128;
     /// Opcode.
@@ -511,14 +610,16 @@ pub mod send_wqe {
     pub const DS: Field = f(1, 0, 6);
     /// Generate completion (0b11).
     pub const C: Field = f(2, 2, 2);
+    /// MLX: 0 = the HCA computes the ICRC into the packet's last dword.
+    pub const MLX_ICRC: Field = f(2, 4, 1);
     /// MLX: VL15 (QP0 traffic).
-    pub const MLX_V15: Field = f(2, 16, 1);
+    pub const MLX_V15: Field = f(2, 17, 1);
     /// MLX: destination LID (the device checks it against the LRH).
-    pub const MLX_RLID: Field = f(3, 0, 16);
+    pub const MLX_RLID: Field = f(3, 16, 16);
     /// UD AV: PD.
     pub const AV_PD: Field = f(4, 0, 24);
     /// UD AV: port.
-    pub const AV_PORT: Field = f(4, 24, 2);
+    pub const AV_PORT_NUMBER: Field = f(4, 24, 2);
     /// UD AV: remote LID.
     pub const AV_RLID: Field = f(5, 0, 16);
     /// UD AV: GRH present.
@@ -533,37 +634,55 @@ pub mod send_wqe {
     pub const AV_TCLASS: Field = f(7, 20, 8);
     /// UD AV: service level.
     pub const AV_SL: Field = f(7, 28, 4);
-    /// UD AV: remote GID, dwords 8–11.
-    pub const AV_GID: usize = 8;
+    /// UD AV: remote GID, raw bytes in dwords 8–11 (`rgid_127_96`..`rgid_31_0`).
+    pub const AV_RGID: [Field; 4] = [f(8, 0, 32), f(9, 0, 32), f(10, 0, 32), f(11, 0, 32)];
     /// UD: destination QPN.
-    pub const DEST_QP: Field = f(12, 0, 24);
+    pub const DESTINATION_QP: Field = f(12, 0, 24);
     /// UD: Q_Key.
-    pub const QKEY: Field = f(13, 0, 32);
+    pub const Q_KEY: Field = f(13, 0, 32);
     /// UD: data segment dword.
     pub const UD_DATA: usize = 16;
     /// MLX: data segment dword.
     pub const MLX_DATA: usize = 4;
-    /// Data segment: byte count.
+    /// Data segment: byte count (relative to the segment).
     pub const DATA_BYTE_COUNT: Field = f(0, 0, 31);
-    /// Data segment: L_Key (relative dword 1).
-    pub const DATA_LKEY: usize = 1;
-    /// Data segment: address (64-bit at relative dwords 2–3).
-    pub const DATA_ADDR: usize = 2;
+    /// Data segment: L_Key (relative).
+    pub const DATA_L_KEY: Field = f(1, 0, 32);
+    /// Data segment: local address (relative).
+    pub const DATA_LOCAL_ADDRESS: Addr = a(f(2, 0, 32), f(3, 0, 32));
     /// Opcode SEND.
     pub const OPCODE_SEND: u32 = 0x0a;
     /// UD WQE size in 16-byte units.
     pub const UD_DS: u32 = 5;
-    /// MLX WQE size in 16-byte units.
+    /// MLX WQE size in 16-byte units (control segment and one data segment covering the
+    /// headers, the MAD and the ICRC dword).
     pub const MLX_DS: u32 = 2;
     /// Dwords in a UD WQE.
     pub const DWORDS: usize = 20;
+
+    /// A data segment's field moved to WQE dword `at`.
+    pub const fn data(field: Field, at: usize) -> Field {
+        Field {
+            dw: field.dw + at,
+            ..field
+        }
+    }
+
+    /// A data segment's address moved to WQE dword `at`.
+    pub const fn data_addr(at: usize) -> Addr {
+        Addr {
+            h: data(DATA_LOCAL_ADDRESS.h, at),
+            l: data(DATA_LOCAL_ADDRESS.l, at),
+        }
+    }
 }
 
-/// Receive WQE: two 16-byte scatter entries (documented, reference §2.8).
+/// Receive WQE: two data pointer segments (MT25408_PRM.h `hermonprm_wqe_segment_data_ptr_st`;
+/// positions in [`send_wqe`]'s `DATA_*`).
 pub mod recv_wqe {
     /// Stride.
     pub const STRIDE: usize = 32;
-    /// L_Key marking an unused scatter entry.
+    /// L_Key marking an unused scatter entry (hermon.h `HERMON_INVALID_LKEY`).
     pub const INVALID_LKEY: u32 = 0x0000_0100;
     /// Dwords.
     pub const DWORDS: usize = 8;
@@ -578,23 +697,36 @@ mod tests {
         let mut p = Prm::<4>::default();
         p.set(cqe::QPN, 0x1234_5678);
         assert_eq!(p.get(cqe::QPN), 0x34_5678);
-        p.set(cqe::OWNER, 1);
-        p.set(cqe::S_R, 1);
-        p.set(cqe::OPCODE, 0x1e);
-        p.set64(2, 0x1122_3344_5566_7788);
-        assert_eq!(p.get64(2), 0x1122_3344_5566_7788);
+        assert!(p.set_addr(a64(2), 0x1122_3344_5566_7788));
+        assert_eq!(p.get_addr(a64(2)), 0x1122_3344_5566_7788);
         let mut b = [0u8; 16];
         p.write_be(&mut b);
         assert_eq!(&b[..4], &[0x00, 0x34, 0x56, 0x78]);
         assert_eq!(Prm::<4>::from_be(&b), p);
         // Out-of-range fields read 0 and writes are ignored, never a panic.
-        p.set(cqe::OWNER, 1);
+        p.set(eqe::OWNER, 1);
         assert_eq!(p.get(eqe::OWNER), 0);
         assert_eq!(Prm::<4>::BYTES, 16);
     }
 
     #[test]
-    fn documented_cqe_byte31_layout() {
+    fn split_addresses_keep_their_neighbours() {
+        let mut p = Prm::<{ init_hca::DWORDS }>::default();
+        p.set(init_hca::LOG_NUM_OF_QP, 7);
+        assert!(p.set_addr(init_hca::QPC_BASE, 0x1_0000_0080));
+        assert_eq!(p.get(init_hca::LOG_NUM_OF_QP), 7);
+        assert_eq!(p.get_addr(init_hca::QPC_BASE), 0x1_0000_0080);
+        assert_eq!(p.0[13], 0x80 | 7);
+        // Misaligned for the low part, or beyond the 40 bits of an MTT address: refused.
+        assert!(!p.set_addr(init_hca::QPC_BASE, 0x10));
+        let mut c = Prm::<{ cqc::DWORDS }>::default();
+        assert!(c.set_addr(cqc::MTT_BASE_ADDR, 0xff_ffff_fff8));
+        assert!(!c.set_addr(cqc::MTT_BASE_ADDR, 1 << 40));
+        assert_eq!(c.get_addr(cqc::MTT_BASE_ADDR), 0xff_ffff_fff8);
+    }
+
+    #[test]
+    fn cqe_and_eqe_byte_positions() {
         let mut p = Prm::<8>::default();
         p.set(cqe::OWNER, 1);
         p.set(cqe::S_R, 1);
@@ -605,221 +737,21 @@ mod tests {
         let mut e = Prm::<8>::default();
         e.set(eqe::EVENT_TYPE, 0x09);
         e.set(eqe::PSC_PORT, 2);
+        e.set(eqe::CQ_ERROR_CQN, 0x12_3456);
         e.write_be(&mut b);
         assert_eq!(b[1], 0x09);
         assert_eq!(b[12], 0x20);
+        assert_eq!(&b[4..8], &[0, 0x12, 0x34, 0x56]);
     }
 
-    /// Every field of every structure lies inside its structure and inside one dword.
+    /// Every field of a structure lies inside one of its dwords and no two overlap.
     #[test]
-    fn all_fields_fit_their_structures() {
-        let tables: &[(&str, usize, &[Field])] = &[
-            (
-                "query_fw",
-                2,
-                &[
-                    query_fw::FW_REV_MAJOR,
-                    query_fw::FW_PAGES,
-                    query_fw::FW_REV_MINOR,
-                    query_fw::FW_REV_SUBMINOR,
-                ],
-            ),
-            ("vpm", vpm::SIZE / 4, &[vpm::LOG2SIZE]),
-            (
-                "dev_cap",
-                dev_cap::DWORDS,
-                &[
-                    dev_cap::LOG2_RSVD_QPS,
-                    dev_cap::LOG_MAX_QP,
-                    dev_cap::LOG2_RSVD_CQS,
-                    dev_cap::LOG_MAX_CQ,
-                    dev_cap::LOG2_RSVD_EQS,
-                    dev_cap::LOG_MAX_EQ,
-                    dev_cap::LOG2_RSVD_MTTS,
-                    dev_cap::LOG_MAX_MTT,
-                    dev_cap::LOG2_RSVD_MRWS,
-                    dev_cap::LOG_MAX_MPT,
-                    dev_cap::NUM_PORTS,
-                    dev_cap::DPDP,
-                    dev_cap::NUM_RSVD_UARS,
-                    dev_cap::LOG_MAX_MCG,
-                    dev_cap::QPC_SZ,
-                    dev_cap::CQC_SZ,
-                    dev_cap::EQC_SZ,
-                    dev_cap::DMPT_SZ,
-                    dev_cap::MTT_SZ,
-                    dev_cap::CMPT_SZ,
-                    dev_cap::AUXC_SZ,
-                    dev_cap::ALTC_SZ,
-                    dev_cap::MCG_SZ,
-                ],
-            ),
-            (
-                "init_hca",
-                init_hca::DWORDS,
-                &[
-                    init_hca::VERSION,
-                    init_hca::UDP,
-                    init_hca::LOG_NUM_QPS,
-                    init_hca::LOG_NUM_CQS,
-                    init_hca::LOG_NUM_EQS,
-                    init_hca::LOG_DMPT_SZ,
-                    init_hca::LOG_MTT_SZ,
-                    init_hca::LOG_MCG_ENTRY_SZ,
-                    init_hca::LOG_MCG_HASH_SZ,
-                    init_hca::LOG_MCG_TABLE_SZ,
-                    init_hca::LOG_MAX_UARS,
-                ],
-            ),
-            (
-                "mpt",
-                mpt::DWORDS,
-                &[
-                    mpt::LR,
-                    mpt::LW,
-                    mpt::RR,
-                    mpt::RW,
-                    mpt::A,
-                    mpt::PA,
-                    mpt::MEM_KEY,
-                    mpt::PD,
-                    mpt::LEN64,
-                ],
-            ),
-            ("write_mtt", write_mtt::DWORDS, &[write_mtt::PRESENT]),
-            (
-                "eqc",
-                eqc::DWORDS,
-                &[eqc::ST, eqc::OI, eqc::PAGE_OFFSET, eqc::LOG_EQ_SIZE],
-            ),
-            (
-                "cqc",
-                cqc::DWORDS,
-                &[
-                    cqc::ST,
-                    cqc::PAGE_OFFSET,
-                    cqc::USR_PAGE,
-                    cqc::LOG_CQ_SIZE,
-                    cqc::C_EQN,
-                ],
-            ),
-            (
-                "qpc",
-                qpc::DWORDS,
-                &[
-                    qpc::OPT_PARAM_MASK,
-                    qpc::ST,
-                    qpc::PM_STATE,
-                    qpc::PD,
-                    qpc::MTU,
-                    qpc::MSG_MAX,
-                    qpc::LOG_RQ_SIZE,
-                    qpc::LOG_RQ_STRIDE,
-                    qpc::LOG_SQ_SIZE,
-                    qpc::LOG_SQ_STRIDE,
-                    qpc::USR_PAGE,
-                    qpc::PKEY_INDEX,
-                    qpc::SCHED_QUEUE,
-                    qpc::CQN_SND,
-                    qpc::CQN_RCV,
-                    qpc::PAGE_OFFSET,
-                    qpc::NEXT_SEND_PSN,
-                    qpc::NEXT_RCV_PSN,
-                    qpc::QKEY,
-                ],
-            ),
-            (
-                "query_port",
-                query_port::DWORDS,
-                &[
-                    query_port::IB,
-                    query_port::ETH,
-                    query_port::MAX_MTU,
-                    query_port::MAC_H,
-                    query_port::MAC_L,
-                ],
-            ),
-            (
-                "set_port",
-                set_port::DWORDS,
-                &[
-                    set_port::MMC,
-                    set_port::MVC,
-                    set_port::MP,
-                    set_port::MG,
-                    set_port::MTU_CAP,
-                    set_port::VL_CAP,
-                    set_port::MAX_GID,
-                    set_port::MAX_PKEY,
-                ],
-            ),
-            ("mcg", mcg::DWORDS, &[mcg::MEMBERS]),
-            (
-                "cqe",
-                cqe::SIZE / 4,
-                &[
-                    cqe::QPN,
-                    cqe::IMMEDIATE,
-                    cqe::SRQ_RQPN,
-                    cqe::ML_PATH,
-                    cqe::G,
-                    cqe::SLID,
-                    cqe::SL,
-                    cqe::BYTE_CNT,
-                    cqe::SYNDROME,
-                    cqe::VENDOR_SYNDROME,
-                    cqe::WQE_COUNTER,
-                    cqe::OPCODE,
-                    cqe::IS,
-                    cqe::S_R,
-                    cqe::OWNER,
-                ],
-            ),
-            (
-                "eqe",
-                eqe::SIZE / 4,
-                &[
-                    eqe::SUB_TYPE,
-                    eqe::EVENT_TYPE,
-                    eqe::PSC_PORT,
-                    eqe::PMC_PORT,
-                    eqe::CQN,
-                    eqe::OWNER,
-                ],
-            ),
-            (
-                "send_wqe",
-                send_wqe::DWORDS,
-                &[
-                    send_wqe::OPCODE,
-                    send_wqe::OWNER,
-                    send_wqe::DS,
-                    send_wqe::C,
-                    send_wqe::MLX_V15,
-                    send_wqe::MLX_RLID,
-                    send_wqe::AV_PD,
-                    send_wqe::AV_PORT,
-                    send_wqe::AV_RLID,
-                    send_wqe::AV_G,
-                    send_wqe::AV_HOP_LIMIT,
-                    send_wqe::AV_MGID_INDEX,
-                    send_wqe::AV_FLOW_LABEL,
-                    send_wqe::AV_TCLASS,
-                    send_wqe::AV_SL,
-                    send_wqe::DEST_QP,
-                    send_wqe::QKEY,
-                ],
-            ),
-        ];
-        for (name, dwords, fields) in tables {
-            for f in fields.iter() {
-                assert!(f.dw < *dwords, "{name}: {f:?} outside {dwords} dwords");
-                assert!(
-                    f.width >= 1 && f.lsb + f.width <= 32,
-                    "{name}: {f:?} crosses a dword"
-                );
+    fn fields_fit_and_do_not_overlap() {
+        fn check(name: &str, dwords: usize, fields: &[Field]) {
+            for f in fields {
+                assert!(f.dw < dwords, "{name}: {f:?} outside {dwords} dwords");
+                assert!(f.width >= 1 && f.lsb + f.width <= 32, "{name}: {f:?}");
             }
-            // No two fields of one structure overlap.
             for (i, a) in fields.iter().enumerate() {
                 for b in &fields[i + 1..] {
                     let overlap =
@@ -828,38 +760,136 @@ mod tests {
                 }
             }
         }
-        // 64-bit fields leave room for both dwords and do not collide with 32-bit ones.
-        for (dw, n) in [
-            (init_hca::QPC_BASE, init_hca::DWORDS),
-            (init_hca::MCG_BASE, init_hca::DWORDS),
-            (cqc::MTT_BASE, cqc::DWORDS),
-            (cqc::DB_RECORD, cqc::DWORDS),
-            (eqc::MTT_BASE, eqc::DWORDS),
-            (qpc::RDB_RECORD, qpc::DWORDS),
-            (qpc::MTT_BASE, qpc::DWORDS),
-            (mpt::LEN, mpt::DWORDS),
-        ] {
-            assert!(dw + 1 < n);
-        }
-        assert_eq!(send_wqe::UD_DATA * 4 + 16, send_wqe::UD_DS as usize * 16);
+        use init_hca as ih;
+        check(
+            "init_hca",
+            ih::DWORDS,
+            &[
+                ih::VERSION,
+                ih::UDP,
+                ih::QPC_BASE.h,
+                ih::QPC_BASE.l,
+                ih::LOG_NUM_OF_QP,
+                ih::SRQC_BASE.h,
+                ih::SRQC_BASE.l,
+                ih::LOG_NUM_OF_SRQ,
+                ih::CQC_BASE.h,
+                ih::CQC_BASE.l,
+                ih::LOG_NUM_OF_CQ,
+                ih::ALTC_BASE.h,
+                ih::ALTC_BASE.l,
+                ih::AUXC_BASE.h,
+                ih::AUXC_BASE.l,
+                ih::EQC_BASE.h,
+                ih::EQC_BASE.l,
+                ih::LOG_NUM_OF_EQ,
+                ih::RDMARC_BASE.h,
+                ih::RDMARC_BASE.l,
+                ih::LOG_NUM_RD,
+                ih::MC_BASE.h,
+                ih::MC_BASE.l,
+                ih::LOG_MC_TABLE_ENTRY_SZ,
+                ih::LOG_MC_TABLE_HASH_SZ,
+                ih::LOG_MC_TABLE_SZ,
+                ih::DMPT_BASE.h,
+                ih::DMPT_BASE.l,
+                ih::LOG_DMPT_SZ,
+                ih::MTT_BASE.h,
+                ih::MTT_BASE.l,
+                ih::CMPT_BASE.h,
+                ih::CMPT_BASE.l,
+                ih::UAR_PAGE_SZ,
+                ih::LOG_MAX_UARS,
+            ],
+        );
+        check(
+            "qpc",
+            qpc::DWORDS,
+            &[
+                qpc::OPT_PARAM_MASK,
+                qpc::PM_STATE,
+                qpc::ST,
+                qpc::PD,
+                qpc::LOG_SQ_STRIDE,
+                qpc::LOG_SQ_SIZE,
+                qpc::LOG_RQ_STRIDE,
+                qpc::LOG_RQ_SIZE,
+                qpc::MSG_MAX,
+                qpc::MTU,
+                qpc::USR_PAGE,
+                qpc::SCHED_QUEUE,
+                qpc::CQN_SND,
+                qpc::PAGE_OFFSET,
+                qpc::CQN_RCV,
+                qpc::DB_RECORD_ADDR.h,
+                qpc::DB_RECORD_ADDR.l,
+                qpc::Q_KEY,
+                qpc::LOG2_PAGE_SIZE,
+                qpc::MTT_BASE_ADDR.h,
+                qpc::MTT_BASE_ADDR.l,
+            ],
+        );
+        check(
+            "cqc",
+            cqc::DWORDS,
+            &[
+                cqc::ST,
+                cqc::PAGE_OFFSET,
+                cqc::USR_PAGE,
+                cqc::LOG_CQ_SIZE,
+                cqc::C_EQN,
+                cqc::LOG2_PAGE_SIZE,
+                cqc::MTT_BASE_ADDR.h,
+                cqc::MTT_BASE_ADDR.l,
+                cqc::DB_RECORD_ADDR.h,
+                cqc::DB_RECORD_ADDR.l,
+            ],
+        );
+        check(
+            "eqc",
+            eqc::DWORDS,
+            &[
+                eqc::ST,
+                eqc::OI,
+                eqc::PAGE_OFFSET,
+                eqc::LOG_EQ_SIZE,
+                eqc::LOG2_PAGE_SIZE,
+                eqc::MTT_BASE_ADDR.h,
+                eqc::MTT_BASE_ADDR.l,
+            ],
+        );
+        use send_wqe as sw;
+        check(
+            "send_wqe",
+            sw::DWORDS,
+            &[
+                sw::OPCODE,
+                sw::OWNER,
+                sw::DS,
+                sw::C,
+                sw::MLX_ICRC,
+                sw::MLX_V15,
+                sw::MLX_RLID,
+                sw::AV_PD,
+                sw::AV_PORT_NUMBER,
+                sw::AV_RLID,
+                sw::AV_G,
+                sw::AV_HOP_LIMIT,
+                sw::AV_MGID_INDEX,
+                sw::AV_FLOW_LABEL,
+                sw::AV_TCLASS,
+                sw::AV_SL,
+                sw::DESTINATION_QP,
+                sw::Q_KEY,
+                sw::data(sw::DATA_BYTE_COUNT, sw::UD_DATA),
+                sw::data(sw::DATA_L_KEY, sw::UD_DATA),
+                sw::data_addr(sw::UD_DATA).h,
+                sw::data_addr(sw::UD_DATA).l,
+            ],
+        );
+        assert_eq!(sw::UD_DATA * 4 + 16, sw::UD_DS as usize * 16);
         assert_eq!(recv_wqe::DWORDS * 4, recv_wqe::STRIDE);
-    }
-
-    #[test]
-    fn documented_send_wqe_layout() {
-        let mut p = Prm::<{ send_wqe::DWORDS }>::default();
-        p.set(send_wqe::OWNER, 1);
-        p.set(send_wqe::OPCODE, send_wqe::OPCODE_SEND);
-        p.set(send_wqe::DEST_QP, 0xab_cdef);
-        p.set(send_wqe::QKEY, 0x0b1b);
-        p.set(send_wqe::AV_G, 1);
-        let mut b = [0u8; 80];
-        p.write_be(&mut b);
-        assert_eq!(&b[..4], &[0x80, 0, 0, 0x0a]);
-        assert_eq!(&b[48..52], &[0, 0xab, 0xcd, 0xef]);
-        assert_eq!(&b[52..56], &[0, 0, 0x0b, 0x1b]);
-        assert_eq!(b[21], 0x80);
-        // Q_Key of RTS2RTS sits in mailbox dword 44.
-        assert_eq!(qpc::QKEY.dw, 44);
+        assert_eq!(mcg::DWORDS * 4, 1 << mcg::LOG_ENTRY_SZ);
+        assert_eq!(mcg::qpn(mcg::MAX_QPS - 1).dw, mcg::DWORDS - 1);
     }
 }

@@ -1,6 +1,11 @@
-//! Hermon MMIO registers (reference §2.1, §2.2, §2.6, §2.9). Each register is a type with
-//! named fields; all hold big-endian dwords, converted here.
+//! Hermon MMIO registers: BAR0 (the HCR, the reset register) and BAR2 (UAR pages with the send
+//! and EQ doorbells). Offsets from iPXE `src/drivers/infiniband/hermon.h` (`HERMON_HCR_BASE`,
+//! `HERMON_RESET_OFFSET`, `HERMON_RESET_MAGIC`, `HERMON_UAR_NON_EQ_PAGE`,
+//! `HERMON_DB_POST_SND_OFFSET`, `HERMON_DB_EQ_OFFSET`); the HCR control dword's fields from
+//! MT25408_PRM.h `struct hermonprm_hca_command_register_st` ([`super::prm::hcr`]). All registers
+//! hold big-endian dwords, converted here.
 
+use super::prm::{hcr, Field};
 use crate::hal::{Bar, Hal};
 
 /// BAR0 bytes the driver touches (iPXE maps `HERMON_PCI_CONFIG_BAR_SIZE` = 1 MiB).
@@ -31,53 +36,72 @@ pub fn read_be<H: Hal>(hal: &H, bar: Bar, off: usize) -> u32 {
     u32::from_be_bytes(hal.mmio_read32(bar, off).to_le_bytes())
 }
 
+/// Byte offset of an HCR dword from the HCR base.
+pub const fn hcr_offset(f: Field) -> usize {
+    HCR_BASE + 4 * f.dw
+}
+
 /// HCR dword 6: opcode, modifier, toggle, event, go, status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HcrCtrl(pub u32);
 
 impl HcrCtrl {
     /// Byte offset of dword 6 from the HCR base.
-    pub const OFFSET: usize = 0x18;
-    const GO: u32 = 1 << 23;
-    const E: u32 = 1 << 22;
-    const T: u32 = 1 << 21;
+    pub const OFFSET: usize = 4 * hcr::GO.dw;
+
+    fn get(self, f: Field) -> u32 {
+        let m = if f.width >= 32 {
+            u32::MAX
+        } else {
+            (1 << f.width) - 1
+        };
+        (self.0 >> f.lsb) & m
+    }
+
+    fn with(self, f: Field, v: u32) -> Self {
+        let m = if f.width >= 32 {
+            u32::MAX
+        } else {
+            (1 << f.width) - 1
+        };
+        Self((self.0 & !(m << f.lsb)) | ((v & m) << f.lsb))
+    }
 
     /// A command word.
     pub fn command(opcode: u16, op_mod: u8, toggle: bool) -> Self {
-        Self(
-            u32::from(opcode & 0xfff)
-                | (u32::from(op_mod & 0xf) << 12)
-                | if toggle { Self::T } else { 0 }
-                | Self::GO,
-        )
+        Self(0)
+            .with(hcr::OPCODE, u32::from(opcode))
+            .with(hcr::OPCODE_MODIFIER, u32::from(op_mod))
+            .with(hcr::T, u32::from(toggle))
+            .with(hcr::GO, 1)
     }
     /// Opcode.
     pub fn opcode(self) -> u16 {
-        (self.0 & 0xfff) as u16
+        self.get(hcr::OPCODE) as u16
     }
     /// Opcode modifier.
     pub fn op_mod(self) -> u8 {
-        ((self.0 >> 12) & 0xf) as u8
+        self.get(hcr::OPCODE_MODIFIER) as u8
     }
     /// Go: set by software, cleared by the device when done.
     pub fn go(self) -> bool {
-        self.0 & Self::GO != 0
+        self.get(hcr::GO) != 0
     }
     /// Toggle.
     pub fn toggle(self) -> bool {
-        self.0 & Self::T != 0
+        self.get(hcr::T) != 0
     }
     /// Event-on-completion requested.
     pub fn event(self) -> bool {
-        self.0 & Self::E != 0
+        self.get(hcr::E) != 0
     }
-    /// Status (bits 31:24).
+    /// Status.
     pub fn status(self) -> u8 {
-        (self.0 >> 24) as u8
+        self.get(hcr::STATUS) as u8
     }
     /// Same word with go cleared and `status` set (what the device writes back).
     pub fn completed(self, status: u8) -> Self {
-        Self((self.0 & !Self::GO & 0x00ff_ffff) | (u32::from(status) << 24))
+        self.with(hcr::GO, 0).with(hcr::STATUS, u32::from(status))
     }
 
     /// Reads the register.
@@ -90,12 +114,13 @@ impl HcrCtrl {
     }
 }
 
-/// EQ consumer-index doorbell offset in BAR2 (§2.6).
+/// EQ consumer-index doorbell offset in BAR2: four EQs per UAR page, at 0x800 + 8 × (eqn % 4)
+/// of page eqn / 4 (iPXE `HERMON_DB_EQ_OFFSET`; Linux `eq.c` `mlx4_get_eq_uar`).
 pub fn eq_doorbell_offset(eqn: u32) -> usize {
     0x800 + UAR_PAGE * (eqn as usize / 4) + 8 * (eqn as usize % 4)
 }
 
-/// Send doorbell offset in BAR2 (§2.9).
+/// Send doorbell offset in BAR2: the non-EQ UAR page, `HERMON_DB_POST_SND_OFFSET` 0x14.
 pub const fn send_doorbell_offset() -> usize {
     UAR_NON_EQ_PAGE * UAR_PAGE + SEND_DB_OFFSET
 }
@@ -114,6 +139,8 @@ mod tests {
         let d = c.completed(0x10);
         assert!(!d.go() && d.toggle());
         assert_eq!(d.status(), 0x10);
+        assert_eq!(HcrCtrl::OFFSET, 0x18);
+        assert_eq!(hcr_offset(hcr::OUT_PARAM.h), HCR_BASE + 0x0c);
         assert_eq!(send_doorbell_offset(), 128 * 4096 + 0x14);
         assert_eq!(eq_doorbell_offset(33), 0x800 + 8 * 4096 + 8);
         assert!(send_doorbell_offset() + 4 <= UAR_BAR_MIN_SIZE);

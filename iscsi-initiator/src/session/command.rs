@@ -13,7 +13,7 @@ use super::{
 };
 use crate::scsi::{Cdb, Lun, ScsiStatus, Sense, SenseKey};
 use crate::serial::SerialNumber;
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, DurationExt, Instant};
 use crate::wire::bhs::{self, Opcode, FINAL, RESERVED_TAG};
 use crate::wire::frame::{write_pdu, DigestConfig};
 

@@ -8,7 +8,7 @@ use super::{
     CommandError, Completion, Conn, Portal, Session, SessionError, TaskHandle, TransportAction,
 };
 use crate::login::{Login, LoginError, LoginOutcome, LoginProgress};
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, DurationExt, Instant};
 use crate::wire::frame::DigestConfig;
 use crate::wire::pdu::TargetHeader;
 

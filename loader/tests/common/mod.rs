@@ -2,6 +2,8 @@
 //! loopback, the simulated fabric between them and the booting node.
 #![allow(dead_code)]
 
+pub mod module;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
@@ -23,17 +25,22 @@ pub const CHAP_SECRET: &str = "n0de17-chap-secret";
 pub const TARGET_USER: &str = "array";
 pub const TARGET_SECRET: &str = "arr4y-mutual-secret";
 
-/// A disk whose first sector says what it is and ends with the boot signature.
+/// What LBA 0 says (in the protective MBR's boot-code area, which GPT leaves unused).
+pub const LABEL: &str = "isboot demo disk: FreeBSD root, GPT, UFS2 on p2";
+
+/// The boot LUN: a FreeBSD root disk (GPT; p1 freebsd-boot, p2 freebsd-ufs holding a UFS2
+/// root made by makefs), whose first sector also says what it is.
 pub fn disk() -> Vec<u8> {
-    let mut d = vec![0u8; DISK_MIB << 20];
-    let label = b"isboot demo disk: this is LBA 0 of the boot LUN";
-    d[..label.len()].copy_from_slice(label);
-    d[510] = 0x55;
-    d[511] = 0xaa;
-    for (i, b) in d[512..4096].iter_mut().enumerate() {
-        *b = (i % 251) as u8;
-    }
-    d
+    static DISK: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    DISK.get_or_init(|| {
+        let dir = isboot_tests::TempDir::new("demo-disk").expect("a scratch directory");
+        let mut d = isboot_tests::rootfs::build(&dir.0, DISK_MIB as u64)
+            .unwrap_or_else(|e| panic!("building the demo disk: {e}"))
+            .bytes;
+        d[..LABEL.len()].copy_from_slice(LABEL.as_bytes());
+        d
+    })
+    .clone()
 }
 
 pub struct Servers {

@@ -1,17 +1,16 @@
 //! A hermon-class (ConnectX) device model: PCI config space, BAR0 (HCR, reset), BAR2 (UAR
 //! doorbells), firmware command semantics with PRM status codes, ICM bookkeeping, MTT
-//! translation, MPT key checks, EQ/CQ/QP contexts, WQE fetch on doorbells, CQE/EQE generation,
-//! a firmware SMA answering MAD_IFC, and UD receive with Q_Key/P_Key checks.
+//! translation, MPT access checks, EQ/CQ/QP contexts, WQE fetch on doorbells, CQE/EQE
+//! generation, a firmware SMA answering MAD_IFC, and UD receive with Q_Key/P_Key checks.
 //!
-//! What follows documented hardware behaviour and what is assumed is listed in the crate docs.
-//! On driver misuse the model logs a warning, counts it in [`Counters::misuse`] and fails the
-//! command (or drops the work) — it never panics.
+//! Every structure is decoded and encoded with the model's own transcription in
+//! [`crate::prm`] (Linux mlx4 byte offsets), never with the driver's layouts. What follows
+//! documented behaviour and what is the model's choice is listed in the crate docs. On driver
+//! misuse the model logs a warning, counts it in [`Counters::misuse`] and fails the command (or
+//! drops the work) — it never panics.
 
 use std::collections::HashMap;
 
-use hca::hermon::cmd::{FwStatus, Opcode};
-use hca::hermon::prm::{self, Prm};
-use hca::hermon::regs::{self, HcrCtrl};
 use hca::wire::headers::{GrhRepr, UdPacket, UdPacketRepr};
 use hca::wire::mad::{AttrId, Mad, MadMethod, MadStatus, MgmtClass};
 use hca::wire::smp::{self, GuidInfo, NodeInfo, PKeyTable, PortInfo, PortState};
@@ -21,6 +20,7 @@ use zerocopy::byteorder::big_endian::{U16, U32, U64};
 use zerocopy::IntoBytes;
 
 use crate::mem::HostMem;
+use crate::prm::{self, op, stat, Loc};
 
 /// What the device did, for tests and for the demo.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,6 +67,17 @@ pub struct Counters {
     pub mad_ifc: u64,
 }
 
+/// What a port is configured to run (a VPI port's setting, as QUERY_PORT reports it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortProtocol {
+    /// InfiniBand only.
+    Ib,
+    /// Ethernet only (a VPI port configured for Ethernet).
+    Ethernet,
+    /// Both, sensed at run time (QUERY_PORT reports both bits).
+    Vpi,
+}
+
 /// Static description of a simulated HCA.
 #[derive(Clone, Debug)]
 pub struct HcaSpec {
@@ -80,6 +91,12 @@ pub struct HcaSpec {
     pub fw_pages: u32,
     /// Firmware revision.
     pub fw_rev: (u16, u16, u16),
+    /// Command interface revision QUERY_FW reports.
+    pub cmd_if_rev: u16,
+    /// Board id (PSID) QUERY_ADAPTER reports (up to 16 ASCII bytes).
+    pub psid: &'static str,
+    /// What each port runs (index = port - 1).
+    pub port_protocols: [PortProtocol; 2],
     /// Time from the reset write until config space answers again.
     pub reset_time_ns: u64,
     /// After config space answers, the firmware ignores commands for this long (models the
@@ -95,14 +112,18 @@ pub struct HcaSpec {
 }
 
 impl HcaSpec {
-    /// A dual-port ConnectX QDR (MT26428, 0x673c) with the given node GUID.
+    /// A ConnectX-2 QDR (MT26428, 0x673c) with the given node GUID, on firmware 2.9.1200 (the
+    /// revision of iPXE issue #1751). Its PSID is not public; the model reports none.
     pub fn connectx(node_guid: u64, ports: u8) -> Self {
         Self {
             device_id: 0x673c,
             ports,
             node_guid,
             fw_pages: 24,
-            fw_rev: (2, 9, 1000),
+            fw_rev: (2, 9, 1200),
+            cmd_if_rev: 3,
+            psid: "",
+            port_protocols: [PortProtocol::Ib; 2],
             reset_time_ns: 5_000_000,
             fw_settle_ns: 200_000_000,
             cmd_latency_ns: 10_000,
@@ -110,26 +131,94 @@ impl HcaSpec {
             uar_bar_len: 8 << 20,
         }
     }
+
+    /// A ConnectX-3 VPI (MT27500, 0x1003) as a public `flint query` of one shows it
+    /// (blog.swineson.me, "Mellanox ConnectX-3 firmware flashing and configuration for both
+    /// Ethernet and InfiniBand in 2021": device 4099, FW 2.42.5000, PSID MT_1090120019), both
+    /// ports configured for InfiniBand.
+    pub fn connectx3(node_guid: u64, ports: u8) -> Self {
+        Self {
+            device_id: 0x1003,
+            fw_rev: (2, 42, 5000),
+            psid: "MT_1090120019",
+            ..Self::connectx(node_guid, ports)
+        }
+    }
 }
 
-/// Device capabilities the model reports (QUERY_DEV_CAP).
-mod caps {
+/// The capabilities the model reports in QUERY_DEV_CAP.
+///
+/// No public QUERY_DEV_CAP dump of a ConnectX, ConnectX-2 or ConnectX-3 is known, so each
+/// value below is one of: a floor implied by code that runs on every such device (the source is
+/// named), a value printed in a public header for the InfiniHost III Ex (MT25208, the only
+/// entry sizes published; said so), or a model choice (said so). The device's number of ports
+/// and its UAR area come from the [`HcaSpec`].
+pub mod caps {
+    /// log2 QPs: Linux `main.c` asks INIT_HCA for this many QPs on every mlx4 device
+    /// (`mod_param_profile.num_qp` 19; the older `default_profile` 1 << 18), so real maxima
+    /// are at least that.
+    pub const LOG_MAX_QP: u32 = 19;
+    /// log2 reserved QPs: model choice (the MT25208 in LKML "Re: mthca and LinuxBIOS", 2005,
+    /// reserved 2^10).
     pub const LOG2_RSVD_QPS: u32 = 6;
-    pub const LOG_MAX_QP: u32 = 16;
+    /// log2 WQEs per queue: model choice.
+    pub const LOG_MAX_QP_SZ: u32 = 14;
+    /// log2 SRQs: Linux `main.c` asks for 2^16 (`num_srq`).
+    pub const LOG_MAX_SRQS: u32 = 16;
+    /// log2 reserved SRQs: model choice.
+    pub const LOG2_RSVD_SRQS: u32 = 6;
+    /// log2 CQs: Linux `main.c` asks for 2^16 (`num_cq`).
+    pub const LOG_MAX_CQ: u32 = 16;
+    /// log2 reserved CQs: model choice (the MT25208 dump above also reserved 2^7).
     pub const LOG2_RSVD_CQS: u32 = 7;
+    /// log2 CQEs per CQ: model choice.
+    pub const LOG_MAX_CQ_SZ: u32 = 22;
+    /// log2 EQs: model choice (Linux needs more than the reserved EQs plus one per
+    /// completion vector).
+    pub const LOG_MAX_EQ: u32 = 9;
+    /// log2 reserved EQs: model choice; the count field (iPXE `num_rsvd_eqs`) is left 0, as
+    /// on firmware that reports only the log2 (iPXE `hermon_get_cap`'s fallback).
     pub const LOG2_RSVD_EQS: u32 = 4;
-    pub const LOG2_RSVD_MTTS: u32 = 4;
+    /// log2 dMPTs: Linux `main.c` asks for 2^19 (`num_mpt`).
+    pub const LOG_MAX_MPTS: u32 = 19;
+    /// log2 reserved MPTs: model choice (the MT25208 dump also reserved 2^4).
     pub const LOG2_RSVD_MRWS: u32 = 4;
+    /// log2 MTT entries: Linux `main.c` asks for 2^20 MTT segments (`default_profile.num_mtt`,
+    /// "really num mtt segments") of `MLX4_MTT_ENTRY_PER_SEG` (8) entries.
+    pub const LOG_MAX_MTTS: u32 = 23;
+    /// log2 reserved MTT entries: model choice (the MT25208 dump also reserved 2^4).
+    pub const LOG2_RSVD_MTTS: u32 = 4;
+    /// log2 multicast groups: Linux `main.c` asks for 2^13 (`num_mcg`).
+    pub const LOG_MAX_MCG: u32 = 13;
+    /// Reserved UAR pages: model choice. Linux then reserves max(4 × 8, 2^4) = 32 EQs
+    /// (`fw.c`, end of `mlx4_QUERY_DEV_CAP`).
     pub const NUM_RSVD_UARS: u32 = 8;
+    /// log2 of the smallest page: 12, the largest Linux accepts on 4 KiB hosts (`main.c`:
+    /// "HCA minimum page size ... bigger than kernel PAGE_SIZE").
+    pub const LOG_PG_SZ: u32 = 12;
+    /// Entry sizes: the MT25208 values in iPXE `MT25408_PRM.h`'s QUERY_DEV_CAP comments ("For
+    /// the InfiniHost-III-EX MT25208 entry size is ..."); no ConnectX value is public.
     pub const QPC: u32 = 256;
+    /// RDMA read context entry size: MT25208 value, as above.
+    pub const RDMARC: u32 = 256;
+    /// Extended QPC (ALTC) entry size: MT25208 value, as above.
+    pub const ALTC: u32 = 32;
+    /// Auxiliary context entry size: model choice (no public value at all).
+    pub const AUX: u32 = 128;
+    /// SRQ context entry size: MT25208 value.
+    pub const SRQ: u32 = 32;
+    /// CQC entry size: MT25208 value.
     pub const CQC: u32 = 64;
+    /// EQC entry size: MT25208 value.
     pub const EQC: u32 = 64;
-    pub const DMPT: u32 = 64;
-    pub const MTT: u32 = 8;
+    /// cMPT entry size: MT25208 value.
     pub const CMPT: u32 = 64;
-    pub const AUXC: u32 = 128;
-    pub const ALTC: u32 = 64;
-    pub const MCG: u32 = 64;
+    /// dMPT entry size: MT25208 value.
+    pub const DMPT: u32 = 64;
+    /// MTT entry size: MT25208 value (and Linux `MLX4_MTT_FLAG_PRESENT` in a `__be64`).
+    pub const MTT: u32 = 8;
+    /// Largest IB MTU of a port (IBA encoding 5 = 4096; Linux `mlx4_ib` caps at it).
+    pub const PORT_IB_MTU: u32 = 5;
 }
 
 /// Side effects of device activity the fabric must carry out.
@@ -153,19 +242,261 @@ enum FwState {
     Initialised,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct IcmParams {
-    log_qps: u32,
-    log_cqs: u32,
-    log_eqs: u32,
-    log_mpts: u32,
-    log_mtts: u32,
-    log_mcg: u32,
+/// The ICM the driver mapped: (ICM virtual address, 4 KiB pages) per MAP_ICM block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IcmMap(pub Vec<(u64, u64)>);
+
+impl IcmMap {
+    /// True if every page of `[base, base + len)` lies in some mapped block.
+    pub fn mapped(&self, base: u64, len: u64) -> bool {
+        let Some(end) = base.checked_add(len) else {
+            return false;
+        };
+        let mut a = base;
+        while a < end {
+            match self
+                .0
+                .iter()
+                .find(|(va, pages)| a >= *va && a < va + (pages << 12))
+            {
+                Some((va, pages)) => a = va + (pages << 12),
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// What INIT_HCA configured, decoded with [`prm::init_hca`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InitHca {
+    /// Interface version.
+    pub version: u32,
+    /// log2 QPs.
+    pub log_qps: u32,
+    /// log2 SRQs.
+    pub log_srqs: u32,
+    /// log2 CQs.
+    pub log_cqs: u32,
+    /// log2 EQs.
+    pub log_eqs: u32,
+    /// log2 RDMA read contexts per QP.
+    pub log_rd: u32,
+    /// log2 dMPTs.
+    pub log_mpts: u32,
+    /// log2 multicast entry bytes.
+    pub log_mc_entry: u32,
+    /// log2 multicast hash size.
+    pub log_mc_hash: u32,
+    /// log2 multicast table size.
+    pub log_mc_table: u32,
+    /// QPC base.
+    pub qpc: u64,
+    /// ALTC base.
+    pub altc: u64,
+    /// AUXC base.
+    pub auxc: u64,
+    /// SRQC base.
+    pub srqc: u64,
+    /// CQC base.
+    pub cqc: u64,
+    /// EQC base.
+    pub eqc: u64,
+    /// RDMA read context base.
+    pub rdmarc: u64,
+    /// Multicast table base.
+    pub mc: u64,
+    /// dMPT base.
+    pub dmpt: u64,
+    /// MTT base.
+    pub mtt: u64,
+    /// cMPT base.
+    pub cmpt: u64,
+    /// UAR page size code (4 KiB << it).
+    pub uar_page_sz: u32,
+    /// log2 UAR pages.
+    pub log_uars: u32,
+    /// Check the port of UD address vectors.
+    pub ud_port_check: bool,
+}
+
+impl InitHca {
+    /// Decodes the INIT_HCA mailbox.
+    pub fn decode(b: &[u8]) -> Self {
+        use prm::init_hca::*;
+        let g = |l: Loc| l.get(b) as u32;
+        Self {
+            version: g(VERSION),
+            log_qps: g(LOG_QP),
+            log_srqs: g(LOG_SRQ),
+            log_cqs: g(LOG_CQ),
+            log_eqs: g(LOG_EQ),
+            log_rd: g(LOG_RD),
+            log_mpts: g(LOG_MPT_SZ),
+            log_mc_entry: g(LOG_MC_ENTRY_SZ),
+            log_mc_hash: g(LOG_MC_HASH_SZ),
+            log_mc_table: g(LOG_MC_TABLE_SZ),
+            qpc: QPC_BASE.get_in_place(b),
+            altc: ALTC_BASE.get(b),
+            auxc: AUXC_BASE.get(b),
+            srqc: SRQC_BASE.get_in_place(b),
+            cqc: CQC_BASE.get_in_place(b),
+            eqc: EQC_BASE.get_in_place(b),
+            rdmarc: RDMARC_BASE.get_in_place(b),
+            mc: MC_BASE.get(b),
+            dmpt: DMPT_BASE.get(b),
+            mtt: MTT_BASE.get(b),
+            cmpt: CMPT_BASE.get(b),
+            uar_page_sz: g(UAR_PAGE_SZ),
+            log_uars: g(LOG_UAR_SZ),
+            ud_port_check: FLAG_UD_PORT_CHECK.get(b) == 1,
+        }
+    }
+
+    /// ICM address of a cMPT entry: `cmpt_base + ((type << MLX4_CMPT_SHIFT) + index) ×
+    /// cmpt_entry_sz`.
+    pub fn cmpt_entry(&self, ty: u64, index: u32) -> u64 {
+        self.cmpt + ((ty << prm::cmpt::SHIFT) + u64::from(index)) * u64::from(caps::CMPT)
+    }
+
+    /// The tables INIT_HCA declares: (name, ICM base, bytes). The MTT table has no declared
+    /// size; its entries are checked as WRITE_MTT writes them. The RDMA read contexts
+    /// (`2^log_qps << log_rd` of them, Linux `profile.c`) exist only when `log_rd` asks for some.
+    pub fn regions(&self) -> Vec<(&'static str, u64, u64)> {
+        let n = |log: u32, sz: u32| (1u64 << log.min(40)) * u64::from(sz);
+        let mut v = vec![
+            ("QPC", self.qpc, n(self.log_qps, caps::QPC)),
+            ("ALTC", self.altc, n(self.log_qps, caps::ALTC)),
+            ("AUXC", self.auxc, n(self.log_qps, caps::AUX)),
+            ("SRQC", self.srqc, n(self.log_srqs, caps::SRQ)),
+            ("CQC", self.cqc, n(self.log_cqs, caps::CQC)),
+            ("EQC", self.eqc, n(self.log_eqs, caps::EQC)),
+            ("dMPT", self.dmpt, n(self.log_mpts, caps::DMPT)),
+            (
+                "MCG",
+                self.mc,
+                (1u64 << self.log_mc_table.min(40)) << self.log_mc_entry.min(20),
+            ),
+            (
+                "QP cMPT",
+                self.cmpt_entry(prm::cmpt::TYPE_QP, 0),
+                n(self.log_qps, caps::CMPT),
+            ),
+            (
+                "SRQ cMPT",
+                self.cmpt_entry(prm::cmpt::TYPE_SRQ, 0),
+                n(self.log_srqs, caps::CMPT),
+            ),
+            (
+                "CQ cMPT",
+                self.cmpt_entry(prm::cmpt::TYPE_CQ, 0),
+                n(self.log_cqs, caps::CMPT),
+            ),
+            (
+                "EQ cMPT",
+                self.cmpt_entry(prm::cmpt::TYPE_EQ, 0),
+                n(self.log_eqs, caps::CMPT),
+            ),
+        ];
+        if self.log_rd > 0 {
+            v.push((
+                "RDMARC",
+                self.rdmarc,
+                n(self.log_qps + self.log_rd, caps::RDMARC),
+            ));
+        }
+        v
+    }
+
+    /// Bytes of one UAR page.
+    pub fn uar_page_bytes(&self) -> u64 {
+        (prm::regs::UAR_PAGE_BASE as u64) << self.uar_page_sz.min(20)
+    }
+}
+
+/// What real firmware checks of INIT_HCA, as the model enforces it: the version, log sizes
+/// between the reserved counts and the maxima QUERY_DEV_CAP reported, every table (the four
+/// cMPT tables and the SRQC included) inside mapped ICM and no two overlapping, a multicast
+/// entry of more than 32 bytes (PRM comment: "must be greater than 5") and a UAR range that
+/// fits the UAR area (1 MiB << `uar_sz`). `Err` carries the reason; the command fails with
+/// BAD_PARAM.
+pub fn check_init_hca(p: &InitHca, icm: &IcmMap, uar_area: u64) -> Result<(), String> {
+    if p.version != 2 {
+        return Err(format!("version {} is not 2", p.version));
+    }
+    let logs = [
+        ("QP", p.log_qps, caps::LOG2_RSVD_QPS, caps::LOG_MAX_QP),
+        ("SRQ", p.log_srqs, caps::LOG2_RSVD_SRQS, caps::LOG_MAX_SRQS),
+        ("CQ", p.log_cqs, caps::LOG2_RSVD_CQS, caps::LOG_MAX_CQ),
+        ("EQ", p.log_eqs, caps::LOG2_RSVD_EQS, caps::LOG_MAX_EQ),
+        ("dMPT", p.log_mpts, caps::LOG2_RSVD_MRWS, caps::LOG_MAX_MPTS),
+        ("MCG", p.log_mc_table, 0, caps::LOG_MAX_MCG),
+    ];
+    for (name, log, rsvd, max) in logs {
+        if log > max {
+            return Err(format!("log2 {name} table {log} exceeds the maximum {max}"));
+        }
+        if log < rsvd {
+            return Err(format!(
+                "log2 {name} table {log} is smaller than the reserved 2^{rsvd}"
+            ));
+        }
+    }
+    if p.log_mc_hash > p.log_mc_table {
+        return Err("multicast hash larger than the multicast table".into());
+    }
+    if p.log_mc_entry <= 5 || p.log_mc_entry > 12 {
+        return Err(format!(
+            "log2 multicast entry size {} outside 6..=12",
+            p.log_mc_entry
+        ));
+    }
+    let regions = p.regions();
+    for (name, base, len) in &regions {
+        if !icm.mapped(*base, *len) {
+            return Err(format!(
+                "{name} table {base:#x}+{len:#x} is not in mapped ICM"
+            ));
+        }
+    }
+    for (i, (a, ab, al)) in regions.iter().enumerate() {
+        for (b, bb, bl) in &regions[i + 1..] {
+            if ab < &(bb + bl) && bb < &(ab + al) {
+                return Err(format!("{a} table overlaps {b} table"));
+            }
+        }
+    }
+    let uars = (1u64 << p.log_uars) * p.uar_page_bytes();
+    if uars > uar_area {
+        return Err(format!(
+            "{} UAR pages of {} bytes exceed the UAR area of {uar_area:#x} bytes",
+            1u64 << p.log_uars,
+            p.uar_page_bytes()
+        ));
+    }
+    if 1u32 << p.log_uars <= caps::NUM_RSVD_UARS {
+        return Err("no UAR page left above the reserved ones".into());
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Mpt {
+    /// The key as the entry holds it (hardware-index form).
+    key: u32,
+    pd: u32,
+    region: bool,
+    local_read: bool,
+    local_write: bool,
+    start: u64,
+    len: u64,
+    len64: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct EqCtx {
     mtt_base: u64,
+    log_page: u32,
     log_size: u32,
     page_offset: u64,
     pi: u32,
@@ -176,10 +507,13 @@ struct EqCtx {
 #[derive(Clone, Copy, Debug)]
 struct CqCtx {
     mtt_base: u64,
+    log_page: u32,
     log_size: u32,
     page_offset: u64,
     pi: u32,
     db_record: u64,
+    eqn: u32,
+    usr_page: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,17 +529,44 @@ struct QpCtx {
     mlx: bool,
     state: QpState,
     port: u8,
+    pd: u32,
+    usr_page: u32,
     cqn_snd: u32,
     cqn_rcv: u32,
     log_sq: u32,
     log_rq: u32,
+    log_sq_stride: u32,
+    log_rq_stride: u32,
     mtt_base: u64,
+    log_page: u32,
+    page_offset: u64,
     rdb: u64,
     qkey: u32,
     mtu: u32,
     sq_ci: u32,
     rq_ci: u32,
     psn: u32,
+}
+
+impl QpCtx {
+    fn sq_stride(&self) -> u64 {
+        16 << self.log_sq_stride
+    }
+    fn rq_stride(&self) -> u64 {
+        16 << self.log_rq_stride
+    }
+    /// Offsets of the send and receive rings in the WQE buffer: the queue with the larger
+    /// stride first (Linux `hw/mlx4/qp.c` `set_kernel_sq_size`), the send queue first on a
+    /// tie.
+    fn ring_offsets(&self) -> (u64, u64) {
+        let sq_bytes = (1u64 << self.log_sq) * self.sq_stride();
+        let rq_bytes = (1u64 << self.log_rq) * self.rq_stride();
+        if self.log_rq_stride > self.log_sq_stride {
+            (rq_bytes, 0)
+        } else {
+            (0, sq_bytes)
+        }
+    }
 }
 
 /// Per-port model state (what the firmware SMA reports, set by the fabric's SM).
@@ -262,7 +623,8 @@ pub struct Device {
     config: [u32; 64],
     config_ready_at: u64,
     fw_ready_at: u64,
-    hcr: [u32; 7],
+    /// The HCR's bytes as the driver wrote them (big-endian dwords).
+    hcr: [u8; prm::hcr::SIZE],
     /// A command is executing (go set, completion scheduled).
     pub cmd_busy: bool,
     /// Fault: the firmware stops completing commands.
@@ -276,16 +638,16 @@ pub struct Device {
     icm_size: u64,
     aux_pages_needed: u64,
     aux_pages: u64,
-    icm_map: Vec<(u64, u64)>,
-    icm: IcmParams,
-    mpts: HashMap<u32, (u32, bool)>,
-    mtt: HashMap<u32, u64>,
+    icm: IcmMap,
+    init: InitHca,
+    mpts: HashMap<u32, Mpt>,
+    mtt: HashMap<u64, u64>,
     eqs: HashMap<u32, EqCtx>,
     event_eq: Option<u32>,
     cqs: HashMap<u32, CqCtx>,
     qps: HashMap<u32, QpCtx>,
     special_base: Option<u32>,
-    mcg: HashMap<u32, Prm<{ prm::mcg::DWORDS }>>,
+    mcg: HashMap<u32, Vec<u8>>,
 }
 
 fn be_to_mmio(v: u32) -> u32 {
@@ -294,6 +656,11 @@ fn be_to_mmio(v: u32) -> u32 {
 
 fn mmio_to_be(v: u32) -> u32 {
     u32::from_be_bytes(v.to_le_bytes())
+}
+
+/// Linux `mr.c` `key_to_hw_index`: the MPT entry holds the key rotated right by 8.
+fn key_to_hw_index(key: u32) -> u32 {
+    key.rotate_right(8)
 }
 
 impl Device {
@@ -313,7 +680,7 @@ impl Device {
             config,
             config_ready_at: 0,
             fw_ready_at: 0,
-            hcr: [0; 7],
+            hcr: [0; prm::hcr::SIZE],
             cmd_busy: false,
             hang_commands: false,
             fail_next: HashMap::new(),
@@ -323,8 +690,8 @@ impl Device {
             icm_size: 0,
             aux_pages_needed: 0,
             aux_pages: 0,
-            icm_map: Vec::new(),
-            icm: IcmParams::default(),
+            icm: IcmMap::default(),
+            init: InitHca::default(),
             mpts: HashMap::new(),
             mtt: HashMap::new(),
             eqs: HashMap::new(),
@@ -339,8 +706,8 @@ impl Device {
     /// Fault: changes every memory key, so WQEs using the old L_Key fail with a local
     /// protection error.
     pub fn scramble_keys(&mut self) {
-        for (key, _) in self.mpts.values_mut() {
-            *key ^= 0x00ff_0000;
+        for m in self.mpts.values_mut() {
+            m.key ^= 0x00ff_0000;
         }
     }
 
@@ -358,6 +725,20 @@ impl Device {
     fn misuse(&mut self, what: &str) {
         warn!("hca-sim: driver misuse: {what}");
         self.counters.misuse += 1;
+    }
+
+    fn protocol(&self, port: u8) -> PortProtocol {
+        self.spec
+            .port_protocols
+            .get(usize::from(port).wrapping_sub(1))
+            .copied()
+            .unwrap_or(PortProtocol::Ib)
+    }
+
+    /// The UAR area QUERY_DEV_CAP reports: 1 MiB << uar_sz, the BAR2 length rounded down.
+    fn uar_sz(&self) -> u32 {
+        let mib = (self.spec.uar_bar_len >> 20).max(1) as u64;
+        63 - mib.leading_zeros()
     }
 
     /// PCI config read.
@@ -407,14 +788,21 @@ impl Device {
         debug!("hca-sim: reset");
     }
 
+    fn hcr_get(&self, l: Loc) -> u64 {
+        l.get(&self.hcr)
+    }
+
     /// MMIO read.
     pub fn mmio_read(&mut self, now: u64, bar: u8, off: usize) -> u32 {
         if now < self.config_ready_at {
             return u32::MAX;
         }
+        let hcr = prm::hcr::BASE..prm::hcr::BASE + prm::hcr::SIZE;
         match bar {
-            0 if (regs::HCR_BASE..regs::HCR_BASE + 28).contains(&off) && off % 4 == 0 => {
-                be_to_mmio(self.hcr[(off - regs::HCR_BASE) / 4])
+            0 if hcr.contains(&off) && off % 4 == 0 => {
+                let i = off - prm::hcr::BASE;
+                let d = Loc::be32(i).get(&self.hcr) as u32;
+                be_to_mmio(d)
             }
             0 | 2 => 0,
             _ => {
@@ -439,57 +827,47 @@ impl Device {
             self.misuse("MMIO write while the device is in reset");
             return false;
         }
+        let ctrl = prm::hcr::BASE + prm::hcr::CTRL_OFFSET;
         match bar {
-            0 if off == regs::RESET_OFFSET => {
-                if v == regs::RESET_MAGIC {
+            0 if off == prm::regs::RESET => {
+                if v.to_be_bytes()[3] & prm::regs::RESET_BIT_BYTE3 != 0 {
                     self.reset(now);
                 } else {
-                    self.misuse("bad reset magic");
+                    self.misuse("bad reset value");
                 }
                 false
             }
-            0 if (regs::HCR_BASE..regs::HCR_BASE + 24).contains(&off) && off % 4 == 0 => {
+            0 if (prm::hcr::BASE..ctrl).contains(&off) && off % 4 == 0 => {
                 if self.cmd_busy {
                     self.misuse("HCR written while a command is in flight");
                     return false;
                 }
-                self.hcr[(off - regs::HCR_BASE) / 4] = v;
+                Loc::be32(off - prm::hcr::BASE).put(&mut self.hcr, u64::from(v));
                 false
             }
-            0 if off == regs::HCR_BASE + HcrCtrl::OFFSET => {
+            0 if off == ctrl => {
                 if self.cmd_busy {
                     self.misuse("go written while a command is in flight");
                     return false;
                 }
-                let c = HcrCtrl(v);
-                if !c.go() {
+                Loc::be32(prm::hcr::CTRL_OFFSET).put(&mut self.hcr, u64::from(v));
+                if self.hcr_get(prm::hcr::GO) == 0 {
                     self.misuse("HCR control written without go");
                     return false;
                 }
-                self.hcr[6] = v;
                 self.cmd_busy = true;
                 if now < self.fw_ready_at {
                     // The firmware is still settling after reset: the command is lost.
                     warn!(
                         "hca-sim: command {:#x} issued before firmware settled",
-                        c.opcode()
+                        self.hcr_get(prm::hcr::OPCODE)
                     );
                     return false;
                 }
                 !self.hang_commands
             }
-            2 if off == regs::send_doorbell_offset() => {
-                self.counters.doorbells += 1;
-                let qpn = v >> 8;
-                self.process_sq(qpn, mem, out);
-                false
-            }
-            2 if off >= 0x800 && off % regs::UAR_PAGE >= 0x800 && off % regs::UAR_PAGE < 0x820 => {
-                let eqn = (off / regs::UAR_PAGE * 4 + (off % regs::UAR_PAGE - 0x800) / 8) as u32;
-                match self.eqs.get_mut(&eqn) {
-                    Some(eq) => eq.ci = v & 0x00ff_ffff,
-                    None => self.misuse("EQ doorbell for an unknown EQ"),
-                }
+            2 => {
+                self.uar_write(off, v, mem, out);
                 false
             }
             _ => {
@@ -499,118 +877,155 @@ impl Device {
         }
     }
 
+    /// A write to a UAR page: the page size and count are those INIT_HCA set.
+    fn uar_write(&mut self, off: usize, v: u32, mem: &HostMem, out: &mut Outbox) {
+        if self.fw != FwState::Initialised {
+            self.misuse(&format!("UAR write at {off:#x} before INIT_HCA"));
+            return;
+        }
+        let page_bytes = self.init.uar_page_bytes();
+        let page = off as u64 / page_bytes;
+        let at = (off as u64 % page_bytes) as usize;
+        if page >= 1u64 << self.init.log_uars {
+            self.misuse(&format!(
+                "UAR write at {off:#x}: page {page} beyond the {} INIT_HCA declared",
+                1u64 << self.init.log_uars
+            ));
+            return;
+        }
+        if at == prm::regs::SEND_DOORBELL {
+            self.counters.doorbells += 1;
+            let qpn = v >> 8;
+            self.process_sq(qpn, page as u32, mem, out);
+        } else if (prm::regs::EQ_DOORBELL..prm::regs::EQ_DOORBELL + 32).contains(&at) && at % 8 == 0
+        {
+            let eqn = (page * 4) as u32 + ((at - prm::regs::EQ_DOORBELL) / 8) as u32;
+            match self.eqs.get_mut(&eqn) {
+                Some(eq) => eq.ci = v & 0x00ff_ffff,
+                None => self.misuse("EQ doorbell for an unknown EQ"),
+            }
+        } else {
+            self.misuse(&format!("UAR write at page {page} offset {at:#x}"));
+        }
+    }
+
     /// Completes the command in the HCR (called by the fabric after the command latency).
     pub fn complete_command(&mut self, mem: &HostMem, out: &mut Outbox) {
         if !self.cmd_busy {
             return;
         }
-        let c = HcrCtrl(self.hcr[6]);
+        let opcode = self.hcr_get(prm::hcr::OPCODE) as u16;
+        let op_mod = self.hcr_get(prm::hcr::OPCODE_MODIFIER) as u8;
         self.counters.commands += 1;
-        let status = match self.fail_next.remove(&c.opcode()) {
+        let status = match self.fail_next.remove(&opcode) {
             Some(s) => s,
-            None => match self.exec(c, mem, out) {
+            None => match self.exec(opcode, op_mod, mem, out) {
                 Ok(()) => 0,
-                Err(s) => s.0,
+                Err(s) => s,
             },
         };
         if status != 0 {
             self.counters.command_errors += 1;
-            debug!("hca-sim: command {:#x} -> status {status:#x}", c.opcode());
+            debug!("hca-sim: command {opcode:#x} -> status {status:#x}");
         }
-        self.hcr[6] = c.completed(status).0;
+        prm::hcr::GO.put(&mut self.hcr, 0);
+        prm::hcr::STATUS.put(&mut self.hcr, u64::from(status));
         self.cmd_busy = false;
     }
 
     fn in_param(&self) -> u64 {
-        (u64::from(self.hcr[0]) << 32) | u64::from(self.hcr[1])
+        self.hcr_get(prm::hcr::IN_PARAM)
+    }
+
+    fn in_mod(&self) -> u32 {
+        self.hcr_get(prm::hcr::IN_MODIFIER) as u32
     }
 
     fn out_param(&self) -> u64 {
-        (u64::from(self.hcr[3]) << 32) | u64::from(self.hcr[4])
+        self.hcr_get(prm::hcr::OUT_PARAM)
     }
 
-    fn read_mbox<const N: usize>(&mut self, mem: &HostMem) -> Result<Prm<N>, FwStatus> {
-        let mut b = vec![0u8; N * 4];
+    /// Reads `len` bytes of the input mailbox.
+    fn read_mbox(&mut self, mem: &HostMem, len: usize) -> Result<Vec<u8>, u8> {
+        let mut b = vec![0u8; len];
         if mem.read(self.in_param(), &mut b).is_err() {
             self.counters.dma_faults += 1;
             self.misuse("input mailbox outside host memory");
-            return Err(FwStatus::BAD_PARAM);
+            return Err(stat::BAD_PARAM);
         }
-        Ok(Prm::from_be(&b))
+        Ok(b)
     }
 
-    fn write_out_mbox(&mut self, mem: &HostMem, bytes: &[u8]) -> Result<(), FwStatus> {
+    /// Writes the output mailbox.
+    fn write_out_mbox(&mut self, mem: &HostMem, bytes: &[u8]) -> Result<(), u8> {
         if mem.write(self.out_param(), bytes).is_err() {
             self.counters.dma_faults += 1;
             self.misuse("output mailbox outside host memory");
-            return Err(FwStatus::BAD_PARAM);
+            return Err(stat::BAD_PARAM);
         }
         Ok(())
     }
 
     fn set_out_imm(&mut self, v: u64) {
-        self.hcr[3] = (v >> 32) as u32;
-        self.hcr[4] = v as u32;
+        prm::hcr::OUT_PARAM.put(&mut self.hcr, v);
     }
 
-    fn need(&mut self, st: FwState, what: &str) -> Result<(), FwStatus> {
+    fn need(&mut self, st: FwState, what: &str) -> Result<(), u8> {
         if self.fw != st {
             self.misuse(&format!("{what} in firmware state {:?}", self.fw));
-            return Err(FwStatus::BAD_SYS_STATE);
+            return Err(stat::BAD_SYS_STATE);
         }
         Ok(())
     }
 
-    fn port_arg(&mut self, in_mod: u32) -> Result<u8, FwStatus> {
+    fn port_arg(&mut self, in_mod: u32) -> Result<u8, u8> {
         if in_mod == 0 || in_mod as usize > self.ports.len() {
             self.misuse("bad port number");
-            return Err(FwStatus::BAD_PARAM);
+            return Err(stat::BAD_PARAM);
         }
         Ok(in_mod as u8)
     }
 
-    fn map_entry(&mut self, mem: &HostMem) -> Result<(u64, u64, u64), FwStatus> {
-        let p: Prm<4> = self.read_mbox(mem)?;
-        if self.hcr[2] != 1 {
+    fn map_entry(&mut self, mem: &HostMem) -> Result<(u64, u64, u64), u8> {
+        let b = self.read_mbox(mem, prm::vpm::SIZE)?;
+        if self.in_mod() != 1 {
             self.misuse("mapping commands take exactly one entry here");
-            return Err(FwStatus::BAD_PARAM);
+            return Err(stat::BAD_PARAM);
         }
-        let log = u64::from(p.get(prm::vpm::LOG2SIZE));
-        let pa = p.get64(prm::vpm::PA) & !0xfff;
-        let va = p.get64(prm::vpm::VA) & !0xfff;
+        let log = prm::vpm::LOG_SIZE.get(&b);
+        let pa = prm::vpm::ADDR.get_in_place(&b);
+        let va = prm::vpm::VIRT.get_in_place(&b);
         let pages = 1u64 << log.min(40);
         if pa & ((pages << 12) - 1) != 0 || va & ((pages << 12) - 1) != 0 {
             self.misuse("mapping block not naturally aligned");
-            return Err(FwStatus::BAD_PARAM);
+            return Err(stat::BAD_PARAM);
         }
         if !mem.contains(pa, (pages as usize) << 12) {
             self.counters.dma_faults += 1;
             self.misuse("mapping block outside host memory");
-            return Err(FwStatus::BAD_PARAM);
+            return Err(stat::BAD_PARAM);
         }
         Ok((va, pa, pages))
     }
 
-    fn icm_mapped(&self, base: u64, len: u64) -> bool {
-        // Every page of the range must be covered by some MAP_ICM block.
-        let mut a = base;
-        while a < base + len {
-            match self
-                .icm_map
-                .iter()
-                .find(|(va, pages)| a >= *va && a < va + (pages << 12))
-            {
-                Some((va, pages)) => a = va + (pages << 12),
-                None => return false,
-            }
+    /// Checks that the ICM behind a context or cMPT entry is mapped (the firmware reads and
+    /// writes it there).
+    fn icm_entry(&mut self, what: &str, addr: u64, len: u32) -> Result<(), u8> {
+        if self.icm.mapped(addr, u64::from(len)) {
+            Ok(())
+        } else {
+            self.misuse(&format!("{what} at ICM {addr:#x} is not mapped"));
+            Err(stat::ICM_ERROR)
         }
-        true
     }
 
-    fn translate(&mut self, mtt_base: u64, offset: u64) -> Option<u64> {
-        let idx = mtt_base / u64::from(caps::MTT) + offset / 4096;
-        match self.mtt.get(&(idx as u32)) {
-            Some(pa) => Some(pa + offset % 4096),
+    /// Translates `offset` into a buffer described by an MTT base (a byte offset into the MTT
+    /// table, as contexts hold it) and a page size (4 KiB << `log_page`).
+    fn translate(&mut self, mtt_base: u64, log_page: u32, offset: u64) -> Option<u64> {
+        let page = 4096u64 << log_page.min(20);
+        let idx = mtt_base / u64::from(caps::MTT) + offset / page;
+        match self.mtt.get(&idx) {
+            Some(pa) => Some(pa + offset % page),
             None => {
                 self.misuse(&format!("access through unwritten MTT entry {idx}"));
                 None
@@ -618,152 +1033,155 @@ impl Device {
         }
     }
 
-    fn lkey_ok(&self, lkey: u32) -> bool {
-        self.mpts
-            .values()
-            .any(|(key, pa)| *pa && key.rotate_left(8) == lkey)
+    /// An L_Key use by a WQE of a QP in protection domain `pd`: the MPT it names must exist
+    /// with the same key variant, be a region, share the PD, grant local read (a gather) or
+    /// local write (a scatter) and cover the range. Anything else is a local protection error
+    /// (Linux `MLX4_CQE_SYNDROME_LOCAL_PROT_ERR`).
+    fn check_lkey(&self, lkey: u32, pd: u32, write: bool, addr: u64, len: u64) -> Result<(), u8> {
+        let hw = key_to_hw_index(lkey);
+        let index = hw & ((1u32 << self.init.log_mpts.min(31)) - 1);
+        let Some(m) = self.mpts.get(&index) else {
+            debug!("hca-sim: L_Key {lkey:#x}: no MPT at index {index:#x}");
+            return Err(prm::cqe::SYND_LOCAL_PROT);
+        };
+        let why = if m.key != hw {
+            "key variant differs"
+        } else if !m.region {
+            "MPT is a window, not a region"
+        } else if m.pd != pd {
+            "PD differs from the QP's"
+        } else if write && !m.local_write {
+            "no local write access"
+        } else if !write && !m.local_read {
+            "no local read access"
+        } else if !m.len64
+            && (addr < m.start || addr.saturating_add(len) > m.start.saturating_add(m.len))
+        {
+            "outside the region"
+        } else {
+            return Ok(());
+        };
+        debug!("hca-sim: L_Key {lkey:#x}: {why}");
+        Err(prm::cqe::SYND_LOCAL_PROT)
     }
 
-    fn exec(&mut self, c: HcrCtrl, mem: &HostMem, out: &mut Outbox) -> Result<(), FwStatus> {
-        let op = Opcode(c.opcode());
-        let in_mod = self.hcr[2];
-        match op {
-            Opcode::QUERY_FW => {
-                let mut p = Prm::<2>::default();
-                p.set(prm::query_fw::FW_PAGES, self.spec.fw_pages);
-                p.set(prm::query_fw::FW_REV_MAJOR, u32::from(self.spec.fw_rev.0));
-                p.set(prm::query_fw::FW_REV_MINOR, u32::from(self.spec.fw_rev.1));
-                p.set(
-                    prm::query_fw::FW_REV_SUBMINOR,
-                    u32::from(self.spec.fw_rev.2),
-                );
-                let mut b = [0u8; 8];
-                p.write_be(&mut b);
+    fn qp_key(&self, qpn: u32) -> u32 {
+        qpn & ((1u32 << self.init.log_qps.min(24)) - 1)
+    }
+
+    fn exec(&mut self, opcode: u16, op_mod: u8, mem: &HostMem, out: &mut Outbox) -> Result<(), u8> {
+        match opcode {
+            op::QUERY_FW => {
+                use prm::query_fw::*;
+                let mut b = [0u8; SIZE];
+                FW_PAGES.put(&mut b, u64::from(self.spec.fw_pages));
+                FW_VER_MAJOR.put(&mut b, u64::from(self.spec.fw_rev.0));
+                FW_VER_MINOR.put(&mut b, u64::from(self.spec.fw_rev.1));
+                FW_VER_SUBMINOR.put(&mut b, u64::from(self.spec.fw_rev.2));
+                CMD_IF_REV.put(&mut b, u64::from(self.spec.cmd_if_rev));
                 self.write_out_mbox(mem, &b)
             }
-            Opcode::MAP_FA => {
+            op::MAP_FA => {
                 self.need(FwState::Stopped, "MAP_FA")?;
                 let (_, _, pages) = self.map_entry(mem)?;
                 self.fa_pages += pages;
                 Ok(())
             }
-            Opcode::RUN_FW => {
+            op::RUN_FW => {
                 self.need(FwState::Stopped, "RUN_FW")?;
                 if self.fa_pages < u64::from(self.spec.fw_pages) {
                     self.misuse("RUN_FW before the firmware area is fully mapped");
-                    return Err(FwStatus::BAD_SYS_STATE);
+                    return Err(stat::BAD_SYS_STATE);
                 }
                 self.fw = FwState::Running;
                 Ok(())
             }
-            Opcode::QUERY_DEV_CAP => {
+            op::QUERY_DEV_CAP => {
                 if self.fw == FwState::Stopped {
                     self.misuse("QUERY_DEV_CAP before RUN_FW");
-                    return Err(FwStatus::BAD_SYS_STATE);
+                    return Err(stat::BAD_SYS_STATE);
                 }
-                use prm::dev_cap::*;
-                let mut p = Prm::<{ DWORDS }>::default();
-                p.set(LOG2_RSVD_QPS, caps::LOG2_RSVD_QPS);
-                p.set(LOG_MAX_QP, caps::LOG_MAX_QP);
-                p.set(LOG2_RSVD_CQS, caps::LOG2_RSVD_CQS);
-                p.set(LOG_MAX_CQ, 16);
-                p.set(LOG2_RSVD_EQS, caps::LOG2_RSVD_EQS);
-                p.set(LOG_MAX_EQ, 9);
-                p.set(LOG2_RSVD_MTTS, caps::LOG2_RSVD_MTTS);
-                p.set(LOG_MAX_MTT, 20);
-                p.set(LOG2_RSVD_MRWS, caps::LOG2_RSVD_MRWS);
-                p.set(LOG_MAX_MPT, 17);
-                p.set(NUM_PORTS, self.ports.len() as u32);
-                p.set(NUM_RSVD_UARS, caps::NUM_RSVD_UARS);
-                p.set(LOG_MAX_MCG, 13);
-                p.set(QPC_SZ, caps::QPC);
-                p.set(CQC_SZ, caps::CQC);
-                p.set(EQC_SZ, caps::EQC);
-                p.set(DMPT_SZ, caps::DMPT);
-                p.set(MTT_SZ, caps::MTT);
-                p.set(CMPT_SZ, caps::CMPT);
-                p.set(AUXC_SZ, caps::AUXC);
-                p.set(ALTC_SZ, caps::ALTC);
-                p.set(MCG_SZ, caps::MCG);
-                let mut b = [0u8; DWORDS * 4];
-                p.write_be(&mut b);
+                let b = self.dev_cap();
                 self.write_out_mbox(mem, &b)
             }
-            Opcode::SET_ICM_SIZE => {
+            op::QUERY_ADAPTER => {
+                if self.fw == FwState::Stopped {
+                    self.misuse("QUERY_ADAPTER before RUN_FW");
+                    return Err(stat::BAD_SYS_STATE);
+                }
+                use prm::query_adapter::*;
+                let mut b = [0u8; SIZE];
+                INTA_PIN.put(&mut b, 0);
+                let mut psid = [0u8; 16];
+                let n = self.spec.psid.len().min(16);
+                psid[..n].copy_from_slice(&self.spec.psid.as_bytes()[..n]);
+                for (l, c) in BOARD_ID.iter().zip(psid.chunks_exact(4)) {
+                    // Each dword byte-reversed, as `get_board_id` undoes it.
+                    l.put(
+                        &mut b,
+                        u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                    );
+                }
+                self.write_out_mbox(mem, &b)
+            }
+            op::SET_ICM_SIZE => {
                 self.need(FwState::Running, "SET_ICM_SIZE")?;
                 let size = self.in_param();
                 if size == 0 || size % 4096 != 0 {
                     self.misuse("ICM size not a multiple of 4 KiB");
-                    return Err(FwStatus::BAD_PARAM);
+                    return Err(stat::BAD_PARAM);
                 }
                 self.icm_size = size;
-                // One AUX page per 64 ICM pages, at least one (a model choice).
-                self.aux_pages_needed = (size / 4096).div_ceil(64).max(1);
+                // One AUX page per 64 MiB of ICM virtual extent, at least one (a model
+                // choice: no source gives the rule; the extent includes the sparse cMPT spans).
+                self.aux_pages_needed = size.div_ceil(64 << 20).max(1);
                 self.set_out_imm(self.aux_pages_needed);
                 Ok(())
             }
-            Opcode::MAP_ICM_AUX => {
+            op::MAP_ICM_AUX => {
                 self.need(FwState::Running, "MAP_ICM_AUX")?;
                 let (_, _, pages) = self.map_entry(mem)?;
                 self.aux_pages += pages;
                 Ok(())
             }
-            Opcode::MAP_ICM => {
+            op::MAP_ICM => {
                 self.need(FwState::Running, "MAP_ICM")?;
                 if self.aux_pages < self.aux_pages_needed {
                     self.misuse("MAP_ICM before ICM AUX is mapped");
-                    return Err(FwStatus::BAD_SYS_STATE);
+                    return Err(stat::BAD_SYS_STATE);
                 }
                 let (va, _, pages) = self.map_entry(mem)?;
                 if va + (pages << 12) > self.icm_size {
                     self.misuse("MAP_ICM beyond SET_ICM_SIZE");
-                    return Err(FwStatus::BAD_PARAM);
+                    return Err(stat::BAD_PARAM);
                 }
-                self.icm_map.push((va, pages));
+                if self.icm.mapped(va, 4096)
+                    || self
+                        .icm
+                        .0
+                        .iter()
+                        .any(|(v, _)| *v > va && *v < va + (pages << 12))
+                {
+                    self.misuse("MAP_ICM over ICM already mapped");
+                    return Err(stat::BAD_PARAM);
+                }
+                self.icm.0.push((va, pages));
                 Ok(())
             }
-            Opcode::INIT_HCA => {
+            op::INIT_HCA => {
                 self.need(FwState::Running, "INIT_HCA")?;
-                use prm::init_hca::*;
-                let p: Prm<{ DWORDS }> = self.read_mbox(mem)?;
-                if p.get(VERSION) != 2 {
-                    self.misuse("INIT_HCA version is not 2");
-                    return Err(FwStatus::BAD_PARAM);
+                let b = self.read_mbox(mem, prm::init_hca::SIZE)?;
+                let p = InitHca::decode(&b);
+                let uar_area = 1u64 << (20 + self.uar_sz());
+                if let Err(why) = check_init_hca(&p, &self.icm, uar_area) {
+                    self.misuse(&format!("INIT_HCA refused: {why}"));
+                    return Err(stat::BAD_PARAM);
                 }
-                let icm = IcmParams {
-                    log_qps: p.get(LOG_NUM_QPS),
-                    log_cqs: p.get(LOG_NUM_CQS),
-                    log_eqs: p.get(LOG_NUM_EQS),
-                    log_mpts: p.get(LOG_DMPT_SZ),
-                    log_mtts: p.get(LOG_MTT_SZ),
-                    log_mcg: p.get(LOG_MCG_TABLE_SZ),
-                };
-                let n = |l: u32| 1u64 << l;
-                let regions = [
-                    (p.get64(QPC_BASE), n(icm.log_qps) * u64::from(caps::QPC)),
-                    (p.get64(CQC_BASE), n(icm.log_cqs) * u64::from(caps::CQC)),
-                    (p.get64(EQC_BASE), n(icm.log_eqs) * u64::from(caps::EQC)),
-                    (p.get64(DMPT_BASE), n(icm.log_mpts) * u64::from(caps::DMPT)),
-                    (p.get64(MTT_BASE), n(icm.log_mtts) * u64::from(caps::MTT)),
-                    (p.get64(MCG_BASE), n(icm.log_mcg) * u64::from(caps::MCG)),
-                ];
-                for (base, len) in regions {
-                    if !self.icm_mapped(base, len) {
-                        self.misuse(&format!(
-                            "INIT_HCA region {base:#x}+{len:#x} not in mapped ICM"
-                        ));
-                        return Err(FwStatus::ICM_ERROR);
-                    }
-                }
-                if icm.log_qps < caps::LOG2_RSVD_QPS || icm.log_cqs < caps::LOG2_RSVD_CQS {
-                    self.misuse("INIT_HCA tables smaller than the reserved ranges");
-                    return Err(FwStatus::BAD_PARAM);
-                }
-                self.icm = icm;
+                self.init = p;
                 self.fw = FwState::Initialised;
                 Ok(())
             }
-            Opcode::CLOSE_HCA => {
+            op::CLOSE_HCA => {
                 self.need(FwState::Initialised, "CLOSE_HCA")?;
                 self.fw = FwState::Running;
                 self.qps.clear();
@@ -772,92 +1190,100 @@ impl Device {
                 Ok(())
             }
             _ => {
-                self.need(FwState::Initialised, &format!("command {op:?}"))?;
-                self.exec_initialised(op, c.op_mod(), in_mod, mem, out)
+                self.need(FwState::Initialised, &format!("command {opcode:#x}"))?;
+                self.exec_initialised(opcode, op_mod, mem, out)
+            }
+        }
+    }
+
+    /// The QUERY_DEV_CAP output.
+    fn dev_cap(&self) -> [u8; prm::dev_cap::SIZE] {
+        use prm::dev_cap::*;
+        let mut b = [0u8; SIZE];
+        let mut put = |l: Loc, v: u32| l.put(&mut b, u64::from(v));
+        put(MAX_QP, caps::LOG_MAX_QP);
+        put(RSVD_QP, caps::LOG2_RSVD_QPS);
+        put(MAX_QP_SZ, caps::LOG_MAX_QP_SZ);
+        put(MAX_SRQ, caps::LOG_MAX_SRQS);
+        put(RSVD_SRQ, caps::LOG2_RSVD_SRQS);
+        put(MAX_CQ, caps::LOG_MAX_CQ);
+        put(RSVD_CQ, caps::LOG2_RSVD_CQS);
+        put(MAX_CQ_SZ, caps::LOG_MAX_CQ_SZ);
+        put(NUM_RSVD_EQS, 0);
+        put(MAX_EQ, caps::LOG_MAX_EQ);
+        put(RSVD_EQ, caps::LOG2_RSVD_EQS);
+        put(MAX_MPT, caps::LOG_MAX_MPTS);
+        put(MAX_MTT_SEG, caps::LOG_MAX_MTTS);
+        put(RSVD_MRW, caps::LOG2_RSVD_MRWS);
+        put(RSVD_MTT, caps::LOG2_RSVD_MTTS);
+        put(NUM_PORTS, self.ports.len() as u32);
+        put(FLAG_UD, 1);
+        put(PAGE_SZ, caps::LOG_PG_SZ);
+        put(UAR_SZ, self.uar_sz());
+        put(RSVD_UAR, caps::NUM_RSVD_UARS);
+        put(MAX_MCG, caps::LOG_MAX_MCG);
+        put(RDMARC_ENTRY_SZ, caps::RDMARC);
+        put(QPC_ENTRY_SZ, caps::QPC);
+        put(ALTC_ENTRY_SZ, caps::ALTC);
+        put(AUX_ENTRY_SZ, caps::AUX);
+        put(CQC_ENTRY_SZ, caps::CQC);
+        put(EQC_ENTRY_SZ, caps::EQC);
+        put(C_MPT_ENTRY_SZ, caps::CMPT);
+        put(SRQ_ENTRY_SZ, caps::SRQ);
+        put(D_MPT_ENTRY_SZ, caps::DMPT);
+        put(MTT_ENTRY_SZ, caps::MTT);
+        b
+    }
+
+    /// Takes back a context with an optional output mailbox: op_mod 0 writes `ctx` to the
+    /// output mailbox, which must then be real memory; op_mod 1 writes nothing (Linux `cq.c`
+    /// `mlx4_HW2SW_CQ`: `mailbox ? 0 : 1`; `eq.c` `mlx4_HW2SW_EQ` uses 1).
+    fn hand_back(&mut self, what: &str, op_mod: u8, mem: &HostMem, ctx: &[u8]) -> Result<(), u8> {
+        match op_mod {
+            0 => {
+                if self.out_param() == 0 {
+                    self.misuse(&format!(
+                        "{what} with op_mod 0 and no output mailbox (the context would be \
+                         written to bus address 0)"
+                    ));
+                    return Err(stat::BAD_PARAM);
+                }
+                self.write_out_mbox(mem, ctx)
+            }
+            1 => Ok(()),
+            m => {
+                self.misuse(&format!("{what} with op_mod {m}"));
+                Err(stat::BAD_PARAM)
             }
         }
     }
 
     fn exec_initialised(
         &mut self,
-        op: Opcode,
+        opcode: u16,
         op_mod: u8,
-        in_mod: u32,
         mem: &HostMem,
         out: &mut Outbox,
-    ) -> Result<(), FwStatus> {
-        match op {
-            Opcode::SW2HW_MPT => {
-                let p: Prm<{ prm::mpt::DWORDS }> = self.read_mbox(mem)?;
-                if in_mod < 1 << caps::LOG2_RSVD_MRWS || in_mod >= 1 << self.icm.log_mpts {
-                    self.misuse("MPT index outside the usable range");
-                    return Err(FwStatus::BAD_INDEX);
-                }
-                if p.get(prm::mpt::PD) == 0 {
-                    self.misuse("MPT with PD 0");
-                }
-                self.mpts
-                    .insert(in_mod, (p.get(prm::mpt::MEM_KEY), p.get(prm::mpt::PA) == 1));
-                Ok(())
-            }
-            Opcode::HW2SW_MPT => self
-                .mpts
-                .remove(&in_mod)
-                .map(|_| ())
-                .ok_or(FwStatus::BAD_RES_STATE),
-            Opcode::WRITE_MTT => {
-                let p: Prm<{ prm::write_mtt::DWORDS + 2 * 63 }> = self.read_mbox(mem)?;
-                let base = p.get64(prm::write_mtt::MTT_BASE);
-                if base % u64::from(caps::MTT) != 0 {
-                    self.misuse("MTT base not a multiple of the entry size");
-                    return Err(FwStatus::BAD_PARAM);
-                }
-                let first = base / u64::from(caps::MTT);
-                if in_mod == 0 || in_mod > 64 {
-                    self.misuse("WRITE_MTT entry count");
-                    return Err(FwStatus::BAD_PARAM);
-                }
-                for i in 0..u64::from(in_mod) {
-                    let idx = first + i;
-                    if idx < 1 << caps::LOG2_RSVD_MTTS || idx >= 1 << self.icm.log_mtts {
-                        self.misuse("MTT index outside the usable range");
-                        return Err(FwStatus::BAD_INDEX);
-                    }
-                    let dw = prm::write_mtt::FIRST_ENTRY + 2 * i as usize;
-                    let e = p.get64(dw);
-                    if e & 1 == 0 {
-                        self.misuse("MTT entry without the present bit");
-                        return Err(FwStatus::BAD_PARAM);
-                    }
-                    self.mtt.insert(idx as u32, e & !0xfff);
-                }
-                Ok(())
-            }
-            Opcode::SW2HW_EQ => {
-                let p: Prm<{ prm::eqc::DWORDS }> = self.read_mbox(mem)?;
-                if in_mod >= 1 << self.icm.log_eqs || in_mod < 1 << caps::LOG2_RSVD_EQS {
-                    self.misuse("EQN outside the usable range");
-                    return Err(FwStatus::BAD_INDEX);
-                }
-                if self.eqs.contains_key(&in_mod) {
-                    self.misuse("SW2HW_EQ on an EQ in hardware ownership");
-                    return Err(FwStatus::BAD_RES_STATE);
-                }
-                let eq = EqCtx {
-                    mtt_base: p.get64(prm::eqc::MTT_BASE),
-                    log_size: p.get(prm::eqc::LOG_EQ_SIZE),
-                    page_offset: u64::from(p.get(prm::eqc::PAGE_OFFSET)) << 5,
-                    pi: 0,
-                    ci: 0,
-                    mapped: false,
+    ) -> Result<(), u8> {
+        let in_mod = self.in_mod();
+        match opcode {
+            op::SW2HW_MPT => self.sw2hw_mpt(in_mod, mem),
+            op::HW2SW_MPT => {
+                // Linux `mr.c` `mlx4_HW2SW_MPT`: op_mod `!mailbox`.
+                let Some(m) = self.mpts.get(&in_mod).copied() else {
+                    self.misuse("HW2SW_MPT on an MPT in software ownership");
+                    return Err(stat::BAD_RES_STATE);
                 };
-                if self.translate(eq.mtt_base, 0).is_none() {
-                    return Err(FwStatus::BAD_PARAM);
-                }
-                self.eqs.insert(in_mod, eq);
+                let mut b = [0u8; prm::mpt::SIZE];
+                prm::mpt::KEY.put(&mut b, u64::from(m.key));
+                prm::mpt::PD.put(&mut b, u64::from(m.pd));
+                self.hand_back("HW2SW_MPT", op_mod, mem, &b)?;
+                self.mpts.remove(&in_mod);
                 Ok(())
             }
-            Opcode::MAP_EQ => {
+            op::WRITE_MTT => self.write_mtt(in_mod, mem),
+            op::SW2HW_EQ => self.sw2hw_eq(in_mod, mem),
+            op::MAP_EQ => {
                 let eqn = in_mod & 0x3ff;
                 let unmap = in_mod & (1 << 31) != 0;
                 match self.eqs.get_mut(&eqn) {
@@ -868,201 +1294,151 @@ impl Device {
                     }
                     None => {
                         self.misuse("MAP_EQ on an unknown EQ");
-                        Err(FwStatus::BAD_RES_STATE)
+                        Err(stat::BAD_RES_STATE)
                     }
                 }
             }
-            Opcode::HW2SW_EQ => {
+            op::HW2SW_EQ => {
+                let Some(eq) = self.eqs.get(&in_mod).copied() else {
+                    self.misuse("HW2SW_EQ on an EQ in software ownership");
+                    return Err(stat::BAD_RES_STATE);
+                };
+                if self.cqs.values().any(|c| c.eqn == in_mod) {
+                    self.misuse("HW2SW_EQ on an EQ a CQ still reports to");
+                    return Err(stat::RESOURCE_BUSY);
+                }
+                let mut b = [0u8; prm::eqc::SIZE];
+                prm::eqc::LOG_EQ_SIZE.put(&mut b, u64::from(eq.log_size));
+                self.hand_back("HW2SW_EQ", op_mod, mem, &b)?;
                 if self.event_eq == Some(in_mod) {
                     self.event_eq = None;
                 }
-                self.eqs
-                    .remove(&in_mod)
-                    .map(|_| ())
-                    .ok_or(FwStatus::BAD_RES_STATE)
-            }
-            Opcode::SW2HW_CQ => {
-                let p: Prm<{ prm::cqc::DWORDS }> = self.read_mbox(mem)?;
-                if in_mod >= 1 << self.icm.log_cqs || in_mod < 1 << caps::LOG2_RSVD_CQS {
-                    self.misuse("CQN outside the usable range");
-                    return Err(FwStatus::BAD_INDEX);
-                }
-                if self.cqs.contains_key(&in_mod) {
-                    self.misuse("SW2HW_CQ on a CQ in hardware ownership");
-                    return Err(FwStatus::BAD_RES_STATE);
-                }
-                let eqn = p.get(prm::cqc::C_EQN);
-                if !self.eqs.contains_key(&eqn) {
-                    self.misuse("CQ bound to an unknown EQ");
-                    return Err(FwStatus::BAD_PARAM);
-                }
-                let cq = CqCtx {
-                    mtt_base: p.get64(prm::cqc::MTT_BASE),
-                    log_size: p.get(prm::cqc::LOG_CQ_SIZE),
-                    page_offset: u64::from(p.get(prm::cqc::PAGE_OFFSET)) << 5,
-                    pi: 0,
-                    db_record: p.get64(prm::cqc::DB_RECORD),
-                };
-                if self.translate(cq.mtt_base, 0).is_none() || !mem.contains(cq.db_record, 8) {
-                    self.misuse("CQ buffer or doorbell record not reachable");
-                    return Err(FwStatus::BAD_PARAM);
-                }
-                self.cqs.insert(in_mod, cq);
+                self.eqs.remove(&in_mod);
                 Ok(())
             }
-            Opcode::HW2SW_CQ => {
+            op::SW2HW_CQ => self.sw2hw_cq(in_mod, mem),
+            op::HW2SW_CQ => {
+                let Some(cq) = self.cqs.get(&in_mod).copied() else {
+                    self.misuse("HW2SW_CQ on a CQ in software ownership");
+                    return Err(stat::BAD_RES_STATE);
+                };
                 if self
                     .qps
                     .values()
                     .any(|q| q.cqn_snd == in_mod || q.cqn_rcv == in_mod)
                 {
                     self.misuse("HW2SW_CQ on a CQ a QP still uses");
-                    return Err(FwStatus::RESOURCE_BUSY);
+                    return Err(stat::RESOURCE_BUSY);
                 }
-                self.cqs
-                    .remove(&in_mod)
-                    .map(|_| ())
-                    .ok_or(FwStatus::BAD_RES_STATE)
+                let b = encode_cqc(&cq);
+                self.hand_back("HW2SW_CQ", op_mod, mem, &b)?;
+                self.cqs.remove(&in_mod);
+                Ok(())
             }
-            Opcode::CONF_SPECIAL_QP => {
+            op::CONF_SPECIAL_QP => {
                 if in_mod % 8 != 0 || in_mod < 1 << caps::LOG2_RSVD_QPS {
                     self.misuse("special QP base not a multiple of 8 above the reserved QPs");
-                    return Err(FwStatus::BAD_PARAM);
+                    return Err(stat::BAD_PARAM);
                 }
                 self.special_base = Some(in_mod);
                 Ok(())
             }
-            Opcode::RST2INIT_QP => self.rst2init(in_mod, mem),
-            Opcode::INIT2RTR_QP | Opcode::RTR2RTS_QP | Opcode::RTS2RTS_QP => {
-                let p: Prm<{ prm::qpc::DWORDS }> = self.read_mbox(mem)?;
-                let key = in_mod & ((1 << self.icm.log_qps) - 1);
-                let Some(qp) = self
-                    .qps
-                    .get(&key)
-                    .copied()
-                    .filter(|q| q.qpn == in_mod & 0xff_ffff)
-                else {
-                    self.misuse("transition of an unknown QP");
-                    return Err(FwStatus::BAD_RES_STATE);
-                };
-                let (from, to) = match op {
-                    Opcode::INIT2RTR_QP => (QpState::Init, QpState::Rtr),
-                    Opcode::RTR2RTS_QP => (QpState::Rtr, QpState::Rts),
-                    _ => (QpState::Rts, QpState::Rts),
-                };
-                if qp.state != from {
-                    self.misuse(&format!("{op:?} on a QP in {:?}", qp.state));
-                    return Err(FwStatus::BAD_QP_STATE);
-                }
-                let mut qp = qp;
-                qp.state = to;
-                if op == Opcode::INIT2RTR_QP {
-                    qp.mtu = p.get(prm::qpc::MTU);
-                    if p.get(prm::qpc::QKEY) != 0 {
-                        qp.qkey = p.get(prm::qpc::QKEY);
-                    }
-                }
-                if op == Opcode::RTS2RTS_QP
-                    && p.get(prm::qpc::OPT_PARAM_MASK) & prm::qpc::OPT_PARAM_QKEY != 0
-                {
-                    qp.qkey = p.get(prm::qpc::QKEY);
-                }
-                self.qps.insert(key, qp);
-                Ok(())
+            op::RST2INIT_QP => self.rst2init(in_mod, mem),
+            op::INIT2RTR_QP | op::RTR2RTS_QP | op::RTS2RTS_QP => {
+                self.modify_qp(opcode, in_mod, mem)
             }
-            Opcode::TO_RST_QP => {
-                let key = in_mod & ((1 << self.icm.log_qps) - 1);
+            op::TWO_RST_QP => {
+                // iPXE uses op_mod 3, Linux 2 (with no output mailbox either way); the model
+                // accepts both and writes nothing.
+                if op_mod != 2 && op_mod != 3 {
+                    self.misuse(&format!("2RST_QP with op_mod {op_mod}"));
+                    return Err(stat::BAD_PARAM);
+                }
+                let key = self.qp_key(in_mod);
                 match self.qps.remove(&key) {
                     Some(_) => Ok(()),
                     None => {
                         self.misuse("2RST on a QP in RESET");
-                        Err(FwStatus::BAD_RES_STATE)
+                        Err(stat::BAD_RES_STATE)
                     }
                 }
             }
-            Opcode::MAD_IFC => {
+            op::MAD_IFC => {
                 let port = self.port_arg(in_mod)?;
-                let mut b = [0u8; 256];
-                if mem.read(self.in_param(), &mut b).is_err() {
-                    self.counters.dma_faults += 1;
-                    return Err(FwStatus::BAD_PARAM);
-                }
-                let req = Mad::parse(&b).map_err(|_| FwStatus::BAD_PKT)?;
+                let b = self.read_mbox(mem, 256)?;
+                let req = Mad::parse(&b).map_err(|_| stat::BAD_PKT)?;
                 let resp = self.sma(port, &req);
                 self.counters.mad_ifc += 1;
                 self.write_out_mbox(mem, resp.as_bytes())
             }
-            Opcode::MGID_HASH => {
-                let mut g = [0u8; 16];
-                if mem.read(self.in_param(), &mut g).is_err() {
-                    self.counters.dma_faults += 1;
-                    return Err(FwStatus::BAD_PARAM);
-                }
-                let h = mgid_hash(&Gid(g)) & ((1 << self.icm.log_mcg) - 1);
+            op::MGID_HASH => {
+                let g = self.read_mbox(mem, 16)?;
+                let mut gid = [0u8; 16];
+                gid.copy_from_slice(&g);
+                let h = mgid_hash(&Gid(gid)) & ((1 << self.init.log_mc_table) - 1);
                 self.set_out_imm(u64::from(h));
                 Ok(())
             }
-            Opcode::READ_MCG => {
-                if in_mod >= 1 << self.icm.log_mcg {
+            op::READ_MCG => {
+                if in_mod >= 1 << self.init.log_mc_table {
                     self.misuse("MCG index out of range");
-                    return Err(FwStatus::BAD_INDEX);
+                    return Err(stat::BAD_INDEX);
                 }
-                let e = self.mcg.get(&in_mod).copied().unwrap_or_default();
-                let mut b = [0u8; prm::mcg::DWORDS * 4];
-                e.write_be(&mut b);
-                self.write_out_mbox(mem, &b)
+                let size = 1usize << self.init.log_mc_entry;
+                let e = self
+                    .mcg
+                    .get(&in_mod)
+                    .cloned()
+                    .unwrap_or_else(|| vec![0; size]);
+                self.write_out_mbox(mem, &e)
             }
-            Opcode::WRITE_MCG => {
-                if in_mod >= 1 << self.icm.log_mcg {
+            op::WRITE_MCG => {
+                if in_mod >= 1 << self.init.log_mc_table {
                     self.misuse("MCG index out of range");
-                    return Err(FwStatus::BAD_INDEX);
+                    return Err(stat::BAD_INDEX);
                 }
-                let e: Prm<{ prm::mcg::DWORDS }> = self.read_mbox(mem)?;
+                let e = self.read_mbox(mem, 1usize << self.init.log_mc_entry)?;
                 self.mcg.insert(in_mod, e);
                 Ok(())
             }
-            Opcode::QUERY_PORT => {
+            op::QUERY_PORT => {
+                if self.spec.cmd_if_rev < 3 {
+                    // Firmware before command interface 3 has no QUERY_PORT (Linux `fw.c`
+                    // `MLX4_COMMAND_INTERFACE_NEW_PORT_CMDS`).
+                    self.misuse("QUERY_PORT on firmware without it");
+                    return Err(stat::BAD_OP);
+                }
                 let port = self.port_arg(in_mod)?;
-                let mut p = Prm::<{ prm::query_port::DWORDS }>::default();
-                p.set(prm::query_port::IB, 1);
-                p.set(prm::query_port::MAX_MTU, 5);
+                use prm::query_port::*;
+                let mut b = [0u8; SIZE];
+                let (ib, eth) = match self.protocol(port) {
+                    PortProtocol::Ib => (1, 0),
+                    PortProtocol::Ethernet => (0, 1),
+                    PortProtocol::Vpi => (1, 1),
+                };
+                SUPPORTS_IB.put(&mut b, ib);
+                SUPPORTS_ETH.put(&mut b, eth);
+                let up = self.ports[usize::from(port - 1)].state != PortState::DOWN;
+                LINK_STATE.put(&mut b, u64::from(up));
+                IB_MTU.put(&mut b, u64::from(caps::PORT_IB_MTU));
                 let mac =
                     (self.spec.node_guid & 0xff_ffff) | (u64::from(port) << 24) | 0x0002_c900_0000;
-                p.set(prm::query_port::MAC_H, (mac >> 32) as u32);
-                p.set(prm::query_port::MAC_L, mac as u32);
-                let mut b = [0u8; prm::query_port::DWORDS * 4];
-                p.write_be(&mut b);
+                MAC.put(&mut b, mac);
                 self.write_out_mbox(mem, &b)
             }
-            Opcode::SET_PORT => {
-                let port = self.port_arg(in_mod)?;
-                if op_mod != 0 {
-                    self.misuse("SET_PORT for Ethernet on an IB-only model");
-                    return Err(FwStatus::BAD_PARAM);
-                }
-                let p: Prm<{ prm::set_port::DWORDS }> = self.read_mbox(mem)?;
-                if p.get(prm::set_port::MMC) == 1 {
-                    let cap = p.get(prm::set_port::MTU_CAP) as u8;
-                    if !(1..=5).contains(&cap) {
-                        self.misuse("SET_PORT MTU cap out of range");
-                        return Err(FwStatus::BAD_PARAM);
-                    }
-                    self.ports[usize::from(port - 1)].mtu_cap = cap;
-                }
-                Ok(())
-            }
-            Opcode::INIT_PORT => {
+            op::SET_PORT => self.set_port(op_mod, in_mod, mem),
+            op::INIT_PORT => {
                 let port = self.port_arg(in_mod)?;
                 let p = &mut self.ports[usize::from(port - 1)];
                 if p.initialised {
                     self.misuse("INIT_PORT on an initialised port");
-                    return Err(FwStatus::BAD_SYS_STATE);
+                    return Err(stat::BAD_SYS_STATE);
                 }
                 p.initialised = true;
                 out.ports_initialized.push(port);
                 Ok(())
             }
-            Opcode::CLOSE_PORT => {
+            op::CLOSE_PORT => {
                 let port = self.port_arg(in_mod)?;
                 let p = &mut self.ports[usize::from(port - 1)];
                 p.initialised = false;
@@ -1070,78 +1446,381 @@ impl Device {
                 out.ports_closed.push(port);
                 Ok(())
             }
-            Opcode::UNMAP_FA | Opcode::UNMAP_ICM | Opcode::UNMAP_ICM_AUX => Ok(()),
+            op::UNMAP_FA | op::UNMAP_ICM | op::UNMAP_ICM_AUX => Ok(()),
             _ => {
-                self.misuse(&format!("unsupported opcode {op:?}"));
-                Err(FwStatus::BAD_OP)
+                self.misuse(&format!("unsupported opcode {opcode:#x}"));
+                Err(stat::BAD_OP)
             }
         }
     }
 
-    fn rst2init(&mut self, qpn: u32, mem: &HostMem) -> Result<(), FwStatus> {
-        let p: Prm<{ prm::qpc::DWORDS }> = self.read_mbox(mem)?;
+    fn sw2hw_mpt(&mut self, index: u32, mem: &HostMem) -> Result<(), u8> {
+        use prm::mpt::*;
+        let b = self.read_mbox(mem, SIZE)?;
+        let table = 1u32 << self.init.log_mpts.min(31);
+        if index < 1 << caps::LOG2_RSVD_MRWS || index >= table {
+            self.misuse("MPT index outside the usable range");
+            return Err(stat::BAD_INDEX);
+        }
+        if self.mpts.contains_key(&index) {
+            self.misuse("SW2HW_MPT on an MPT in hardware ownership");
+            return Err(stat::BAD_RES_STATE);
+        }
+        self.icm_entry(
+            "dMPT entry",
+            self.init.dmpt + u64::from(index) * u64::from(caps::DMPT),
+            caps::DMPT,
+        )?;
+        let key = KEY.get(&b) as u32;
+        if key & (table - 1) != index {
+            self.misuse(&format!(
+                "MPT key {key:#x} does not name index {index:#x} (key_to_hw_index)"
+            ));
+            return Err(stat::BAD_PARAM);
+        }
+        if PERM_LOCAL_READ.get(&b) == 0 {
+            // PRM comment on `lr`: "Must be set for all MPT Entries".
+            self.misuse("MPT without local read");
+            return Err(stat::BAD_PARAM);
+        }
+        if FLAG_PHYSICAL.get(&b) == 0 {
+            self.misuse("MPT with translation (the model supports physical MPTs only)");
+            return Err(stat::BAD_PARAM);
+        }
+        let m = Mpt {
+            key,
+            pd: PD.get(&b) as u32,
+            region: FLAG_REGION.get(&b) == 1,
+            local_read: true,
+            local_write: PERM_LOCAL_WRITE.get(&b) == 1,
+            start: START.get(&b),
+            len: LENGTH.get(&b),
+            len64: LEN64.get(&b) == 1,
+        };
+        if m.pd == 0 {
+            self.misuse("MPT with PD 0");
+        }
+        self.mpts.insert(index, m);
+        Ok(())
+    }
+
+    fn write_mtt(&mut self, count: u32, mem: &HostMem) -> Result<(), u8> {
+        use prm::write_mtt::*;
+        if count == 0 || count > 64 {
+            self.misuse("WRITE_MTT entry count");
+            return Err(stat::BAD_PARAM);
+        }
+        let b = self.read_mbox(mem, 16 + 8 * count as usize)?;
+        let base = MTT_BASE.get(&b);
+        if base % u64::from(caps::MTT) != 0 {
+            self.misuse("MTT base not a multiple of the entry size");
+            return Err(stat::BAD_PARAM);
+        }
+        let first = base / u64::from(caps::MTT);
+        for i in 0..count as usize {
+            let idx = first + i as u64;
+            if idx < 1 << caps::LOG2_RSVD_MTTS {
+                self.misuse("MTT index in the reserved range");
+                return Err(stat::BAD_INDEX);
+            }
+            self.icm_entry(
+                "MTT entry",
+                self.init.mtt + idx * u64::from(caps::MTT),
+                caps::MTT,
+            )?;
+            if present(i).get(&b) == 0 {
+                self.misuse("MTT entry without the present bit");
+                return Err(stat::BAD_PARAM);
+            }
+            self.mtt.insert(idx, page(i).get_in_place(&b) & !0xfff);
+        }
+        Ok(())
+    }
+
+    fn sw2hw_eq(&mut self, eqn: u32, mem: &HostMem) -> Result<(), u8> {
+        use prm::eqc::*;
+        let b = self.read_mbox(mem, SIZE)?;
+        if eqn >= 1 << self.init.log_eqs || eqn < 1 << caps::LOG2_RSVD_EQS {
+            self.misuse("EQN outside the usable range");
+            return Err(stat::BAD_INDEX);
+        }
+        if self.eqs.contains_key(&eqn) {
+            self.misuse("SW2HW_EQ on an EQ in hardware ownership");
+            return Err(stat::BAD_RES_STATE);
+        }
+        self.icm_entry(
+            "EQ context",
+            self.init.eqc + u64::from(eqn) * u64::from(caps::EQC),
+            caps::EQC,
+        )?;
+        self.icm_entry(
+            "EQ cMPT entry",
+            self.init.cmpt_entry(prm::cmpt::TYPE_EQ, eqn),
+            caps::CMPT,
+        )?;
+        let eq = EqCtx {
+            mtt_base: prm::mtt_addr(&b, MTT_BASE_ADDR_H, MTT_BASE_ADDR_L),
+            log_page: LOG_PAGE_SIZE.get(&b) as u32,
+            log_size: LOG_EQ_SIZE.get(&b) as u32,
+            page_offset: PAGE_OFFSET.get_in_place(&b),
+            pi: 0,
+            ci: 0,
+            mapped: false,
+        };
+        if self
+            .translate(eq.mtt_base, eq.log_page, eq.page_offset)
+            .is_none()
+        {
+            return Err(stat::BAD_PARAM);
+        }
+        self.eqs.insert(eqn, eq);
+        Ok(())
+    }
+
+    /// A UAR page a CQ or QP may name: one INIT_HCA declared, above the reserved ones.
+    fn check_uar(&mut self, what: &str, page: u32) -> Result<(), u8> {
+        if page < caps::NUM_RSVD_UARS || page >= 1 << self.init.log_uars {
+            self.misuse(&format!("{what} names UAR page {page}"));
+            return Err(stat::BAD_PARAM);
+        }
+        Ok(())
+    }
+
+    fn sw2hw_cq(&mut self, cqn: u32, mem: &HostMem) -> Result<(), u8> {
+        use prm::cqc::*;
+        let b = self.read_mbox(mem, SIZE)?;
+        if cqn >= 1 << self.init.log_cqs || cqn < 1 << caps::LOG2_RSVD_CQS {
+            self.misuse("CQN outside the usable range");
+            return Err(stat::BAD_INDEX);
+        }
+        if self.cqs.contains_key(&cqn) {
+            self.misuse("SW2HW_CQ on a CQ in hardware ownership");
+            return Err(stat::BAD_RES_STATE);
+        }
+        self.icm_entry(
+            "CQ context",
+            self.init.cqc + u64::from(cqn) * u64::from(caps::CQC),
+            caps::CQC,
+        )?;
+        self.icm_entry(
+            "CQ cMPT entry",
+            self.init.cmpt_entry(prm::cmpt::TYPE_CQ, cqn),
+            caps::CMPT,
+        )?;
+        let cq = CqCtx {
+            mtt_base: prm::mtt_addr(&b, MTT_BASE_ADDR_H, MTT_BASE_ADDR_L),
+            log_page: LOG_PAGE_SIZE.get(&b) as u32,
+            log_size: LOG_SIZE.get(&b) as u32,
+            page_offset: PAGE_OFFSET.get_in_place(&b),
+            pi: 0,
+            db_record: DB_REC_ADDR.get_in_place(&b),
+            eqn: COMP_EQN.get(&b) as u32,
+            usr_page: USR_PAGE.get(&b) as u32,
+        };
+        if !self.eqs.contains_key(&cq.eqn) {
+            self.misuse(&format!(
+                "CQ {cqn:#x} bound to EQ {} which does not exist",
+                cq.eqn
+            ));
+            return Err(stat::BAD_PARAM);
+        }
+        if cq.log_size > caps::LOG_MAX_CQ_SZ {
+            self.misuse("CQ larger than the device's maximum");
+            return Err(stat::BAD_PARAM);
+        }
+        self.check_uar("CQ", cq.usr_page)?;
+        if self
+            .translate(cq.mtt_base, cq.log_page, cq.page_offset)
+            .is_none()
+            || !mem.contains(cq.db_record, 8)
+        {
+            self.misuse("CQ buffer or doorbell record not reachable");
+            return Err(stat::BAD_PARAM);
+        }
+        self.cqs.insert(cqn, cq);
+        Ok(())
+    }
+
+    fn rst2init(&mut self, qpn: u32, mem: &HostMem) -> Result<(), u8> {
+        use prm::qpc::*;
+        let b = self.read_mbox(mem, SIZE)?;
         let Some(base) = self.special_base else {
             self.misuse("RST2INIT before CONF_SPECIAL_QP");
-            return Err(FwStatus::BAD_SYS_STATE);
+            return Err(stat::BAD_SYS_STATE);
         };
         let qpn = qpn & 0xff_ffff;
-        let key = qpn & ((1 << self.icm.log_qps) - 1);
-        let st = p.get(prm::qpc::ST);
+        let key = self.qp_key(qpn);
+        let st = ST.get(&b);
         let special = (base..base + 8).contains(&qpn);
-        if special && st != prm::qpc::ST_MLX {
+        if special && st != ST_MLX {
             self.misuse("special QP not of type MLX");
-            return Err(FwStatus::BAD_PARAM);
+            return Err(stat::BAD_PARAM);
         }
-        if !special && (st != prm::qpc::ST_UD || key < base + 8) {
+        if !special && (st != ST_UD || key < base + 8) {
             self.misuse(
                 "ordinary QP must be UD above the special QPs (the model supports UD only)",
             );
-            return Err(FwStatus::BAD_PARAM);
+            return Err(stat::BAD_PARAM);
         }
         if self.qps.contains_key(&key) {
             self.misuse("RST2INIT on a QP not in RESET");
-            return Err(FwStatus::BAD_QP_STATE);
+            return Err(stat::BAD_QP_STATE);
         }
-        let cqn_snd = p.get(prm::qpc::CQN_SND);
-        let cqn_rcv = p.get(prm::qpc::CQN_RCV);
+        let i = u64::from(key);
+        self.icm_entry(
+            "QP context",
+            self.init.qpc + i * u64::from(caps::QPC),
+            caps::QPC,
+        )?;
+        self.icm_entry(
+            "QP ALTC entry",
+            self.init.altc + i * u64::from(caps::ALTC),
+            caps::ALTC,
+        )?;
+        self.icm_entry(
+            "QP AUXC entry",
+            self.init.auxc + i * u64::from(caps::AUX),
+            caps::AUX,
+        )?;
+        self.icm_entry(
+            "QP cMPT entry",
+            self.init.cmpt_entry(prm::cmpt::TYPE_QP, key),
+            caps::CMPT,
+        )?;
+        let cqn_snd = CQN_SEND.get(&b) as u32;
+        let cqn_rcv = CQN_RECV.get(&b) as u32;
         if !self.cqs.contains_key(&cqn_snd) || !self.cqs.contains_key(&cqn_rcv) {
-            self.misuse("QP bound to an unknown CQ");
-            return Err(FwStatus::BAD_PARAM);
+            self.misuse(&format!(
+                "QP {qpn:#x} bound to CQs {cqn_snd:#x}/{cqn_rcv:#x}, one of which does not exist"
+            ));
+            return Err(stat::BAD_PARAM);
         }
-        if p.get(prm::qpc::LOG_SQ_STRIDE) != 3 || p.get(prm::qpc::LOG_RQ_STRIDE) != 1 {
-            self.misuse("QP strides other than 128/32 bytes");
-            return Err(FwStatus::BAD_PARAM);
-        }
-        let port = ((p.get(prm::qpc::SCHED_QUEUE) >> 6) & 1) as u8 + 1;
+        let port = ((SCHED_QUEUE.get(&b) >> 6) & 1) as u8 + 1;
         if usize::from(port) > self.ports.len() {
             self.misuse("QP on a port the device does not have");
-            return Err(FwStatus::BAD_PARAM);
+            return Err(stat::BAD_PARAM);
+        }
+        if self.protocol(port) == PortProtocol::Ethernet {
+            self.misuse("IB QP on a port configured for Ethernet");
+            return Err(stat::BAD_PARAM);
         }
         let qp = QpCtx {
             qpn,
             mlx: special,
             state: QpState::Init,
             port,
+            pd: PD.get(&b) as u32,
+            usr_page: USR_PAGE.get(&b) as u32,
             cqn_snd,
             cqn_rcv,
-            log_sq: p.get(prm::qpc::LOG_SQ_SIZE),
-            log_rq: p.get(prm::qpc::LOG_RQ_SIZE),
-            mtt_base: p.get64(prm::qpc::MTT_BASE),
-            rdb: p.get64(prm::qpc::RDB_RECORD),
-            qkey: p.get(prm::qpc::QKEY),
+            log_sq: SQ_SIZE.get(&b) as u32,
+            log_rq: RQ_SIZE.get(&b) as u32,
+            log_sq_stride: SQ_STRIDE.get(&b) as u32,
+            log_rq_stride: RQ_STRIDE.get(&b) as u32,
+            mtt_base: prm::mtt_addr(&b, MTT_BASE_ADDR_H, MTT_BASE_ADDR_L),
+            log_page: LOG_PAGE_SIZE.get(&b) as u32,
+            page_offset: PAGE_OFFSET.get_in_place(&b),
+            rdb: DB_REC_ADDR.get_in_place(&b),
+            qkey: QKEY.get(&b) as u32,
             mtu: 4,
             sq_ci: 0,
             rq_ci: 0,
             psn: 0,
         };
-        if self.translate(qp.mtt_base, 0).is_none() || !mem.contains(qp.rdb, 4) {
-            self.misuse("QP buffer or doorbell record not reachable");
-            return Err(FwStatus::BAD_PARAM);
+        if qp.log_sq > caps::LOG_MAX_QP_SZ || qp.log_rq > caps::LOG_MAX_QP_SZ {
+            self.misuse("QP queue larger than the device's maximum");
+            return Err(stat::BAD_PARAM);
         }
-        if special && p.get(prm::qpc::PD) == 0 {
-            self.misuse("special QP with PD 0");
+        self.check_uar("QP", qp.usr_page)?;
+        if self
+            .translate(qp.mtt_base, qp.log_page, qp.page_offset)
+            .is_none()
+            || !mem.contains(qp.rdb, 4)
+        {
+            self.misuse("QP buffer or doorbell record not reachable");
+            return Err(stat::BAD_PARAM);
+        }
+        if qp.pd == 0 {
+            self.misuse("QP with PD 0");
         }
         self.qps.insert(key, qp);
+        Ok(())
+    }
+
+    fn modify_qp(&mut self, opcode: u16, in_mod: u32, mem: &HostMem) -> Result<(), u8> {
+        use prm::qpc::*;
+        let b = self.read_mbox(mem, SIZE)?;
+        let key = self.qp_key(in_mod);
+        let Some(mut qp) = self
+            .qps
+            .get(&key)
+            .copied()
+            .filter(|q| q.qpn == in_mod & 0xff_ffff)
+        else {
+            self.misuse("transition of an unknown QP");
+            return Err(stat::BAD_RES_STATE);
+        };
+        let (from, to) = match opcode {
+            op::INIT2RTR_QP => (QpState::Init, QpState::Rtr),
+            op::RTR2RTS_QP => (QpState::Rtr, QpState::Rts),
+            _ => (QpState::Rts, QpState::Rts),
+        };
+        if qp.state != from {
+            self.misuse(&format!("command {opcode:#x} on a QP in {:?}", qp.state));
+            return Err(stat::BAD_QP_STATE);
+        }
+        qp.state = to;
+        if opcode == op::INIT2RTR_QP {
+            qp.mtu = MTU.get(&b) as u32;
+            if QKEY.get(&b) != 0 {
+                qp.qkey = QKEY.get(&b) as u32;
+            }
+            let sq = SCHED_QUEUE.get(&b);
+            if sq != 0 {
+                qp.port = ((sq >> 6) & 1) as u8 + 1;
+            }
+        }
+        if opcode == op::RTS2RTS_QP && OPTPAR.get(&b) & OPTPAR_Q_KEY != 0 {
+            qp.qkey = QKEY.get(&b) as u32;
+        }
+        self.qps.insert(key, qp);
+        Ok(())
+    }
+
+    fn set_port(&mut self, op_mod: u8, in_mod: u32, mem: &HostMem) -> Result<(), u8> {
+        use prm::set_port::*;
+        let port = self.port_arg(in_mod)?;
+        if op_mod != 0 {
+            self.misuse("SET_PORT for Ethernet on an IB-only model");
+            return Err(stat::BAD_PARAM);
+        }
+        if self.protocol(port) == PortProtocol::Ethernet {
+            self.misuse("SET_PORT for IB on a port configured for Ethernet");
+            return Err(stat::BAD_PARAM);
+        }
+        let b = self.read_mbox(mem, SIZE)?;
+        if CHANGE_MTU_CAP.get(&b) == 1 {
+            let cap = MTU_CAP.get(&b) as u32;
+            if !(1..=caps::PORT_IB_MTU).contains(&cap) {
+                self.misuse(&format!("SET_PORT MTU cap {cap} out of range"));
+                return Err(stat::BAD_PARAM);
+            }
+            self.ports[usize::from(port - 1)].mtu_cap = cap as u8;
+        }
+        if CHANGE_VL_CAP.get(&b) == 1 && !(1..=8).contains(&VL_CAP.get(&b)) {
+            // A number of VLs (Linux `port.c`: "IB VL CAP enum isn't used by the firmware,
+            // just numerical values"; it tries 8, 4, 2, 1).
+            self.misuse("SET_PORT VL cap out of range");
+            return Err(stat::BAD_PARAM);
+        }
+        if CHANGE_PKEY_TBL_SZ.get(&b) == 1 && PKEY_TBL_SZ.get(&b) == 0 {
+            self.misuse("SET_PORT with an empty P_Key table");
+            return Err(stat::BAD_PARAM);
+        }
+        if CHANGE_GID_TBL_SZ.get(&b) == 1 && GID_TBL_SZ.get(&b) == 0 {
+            self.misuse("SET_PORT with an empty GID table");
+            return Err(stat::BAD_PARAM);
+        }
         Ok(())
     }
 
@@ -1212,10 +1891,11 @@ impl Device {
     pub fn post_event(
         &mut self,
         mem: &HostMem,
-        event_type: u32,
-        sub_type: u32,
-        fill: impl FnOnce(&mut Prm<8>),
+        event_type: u64,
+        sub_type: u64,
+        fill: impl FnOnce(&mut [u8]),
     ) {
+        use prm::eqe::*;
         if self.suppress_events {
             debug!("hca-sim: event {event_type:#x} suppressed");
             return;
@@ -1233,19 +1913,17 @@ impl Device {
             debug!("hca-sim: EQ {eqn} full, event lost");
             return;
         }
-        let mut e = Prm::<8>::default();
-        e.set(prm::eqe::EVENT_TYPE, event_type);
-        e.set(prm::eqe::SUB_TYPE, sub_type);
+        let mut e = [0u8; SIZE];
+        TYPE.put(&mut e, event_type);
+        SUBTYPE.put(&mut e, sub_type);
         fill(&mut e);
-        e.set(prm::eqe::OWNER, u32::from(eq.pi & n != 0));
-        let off = eq.page_offset + u64::from(eq.pi & (n - 1)) * prm::eqe::SIZE as u64;
-        if let Some(pa) = self.translate(eq.mtt_base, off) {
-            let mut b = [0u8; 32];
-            e.write_be(&mut b);
+        OWNER.put(&mut e, u64::from(eq.pi & n != 0));
+        let off = eq.page_offset + u64::from(eq.pi & (n - 1)) * SIZE as u64;
+        if let Some(pa) = self.translate(eq.mtt_base, eq.log_page, off) {
             // Body first, then the byte holding the ownership bit.
             if mem
-                .write(pa, &b[..31])
-                .and_then(|_| mem.write(pa + 31, &b[31..]))
+                .write(pa, &e[..31])
+                .and_then(|_| mem.write(pa + 31, &e[31..]))
                 .is_err()
             {
                 self.counters.dma_faults += 1;
@@ -1257,26 +1935,29 @@ impl Device {
         }
     }
 
-    /// Port state change event (0x09).
+    /// Port state change event (`MLX4_EVENT_TYPE_PORT_CHANGE`).
     pub fn port_state_event(&mut self, mem: &HostMem, port: u8, up: bool) {
+        use prm::eqe::*;
         let sub = if up {
-            prm::eqe::SUBTYPE_PORT_ACTIVE
+            SUBTYPE_PORT_ACTIVE
         } else {
-            prm::eqe::SUBTYPE_PORT_DOWN
+            SUBTYPE_PORT_DOWN
         };
-        self.post_event(mem, prm::eqe::TYPE_PORT_STATE_CHANGE, sub, |e| {
-            e.set(prm::eqe::PSC_PORT, u32::from(port));
+        self.post_event(mem, TYPE_PORT_CHANGE, sub, |e| {
+            PORT_CHANGE_PORT.put(e, u64::from(port));
         });
     }
 
-    /// Port management change event (0x1d).
+    /// Port management change event (`MLX4_EVENT_TYPE_PORT_MNG_CHG_EVENT`).
     pub fn port_mgmt_event(&mut self, mem: &HostMem, port: u8) {
-        self.post_event(mem, prm::eqe::TYPE_PORT_MGMT_CHANGE, 0, |e| {
-            e.set(prm::eqe::PMC_PORT, u32::from(port));
+        use prm::eqe::*;
+        self.post_event(mem, TYPE_PORT_MNG_CHG, 0, |e| {
+            PORT_MGMT_CHANGE_PORT.put(e, u64::from(port));
         });
     }
 
-    fn write_cqe(&mut self, mem: &HostMem, cqn: u32, fill: impl FnOnce(&mut Prm<8>)) {
+    fn write_cqe(&mut self, mem: &HostMem, cqn: u32, fill: impl FnOnce(&mut [u8])) {
+        use prm::cqe::*;
         let Some(mut cq) = self.cqs.get(&cqn).copied() else {
             self.misuse("completion for an unknown CQ");
             return;
@@ -1293,20 +1974,20 @@ impl Device {
             warn!("hca-sim: CQ {cqn:#x} overrun");
             self.counters.cq_overruns += 1;
             self.post_event(mem, prm::eqe::TYPE_CQ_ERROR, 0, |e| {
-                e.set(prm::eqe::CQN, cqn)
+                prm::eqe::CQ_ERR_CQN.put(e, u64::from(cqn));
+                // Syndrome 1: CQ overrun (iPXE `hermonprm_completion_queue_error_st`).
+                prm::eqe::CQ_ERR_SYNDROME.put(e, 1);
             });
             return;
         }
-        let mut e = Prm::<8>::default();
+        let mut e = [0u8; SIZE];
         fill(&mut e);
-        e.set(prm::cqe::OWNER, u32::from(cq.pi & n != 0));
-        let off = cq.page_offset + u64::from(cq.pi & (n - 1)) * prm::cqe::SIZE as u64;
-        if let Some(pa) = self.translate(cq.mtt_base, off) {
-            let mut b = [0u8; 32];
-            e.write_be(&mut b);
+        OWNER.put(&mut e, u64::from(cq.pi & n != 0));
+        let off = cq.page_offset + u64::from(cq.pi & (n - 1)) * SIZE as u64;
+        if let Some(pa) = self.translate(cq.mtt_base, cq.log_page, off) {
             if mem
-                .write(pa, &b[..31])
-                .and_then(|_| mem.write(pa + 31, &b[31..]))
+                .write(pa, &e[..31])
+                .and_then(|_| mem.write(pa + 31, &e[31..]))
                 .is_err()
             {
                 self.counters.dma_faults += 1;
@@ -1315,7 +1996,7 @@ impl Device {
             cq.pi = cq.pi.wrapping_add(1);
             self.cqs.insert(cqn, cq);
             self.counters.cqes += 1;
-            if e.get(prm::cqe::OPCODE) >= prm::cqe::OPCODE_ERROR {
+            if OPCODE.get(&e) >= OPCODE_ERROR {
                 self.counters.error_cqes += 1;
             }
         }
@@ -1330,53 +2011,63 @@ impl Device {
         counter: u32,
         syndrome: u8,
     ) {
+        use prm::cqe::*;
         self.write_cqe(mem, cqn, |e| {
-            e.set(prm::cqe::QPN, qpn);
-            e.set(prm::cqe::OPCODE, prm::cqe::OPCODE_ERROR);
-            e.set(prm::cqe::S_R, u32::from(send));
-            e.set(prm::cqe::SYNDROME, u32::from(syndrome));
-            e.set(prm::cqe::WQE_COUNTER, counter & 0xffff);
+            MY_QPN.put(e, u64::from(qpn));
+            OPCODE.put(e, OPCODE_ERROR);
+            IS_SEND.put(e, u64::from(send));
+            SYNDROME.put(e, u64::from(syndrome));
+            WQE_INDEX.put(e, u64::from(counter & 0xffff));
         });
     }
 
-    fn process_sq(&mut self, qpn: u32, mem: &HostMem, out: &mut Outbox) {
-        let key = qpn & ((1u32 << self.icm.log_qps.min(24)) - 1);
+    fn process_sq(&mut self, qpn: u32, uar_page: u32, mem: &HostMem, out: &mut Outbox) {
+        let key = self.qp_key(qpn);
         let Some(mut qp) = self.qps.get(&key).copied().filter(|q| q.qpn == qpn) else {
             self.misuse(&format!("send doorbell for unknown QPN {qpn:#x}"));
             return;
         };
+        if qp.usr_page != uar_page {
+            self.misuse(&format!(
+                "send doorbell for QPN {qpn:#x} on UAR page {uar_page}, its context names {}",
+                qp.usr_page
+            ));
+            return;
+        }
         if qp.state != QpState::Rts {
             self.misuse(&format!("send doorbell on QPN {qpn:#x} in {:?}", qp.state));
             return;
         }
         let n = 1u32 << qp.log_sq;
+        let (sq_at, _) = qp.ring_offsets();
+        let stride = qp.sq_stride();
         loop {
-            let off = u64::from(qp.sq_ci & (n - 1)) * prm::send_wqe::STRIDE as u64;
-            let Some(pa) = self.translate(qp.mtt_base, off) else {
+            let off = qp.page_offset + sq_at + u64::from(qp.sq_ci & (n - 1)) * stride;
+            let Some(pa) = self.translate(qp.mtt_base, qp.log_page, off) else {
                 break;
             };
-            let mut b = [0u8; prm::send_wqe::DWORDS * 4];
+            let mut b = vec![0u8; stride as usize];
             if mem.read(pa, &mut b).is_err() {
                 self.counters.dma_faults += 1;
                 break;
             }
-            let w = Prm::<{ prm::send_wqe::DWORDS }>::from_be(&b);
-            if w.get(prm::send_wqe::OWNER) != u32::from(qp.sq_ci & n != 0) {
+            if prm::wqe::OWNER.get(&b) != u64::from(qp.sq_ci & n != 0) {
                 break;
             }
             self.counters.wqes += 1;
             let counter = qp.sq_ci;
             qp.sq_ci = qp.sq_ci.wrapping_add(1);
-            let signalled = w.get(prm::send_wqe::C) == 0b11;
-            match self.execute_wqe(&mut qp, &w, mem, out) {
+            let signalled = prm::wqe::CQ_UPDATE.get(&b) == 0b11;
+            match self.execute_wqe(&mut qp, &b, mem, out) {
                 Ok(len) => {
                     if signalled {
+                        use prm::cqe::*;
                         self.write_cqe(mem, qp.cqn_snd, |e| {
-                            e.set(prm::cqe::QPN, qp.qpn);
-                            e.set(prm::cqe::OPCODE, prm::cqe::OPCODE_SEND);
-                            e.set(prm::cqe::S_R, 1);
-                            e.set(prm::cqe::BYTE_CNT, len);
-                            e.set(prm::cqe::WQE_COUNTER, counter & 0xffff);
+                            MY_QPN.put(e, u64::from(qp.qpn));
+                            OPCODE.put(e, OPCODE_SEND);
+                            IS_SEND.put(e, 1);
+                            BYTE_CNT.put(e, u64::from(len));
+                            WQE_INDEX.put(e, u64::from(counter & 0xffff));
                         });
                     }
                 }
@@ -1386,91 +2077,141 @@ impl Device {
         self.qps.insert(key, qp);
     }
 
+    /// Gathers the data segments from `first` to the end of the WQE (`size16` × 16 bytes),
+    /// checking each L_Key for local read.
+    fn gather(
+        &mut self,
+        qp: &QpCtx,
+        w: &[u8],
+        first: usize,
+        size16: usize,
+        mem: &HostMem,
+    ) -> Result<Vec<u8>, u8> {
+        use prm::wqe::*;
+        let mut data = Vec::new();
+        let mut seg = first;
+        while seg + DATA_SEG <= size16 * 16 {
+            let len = data_byte_count(seg).get(w);
+            let lkey = data_lkey(seg).get(w) as u32;
+            let addr = data_addr(seg).get(w);
+            seg += DATA_SEG;
+            if len == 0 {
+                continue;
+            }
+            self.check_lkey(lkey, qp.pd, false, addr, len)?;
+            let at = data.len();
+            data.resize(at + len as usize, 0);
+            if mem.read(addr, &mut data[at..]).is_err() {
+                self.counters.dma_faults += 1;
+                return Err(prm::cqe::SYND_LOCAL_ACCESS);
+            }
+        }
+        Ok(data)
+    }
+
     /// Executes one send WQE; returns the bytes sent or an error syndrome.
     fn execute_wqe(
         &mut self,
         qp: &mut QpCtx,
-        w: &Prm<{ prm::send_wqe::DWORDS }>,
+        w: &[u8],
         mem: &HostMem,
         out: &mut Outbox,
     ) -> Result<u32, u8> {
-        use prm::send_wqe as sw;
-        if w.get(sw::OPCODE) != sw::OPCODE_SEND {
+        use prm::wqe::*;
+        if OPCODE.get(w) != OPCODE_SEND {
             self.misuse("send WQE with an opcode other than SEND on a UD/MLX QP");
-            return Err(0x02);
+            return Err(prm::cqe::SYND_LOCAL_QP_OP);
         }
-        let ds = w.get(sw::DS);
-        let d = if qp.mlx { sw::MLX_DATA } else { sw::UD_DATA };
-        if (qp.mlx && ds != sw::MLX_DS) || (!qp.mlx && ds != sw::UD_DS) {
-            self.misuse("send WQE size (ds) does not match its segments");
-            return Err(0x02);
+        let size16 = SIZE16.get(w) as usize;
+        let first = if qp.mlx { MLX_DATA } else { UD_DATA };
+        if size16 * 16 > w.len() || size16 * 16 < first + DATA_SEG {
+            self.misuse("send WQE size (ds) does not fit its stride or its segments");
+            return Err(prm::cqe::SYND_LOCAL_QP_OP);
         }
-        let len = w.0[d] & 0x7fff_ffff;
-        let lkey = w.0[d + sw::DATA_LKEY];
-        let addr = w.get64(d + sw::DATA_ADDR);
-        if !self.lkey_ok(lkey) {
-            warn!("hca-sim: send with invalid L_Key {lkey:#x}");
-            return Err(0x04);
-        }
-        let mut data = vec![0u8; len as usize];
-        if mem.read(addr, &mut data).is_err() {
-            self.counters.dma_faults += 1;
-            return Err(0x11);
-        }
+        let mut data = self.gather(qp, w, first, size16, mem)?;
+        let len = data.len() as u32;
         let port = qp.port;
         let p = self.ports[usize::from(port - 1)].clone();
         if qp.mlx {
-            // Software built LRH..DETH; the hardware computes the ICRC over it.
+            // Software built LRH..DETH; with ICRC clear the hardware computes the ICRC into
+            // the last dword (iPXE `hermonprm_wqe_segment_ctrl_mlx_st.icrc`).
             if data.len() < 8 + 12 + 8 + 4 {
-                return Err(0x01);
+                return Err(prm::cqe::SYND_LOCAL_LENGTH);
             }
-            let at = data.len() - 4;
-            let icrc = crc::icrc(&data[..at]);
-            data[at..].copy_from_slice(&icrc.to_le_bytes());
-            if UdPacket::parse(&data).is_err() {
-                self.misuse("MLX WQE carries a malformed packet");
-                return Err(0x02);
+            if MLX_ICRC.get(w) == 0 {
+                let at = data.len() - 4;
+                let icrc = crc::icrc(&data[..at]);
+                data[at..].copy_from_slice(&icrc.to_le_bytes());
             }
-            let gsi_ok = p.state == PortState::ACTIVE;
-            if !gsi_ok {
-                self.counters.tx_dropped += 1;
-                return Ok(len);
-            }
-        } else {
-            if len as usize > hca::wire::smp::mtu::bytes(qp.mtu as u8) {
-                return Err(0x01);
+            let pkt = match UdPacket::parse(&data) {
+                Ok(pkt) => pkt,
+                Err(_) => {
+                    self.misuse("MLX WQE carries a malformed packet");
+                    return Err(prm::cqe::SYND_LOCAL_QP_OP);
+                }
+            };
+            // The MLX segment's rlid "must match given headers" (iPXE MT25408_PRM.h).
+            if MLX_RLID.get(w) != u64::from(pkt.repr.dlid.0) {
+                self.misuse(&format!(
+                    "MLX WQE rlid {:#x} differs from the LRH DLID {:#x}",
+                    MLX_RLID.get(w),
+                    pkt.repr.dlid.0
+                ));
+                return Err(prm::cqe::SYND_LOCAL_QP_OP);
             }
             if p.state != PortState::ACTIVE {
                 self.counters.tx_dropped += 1;
                 return Ok(len);
             }
-            let qkey_wqe = w.get(sw::QKEY);
+        } else {
+            if len as usize > hca::wire::smp::mtu::bytes(qp.mtu as u8) {
+                return Err(prm::cqe::SYND_LOCAL_LENGTH);
+            }
+            if AV_PD.get(w) != u64::from(qp.pd) {
+                // The address vector must belong to the QP's protection domain.
+                debug!("hca-sim: UD AV PD differs from the QP's");
+                return Err(prm::cqe::SYND_LOCAL_QP_OP);
+            }
+            if self.init.ud_port_check && AV_PORT.get(w) != u64::from(port) {
+                // INIT_HCA asked for the port check ("Check port for UD address vector").
+                debug!(
+                    "hca-sim: UD AV port {} on a QP of port {port}",
+                    AV_PORT.get(w)
+                );
+                return Err(prm::cqe::SYND_LOCAL_QP_OP);
+            }
+            if p.state != PortState::ACTIVE {
+                self.counters.tx_dropped += 1;
+                return Ok(len);
+            }
+            let qkey_wqe = QKEY.get(w) as u32;
             // IBA §10.2.5: a Q_Key with the high bit set means "use the QP's own".
             let qkey = if qkey_wqe & 0x8000_0000 != 0 {
                 qp.qkey
             } else {
                 qkey_wqe
             };
-            let grh = (w.get(sw::AV_G) == 1).then(|| {
+            let grh = (AV_G.get(w) == 1).then(|| {
                 let mut g = [0u8; 16];
-                Prm::<4>(w.0[sw::AV_GID..sw::AV_GID + 4].try_into().unwrap_or([0; 4]))
-                    .write_be(&mut g);
+                for (c, l) in g.chunks_exact_mut(4).zip(AV_DGID) {
+                    c.copy_from_slice(&(l.get(w) as u32).to_be_bytes());
+                }
                 GrhRepr {
                     sgid: Gid::from_parts(p.gid_prefix, self.port_guid(port)),
                     dgid: Gid(g),
-                    hop_limit: w.get(sw::AV_HOP_LIMIT) as u8,
-                    tclass: w.get(sw::AV_TCLASS) as u8,
-                    flow_label: w.get(sw::AV_FLOW_LABEL),
+                    hop_limit: AV_HOP_LIMIT.get(w) as u8,
+                    tclass: AV_TCLASS.get(w) as u8,
+                    flow_label: AV_FLOWLABEL.get(w) as u32,
                 }
             });
             let repr = UdPacketRepr {
                 vl: 0,
-                sl: w.get(sw::AV_SL) as u8,
-                dlid: Lid(w.get(sw::AV_RLID) as u16),
+                sl: AV_SL.get(w) as u8,
+                dlid: Lid(AV_DLID.get(w) as u16),
                 slid: Lid(p.lid),
                 grh,
                 pkey: p.pkeys.first().copied().unwrap_or(0xffff),
-                dest_qpn: Qpn(w.get(sw::DEST_QP)),
+                dest_qpn: Qpn(DQPN.get(w) as u32),
                 psn: qp.psn,
                 qkey,
                 src_qpn: Qpn(qp.qpn),
@@ -1478,7 +2219,7 @@ impl Device {
             qp.psn = (qp.psn + 1) & 0xff_ffff;
             let mut pkt = vec![0u8; repr.buffer_len(data.len())];
             if repr.emit(&data, &mut pkt).is_err() {
-                return Err(0x01);
+                return Err(prm::cqe::SYND_LOCAL_LENGTH);
             }
             data = pkt;
         }
@@ -1522,22 +2263,17 @@ impl Device {
                 self.counters.rx_dropped += 1;
                 return;
             };
-            let idx = mgid_hash(&g.dgid) & ((1 << self.icm.log_mcg) - 1);
+            let idx = mgid_hash(&g.dgid) & ((1 << self.init.log_mc_table) - 1);
             if let Some(e) = self.mcg.get(&idx) {
+                use prm::mgm::*;
                 let mut mg = [0u8; 16];
-                Prm::<4>(
-                    e.0[prm::mcg::MGID..prm::mcg::MGID + 4]
-                        .try_into()
-                        .unwrap_or([0; 4]),
-                )
-                .write_be(&mut mg);
+                for (c, l) in mg.chunks_exact_mut(4).zip(GID) {
+                    c.copy_from_slice(&(l.get(e) as u32).to_be_bytes());
+                }
                 if mg == g.dgid.0 {
-                    let n = (e.get(prm::mcg::MEMBERS) as usize).min(prm::mcg::MAX_QPS);
-                    targets.extend(
-                        e.0[prm::mcg::QP0..prm::mcg::QP0 + n]
-                            .iter()
-                            .map(|q| q & prm::mcg::QPN_MASK),
-                    );
+                    let slots = (e.len().saturating_sub(0x20)) / 4;
+                    let n = (MEMBERS_COUNT.get(e) as usize).min(slots);
+                    targets.extend((0..n).map(|i| qp(i).get(e) as u32));
                 }
             }
         } else if r.dlid.0 == p.lid {
@@ -1557,7 +2293,8 @@ impl Device {
     }
 
     fn deliver(&mut self, port: u8, qpn: u32, pkt: &UdPacket<'_>, mem: &HostMem) {
-        let key = qpn & ((1u32 << self.icm.log_qps.min(24)) - 1);
+        use prm::wqe::*;
+        let key = self.qp_key(qpn);
         let Some(mut qp) = self
             .qps
             .get(&key)
@@ -1597,31 +2334,35 @@ impl Device {
             return;
         }
         let n = 1u32 << qp.log_rq;
-        let sq_bytes = (1u64 << qp.log_sq) * prm::send_wqe::STRIDE as u64;
-        let off = sq_bytes + u64::from(qp.rq_ci & (n - 1)) * prm::recv_wqe::STRIDE as u64;
+        let (_, rq_at) = qp.ring_offsets();
+        let stride = qp.rq_stride();
+        let off = qp.page_offset + rq_at + u64::from(qp.rq_ci & (n - 1)) * stride;
         let counter = qp.rq_ci;
         qp.rq_ci = qp.rq_ci.wrapping_add(1);
         self.qps.insert(key, qp);
-        let Some(pa) = self.translate(qp.mtt_base, off) else {
+        let Some(pa) = self.translate(qp.mtt_base, qp.log_page, off) else {
             return;
         };
-        let mut b = [0u8; prm::recv_wqe::STRIDE];
-        if mem.read(pa, &mut b).is_err() {
+        let mut w = vec![0u8; stride as usize];
+        if mem.read(pa, &mut w).is_err() {
             self.counters.dma_faults += 1;
             return;
         }
-        let w = Prm::<{ prm::recv_wqe::DWORDS }>::from_be(&b);
         let mut scatter = Vec::new();
-        for i in 0..2 {
-            let lkey = w.0[4 * i + 1];
-            if lkey == prm::recv_wqe::INVALID_LKEY {
+        let mut seg = 0;
+        while seg + DATA_SEG <= w.len() {
+            let lkey = data_lkey(seg).get(&w) as u32;
+            if u64::from(lkey) == INVALID_LKEY {
                 break;
             }
-            if !self.lkey_ok(lkey) {
-                self.error_cqe(mem, qp.cqn_rcv, qpn, false, counter, 0x04);
+            let addr = data_addr(seg).get(&w);
+            let len = data_byte_count(seg).get(&w);
+            if let Err(s) = self.check_lkey(lkey, qp.pd, true, addr, len) {
+                self.error_cqe(mem, qp.cqn_rcv, qpn, false, counter, s);
                 return;
             }
-            scatter.push((w.get64(4 * i + 2), w.0[4 * i] as usize));
+            scatter.push((addr, len as usize));
+            seg += DATA_SEG;
         }
         // Byte stream: the 40-byte GRH area (zeros when there is no GRH), then the payload.
         let mut stream = vec![0u8; 40];
@@ -1639,7 +2380,14 @@ impl Device {
         stream.extend_from_slice(pkt.payload);
         let capacity: usize = scatter.iter().map(|(_, l)| l).sum();
         if capacity < stream.len() {
-            self.error_cqe(mem, qp.cqn_rcv, qpn, false, counter, 0x01);
+            self.error_cqe(
+                mem,
+                qp.cqn_rcv,
+                qpn,
+                false,
+                counter,
+                prm::cqe::SYND_LOCAL_LENGTH,
+            );
             return;
         }
         let mut at = 0;
@@ -1650,28 +2398,190 @@ impl Device {
             }
             if mem.write(addr, &stream[at..at + take]).is_err() {
                 self.counters.dma_faults += 1;
-                self.error_cqe(mem, qp.cqn_rcv, qpn, false, counter, 0x11);
+                self.error_cqe(
+                    mem,
+                    qp.cqn_rcv,
+                    qpn,
+                    false,
+                    counter,
+                    prm::cqe::SYND_LOCAL_ACCESS,
+                );
                 return;
             }
             at += take;
         }
         self.counters.rx_packets += 1;
-        let total = stream.len() as u32;
-        self.write_cqe(mem, qp.cqn_rcv, |e| {
-            e.set(prm::cqe::QPN, qpn);
-            e.set(prm::cqe::OPCODE, prm::cqe::OPCODE_RECV_SEND);
-            e.set(prm::cqe::SRQ_RQPN, r.src_qpn.0);
-            e.set(prm::cqe::G, u32::from(r.grh.is_some()));
-            e.set(prm::cqe::SLID, u32::from(r.slid.0));
-            e.set(prm::cqe::SL, u32::from(r.sl));
-            e.set(prm::cqe::BYTE_CNT, total);
-            e.set(prm::cqe::WQE_COUNTER, counter & 0xffff);
-        });
+        let total = stream.len() as u64;
+        {
+            use prm::cqe::*;
+            self.write_cqe(mem, qp.cqn_rcv, |e| {
+                MY_QPN.put(e, u64::from(qpn));
+                OPCODE.put(e, OPCODE_RECV_SEND);
+                RQPN.put(e, u64::from(r.src_qpn.0));
+                G.put(e, u64::from(r.grh.is_some()));
+                RLID.put(e, u64::from(r.slid.0));
+                SL.put(e, u64::from(r.sl));
+                BYTE_CNT.put(e, total);
+                WQE_INDEX.put(e, u64::from(counter & 0xffff));
+            });
+        }
     }
+}
+
+/// A CQ context as HW2SW_CQ hands it back.
+fn encode_cqc(cq: &CqCtx) -> [u8; prm::cqc::SIZE] {
+    use prm::cqc::*;
+    let mut b = [0u8; SIZE];
+    LOG_SIZE.put(&mut b, u64::from(cq.log_size));
+    USR_PAGE.put(&mut b, u64::from(cq.usr_page));
+    COMP_EQN.put(&mut b, u64::from(cq.eqn));
+    LOG_PAGE_SIZE.put(&mut b, u64::from(cq.log_page));
+    MTT_BASE_ADDR_H.put(&mut b, cq.mtt_base >> 32);
+    MTT_BASE_ADDR_L.put_in_place(&mut b, cq.mtt_base & 0xffff_ffff);
+    DB_REC_ADDR.put_in_place(&mut b, cq.db_record);
+    b
 }
 
 /// The model's MGID hash (the real hash function is firmware-defined; any deterministic hash
 /// serves the driver, which only uses the index it is given).
 pub fn mgid_hash(g: &Gid) -> u32 {
     crc::crc32(&g.0) & 0xffff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An INIT_HCA the model accepts: every table placed and mapped as iPXE `hermon_map_icm`
+    /// lays them out.
+    fn good() -> (InitHca, IcmMap) {
+        let span = (1u64 << 24) * u64::from(caps::CMPT);
+        let other = 4 * span;
+        let p = InitHca {
+            version: 2,
+            log_qps: 7,
+            log_srqs: 6,
+            log_cqs: 8,
+            log_eqs: 6,
+            log_rd: 0,
+            log_mpts: 5,
+            log_mc_entry: 6,
+            log_mc_hash: 7,
+            log_mc_table: 7,
+            cmpt: 0,
+            qpc: other,
+            altc: other + 0x8000,
+            auxc: other + 0xc000,
+            srqc: other + 0x1_0000,
+            cqc: other + 0x1_4000,
+            eqc: other + 0x1_8000,
+            rdmarc: 0,
+            mtt: other + 0x2_0000,
+            dmpt: other + 0x2_4000,
+            mc: other + 0x2_6000,
+            uar_page_sz: 0,
+            log_uars: 8,
+            ud_port_check: true,
+        };
+        let mut icm = IcmMap::default();
+        for t in 0..4 {
+            icm.0.push((t * span, 4));
+        }
+        icm.0.push((other, 0x28));
+        (p, icm)
+    }
+
+    #[test]
+    fn a_well_formed_init_hca_passes() {
+        let (p, icm) = good();
+        assert_eq!(check_init_hca(&p, &icm, 8 << 20), Ok(()));
+    }
+
+    #[test]
+    fn init_hca_with_an_unmapped_cmpt_table_is_refused() {
+        // The packed single cMPT table of the old layout: CQ cMPTs at type 2 are unmapped.
+        let (p, mut icm) = good();
+        icm.0.remove(2);
+        let e = check_init_hca(&p, &icm, 8 << 20).unwrap_err();
+        assert!(e.contains("CQ cMPT"), "{e}");
+    }
+
+    #[test]
+    fn rdma_read_contexts_are_a_table_only_when_asked_for() {
+        // log_rd 0 (the driver's, as iPXE's): no table, base 0 is fine.
+        let (mut p, icm) = good();
+        assert_eq!(check_init_hca(&p, &icm, 8 << 20), Ok(()));
+        // Asked for but not mapped.
+        p.log_rd = 2;
+        p.rdmarc = 0x10_0000_0000;
+        let e = check_init_hca(&p, &icm, 8 << 20).unwrap_err();
+        assert!(e.contains("RDMARC"), "{e}");
+    }
+
+    #[test]
+    fn init_hca_with_overlapping_tables_is_refused() {
+        let (mut p, icm) = good();
+        p.srqc = p.qpc;
+        let e = check_init_hca(&p, &icm, 8 << 20).unwrap_err();
+        assert!(e.contains("overlaps"), "{e}");
+    }
+
+    #[test]
+    fn init_hca_beyond_the_reported_caps_is_refused() {
+        let (mut p, icm) = good();
+        p.log_eqs = caps::LOG_MAX_EQ + 1;
+        let e = check_init_hca(&p, &icm, 8 << 20).unwrap_err();
+        assert!(e.contains("exceeds the maximum"), "{e}");
+        let (mut p, icm) = good();
+        p.log_srqs = 0;
+        let e = check_init_hca(&p, &icm, 8 << 20).unwrap_err();
+        assert!(e.contains("reserved"), "{e}");
+    }
+
+    #[test]
+    fn init_hca_uar_parameters_are_checked() {
+        // log_max_uars written into uar_page_sz: 1 MiB pages, one of them... and the
+        // reserved UARs leave none.
+        let (mut p, icm) = good();
+        p.uar_page_sz = 8;
+        p.log_uars = 0;
+        assert!(check_init_hca(&p, &icm, 8 << 20).is_err());
+        // More pages than the UAR area holds.
+        let (mut p, icm) = good();
+        p.log_uars = 12;
+        let e = check_init_hca(&p, &icm, 8 << 20).unwrap_err();
+        assert!(e.contains("UAR area"), "{e}");
+        // A multicast entry of 32 bytes or less.
+        let (mut p, icm) = good();
+        p.log_mc_entry = 5;
+        assert!(check_init_hca(&p, &icm, 8 << 20).is_err());
+        // Version.
+        let (mut p, icm) = good();
+        p.version = 1;
+        assert!(check_init_hca(&p, &icm, 8 << 20).is_err());
+    }
+
+    #[test]
+    fn cmpt_entries_are_four_tables_at_a_2_pow_24_stride() {
+        let (p, _) = good();
+        let sz = u64::from(caps::CMPT);
+        assert_eq!(p.cmpt_entry(prm::cmpt::TYPE_QP, 5), 5 * sz);
+        assert_eq!(
+            p.cmpt_entry(prm::cmpt::TYPE_CQ, 0x80),
+            (2 << 24) * sz + 0x80 * sz
+        );
+        assert_eq!(
+            p.cmpt_entry(prm::cmpt::TYPE_EQ, 32),
+            (3 << 24) * sz + 32 * sz
+        );
+    }
+
+    #[test]
+    fn icm_map_coverage() {
+        let m = IcmMap(vec![(0x1000, 2), (0x3000, 1)]);
+        assert!(m.mapped(0x1000, 0x3000));
+        assert!(!m.mapped(0x1000, 0x3001));
+        assert!(!m.mapped(0, 1));
+        assert!(!m.mapped(u64::MAX - 1, 4));
+    }
 }

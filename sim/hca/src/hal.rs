@@ -22,7 +22,7 @@ pub struct SimHal {
 impl SimHal {
     fn bar_len_of(&self, w: &World, bar: Bar) -> usize {
         match bar.0 {
-            0 => hca::hermon::regs::CONFIG_BAR_SIZE,
+            0 => crate::prm::regs::CONFIG_BAR_SIZE,
             2 => w.nodes[self.node].dev.spec.uar_bar_len,
             _ => 0,
         }
@@ -107,7 +107,7 @@ unsafe impl Hal for SimHal {
     }
 
     fn now(&self) -> Instant {
-        Instant(self.world.borrow().now)
+        Instant::from_nanos(self.world.borrow().now)
     }
 
     fn delay(&self, d: Duration) {

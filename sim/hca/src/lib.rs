@@ -42,40 +42,92 @@
 //!     qps.push((attr, cq, qp));
 //!     devs.push(dev);
 //! }
-//! let (b_attr, b_cq, b_qp) = qps[1];
-//! let ah = AddressHandle::unicast(b_attr.lid, 0, devs[1].qp_num(b_qp).unwrap(), 0x0b1b);
-//! devs[0].post_send(qps[0].2, &ah, b"hi").unwrap();
-//! devs[0].delay(Duration::from_millis(1));
+//! let (b_attr, b_cq, b_qp) = qps`[1]`;
+//! let ah = AddressHandle::unicast(b_attr.lid, 0, devs`[1]`.qp_num(b_qp).unwrap(), 0x0b1b);
+//! devs`[0]`.post_send(qps`[0]`.2, &ah, b"hi").unwrap();
+//! devs`[0]`.delay(Duration::from_millis(1));
 //! let mut buf = [0u8; 2048];
-//! let c = devs[1].poll_cq(b_cq, &mut buf).unwrap().expect("a completion");
+//! let c = devs`[1]`.poll_cq(b_cq, &mut buf).unwrap().expect("a completion");
 //! assert_eq!((c.kind, &buf[..c.byte_len as usize]), (CompletionKind::Recv, &b"hi"[..]));
 //! ```
 //!
-//! # What follows documented hardware behaviour, and what is assumed
+//! # Where the model's knowledge comes from
 //!
-//! Documented (iPXE `src/drivers/infiniband/hermon.[ch]`, Linux
-//! `drivers/net/ethernet/mellanox/mlx4/`; the IBA specification for the wire): PCI ids; the
-//! reset register, magic and config-space unavailability during reset; the HCR dword layout,
-//! go/toggle protocol and status codes; the command opcodes and the bring-up order (QUERY_FW,
-//! MAP_FA, RUN_FW, QUERY_DEV_CAP, SET_ICM_SIZE, MAP_ICM_AUX, MAP_ICM, INIT_HCA, SW2HW_MPT,
-//! WRITE_MTT, SW2HW_EQ, MAP_EQ, CONF_SPECIAL_QP, SET_PORT, INIT_PORT, QP transitions, MAD_IFC,
-//! MGID_HASH/READ_MCG/WRITE_MCG); the mapping-entry format; CQE/EQE layouts and the ownership
-//! parity rule; error CQEs as opcode 0x1e with S_R; UD send WQE and receive WQE layouts;
-//! the send doorbell (UAR page 128 + 0x14, QPN << 8) and EQ doorbell addresses; the receive
-//! doorbell record; special QPN numbering; event types 0x09/0x1d/0x04 and where their port
-//! sits; IBA packet headers, ICRC, MADs, SMP and SA records, port states, Q_Key/P_Key rules.
+//! The model never uses the driver's layouts (`hca::hermon`). Its structures are a separate
+//! transcription in [`prm`], written as Linux's `mlx4_core` reads them — byte offset, access
+//! width, shift, mask — so that a slip in one transcription cannot be repeated in the other;
+//! `hca/tests/prm_conformance.rs` holds both against a third, hand-written table. It uses from
+//! `hca` only the [`hca::Hal`] trait it implements and the IBA wire formats (`hca::wire`).
 //!
-//! Assumed (chosen here, shared with the driver through `hca::hermon::prm`, to be checked
-//! against the PRM before real hardware): bit positions inside QUERY_DEV_CAP, INIT_HCA, MPT,
-//! EQC, CQC, most of the QPC, QUERY_PORT, SET_PORT, MCG entries and the MLX WQE control
-//! dwords; the AUX-size rule (1 page per 64 ICM pages); the MGID hash; ICM contents (the model
-//! keeps contexts in its own tables and only checks that ICM is mapped); firmware settle time
-//! after reset; the SM programs ports with directed-route SMPs on QP0 that go to the last hop
-//! in one step (no per-hop hop-pointer updates), answered by an SMA modelled at the fabric's
-//! port ([`fabric`]'s `smi`); the SA answers single-record Get/Set/Delete only (no GetTable,
-//! no RMPP); a port becomes INIT a fixed training time after INIT_PORT with no event.
-//! OpenSM's broadcast-group Q_Key 0x0b1b is checked against a real OpenSM by `net-sim`'s
-//! `opensm` test.
+//! Per structure, the model's positions come from (file names under Linux
+//! `drivers/net/ethernet/mellanox/mlx4/` unless given):
+//!
+//! | structure | Linux source | iPXE (`src/drivers/infiniband/`) only for |
+//! |---|---|---|
+//! | HCR | `mlx4.h` `MLX4_HCR_BASE`; `cmd.c` `HCR_*` | — |
+//! | reset, doorbells | `reset.c` `MLX4_RESET_*`; `include/linux/mlx4/doorbell.h` `MLX4_SEND_DOORBELL`; `eq.c` `mlx4_get_eq_uar` | BAR0 size (`hermon.h`) |
+//! | opcodes, statuses | `include/linux/mlx4/cmd.h` `MLX4_CMD_*`; `cmd.c` `CMD_STAT_*` | — |
+//! | QUERY_FW | `fw.c` `QUERY_FW_*_OFFSET` | — |
+//! | QUERY_ADAPTER | `fw.c` `QUERY_ADAPTER_*_OFFSET`, `get_board_id` | — |
+//! | MAP_FA/ICM entries | `fw.c` `mlx4_map_cmd` | the 6-bit log2 size |
+//! | QUERY_DEV_CAP | `fw.c` `QUERY_DEV_CAP_*_OFFSET` and masks | `num_rsvd_eqs`; the width of `log_max_mtts` |
+//! | INIT_HCA | `fw.c` `INIT_HCA_*_OFFSET` | the widths of the log sizes |
+//! | cMPT layout | `mlx4.h` `MLX4_CMPT_TYPE_*`, `MLX4_CMPT_SHIFT`; `main.c` `mlx4_init_cmpt_table` | — |
+//! | dMPT | `mlx4.h` `struct mlx4_mpt_entry`, `MLX4_MPT_FLAG_*`; `include/linux/mlx4/device.h` `MLX4_PERM_*` | `len64` |
+//! | EQC, CQC | `mlx4.h` `struct mlx4_eq_context`, `struct mlx4_cq_context`; `eq.c`/`cq.c` flags | the bits inside `page_offset`; the 9th bit of `c_eqn`; widths of log sizes |
+//! | QP modify mailbox | `qp.c` `mlx4_qp_modify`; `include/linux/mlx4/qp.h` `struct mlx4_qp_context` | `page_offset`; the doorbell record's alignment |
+//! | QUERY_PORT | `fw.c` `QUERY_PORT_*_OFFSET` | — |
+//! | SET_PORT (IB) | `port.c` `MLX4_SET_PORT_*`, `MLX4_CHANGE_PORT_*` | the GID table size and its change flag |
+//! | MCG entry | `mlx4.h` `struct mlx4_mgm`, `MGM_QPN_MASK` | — |
+//! | EQE, CQE | `include/linux/mlx4/device.h` `struct mlx4_eqe`; `include/linux/mlx4/cq.h` `struct mlx4_cqe`, `struct mlx4_err_cqe` | the 2-bit port of a port change |
+//! | WQEs | `include/linux/mlx4/qp.h` `mlx4_wqe_{ctrl,mlx,datagram,data}_seg`; `device.h` `struct mlx4_av` | the widths of the opcode, AV port and GID index |
+//! | WRITE_MTT | `mr.c` (the mailbox `mlx4_WRITE_MTT` builds) | the first qword as a byte offset |
+//!
+//! # What follows documented behaviour, and what is the model's choice
+//!
+//! Documented (the sources above, the IBA specification for the wire): PCI ids; the reset
+//! register and config-space unavailability during reset; the HCR protocol (go, toggle,
+//! status codes); the command opcodes and the bring-up order; the ICM layout (four cMPT
+//! tables at a stride of 2^24 entries, the SRQC, QPC/ALTC/AUXC/CQC/EQC/MTT/dMPT/MCG tables,
+//! their sizes from QUERY_DEV_CAP); HW2SW_CQ/EQ/MPT op_mod 0 meaning "write the context to the
+//! output mailbox" and 1 "no mailbox"; the L_Key/MPT key rotation; MPT access rights and the
+//! region bit; the UAR page size and count of INIT_HCA; CQE/EQE ownership parity; error CQEs
+//! as opcode 0x1e with their syndromes; the send doorbell (UAR page + 0x14, QPN << 8) and EQ
+//! doorbells (four per UAR page at 0x800); doorbell records; ring order by stride; special QPN
+//! numbering; event types and where their port and CQN sit; QUERY_PORT's IB/Ethernet bits
+//! (a VPI port's configuration); IBA packet headers, ICRC, MADs, SMP and SA records, port
+//! states, Q_Key/P_Key rules.
+//!
+//! Enforced as firmware would, with the status a driver would see: INIT_HCA with tables
+//! outside mapped ICM, overlapping, or with log sizes beyond the capabilities the model
+//! reported (BAD_PARAM); context and cMPT entries of each object in mapped ICM (ICM_ERROR); a
+//! CQ naming an EQ that does not exist and a QP naming a CQ that does not exist (BAD_PARAM);
+//! an L_Key whose MPT is missing, of another key variant or PD, a window, lacking local write
+//! for a scatter or local read for a gather, or not covering the range (a local protection
+//! error CQE); HW2SW with op_mod 0 and no output mailbox (BAD_PARAM); doorbells on a UAR page
+//! the QP does not name or INIT_HCA did not declare (dropped, counted as misuse); an MLX WQE
+//! whose rlid is not its LRH's DLID, a UD address vector of another PD or (with INIT_HCA's port
+//! check) another port (local QP operation error CQE); SET_PORT or an IB QP on a port
+//! configured for Ethernet; QUERY_PORT on firmware before command interface 3.
+//!
+//! The model's choices (no public source settles them; `device::caps` names the source or the
+//! choice for every capability value): the capability values themselves — no public
+//! QUERY_DEV_CAP or QUERY_FW dump of a ConnectX, ConnectX-2 or ConnectX-3 is known, so the
+//! maxima are the floors Linux's default profile implies, the entry sizes are the MT25208
+//! (InfiniHost III Ex) values iPXE's `MT25408_PRM.h` prints, the reserved counts and AUX entry
+//! size are chosen; the firmware area size; the ConnectX-3's firmware revision and PSID are
+//! those of one public `flint query`; the AUX-size rule (1 page per 64 MiB of ICM extent);
+//! 2RST_QP's op_mod (iPXE sends 3, Linux 2; both accepted); the first qword of WRITE_MTT (a
+//! byte offset into the MTT table, as iPXE sends it; Linux's paravirtual path sends an index);
+//! whether firmware needs an SRQ context region when no SRQ is used (the model requires it, as
+//! both sources always provide one); the syndrome of an AV PD/port mismatch; physical MPTs
+//! only; the MGID hash; ICM contents (the model keeps contexts in its own tables and only
+//! checks that ICM is mapped where the firmware would touch it); firmware settle time after
+//! reset; the SM programs ports with directed-route SMPs on QP0 that go to the last hop in one
+//! step, answered by an SMA modelled at the fabric's port ([`fabric`]'s `smi`); the SA answers
+//! single-record Get/Set/Delete only (no GetTable, no RMPP); a port becomes INIT a fixed
+//! training time after INIT_PORT with no event. OpenSM's broadcast-group Q_Key 0x0b1b is
+//! checked against a real OpenSM by `net-sim`'s `opensm` test.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod capture;
@@ -86,6 +138,7 @@ pub mod hal;
 #[cfg(all(feature = "ibsim", target_os = "linux"))]
 pub mod ibsim;
 pub mod mem;
+pub mod prm;
 
 use std::cell::RefCell;
 use std::io;
@@ -93,7 +146,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
-pub use device::{Counters, HcaSpec, PortModel};
+pub use device::{Counters, HcaSpec, PortModel, PortProtocol};
 pub use fabric::{
     BridgeStats, Endpoint, FabricStats, LinkId, MadPeer, NodeId, PeerMad, PeerPort, SimConfig,
     SmConfig, SwitchId,

@@ -8,7 +8,7 @@ use hca::hermon::{Config, Hermon};
 use hca::verbs::{self, PortNum};
 use hca::wire::smp::PortState;
 use hca::{Error, Verbs};
-use hca_sim::{HcaSpec, SimConfig, SmConfig};
+use hca_sim::{HcaSpec, PortProtocol, SimConfig, SmConfig};
 
 #[test]
 fn both_ports_reach_active_with_lids_from_the_sm() {
@@ -97,7 +97,7 @@ fn no_sm_leaves_port_init_and_the_bounded_wait_says_so() {
         }
     );
     assert!(err.to_string().contains("no subnet manager"), "{err}");
-    let waited = dev.now().since(start);
+    let waited = dev.now().saturating_since(start);
     assert!(
         waited >= Duration::from_secs(15) && waited < Duration::from_secs(16),
         "{waited:?}"
@@ -217,4 +217,66 @@ fn special_qps_follow_the_conf_special_qp_numbering() {
     let (s1, g1) = dev.special_qpns(PortNum(1)).unwrap();
     let (s2, g2) = dev.special_qpns(PortNum(2)).unwrap();
     assert_eq!((s1.0, g1.0, s2.0, g2.0), (64, 66, 65, 67));
+}
+
+#[test]
+fn a_vpi_port_configured_as_ethernet_is_reported_not_mistaken_for_ib() {
+    let sim = hca_sim::Sim::new(SimConfig::default());
+    let sw = sim.add_switch();
+    sim.attach_sm(sw);
+    let mut spec = HcaSpec::connectx3(0x33_0000, 2);
+    spec.port_protocols = [PortProtocol::Vpi, PortProtocol::Ethernet];
+    let n = sim.add_hca(spec);
+    sim.connect(n, 1, sw);
+    sim.connect(n, 2, sw);
+    let mut dev = common::open(&sim, n);
+    let err = dev.open_port(PortNum(2)).unwrap_err();
+    assert_eq!(err, Error::PortIsEthernet { port: PortNum(2) });
+    assert_eq!(
+        err.to_string(),
+        "port 2 is configured as Ethernet (VPI), not InfiniBand"
+    );
+    // The Ethernet port got no IB command; the VPI port (both types supported) runs IB.
+    assert_eq!(common::active(&mut dev, 1).state, PortState::ACTIVE);
+    assert!(!sim.port(n, 2).initialised);
+    let c = sim.counters(n);
+    assert_eq!((c.misuse, c.command_errors), (0, 0), "{c:?}");
+}
+
+#[test]
+fn a_connectx3_reports_its_firmware_and_board_id() {
+    let sim = hca_sim::Sim::new(SimConfig::default());
+    let n = sim.add_hca(HcaSpec::connectx3(0x44_0000, 2));
+    let dev = common::open(&sim, n);
+    let fw = dev.fw_info();
+    assert_eq!((fw.major, fw.minor, fw.subminor), (2, 42, 5000));
+    assert_eq!(fw.cmd_interface_rev, 3);
+    assert_eq!(dev.adapter_info().psid_str(), "MT_1090120019");
+    // The ConnectX-2 spec has no public PSID: the model reports none.
+    let m = sim.add_hca(HcaSpec::connectx(0x45_0000, 1));
+    let dev = common::open(&sim, m);
+    assert_eq!(dev.adapter_info().psid_str(), "");
+    assert_eq!(dev.fw_info().subminor, 1200);
+}
+
+#[test]
+fn old_firmware_without_query_port_runs_its_ports_as_ib() {
+    let sim = hca_sim::Sim::new(SimConfig::default());
+    let sw = sim.add_switch();
+    sim.attach_sm(sw);
+    let mut spec = HcaSpec::connectx(0x46_0000, 1);
+    spec.cmd_if_rev = 2;
+    let n = sim.add_hca(spec);
+    sim.connect(n, 1, sw);
+    let mut dev = common::open(&sim, n);
+    assert_eq!(common::active(&mut dev, 1).state, PortState::ACTIVE);
+    assert_eq!(sim.counters(n).misuse, 0);
+    // A revision Linux refuses is refused.
+    let mut spec = HcaSpec::connectx(0x47_0000, 1);
+    spec.cmd_if_rev = 4;
+    let m = sim.add_hca(spec);
+    assert_eq!(
+        Hermon::open(sim.hal(m), Config::default()).unwrap_err(),
+        Error::BadDevice
+    );
 }

@@ -253,7 +253,8 @@ impl Gateway {
             }) else {
                 continue;
             };
-            match self.host.ipoib.send_ipv4(&mut self.host.dev, &pkt) {
+            let now = self.host.now();
+            match self.host.ipoib.send_ipv4(&mut self.host.dev, now, &pkt) {
                 Ok(()) => self.stats.dhcp_replies += 1,
                 Err(e) => {
                     log::debug!("gateway: reply not relayed: {e}");

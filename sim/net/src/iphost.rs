@@ -5,11 +5,12 @@
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
+use clock::Instant;
 use hca::hermon::{Config as HermonConfig, Hermon};
 use hca::Verbs;
 use ipoib::dhcp::{self, Client, ClientIdForm, Event, Lease};
-use ipoib::iface::{self, now_ms, Interface};
-use ipoib::phy::{smol_now, IpoibDevice};
+use ipoib::iface::{self, Interface};
+use ipoib::phy::{smol_instant, IpoibDevice};
 use ipoib::udp;
 use smoltcp::iface::{Config as SmolConfig, Interface as SmolIface, SocketSet};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
@@ -71,8 +72,12 @@ impl IpHost {
         let mut ipoib = Interface::up(&mut dev, cfg).map_err(HostError::Ipoib)?;
         let mut scfg = SmolConfig::new(HardwareAddress::Ip);
         scfg.random_seed = 0x0015_b007 ^ node as u64;
-        let now = smol_now(&dev);
-        let smol = SmolIface::new(scfg, &mut IpoibDevice::new(&mut ipoib, &mut dev), now);
+        let now = dev.now();
+        let smol = SmolIface::new(
+            scfg,
+            &mut IpoibDevice::new(&mut ipoib, &mut dev, now),
+            smol_instant(now),
+        );
         Ok(Self {
             dev,
             ipoib,
@@ -87,8 +92,9 @@ impl IpHost {
     /// Configures an address, prefix and default gateway on both layers (a gratuitous ARP
     /// announces a new address).
     pub fn set_ipv4(&mut self, addr: Ipv4Addr, prefix: u8, gateway: Option<Ipv4Addr>) {
+        let now = self.now();
         self.ipoib
-            .set_ipv4(&mut self.dev, Some((addr, prefix)), gateway);
+            .set_ipv4(&mut self.dev, now, Some((addr, prefix)), gateway);
         self.smol.update_ip_addrs(|a| {
             a.clear();
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(addr), prefix));
@@ -104,19 +110,20 @@ impl IpHost {
         let mut cfg = dhcp::Config::new(self.ipoib.identity(), seed);
         cfg.form = form;
         cfg.mtu = self.ipoib.mtu() as u16;
-        self.dhcp = Some(Client::new(cfg, now_ms(&self.dev)));
+        self.dhcp = Some(Client::new(cfg, self.now()));
     }
 
-    /// Milliseconds on the simulated clock.
-    pub fn now_ms(&self) -> u64 {
-        now_ms(&self.dev).0
+    /// The simulated clock, as the driver reads it: the time this host's layers are given.
+    pub fn now(&self) -> Instant {
+        self.dev.now()
     }
 
     /// One round of work: the interface, the DHCP client, then smoltcp. `keep` sees each
     /// received IPv4 packet first and returns `false` for those it consumed (the gateway's
     /// relay); the rest go to the DHCP client (UDP port 68) or smoltcp.
     pub fn poll_with(&mut self, mut keep: impl FnMut(&mut Self, &[u8]) -> bool) {
-        if let Err(e) = self.ipoib.poll(&mut self.dev) {
+        let now = self.now();
+        if let Err(e) = self.ipoib.poll(&mut self.dev, now) {
             log::debug!("iphost: interface poll: {e}");
         }
         let mut kept = Vec::new();
@@ -126,7 +133,7 @@ impl IpHost {
             }
             if self.dhcp.is_some() {
                 if let Some(d) = udp::parse(&p).filter(|d| d.dst_port == udp::DHCP_CLIENT_PORT) {
-                    let now = now_ms(&self.dev);
+                    let now = self.now();
                     let ev = self.dhcp.as_mut().and_then(|c| c.process(now, d.payload));
                     if let Some(ev) = ev {
                         self.on_dhcp(ev);
@@ -140,10 +147,10 @@ impl IpHost {
             self.ipoib.push_rx(p);
         }
         self.poll_dhcp();
-        let now = smol_now(&self.dev);
+        let now = self.now();
         self.smol.poll(
-            now,
-            &mut IpoibDevice::new(&mut self.ipoib, &mut self.dev),
+            smol_instant(now),
+            &mut IpoibDevice::new(&mut self.ipoib, &mut self.dev, now),
             &mut self.sockets,
         );
     }
@@ -154,7 +161,7 @@ impl IpHost {
     }
 
     fn poll_dhcp(&mut self) {
-        let now = now_ms(&self.dev);
+        let now = self.now();
         let Some(c) = self.dhcp.as_mut() else {
             return;
         };
@@ -169,7 +176,7 @@ impl IpHost {
             out.push(tx);
         }
         for tx in out {
-            if let Err(e) = self.ipoib.send_dhcp(&mut self.dev, &tx) {
+            if let Err(e) = self.ipoib.send_dhcp(&mut self.dev, now, &tx) {
                 log::debug!("iphost: DHCP message not sent: {e}");
             }
         }
@@ -190,7 +197,8 @@ impl IpHost {
             }
             Event::Lost | Event::TimedOut => {
                 self.lease = None;
-                self.ipoib.set_ipv4(&mut self.dev, None, None);
+                let now = self.now();
+                self.ipoib.set_ipv4(&mut self.dev, now, None, None);
                 self.smol.update_ip_addrs(|a| a.clear());
             }
         }

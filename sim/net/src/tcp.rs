@@ -9,7 +9,7 @@ use std::time::Instant as StdInstant;
 use std::vec;
 
 use iscsi_initiator::session::Portal;
-use iscsi_initiator::time::{Duration, Instant};
+use iscsi_initiator::time::{Duration, DurationExt, Instant};
 use iscsi_initiator::transport::{Clock, Received, Transport};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;

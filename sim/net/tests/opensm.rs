@@ -229,14 +229,15 @@ fn opensm_answers_our_joins_creates_leaves_and_path_records() {
             qpn: 0x48,
             gid: ipoib::wire::ipoib::Gid(peer_gid.0),
         };
+        let now = h.now();
         h.ipoib
-            .send_frame(&mut h.dev, &dst, EtherType::IPV4, &[0x45; 20])
+            .send_frame(&mut h.dev, now, &dst, EtherType::IPV4, &[0x45; 20])
             .unwrap();
         for _ in 0..20 {
             h.poll();
             sim.run_for(Duration::from_millis(1));
         }
-        let path = h.ipoib.path(&h.dev, &dst.gid).expect("a path from OpenSM");
+        let path = h.ipoib.path(&dst.gid, h.now()).expect("a path from OpenSM");
         assert_eq!(path.dlid, peer.lid.get());
         assert_eq!(h.ipoib.stats().path_queries, 1);
         // An unknown GID: OpenSM says it has no records (0x0300).

@@ -1,0 +1,545 @@
+//! The boot thread on the host double of the kernel, against a real tgtd, starting from tables
+//! real iPXE wrote (`tests/fixtures/ibft`).
+//!
+//! Each test builds two hosts on one wire in network namespaces of its own
+//! (`isboot_tests::lab`): the node, whose veth carries the table's MAC (52:54:00:9a:bc:de) and no
+//! address, and the target's host (10.0.2.2, as in the tables) running tgtd with a FreeBSD root
+//! disk (GPT, UFS2 made by makefs) as LUN 1. The boot thread must find the interface, add the
+//! address, log in, get the disk attached by the CAM double, and release the root hold; the
+//! test then finds root on the disk through the SIM as mountroot would. Needs root, tgt,
+//! makefs and gdisk (`make test` installs them).
+#![cfg(feature = "std")]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use ibft::{ChapType, Ibft};
+use isboot::boot::{self, BootError, BootTunables, Served};
+use isboot::cam::DataDir;
+use isboot::host_boot::{HostBoot, HostDisk, HostHandle};
+use isboot_tests::lab::{self, Peer};
+use isboot_tests::rootfs::{self, RootImage};
+use isboot_tests::target::{TargetOpts, Tgtd};
+use iscsi_initiator::time::Duration;
+
+/// The NIC of every fixture table.
+const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x9a, 0xbc, 0xde];
+const NODE_IF: &str = "isb0";
+
+fn image() -> &'static RootImage {
+    static IMG: OnceLock<RootImage> = OnceLock::new();
+    IMG.get_or_init(|| {
+        let dir = isboot_tests::TempDir::new("kmod-root").expect("a scratch directory");
+        rootfs::build(&dir.0, 16).unwrap_or_else(|e| panic!("building the root disk: {e}"))
+    })
+}
+
+fn table(name: &str) -> Ibft {
+    ibft::parse(&isboot_tests::fixtures::ibft(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .table
+}
+
+/// The target for a table: its name, LUN 1 holding the root disk, on 10.0.2.2:3260.
+fn target_opts(t: &Ibft) -> TargetOpts {
+    let tgt = t.boot_target().expect("a boot target");
+    TargetOpts {
+        portal: Some(SocketAddr::from((Ipv4Addr::new(10, 0, 2, 2), 3260))),
+        iqn: tgt.name.clone().expect("a target name"),
+        ..TargetOpts::bytes(image().bytes.clone())
+    }
+}
+
+fn quick() -> BootTunables {
+    BootTunables {
+        wait_interface: Duration::from_secs(10),
+        wait_login: Duration::from_secs(20),
+        wait_disk: Duration::from_secs(30),
+        recovery: Duration::ZERO,
+    }
+}
+
+struct Booting {
+    handle: HostHandle,
+    thread: Option<JoinHandle<Result<Served, BootError>>>,
+}
+
+impl Booting {
+    fn start(table: Ibft, t: BootTunables) -> Booting {
+        let (mut env, handle) = HostBoot::new(true).expect("the host kernel double");
+        let thread = std::thread::Builder::new()
+            .name("isboot".into())
+            .spawn(move || boot::run(&mut env, &table, &t))
+            .expect("the boot thread");
+        Booting {
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits for the hold to be released (the disk attached, or a failure).
+    fn wait_hold(&self, limit: StdDuration) -> bool {
+        let end = StdInstant::now() + limit;
+        while StdInstant::now() < end {
+            if self.handle.hold_released() {
+                return true;
+            }
+            std::thread::sleep(StdDuration::from_millis(20));
+        }
+        false
+    }
+
+    fn finish(mut self) -> Result<Served, BootError> {
+        self.handle.stop();
+        self.thread
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("the boot thread did not panic")
+    }
+
+    fn console(&self) -> String {
+        self.handle.console().join("\n")
+    }
+}
+
+impl Drop for Booting {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.handle.stop();
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs `f` with the two hosts wired (`peer_addrs` on the target side) and, unless `target`
+/// is `None`, tgtd serving there.
+fn with_lab<T: Send + 'static>(
+    peer_addrs: &'static [&'static str],
+    peer_local: &'static [&'static str],
+    target: Option<TargetOpts>,
+    f: impl FnOnce(&Peer, Option<Arc<Mutex<Tgtd>>>) -> T + Send + 'static,
+) -> T {
+    isboot_tests::netns::run(move || {
+        let peer = Peer::start().expect("the peer's namespace");
+        lab::wire(&peer, NODE_IF, MAC, "tgt0", peer_addrs, peer_local)
+            .unwrap_or_else(|e| panic!("wiring: {e}"));
+        let tgtd = target.map(|opts| {
+            Arc::new(Mutex::new(peer.run(move || {
+                Tgtd::try_start(opts).unwrap_or_else(|e| panic!("{e}"))
+            })))
+        });
+        f(&peer, tgtd)
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn node_addresses() -> String {
+    lab::ip(&["-o", "-4", "addr", "show", "dev", NODE_IF]).unwrap_or_default()
+}
+
+/// Finds root through the SIM as mountroot does.
+fn mount(disk: &HostDisk) -> rootfs::Mounted {
+    let (_, bs) = disk.capacity().expect("the scan read the capacity");
+    rootfs::mountroot_blocks(
+        &mut |lba, n| disk.read(lba, n, bs).map_err(|e| e.to_string()),
+        bs,
+    )
+    .unwrap_or_else(|e| panic!("mountroot: {e}"))
+}
+
+fn assert_in_order(console: &str, wanted: &[&str]) {
+    let mut at = 0;
+    for w in wanted {
+        match console[at..].find(w) {
+            Some(i) => at += i + w.len(),
+            None => panic!("console lacks {w:?} (in order) in:\n{console}"),
+        }
+    }
+}
+
+#[test]
+fn boots_from_an_ipxe_table_to_a_mountable_root_on_da0p2() {
+    let t = table("nochap");
+    let opts = target_opts(&t);
+    with_lab(&["10.0.2.2/24"], &[], Some(opts), move |_, _tgtd| {
+        let b = Booting::start(t, quick());
+        assert!(b.wait_hold(StdDuration::from_secs(60)), "{}", b.console());
+        let console = b.console();
+        assert_in_order(
+            &console,
+            &[
+                "isboot: boot interface isb0 (MAC 52:54:00:9a:bc:de, PCI 0:3:0)",
+                "isboot: isb0: added 10.0.2.15/24 from the iBFT",
+                "isboot: target 10.0.2.2 is on-link on isb0",
+                "isboot: logging in to iqn.2026-11.org.example:nochap at 10.0.2.2:3260 on isb0 as \
+                 iqn.2026-11.org.example:initiator.nochap (no authentication)",
+                "isboot: logged in to iqn.2026-11.org.example:nochap (no authentication;",
+                "isboot: waiting for CAM to attach LUN 1",
+                "isboot: LUN 1 of iqn.2026-11.org.example:nochap at 10.0.2.2:3260 is da0; releasing the \
+                 root mount hold",
+            ],
+        );
+        assert!(
+            node_addresses().contains("10.0.2.15/24"),
+            "{}",
+            node_addresses()
+        );
+        let st = b.handle.state();
+        assert_eq!(st.device, "da0");
+        assert_eq!(st.nic, NODE_IF);
+        assert_eq!(st.session_state, "logged in");
+        assert_eq!(
+            st.target,
+            "iqn.2026-11.org.example:nochap at 10.0.2.2:3260 LUN 1"
+        );
+
+        // What da(4) and mountroot do with it.
+        let disk = &b.handle.disk;
+        let (blocks, bs) = disk.capacity().unwrap();
+        assert_eq!((blocks * u64::from(bs)), image().bytes.len() as u64);
+        let (inq, openings) = disk.path_inq().unwrap();
+        assert_eq!((inq.max_target, inq.max_lun), (0, 0));
+        assert!(openings >= 1 && inq.maxio >= 4096, "{inq:?} {openings}");
+        let m = mount(disk);
+        assert_eq!(m.partition, 2, "root is da0p2");
+        assert_eq!(m.entries, image().root_entries);
+        println!("mountroot: da0p2 ufs2 / = {}", m.entries.join(","));
+
+        // READ(10) and READ(16) agree with the image; WRITE(10)/(16) land; the cache syncs.
+        let r10 = disk.read10(2048, 8, bs).unwrap();
+        assert_eq!(r10, image().bytes[2048 * 512..2048 * 512 + 8 * 512]);
+        let pattern: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+        let last = blocks - 8;
+        disk.write(last, &pattern, bs).unwrap();
+        assert_eq!(disk.read(last, 8, bs).unwrap(), pattern);
+        disk.write10((last - 8) as u32, &pattern, bs).unwrap();
+        assert_eq!(disk.read10((last - 8) as u32, 8, bs).unwrap(), pattern);
+        disk.synchronize_cache().unwrap();
+        // Another LUN, another target: not there.
+        let served = b.finish().expect("served and logged out");
+        assert_eq!(served.state.session_state, "logged out");
+    });
+}
+
+#[test]
+fn mutual_chap_from_the_table() {
+    let t = table("mutual");
+    let opts = target_opts(&t).with_chap(
+        "node-chap",
+        "Kx9-chap-Secret",
+        Some(("array-chap", "Tz7-target-Secret")),
+    );
+    with_lab(&["10.0.2.2/24"], &[], Some(opts), move |_, _| {
+        let b = Booting::start(t, quick());
+        assert!(b.wait_hold(StdDuration::from_secs(60)));
+        let c = b.console();
+        assert_in_order(
+            &c,
+            &[
+                "(mutual CHAP)",
+                "isboot: logged in to iqn.2026-11.org.example:mutual (mutual CHAP;",
+                "is da0; releasing the root mount hold",
+            ],
+        );
+        assert!(!c.contains("Kx9-chap-Secret") && !c.contains("Tz7-target-Secret"));
+        let m = mount(&b.handle.disk);
+        assert_eq!(m.entries, image().root_entries);
+        b.finish().unwrap();
+    });
+}
+
+/// The mutual table made one-way: CHAP type 1, no reverse credentials.
+fn one_way(mut t: Ibft) -> Ibft {
+    let tgt = &mut t.targets[0];
+    tgt.chap_type = ChapType::Chap;
+    tgt.reverse_chap_name = None;
+    tgt.reverse_chap_secret = None;
+    ibft::parse(&ibft::build(&t).unwrap()).unwrap().table
+}
+
+#[test]
+fn one_way_chap() {
+    let t = one_way(table("mutual"));
+    let opts = target_opts(&t).with_chap("node-chap", "Kx9-chap-Secret", None);
+    with_lab(&["10.0.2.2/24"], &[], Some(opts), move |_, _| {
+        let b = Booting::start(t, quick());
+        assert!(b.wait_hold(StdDuration::from_secs(60)));
+        assert!(b
+            .console()
+            .contains("logged in to iqn.2026-11.org.example:mutual (CHAP;"));
+        assert_eq!(b.handle.state().device, "da0");
+        b.finish().unwrap();
+    });
+}
+
+fn expect_failure(b: Booting, limit: StdDuration) -> (BootError, String) {
+    let start = StdInstant::now();
+    assert!(
+        b.wait_hold(limit),
+        "the hold was never released:\n{}",
+        b.console()
+    );
+    let waited = start.elapsed();
+    let console = b.console();
+    let e = b.finish().expect_err("the boot must fail");
+    assert!(waited <= limit, "took {waited:?}");
+    assert!(
+        console.contains("isboot: giving up; releasing the root mount hold"),
+        "{console}"
+    );
+    (e, console)
+}
+
+#[test]
+fn a_wrong_chap_secret_is_refused_with_the_reason_and_the_hold_released() {
+    let t = one_way(table("mutual"));
+    let opts = target_opts(&t).with_chap("node-chap", "not-the-secret-1", None);
+    with_lab(&["10.0.2.2/24"], &[], Some(opts), move |_, _| {
+        let (e, c) = expect_failure(Booting::start(t, quick()), StdDuration::from_secs(40));
+        assert!(matches!(e, BootError::Login { .. }), "{e:?}");
+        assert!(
+            c.contains("isboot: 10.0.2.2:3260: login refused: ") && c.contains("authentication"),
+            "{c}"
+        );
+        assert!(!c.contains("Kx9-chap-Secret"));
+    });
+}
+
+#[test]
+fn an_impostor_target_under_mutual_chap_is_refused() {
+    let t = table("mutual");
+    // The target knows our secret but proves itself with the wrong one.
+    let opts = target_opts(&t).with_chap(
+        "node-chap",
+        "Kx9-chap-Secret",
+        Some(("array-chap", "an-impostor-secret")),
+    );
+    with_lab(&["10.0.2.2/24"], &[], Some(opts), move |_, _| {
+        let (e, c) = expect_failure(Booting::start(t, quick()), StdDuration::from_secs(40));
+        assert!(matches!(e, BootError::Login { .. }), "{e:?}");
+        assert!(c.contains("login refused"), "{c}");
+    });
+}
+
+#[test]
+fn the_target_down_at_load_is_a_bounded_wait_with_a_line() {
+    let t = table("nochap");
+    with_lab(&["10.0.2.2/24"], &[], None, move |_, _| {
+        let mut tun = quick();
+        tun.wait_login = Duration::from_secs(3);
+        let (e, c) = expect_failure(Booting::start(t, tun), StdDuration::from_secs(15));
+        assert!(matches!(e, BootError::Login { .. }), "{e:?}");
+        assert!(
+            c.contains("isboot: 10.0.2.2:3260: login refused: target unreachable"),
+            "{c}"
+        );
+    });
+}
+
+#[test]
+fn a_missing_interface_is_a_bounded_wait_naming_the_mac() {
+    let t = table("nochap");
+    isboot_tests::netns::run(move || {
+        let mut tun = quick();
+        tun.wait_interface = Duration::from_secs(2);
+        let (e, c) = expect_failure(Booting::start(t, tun), StdDuration::from_secs(10));
+        assert!(matches!(e, BootError::NoInterface { .. }), "{e:?}");
+        assert_in_order(
+            &c,
+            &[
+                "isboot: waiting up to 2 s for the interface with MAC 52:54:00:9a:bc:de",
+                "isboot: no interface with MAC 52:54:00:9a:bc:de appeared within 2 s \
+                 (net.isboot.wait_interface)",
+            ],
+        );
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_vlan_in_the_table_is_refused_with_a_line() {
+    let mut t = table("nochap");
+    t.nics[0].vlan = 12;
+    let t = ibft::parse(&ibft::build(&t).unwrap()).unwrap().table;
+    with_lab(&["10.0.2.2/24"], &[], None, move |_, _| {
+        let (e, c) = expect_failure(Booting::start(t, quick()), StdDuration::from_secs(20));
+        assert!(matches!(e, BootError::Vlan { vlan: 12, .. }), "{e:?}");
+        assert!(c.contains("asks for VLAN 12 on isb0"), "{c}");
+    });
+}
+
+#[test]
+fn a_target_behind_the_gateway_gets_a_host_route_and_existing_addresses_stay() {
+    // The node is 10.0.3.15/24 with gateway 10.0.3.1; the target 10.0.2.2 sits behind it.
+    let mut t = table("nochap");
+    t.nics[0].ip_address = Some("10.0.3.15".parse().unwrap());
+    t.nics[0].gateway = Some("10.0.3.1".parse().unwrap());
+    let t = ibft::parse(&ibft::build(&t).unwrap()).unwrap().table;
+    let opts = target_opts(&t);
+    with_lab(
+        &["10.0.3.1/24"],
+        &["10.0.2.2/32"],
+        Some(opts),
+        move |_, _| {
+            // An address the admin put there: the module must keep it.
+            lab::ip(&["addr", "add", "198.51.100.7/24", "dev", NODE_IF]).unwrap();
+            let b = Booting::start(t, quick());
+            assert!(b.wait_hold(StdDuration::from_secs(60)), "{}", b.console());
+            assert_in_order(
+                &b.console(),
+                &[
+                    "isboot: isb0: added 10.0.3.15/24 from the iBFT",
+                    "isboot: added a host route to the target 10.0.2.2 via 10.0.3.1",
+                    "isboot: added a default route via 10.0.3.1 (there was none)",
+                    "is da0; releasing the root mount hold",
+                ],
+            );
+            let a = node_addresses();
+            assert!(
+                a.contains("198.51.100.7/24") && a.contains("10.0.3.15/24"),
+                "{a}"
+            );
+            let routes = lab::ip(&["-4", "route", "show"]).unwrap();
+            assert!(
+                routes.contains("10.0.2.2 via 10.0.3.1 dev isb0"),
+                "{routes}"
+            );
+            assert!(routes.contains("default via 10.0.3.1 dev isb0"), "{routes}");
+            assert_eq!(mount(&b.handle.disk).entries, image().root_entries);
+            b.finish().unwrap();
+        },
+    );
+}
+
+/// Writes and reads back blocks from several threads at once (so that commands are in flight
+/// whenever the target dies) while the target is killed and restarted `restarts` times; every
+/// block read back must hold what was last written there.
+fn restarts_under_write_and_verify(restarts: u32) {
+    let t = table("nochap");
+    let opts = target_opts(&t);
+    with_lab(&["10.0.2.2/24"], &[], Some(opts), move |peer, tgtd| {
+        let tgtd = tgtd.unwrap();
+        let b = Booting::start(t, quick());
+        assert!(b.wait_hold(StdDuration::from_secs(60)), "{}", b.console());
+        let disk = b.handle.disk.clone();
+        let (blocks, bs) = disk.capacity().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let verified = Arc::new(AtomicU64::new(0));
+        let workers: Vec<_> = (0..4u64)
+            .map(|w| {
+                let (disk, stop, verified) = (disk.clone(), stop.clone(), verified.clone());
+                std::thread::spawn(move || -> Result<(), String> {
+                    // Each worker owns 64 blocks near the end of the disk.
+                    let base = blocks - 512 + w * 64;
+                    let mut round = 0u32;
+                    while !stop.load(Ordering::Relaxed) {
+                        for i in 0..8u64 {
+                            let lba = base + i * 8;
+                            let data: Vec<u8> = (0..8 * bs)
+                                .map(|j| (j as u64 ^ lba ^ (u64::from(round) * 31)) as u8)
+                                .collect();
+                            disk.write(lba, &data, bs)
+                                .map_err(|e| format!("write {lba}: {e}"))?;
+                            let back = disk
+                                .read(lba, 8, bs)
+                                .map_err(|e| format!("read {lba}: {e}"))?;
+                            if back != data {
+                                return Err(format!("block {lba} round {round}: mismatch"));
+                            }
+                            verified.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        }
+                        round += 1;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for i in 0..restarts {
+            std::thread::sleep(StdDuration::from_millis(300));
+            let t2 = tgtd.clone();
+            peer.run(move || t2.lock().unwrap().kill());
+            std::thread::sleep(StdDuration::from_millis(200));
+            let t2 = tgtd.clone();
+            peer.run(move || t2.lock().unwrap().restart());
+            // Progress after each restart: the session came back.
+            let before = verified.load(Ordering::Relaxed);
+            let end = StdInstant::now() + StdDuration::from_secs(60);
+            while verified.load(Ordering::Relaxed) == before {
+                assert!(
+                    StdInstant::now() < end,
+                    "no progress after restart {i}:\n{}",
+                    b.console()
+                );
+                std::thread::sleep(StdDuration::from_millis(20));
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{e}\n{}", b.console()));
+        }
+        let st = b.handle.state();
+        let (freezes, requeues) = b.handle.disk.freezes_and_requeues();
+        println!(
+            "{restarts} restarts: {} bytes written and verified, {} reconnects, {freezes} \
+             queue freezes, {requeues} requeued CCBs",
+            verified.load(Ordering::Relaxed),
+            st.reconnects
+        );
+        assert!(st.reconnects >= restarts / 2, "{st:?}\n{}", b.console());
+        assert!(freezes >= 1);
+        assert!(b.console().contains("reconnecting"));
+        // The disk is still the disk.
+        assert_eq!(mount(&b.handle.disk).entries, image().root_entries);
+        b.finish().unwrap();
+    });
+}
+
+#[test]
+fn the_target_restarted_20_times_under_write_and_verify_loses_nothing() {
+    restarts_under_write_and_verify(20);
+}
+
+/// The longer run (`ISBOOT_LONG=1`): 100 restarts.
+#[test]
+fn the_target_restarted_100_times_when_asked() {
+    if std::env::var_os("ISBOOT_LONG").is_none() {
+        println!("skipped: set ISBOOT_LONG=1 for 100 restarts");
+        return;
+    }
+    restarts_under_write_and_verify(100);
+}
+
+#[test]
+fn another_lun_or_target_is_not_there_and_report_luns_shows_one() {
+    let t = table("nochap");
+    let opts = target_opts(&t);
+    with_lab(&["10.0.2.2/24"], &[], Some(opts), move |_, _| {
+        let b = Booting::start(t, quick());
+        assert!(b.wait_hold(StdDuration::from_secs(60)));
+        let disk = &b.handle.disk;
+        // REPORT LUNS answered by the SIM: LUN 0 alone.
+        let mut cdb = [0u8; 12];
+        cdb[0] = 0xa0;
+        cdb[9] = 64;
+        let d = disk.command(&cdb, DataDir::In, 64, Vec::new()).unwrap();
+        assert_eq!(&d.data[..4], &[0, 0, 0, 8]);
+        assert_eq!(d.data.len(), 16);
+        // A bad CDB is invalid, not sent.
+        let e = disk.command(&[], DataDir::None, 0, Vec::new()).unwrap_err();
+        assert_eq!(e.status, isboot::cam::CamStatus::REQ_INVALID);
+        // LUN RESET through XPT_RESET_DEV completes.
+        assert_eq!(
+            disk.task_management(None).unwrap(),
+            isboot::cam::CamStatus::REQ_CMP
+        );
+        // And I/O goes on after it (a UNIT ATTENTION is retried by the session).
+        disk.test_unit_ready().unwrap();
+        b.finish().unwrap();
+    });
+}

@@ -1,0 +1,96 @@
+//! After the ROM: isboot.ko's boot thread taking the table the ROM left, on the host double of
+//! the FreeBSD kernel (`isboot::host_boot`), to a root that mounts.
+//!
+//! Until the module has its own IPoIB interface, it reaches the target over an Ethernet-style
+//! interface: a veth in this namespace carrying the MAC the iBFT names (the one the ROM derived
+//! from port 2's GUID), wired to a second namespace — the target's host, 192.0.2.1 as in the
+//! ROM's root path — where a second tgtd serves the same disk image with the same accounts.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use isboot::boot::{self, BootTunables};
+use isboot::host_boot::{HostBoot, HostDisk};
+use isboot_tests::lab::{self, Peer};
+use isboot_tests::target::{TargetOpts, Tgtd};
+
+use super::{disk, CHAP_SECRET, CHAP_USER, TARGET, TARGET_SECRET, TARGET_USER};
+
+/// What the module's step showed.
+#[derive(Debug)]
+pub struct ModuleBoot {
+    /// `mountroot: da0p2 ufs2 / = …`.
+    pub mountroot: String,
+    /// `sysctl net.isboot` of the boot thread's state, `name: value` lines.
+    pub sysctl: Vec<String>,
+}
+
+fn mount(disk: &HostDisk) -> Result<isboot_tests::rootfs::Mounted, String> {
+    let (_, bs) = disk.capacity().ok_or("the scan read no capacity")?;
+    isboot_tests::rootfs::mountroot_blocks(
+        &mut |lba, n| disk.read(lba, n, bs).map_err(|e| e.to_string()),
+        bs,
+    )
+}
+
+/// Runs the boot thread on `table` (call inside the namespace the ROM ran in), prints its
+/// console lines as they come, finds root on the disk it attached (and prints that), logs out.
+pub fn boot(table: ibft::Ibft, mac: [u8; 6]) -> Result<ModuleBoot, String> {
+    let peer = Peer::start().map_err(|e| format!("the target's namespace: {e}"))?;
+    lab::wire(&peer, "isb0", mac, "tgt0", &["192.0.2.1/24"], &[])
+        .map_err(|e| format!("wiring: {e}"))?;
+    let _tgtd = peer
+        .run(|| {
+            Tgtd::try_start(TargetOpts {
+                portal: Some(SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 3260))),
+                iqn: TARGET.into(),
+                ..TargetOpts::bytes(disk()).with_chap(
+                    CHAP_USER,
+                    CHAP_SECRET,
+                    Some((TARGET_USER, TARGET_SECRET)),
+                )
+            })
+        })
+        .map_err(|e| format!("tgtd: {e}"))?;
+    let (mut env, handle) = HostBoot::new(true).map_err(|e| e.to_string())?;
+    let t = BootTunables {
+        wait_interface: iscsi_initiator::time::Duration::from_secs(10),
+        wait_login: iscsi_initiator::time::Duration::from_secs(20),
+        ..BootTunables::default()
+    };
+    let thread = std::thread::spawn(move || boot::run(&mut env, &table, &t));
+    let end = StdInstant::now() + StdDuration::from_secs(60);
+    while !handle.hold_released() && StdInstant::now() < end {
+        std::thread::sleep(StdDuration::from_millis(20));
+    }
+    let state = handle.state();
+    let mounted = if state.device.is_empty() {
+        Err(format!("no disk: {}", state.last_error))
+    } else {
+        mount(&handle.disk).map(|m| {
+            format!(
+                "mountroot: {}p{} ufs2 / = {}",
+                state.device,
+                m.partition,
+                m.entries.join(",")
+            )
+        })
+    };
+    let sysctl = vec![
+        format!("net.isboot.device: {}", state.device),
+        format!("net.isboot.nic: {}", state.nic),
+        format!("net.isboot.target: {}", state.target),
+        format!("net.isboot.session_state: {}", state.session_state),
+        format!("net.isboot.reconnects: {}", state.reconnects),
+        format!("net.isboot.last_error: {}", state.last_error),
+    ];
+    if let Ok(line) = &mounted {
+        println!("{line}");
+    }
+    handle.stop();
+    let _ = thread.join();
+    Ok(ModuleBoot {
+        mountroot: mounted?,
+        sysctl,
+    })
+}
