@@ -46,8 +46,12 @@ unit-tests: kmod
 	$(CARGO) test --workspace --all-features --doc
 
 # The real peers the tests talk to (as root, from Debian's packages, when missing): Kea, tgtd,
-# istgt, libiscsi's tools (a reference initiator), and makefs/gdisk for FreeBSD root disks.
-TEST_PACKAGES := kea-dhcp4-server tgt istgt libiscsi-bin makefs gdisk
+# istgt, libiscsi's tools (a reference initiator), tshark (Wireshark's decoder, which checks
+# the fabric's captures; DEBIAN_FRONTEND=noninteractive answers its debconf question about
+# non-root capture with the default, no), and OpenSM on ibsim with infiniband-diags (a real
+# subnet manager for the SM bridge), makefs/gdisk for FreeBSD root disks.
+TEST_PACKAGES := kea-dhcp4-server tgt istgt libiscsi-bin tshark ibsim-utils opensm infiniband-diags \
+	makefs gdisk
 test-deps:
 	@missing=""; \
 	for p in $(TEST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
@@ -74,7 +78,8 @@ demo: demo-deps
 	@echo "==    portable half, on the host platform) finding and publishing that table, and its"
 	@echo "==    boot thread logging in again and finding the FreeBSD root on da0p2."
 	@echo "==    (In a private network namespace: nothing leaves the machine.)"
-	./target/release/examples/boot_sim target/demo-ibft.bin
+	./target/release/examples/boot_sim target/demo-ibft.bin --pcap target/demo-boot.pcap
+	@echo "== Every packet of that boot is in target/demo-boot.pcap: read it with tshark -r target/demo-boot.pcap (add -V for every field) or wireshark target/demo-boot.pcap"
 	@echo
 	@echo "== 2. The iBFT the ROM left, as an admin sees it (the Linux /sys/firmware/ibft view;"
 	@echo "==    CHAP secrets hidden unless --show-secrets)"

@@ -21,6 +21,21 @@ need '^rom: port 2: ACTIVE; joined the IPoIB broadcast group' "the ROM boots thr
 need '^rom: DHCP: 192\.0\.2\.[0-9]+/24 via 192\.0\.2\.1 .*root path iscsi:' "a DHCP lease over IB from Kea"
 need '^rom: iSCSI: logged in to iqn\..* \(mutual CHAP\)$' "a mutual-CHAP login to tgtd"
 need '^rom: LBA 0 reads "isboot demo disk: FreeBSD root, GPT, UFS2 on p2", boot signature 55aa$' "the boot blocks"
+need '^capture: [0-9]+ packets of the boot.s fabric in target/demo-boot\.pcap' "the boot's capture"
+need '^== Every packet of that boot is in target/demo-boot\.pcap: read it with tshark -r' "where the capture is and how to read it"
+# The capture itself: next to the log, a pcap (nanosecond magic, little-endian) of link type 252
+# (Wireshark's exported PDU) with more than the SA's first answer in it.
+pcap="$(dirname "$log")/demo-boot.pcap"
+if [ ! -f "$pcap" ]; then
+    echo "check-demo: missing: the capture file $pcap" >&2
+    fail=1
+elif [ "$(od -An -tx1 -N24 "$pcap" | tr -d ' \n')" != "4d3cb2a1020004000000000000000000ffff0000fc000000" ]; then
+    echo "check-demo: $pcap does not start with a pcap header of link type 252" >&2
+    fail=1
+elif [ "$(stat -c %s "$pcap")" -lt 4096 ]; then
+    echo "check-demo: $pcap is too short to hold a boot ($(stat -c %s "$pcap") bytes)" >&2
+    fail=1
+fi
 need '^isboot: .*-> iqn\.2026-11\.org\.example:boot at 192\.0\.2\.1:3260 LUN 1 \(mutual CHAP\)' "the module's load line"
 need '^hw\.ibft\.target\.0\.chap_type: mutual$' "the sysctl tree, to its last target leaf"
 need '^isboot: LUN 1 of iqn\.2026-11\.org\.example:boot at 192\.0\.2\.1:3260 is da0; releasing the root mount hold$' "the boot thread attaching the disk"

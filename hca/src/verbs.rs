@@ -13,6 +13,7 @@ use crate::wire::smp::PortState;
 use crate::wire::{Gid, Guid, Lid, Qpn, GSI_QKEY};
 use crate::Error;
 use log::debug;
+use zerocopy::byteorder::big_endian::{U16, U32};
 
 /// A port number, 1-based.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -430,6 +431,72 @@ pub fn sa_join_mcast<V: Verbs + ?Sized>(
     Ok(sa::sa_record(&resp)?)
 }
 
+/// What the creator of a multicast group chooses (IBA §15.2.5.17: the components an SA needs
+/// to create a group on a join — OpenSM's `REQUIRED_MC_CREATE_COMP_MASK` is MGID, PortGID,
+/// JoinState, Q_Key, TClass, P_Key, FlowLabel and SL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct McGroupParams {
+    /// The group's Q_Key.
+    pub qkey: u32,
+    /// The partition (full-member bit set by the caller as it wants it).
+    pub pkey: u16,
+    /// Service level.
+    pub sl: u8,
+    /// Traffic class.
+    pub tclass: u8,
+    /// Flow label (20 bits).
+    pub flow_label: u32,
+    /// Exactly this MTU (IBA encoding); `None` lets the SA choose.
+    pub mtu: Option<u8>,
+}
+
+/// Joins a multicast group as a full member, creating it if the SA has none with this MGID:
+/// SubnAdmSet MCMemberRecord with the create components of [`McGroupParams`]. The answer
+/// carries the group's parameters — the SA's, when the group already existed.
+pub fn sa_create_join_mcast<V: Verbs + ?Sized>(
+    dev: &mut V,
+    attr: &PortAttr,
+    mgid: &Gid,
+    params: &McGroupParams,
+    policy: RetryPolicy,
+) -> Result<McMemberRecord, Error> {
+    let mut rec = McMemberRecord {
+        mgid: *mgid,
+        port_gid: attr.gid,
+        qkey: U32::new(params.qkey),
+        tclass: params.tclass,
+        pkey: U16::new(params.pkey),
+        sl_flow_hop: U32::new(
+            (u32::from(params.sl & 0xf) << 28) | ((params.flow_label & 0xf_ffff) << 8),
+        ),
+        scope_join_state: join_state::FULL,
+        ..Default::default()
+    };
+    let mut mask = McMemberMask::MGID
+        | McMemberMask::PORT_GID
+        | McMemberMask::QKEY
+        | McMemberMask::TCLASS
+        | McMemberMask::PKEY
+        | McMemberMask::SL
+        | McMemberMask::FLOW_LABEL
+        | McMemberMask::JOIN_STATE;
+    if let Some(mtu) = params.mtu {
+        // MTUSelector 2: exactly.
+        rec.mtu_sel_mtu = (2 << 6) | (mtu & 0x3f);
+        mask |= McMemberMask::MTU_SELECTOR | McMemberMask::MTU;
+    }
+    let tid = dev.next_tid();
+    let req = sa::sa_request(
+        MadMethod::SET,
+        AttrId::MC_MEMBER_RECORD,
+        mask.bits(),
+        &rec,
+        tid,
+    );
+    let resp = mad_rpc(dev, attr.port, &sa_dest(attr), &req, policy)?;
+    Ok(sa::sa_record(&resp)?)
+}
+
 /// Leaves a multicast group (SubnAdmDelete MCMemberRecord).
 pub fn sa_leave_mcast<V: Verbs + ?Sized>(
     dev: &mut V,
@@ -456,19 +523,47 @@ pub fn sa_leave_mcast<V: Verbs + ?Sized>(
     Ok(())
 }
 
-/// Looks up a path to `dgid` (SubnAdmGet PathRecord with DGID | SGID).
+/// Looks up a path to `dgid` (SubnAdmGet PathRecord with DGID | SGID). The SA picks the
+/// partition: with ports sharing several, the answer may name any of them (OpenSM answers
+/// with one of the shared P_Keys); [`sa_path_record_in`] asks for one.
 pub fn sa_path_record<V: Verbs + ?Sized>(
     dev: &mut V,
     attr: &PortAttr,
     dgid: &Gid,
     policy: RetryPolicy,
 ) -> Result<PathRecord, Error> {
-    let rec = PathRecord {
+    path_record(dev, attr, dgid, None, policy)
+}
+
+/// Looks up a path to `dgid` in partition `pkey` (SubnAdmGet PathRecord with DGID | SGID |
+/// P_Key, as Linux IPoIB asks).
+pub fn sa_path_record_in<V: Verbs + ?Sized>(
+    dev: &mut V,
+    attr: &PortAttr,
+    dgid: &Gid,
+    pkey: u16,
+    policy: RetryPolicy,
+) -> Result<PathRecord, Error> {
+    path_record(dev, attr, dgid, Some(pkey), policy)
+}
+
+fn path_record<V: Verbs + ?Sized>(
+    dev: &mut V,
+    attr: &PortAttr,
+    dgid: &Gid,
+    pkey: Option<u16>,
+    policy: RetryPolicy,
+) -> Result<PathRecord, Error> {
+    let mut rec = PathRecord {
         dgid: *dgid,
         sgid: attr.gid,
         ..Default::default()
     };
-    let mask = PathRecordMask::DGID | PathRecordMask::SGID;
+    let mut mask = PathRecordMask::DGID | PathRecordMask::SGID;
+    if let Some(k) = pkey {
+        rec.pkey = U16::new(k);
+        mask |= PathRecordMask::PKEY;
+    }
     let tid = dev.next_tid();
     let req = sa::sa_request(MadMethod::GET, AttrId::PATH_RECORD, mask.bits(), &rec, tid);
     let resp = mad_rpc(dev, attr.port, &sa_dest(attr), &req, policy)?;

@@ -3,7 +3,10 @@
 //! Bring-up ([`Interface::up`]): open the port and wait (bounded) for it to become ACTIVE; check
 //! that the configured P_Key (full-member bit forced, RFC 4391 §4) is in the port's P_Key table;
 //! join the partition's IPv4 broadcast group through the SA (IBA §15.2.5.17) and take its
-//! Q_Key, MLID, SL and MTU; create a UD QP with that Q_Key and attach it to the group.
+//! Q_Key, MLID, SL and MTU — or, when [`Config::create_broadcast`] is set and the SA has no such
+//! group, create it with the join (RFC 4391 §5 leaves the group's creation to the subnet's
+//! administration or to the first member); create a UD QP with that Q_Key and attach it to the
+//! group.
 //!
 //! Transmit: an IPv4 packet is routed to a next hop (on-link, or the gateway), the next hop is
 //! resolved by ARP with 20-byte addresses (RFC 4391 §7) in a [`NeighCache`], the link
@@ -46,6 +49,10 @@ use crate::wire::ipoib::{
     HEADER_LEN, MULTICAST_QPN, PKEY_FULL_MEMBER,
 };
 
+/// The Q_Key a creator gives the broadcast group: the one OpenSM gives the IPoIB groups it
+/// creates (`OSM_IPOIB_BROADCAST_MGRP_QKEY`, `include/opensm/osm_base.h`).
+pub const BROADCAST_QKEY: u32 = 0x0000_0b1b;
+
 /// Largest IP MTU: the driver's receive slots hold 2048 bytes, the IPoIB header takes 4
 /// (RFC 4391 §5: 2044 on a 2K IB MTU).
 pub const MAX_IP_MTU: usize = 2044;
@@ -61,6 +68,11 @@ pub struct Config {
     pub port_timeout: core::time::Duration,
     /// Retries of the broadcast group join.
     pub join_policy: RetryPolicy,
+    /// When the SA has no broadcast group for the partition, create it: join again with the
+    /// creator's components ([`BROADCAST_QKEY`], SL 0, traffic class 0, flow label 0, the
+    /// partition's P_Key; the SA picks the MTU and rate). Off by default: a boot client
+    /// normally finds the group the SM made, and a missing group is a configuration error.
+    pub create_broadcast: bool,
     /// Neighbour cache.
     pub neigh: NeighConfig,
     /// Path cache.
@@ -85,6 +97,7 @@ impl Default for Config {
             pkey: DEFAULT_PKEY,
             port_timeout: core::time::Duration::from_secs(15),
             join_policy: RetryPolicy::default(),
+            create_broadcast: false,
             neigh: NeighConfig::default(),
             path: PathConfig::default(),
             pending_limit: 32,
@@ -261,6 +274,30 @@ impl Interface {
         let mgid = broadcast_mgid(pkey, Scope::LINK_LOCAL);
         let rec = match verbs::sa_join_mcast(dev, &attr, &hgid(&mgid), cfg.join_policy) {
             Ok(r) => r,
+            Err(hca::Error::MadStatus(status)) if cfg.create_broadcast => {
+                debug!("ipoib: no broadcast group for P_Key {pkey:#06x} ({status:?}): creating it");
+                let params = verbs::McGroupParams {
+                    qkey: BROADCAST_QKEY,
+                    pkey,
+                    sl: 0,
+                    tclass: 0,
+                    flow_label: 0,
+                    mtu: None,
+                };
+                match verbs::sa_create_join_mcast(
+                    dev,
+                    &attr,
+                    &hgid(&mgid),
+                    &params,
+                    cfg.join_policy,
+                ) {
+                    Ok(r) => r,
+                    Err(hca::Error::MadStatus(status)) => {
+                        return Err(Error::NoBroadcastGroup { pkey, status })
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Err(hca::Error::MadStatus(status)) => {
                 return Err(Error::NoBroadcastGroup { pkey, status })
             }
@@ -355,6 +392,11 @@ impl Interface {
     /// The broadcast group's Q_Key.
     pub fn qkey(&self) -> u32 {
         self.qkey
+    }
+
+    /// The broadcast group's MLID, as the SA gave it.
+    pub fn mlid(&self) -> Lid {
+        self.mlid
     }
 
     /// The broadcast group's MGID.
@@ -791,6 +833,17 @@ impl Interface {
             let Ok(pr) = sa::sa_record::<PathRecord>(m) else {
                 continue;
             };
+            if pr.pkey.get() & 0x7fff != self.pkey & 0x7fff {
+                // A path in another partition is no path for us.
+                if let Some(g) = self.paths.refused(m.tid()) {
+                    debug!(
+                        "ipoib: the SA's path to {g} is in partition {:#06x}",
+                        pr.pkey.get()
+                    );
+                    self.drop_pending(|n| matches!(n, NextHop::Hw(h) if h.gid == g));
+                }
+                continue;
+            }
             let info = PathInfo {
                 dlid: pr.dlid.get(),
                 sl: pr.sl(),
@@ -804,12 +857,14 @@ impl Interface {
     }
 
     fn query_path(&mut self, dev: &mut dyn Verbs, gid: Gid) {
+        // In our partition: an SA may otherwise answer with any partition the two ports share.
         let rec = PathRecord {
             dgid: hgid(&gid),
             sgid: self.attr.gid,
+            pkey: zerocopy::byteorder::big_endian::U16::new(self.pkey),
             ..Default::default()
         };
-        let mask = PathRecordMask::DGID | PathRecordMask::SGID;
+        let mask = PathRecordMask::DGID | PathRecordMask::SGID | PathRecordMask::PKEY;
         let tid = dev.next_tid();
         let req = sa::sa_request(MadMethod::GET, AttrId::PATH_RECORD, mask.bits(), &rec, tid);
         let dest = MadDest {

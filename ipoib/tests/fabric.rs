@@ -356,6 +356,9 @@ fn a_moved_peer_that_missed_the_event_is_found_when_its_neighbour_entry_goes_sta
     // until its neighbour entry goes stale; B's unicast ARP reply then comes from the new LID.
     f.sim.suppress_events(f.nodes[1], true);
     f.sim.change_lid(f.nodes[1], 1, 0x41, Duration::ZERO);
+    // The SM's Set(PortInfo) reaches B one hop later: let it land before A pings.
+    f.sim.run_for(Duration::from_micros(10));
+    assert_eq!(f.sim.port(f.nodes[1], 1).lid, 0x41);
     assert!(!ping(
         &f.sim,
         &mut a,
@@ -473,4 +476,64 @@ fn a_partition_without_a_broadcast_group_is_refused_by_the_sa() {
             .group_members(&hca::wire::Gid::ipoib_broadcast(0x8001)),
         0
     );
+}
+
+#[test]
+fn a_node_told_to_create_the_missing_broadcast_group_does_and_a_second_joins_it() {
+    // Partition 0x8001 without a group, as above; the first node creates it with its join,
+    // the second finds it and joins, and the two talk through it.
+    let cfg = SimConfig {
+        sm: SmConfig {
+            pkeys: vec![0xffff, 0x8001],
+            ..SmConfig::default()
+        },
+        ..SimConfig::default()
+    };
+    let f = fabric(cfg, 2);
+    let icfg = iface::Config {
+        pkey: 0x8001,
+        create_broadcast: true,
+        ..iface::Config::default()
+    };
+    let mgid = hca::wire::Gid::ipoib_broadcast(0x8001);
+    let mut a = host(&f, 0, A, icfg);
+    // One join refused (no group), one create-join.
+    assert_eq!((f.sim.stats().sa_requests, f.sim.stats().sa_errors), (2, 1));
+    assert_eq!(f.sim.group_members(&mgid), 1);
+    assert_eq!(a.ipoib.qkey(), iface::BROADCAST_QKEY);
+    assert_eq!(a.ipoib.pkey(), 0x8001);
+    let mut b = host(&f, 1, B, icfg);
+    assert_eq!(f.sim.stats().sa_requests, 3, "the group exists: one join");
+    assert_eq!(f.sim.group_members(&mgid), 2);
+    assert_eq!(b.ipoib.mlid(), a.ipoib.mlid());
+    assert!(b.ipoib.mlid().is_multicast());
+    let sock = icmp_socket(&mut a, 0x1b);
+    assert!(ping(
+        &f.sim,
+        &mut a,
+        &mut b,
+        sock,
+        B,
+        1,
+        Duration::from_secs(2)
+    ));
+    // Without the setting, the same partition is an error.
+    let f = fabric(
+        SimConfig {
+            sm: SmConfig {
+                pkeys: vec![0xffff, 0x8001],
+                ..SmConfig::default()
+            },
+            ..SimConfig::default()
+        },
+        1,
+    );
+    let plain = iface::Config {
+        create_broadcast: false,
+        ..icfg
+    };
+    assert!(matches!(
+        IpHost::up(&f.sim, f.nodes[0], plain),
+        Err(net_sim::HostError::Ipoib(Error::NoBroadcastGroup { .. }))
+    ));
 }

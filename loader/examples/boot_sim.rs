@@ -6,11 +6,14 @@
 //!
 //! Runs inside a private network namespace (needs root); needs `kea-dhcp4-server`, `tgt`, `makefs` and
 //! `gdisk`.
-//! `boot_sim [OUT.bin]` also writes the iBFT the ROM left to OUT.bin (exit 2 on a usage error).
+//! `boot_sim [OUT.bin] [--pcap FILE]` also writes the iBFT the ROM left to OUT.bin, and every
+//! packet of the fabric during the boot to FILE, a pcap that `tshark -r FILE` and Wireshark
+//! decode (exit 2 on a usage error).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use isboot::host::{HostMemory, HostPlatform};
@@ -24,20 +27,48 @@ fn label(sector: &[u8]) -> String {
     String::from_utf8_lossy(&sector[..end]).into_owned()
 }
 
-fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let out = args.next();
-    if args.next().is_some() || out.as_deref().is_some_and(|a| a.starts_with('-')) {
-        eprintln!("usage: boot_sim [OUT.bin]");
-        return ExitCode::from(2);
+/// `[OUT.bin] [--pcap FILE]`, in any order; `None` on a usage error.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Option<(Option<String>, Option<String>)> {
+    let (mut out, mut pcap) = (None, None);
+    while let Some(a) = args.next() {
+        if let Some(v) = a.strip_prefix("--pcap=") {
+            pcap = Some(v.to_string());
+        } else if a == "--pcap" {
+            pcap = Some(args.next()?);
+        } else if a.starts_with('-') || out.is_some() {
+            return None;
+        } else {
+            out = Some(a);
+        }
     }
+    if pcap.as_deref().is_some_and(str::is_empty) || pcap.is_some() && pcap == out {
+        return None;
+    }
+    Some((out, pcap))
+}
+
+fn main() -> ExitCode {
+    let Some((out, pcap)) = parse_args(std::env::args().skip(1)) else {
+        eprintln!("usage: boot_sim [OUT.bin] [--pcap FILE]");
+        return ExitCode::from(2);
+    };
     let r = isboot_tests::netns::run(move || -> Result<(), String> {
         let _servers = common::servers();
         println!("== ROM");
-        let booted = loader::sim::boot(common::world(), &common::boot_config(), &mut |l| {
-            println!("rom: {l}")
-        })
-        .map_err(|e| format!("boot failed: {e}"))?;
+        let world = common::world_with_capture(pcap.as_deref().map(Path::new));
+        let sim = world.sim.clone();
+        let booted =
+            loader::sim::boot(world, &common::boot_config(), &mut |l| println!("rom: {l}"));
+        // The capture is closed whether the boot worked or not: a failed boot's packets are
+        // the ones worth reading.
+        let captured = match &pcap {
+            Some(p) => Some(sim.stop_capture().map_err(|e| format!("{p}: {e}"))?),
+            None => None,
+        };
+        let booted = booted.map_err(|e| match &pcap {
+            Some(p) => format!("boot failed: {e} (the fabric's packets are in {p})"),
+            None => format!("boot failed: {e}"),
+        })?;
         let b = &booted.boot_blocks;
         println!(
             "rom: LBA 0 reads \"{}\", boot signature {:02x}{:02x}",
@@ -47,9 +78,16 @@ fn main() -> ExitCode {
         );
         let bytes = ibft::build(&booted.ibft).map_err(|e| e.to_string())?;
         println!(
-            "rom: {}-byte iBFT at 0x9e620; handing over to the OS\n",
+            "rom: {}-byte iBFT at 0x9e620; handing over to the OS",
             bytes.len()
         );
+        if let (Some(p), Some(n)) = (&pcap, captured) {
+            println!(
+                "capture: {n} packets of the boot's fabric in {p} (whole IB packets, LRH to \
+                 VCRC): tshark -r {p}"
+            );
+        }
+        println!();
         if let Some(path) = &out {
             std::fs::write(path, &bytes).map_err(|e| format!("{path}: {e}"))?;
         }

@@ -9,9 +9,13 @@
 //!   restarted on demand;
 //! - [`lab`]: a peer host in a namespace of its own, wired to the test's by a veth pair;
 //! - [`rootfs`]: a FreeBSD root disk (GPT, UFS2) and the reading that finds root on it;
-//! - [`fixtures`]: tables and captures from real firmware, kept under `tests/fixtures/`.
+//! - [`fixtures`]: tables and captures from real firmware, kept under `tests/fixtures/`;
+//! - [`ibsim`]: a real OpenSM on ibsim, Debian's InfiniBand fabric simulator, and the
+//!   `infiniband-diags` tools against it.
 
 pub mod fixtures;
+#[cfg(target_os = "linux")]
+pub mod ibsim;
 pub mod kea;
 pub mod lab;
 pub mod netns;

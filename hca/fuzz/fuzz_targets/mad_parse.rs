@@ -1,6 +1,6 @@
 //! MADs from the wire: the common header, SMP attributes (NodeInfo, PortInfo, GUIDInfo,
-//! P_KeyTable) and SA records (MCMemberRecord, PathRecord). Must never panic; a parsed MAD
-//! re-emits to the same bytes.
+//! P_KeyTable), directed-route SMP headers and SA records (MCMemberRecord, PathRecord). Must
+//! never panic; a parsed MAD re-emits to the same bytes.
 #![no_main]
 
 use hca::wire::mad::Mad;
@@ -21,6 +21,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = smp::smp_attr::<NodeInfo>(&mad);
+    if let Ok(d) = smp::dr_smp_data(&mad) {
+        let _ = (smp::dr_hops(&mad), d.dr_slid.get(), d.initial_path, d.return_path);
+        let r = smp::dr_smp_response(&mad, 0, &d.return_path);
+        assert!(r.hdr.method.is_response());
+    }
     let _ = smp::smp_attr::<PKeyTable>(&mad);
     if let Ok(r) = sa::sa_record::<McMemberRecord>(&mad) {
         let _ = (r.mtu(), r.rate(), r.sl(), r.join_state(), r.mlid(), r.mgid.is_multicast());

@@ -18,6 +18,7 @@ fn check(data: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let _ = crc::vcrc(data);
     check(data);
     if data.len() >= 8 {
         let total = usize::from(u16::from_be_bytes([data[4], data[5]]) & 0x7ff) * 4;

@@ -1,6 +1,7 @@
 //! Packet headers: LRH (IBA §7.7), GRH (§8.3), BTH (§9.2), DETH (§9.3), and a whole UD SEND
-//! packet built from them (LRH [GRH] BTH DETH payload ICRC; the VCRC is link-level and not
-//! modelled).
+//! packet built from them (LRH [GRH] BTH DETH payload ICRC). The VCRC after the ICRC is
+//! link-level: each link recomputes it ([`crc::vcrc`]); packets here end at the ICRC, as the
+//! LRH's PktLen counts them.
 
 use super::{crc, get_u24, put_u24, Gid, Lid, Qpn, WireError};
 use static_assertions::const_assert_eq;

@@ -1,5 +1,6 @@
-//! Subnet management packets (IBA §14.2.1.1, LID routed) and the attributes a host reads:
-//! NodeInfo (§14.2.5.3), PortInfo (§14.2.5.6), GUIDInfo (§14.2.5.5), P_KeyTable (§14.2.5.7).
+//! Subnet management packets (IBA §14.2.1.1 LID routed, §14.2.1.2 directed route) and the
+//! attributes a host reads: NodeInfo (§14.2.5.3), PortInfo (§14.2.5.6), GUIDInfo (§14.2.5.5),
+//! P_KeyTable (§14.2.5.7).
 
 use static_assertions::const_assert_eq;
 use zerocopy::byteorder::big_endian::{U16, U32, U64};
@@ -25,6 +26,36 @@ pub struct SmpData {
     pub resv2: [u8; 128],
 }
 const_assert_eq!(core::mem::size_of::<SmpData>(), 232);
+
+/// The class data of a directed-route SMP (IBA §14.2.1.2): M_Key, DrSLID, DrDLID, 28 reserved
+/// bytes, 64 bytes of attribute data, the initial path and the return path. The attribute sits
+/// at the same offset as in a LID-routed SMP, so [`smp_attr`] and [`set_smp_attr`] serve both.
+/// In the common header, bit 15 of the status is the direction bit D and the class-specific
+/// field holds the hop pointer (high byte) and the hop count (low byte).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct DrSmpData {
+    /// Management key.
+    pub m_key: U64,
+    /// The LID-routed part's source LID (0xffff: the path starts at the requester).
+    pub dr_slid: U16,
+    /// The LID-routed part's destination LID (0xffff: the path ends at the responder).
+    pub dr_dlid: U16,
+    /// Reserved.
+    pub resv: [u8; 28],
+    /// Attribute data.
+    pub attr: [u8; 64],
+    /// Egress port at each hop (index 0 unused).
+    pub initial_path: [u8; 64],
+    /// Ingress port at each hop, for the way back (index 0 unused).
+    pub return_path: [u8; 64],
+}
+const_assert_eq!(core::mem::size_of::<DrSmpData>(), 232);
+
+/// Bit 15 of a directed-route SMP's status: D, set on responses (returning).
+pub const DR_DIRECTION: u16 = 0x8000;
 
 /// Port state (PortInfo PortState; IBA §14.2.5.6 table 146). A newtype: any 4-bit value may arrive.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -271,6 +302,65 @@ pub fn smp_get(attr: AttrId, attr_mod: u32, tid: u64) -> Mad {
     )
 }
 
+/// A directed-route SMP request (DrSLID = DrDLID = permissive, hop pointer 0) along
+/// `initial_path`, whose index 0 is unused and whose length minus one is the hop count: at
+/// most 64 entries, else [`WireError::Malformed`].
+pub fn dr_smp_request(
+    method: MadMethod,
+    attr: AttrId,
+    attr_mod: u32,
+    tid: u64,
+    initial_path: &[u8],
+) -> Result<Mad, WireError> {
+    if initial_path.is_empty() || initial_path.len() > 64 {
+        return Err(WireError::Malformed);
+    }
+    let mut mad = Mad::request(
+        MgmtClass::SUBN_DIRECTED_ROUTE,
+        1,
+        method,
+        attr,
+        attr_mod,
+        tid,
+    );
+    mad.hdr.class_specific = U16::new(initial_path.len() as u16 - 1);
+    let mut d = DrSmpData::new_zeroed();
+    d.dr_slid = U16::new(0xffff);
+    d.dr_dlid = U16::new(0xffff);
+    d.initial_path[..initial_path.len()].copy_from_slice(initial_path);
+    mad.data.copy_from_slice(d.as_bytes());
+    Ok(mad)
+}
+
+/// The class data of a directed-route SMP (checks the class).
+pub fn dr_smp_data(mad: &Mad) -> Result<DrSmpData, WireError> {
+    if mad.hdr.mgmt_class != MgmtClass::SUBN_DIRECTED_ROUTE {
+        return Err(WireError::Malformed);
+    }
+    let (d, _) = DrSmpData::read_from_prefix(&mad.data).map_err(|_| WireError::Truncated)?;
+    Ok(d)
+}
+
+/// A directed-route SMP's hop pointer and hop count.
+pub fn dr_hops(mad: &Mad) -> (u8, u8) {
+    let v = mad.hdr.class_specific.get();
+    ((v >> 8) as u8, v as u8)
+}
+
+/// Turns a directed-route request into its response as the last hop sends it back: method
+/// GetResp, D set, the hop pointer at the hop count, `status` in the low bits, the
+/// return path (index 0 unused) recorded.
+pub fn dr_smp_response(req: &Mad, status: u16, return_path: &[u8]) -> Mad {
+    let mut resp = *req;
+    resp.hdr.method = req.hdr.method.response();
+    resp.hdr.status = U16::new(DR_DIRECTION | (status & 0x7fff));
+    let (_, count) = dr_hops(req);
+    resp.hdr.class_specific = U16::new((u16::from(count) << 8) | u16::from(count));
+    let n = return_path.len().min(64);
+    resp.data[168..168 + n].copy_from_slice(&return_path[..n]);
+    resp
+}
+
 /// The SMP class data of `mad` (checks that it is a subnet-management class MAD).
 pub fn smp_data(mad: &Mad) -> Result<SmpData, WireError> {
     if mad.hdr.mgmt_class != MgmtClass::SUBN_LID_ROUTED
@@ -351,6 +441,42 @@ mod tests {
         assert_eq!(back.mtu_cap(), mtu::MTU_4096);
         assert_eq!(mtu::bytes(mtu::MTU_2048), 2048);
         assert_eq!(mtu::bytes(9), 0);
+    }
+
+    #[test]
+    fn directed_route_layout_and_response() {
+        assert_eq!(core::mem::offset_of!(DrSmpData, dr_slid), 8);
+        assert_eq!(core::mem::offset_of!(DrSmpData, attr), 40);
+        assert_eq!(core::mem::offset_of!(DrSmpData, initial_path), 104);
+        assert_eq!(core::mem::offset_of!(DrSmpData, return_path), 168);
+        let mut pi = PortInfo {
+            lid: U16::new(7),
+            ..Default::default()
+        };
+        pi.set_port_state(PortState::ARMED);
+        let mut m = dr_smp_request(MadMethod::SET, AttrId::PORT_INFO, 2, 5, &[0, 1, 4]).unwrap();
+        set_smp_attr(&mut m, &pi);
+        let b = m.as_bytes();
+        // Class 0x81, hop pointer 0, hop count 2, DrSLID/DrDLID permissive, path at 128.
+        assert_eq!(&b[..4], &[1, 0x81, 1, 2]);
+        assert_eq!(&b[6..8], &[0, 2]);
+        assert_eq!(&b[32..36], &[0xff; 4]);
+        assert_eq!(&b[128..131], &[0, 1, 4]);
+        assert_eq!(smp_attr::<PortInfo>(&m).unwrap(), pi);
+        assert_eq!(dr_hops(&m), (0, 2));
+        let r = dr_smp_response(&m, 0, &[0, 3, 1]);
+        assert_eq!(r.hdr.method, MadMethod::GET_RESP);
+        assert_eq!(r.hdr.status.get(), DR_DIRECTION);
+        assert_eq!(dr_hops(&r), (2, 2));
+        let d = dr_smp_data(&r).unwrap();
+        assert_eq!(&d.return_path[..3], &[0, 3, 1]);
+        assert_eq!(&d.initial_path[..3], &[0, 1, 4]);
+        assert_eq!(
+            dr_smp_data(&smp_get(AttrId::NODE_INFO, 0, 1)),
+            Err(WireError::Malformed)
+        );
+        assert!(dr_smp_request(MadMethod::GET, AttrId::NODE_INFO, 0, 1, &[]).is_err());
+        assert!(dr_smp_request(MadMethod::GET, AttrId::NODE_INFO, 0, 1, &[0; 65]).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod module;
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 
 use isboot_tests::kea::{self, Kea};
 use isboot_tests::target::{TargetOpts, Tgtd};
@@ -81,16 +82,25 @@ pub fn servers() -> Servers {
     Servers { kea, tgtd }
 }
 
+/// The booting node's node GUID (its port 2, the one that boots, has GUID + 2).
+pub const NODE_GUID: u64 = 0x0002_c903_0000_1038;
+
 pub fn world() -> World {
+    world_with_capture(None)
+}
+
+/// The boot's fabric, capturing every packet to `pcap` when given.
+pub fn world_with_capture(pcap: Option<&Path>) -> World {
     World::new(FabricConfig {
         gateway: GATEWAY,
         prefix: 24,
         relay: RELAY,
         dhcp_server: SocketAddr::from((Ipv4Addr::LOCALHOST, kea::PORT)),
         forwards: vec![(3260, SocketAddr::from((Ipv4Addr::LOCALHOST, 3260)))],
-        node_guid: 0x0002_c903_0000_1038,
+        node_guid: NODE_GUID,
         port1_connected: false,
         seed: 17,
+        pcap: pcap.map(Path::to_path_buf),
     })
     .unwrap_or_else(|e| panic!("{e}"))
 }

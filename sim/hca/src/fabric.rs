@@ -1,7 +1,12 @@
 //! The world: a stepped clock, an event queue, simulated HCAs with their host memory, switches
-//! and links, a subnet manager (LID assignment, DOWN→INIT→ARMED→ACTIVE, SM LID, sweeps) and a
-//! subnet administrator (MCMemberRecord join/leave/get, PathRecord get), multicast fan-out and
-//! the fault chain.
+//! and links, a subnet manager (LID assignment, DOWN→INIT→ARMED→ACTIVE, SM LID, sweeps; its
+//! SMPs on the wire: [`smi`]) and a subnet administrator (MCMemberRecord join/leave/get,
+//! PathRecord get), multicast fan-out and the fault chain.
+
+mod bridge;
+mod smi;
+
+pub use bridge::{BridgeStats, MadPeer, PeerMad, PeerPort};
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
@@ -15,6 +20,7 @@ use log::{debug, warn};
 use zerocopy::byteorder::big_endian::{U16, U32};
 use zerocopy::IntoBytes;
 
+use crate::capture::PcapWriter;
 use crate::device::{Device, Outbox};
 use crate::faults::{Middleware, Rng, Verdict};
 use crate::mem::HostMem;
@@ -131,6 +137,12 @@ pub struct FabricStats {
     pub sweeps: u64,
     /// Ports the SM brought to ACTIVE.
     pub activations: u64,
+    /// Packets written to the capture.
+    pub captured: u64,
+    /// SMPs the SM sent.
+    pub smps: u64,
+    /// SMP answers that reached the SM.
+    pub smp_answers: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -210,6 +222,15 @@ pub struct World {
     pub faults: Vec<Box<dyn Middleware>>,
     /// Fabric counters.
     pub stats: FabricStats,
+    capture: Option<Capture>,
+    bridge: Option<bridge::Bridge>,
+}
+
+/// A capture in progress: where records go, and the first write error (the capture stops
+/// there; [`World::stop_capture`] reports it).
+struct Capture {
+    writer: PcapWriter<Box<dyn std::io::Write>>,
+    error: Option<std::io::Error>,
 }
 
 impl core::fmt::Debug for World {
@@ -240,6 +261,8 @@ impl World {
             next_mlid: 0xc000,
             faults: Vec::new(),
             stats: FabricStats::default(),
+            capture: None,
+            bridge: None,
         };
         if w.cfg.sm.present {
             let at = w.cfg.sm.start_at_ns;
@@ -312,6 +335,7 @@ impl World {
 
     /// Runs events up to `now + ns`.
     pub fn run_for(&mut self, ns: u64) {
+        self.bridge_poll();
         let end = self.now.saturating_add(ns);
         while let Some(top) = self.events.peek() {
             if top.at > end {
@@ -351,12 +375,21 @@ impl World {
             }
             Ev::Deliver(Endpoint::Hca { node, port }, bytes) => {
                 self.stats.delivered += 1;
-                let n = &mut self.nodes[node];
-                n.dev.receive(port, &bytes, &n.mem);
+                // QP0 belongs to the port's SMA; the rest to the device.
+                match UdPacket::parse(&bytes) {
+                    Ok(p) if p.repr.dest_qpn == Qpn::SMI => self.sma_receive(node, port, &p),
+                    _ => {
+                        let n = &mut self.nodes[node];
+                        n.dev.receive(port, &bytes, &n.mem);
+                    }
+                }
             }
             Ev::Deliver(Endpoint::Sm, bytes) => {
                 self.stats.delivered += 1;
-                self.sa_receive(&bytes);
+                match UdPacket::parse(&bytes) {
+                    Ok(p) if p.repr.dest_qpn == Qpn::SMI => self.sm_receive_smp(&p),
+                    _ => self.sa_receive(&bytes),
+                }
             }
             Ev::Deliver(Endpoint::Switch(_), _) => {}
             Ev::LinkTrained(node, port) => {
@@ -374,23 +407,17 @@ impl World {
             }
             Ev::SmSweep => self.sweep(),
             Ev::SmActivate(node, port) => {
-                let n = &mut self.nodes[node];
-                let p = &mut n.dev.ports[usize::from(port) - 1];
+                let p = &self.nodes[node].dev.ports[usize::from(port) - 1];
                 if p.state == PortState::ARMED {
-                    p.state = PortState::ACTIVE;
-                    self.stats.activations += 1;
-                    debug!("hca-sim: node {node} port {port} ACTIVE lid {}", p.lid);
-                    n.dev.port_state_event(&n.mem, port, true);
+                    let lid = p.lid;
+                    self.sm_set_port(node, port, PortState::ACTIVE, lid);
                 }
             }
             Ev::LinkSet(link, up) => self.set_link(link, up),
             Ev::LidChange(node, port, lid) => {
                 self.lids.insert((node, port), lid);
-                let n = &mut self.nodes[node];
-                let p = &mut n.dev.ports[usize::from(port) - 1];
-                if p.state != PortState::DOWN {
-                    p.lid = lid;
-                    n.dev.port_mgmt_event(&n.mem, port);
+                if self.nodes[node].dev.ports[usize::from(port) - 1].state != PortState::DOWN {
+                    self.sm_set_port(node, port, PortState::NOP, lid);
                 }
             }
         }
@@ -453,13 +480,21 @@ impl World {
         let interval = self.cfg.sm.sweep_interval_ns;
         for node in 0..self.nodes.len() {
             for port in 1..=self.nodes[node].dev.ports.len() as u8 {
-                if self.nodes[node].dev.ports[usize::from(port) - 1].state != PortState::INIT {
+                let state = self.nodes[node].dev.ports[usize::from(port) - 1].state;
+                if state != PortState::INIT && state != PortState::ARMED {
                     continue;
                 }
                 if self
                     .hops(Endpoint::Sm, Endpoint::Hca { node, port })
                     .is_none()
                 {
+                    continue;
+                }
+                let activating = self
+                    .events
+                    .iter()
+                    .any(|e| matches!(e.ev, Ev::SmActivate(n, p) if (n, p) == (node, port)));
+                if activating {
                     continue;
                 }
                 let lid = match self.lids.get(&(node, port)) {
@@ -471,15 +506,15 @@ impl World {
                         l
                     }
                 };
-                let sm = self.cfg.sm.clone();
-                let p = &mut self.nodes[node].dev.ports[usize::from(port) - 1];
-                p.lid = lid;
-                p.sm_lid = sm.lid;
-                p.sm_sl = 0;
-                p.gid_prefix = sm.gid_prefix;
-                p.pkeys = sm.pkeys.clone();
-                p.state = PortState::ARMED;
-                self.schedule(sm.activate_delay_ns, Ev::SmActivate(node, port));
+                if state == PortState::INIT {
+                    // NodeInfo, P_KeyTable, PortInfo (LID, SM LID, prefix, ARMED) as SMPs.
+                    self.sm_program_port(node, port, lid);
+                    let delay = self.cfg.sm.activate_delay_ns;
+                    self.schedule(delay, Ev::SmActivate(node, port));
+                } else {
+                    // Still ARMED: the activation was lost; ask again.
+                    self.sm_set_port(node, port, PortState::ACTIVE, lid);
+                }
             }
         }
         // Only periodic sweeps reschedule; trap sweeps are extra.
@@ -542,8 +577,53 @@ impl World {
         None
     }
 
+    /// Starts writing every packet the fabric moves to `out` (a pcap file: see
+    /// [`crate::capture`]); a capture already running is finished first.
+    pub fn start_capture(&mut self, out: Box<dyn std::io::Write>) -> std::io::Result<()> {
+        let _ = self.stop_capture();
+        self.capture = Some(Capture {
+            writer: PcapWriter::new(out)?,
+            error: None,
+        });
+        Ok(())
+    }
+
+    /// Flushes and closes the capture. Returns the packets written, or the first error.
+    pub fn stop_capture(&mut self) -> std::io::Result<u64> {
+        let Some(c) = self.capture.take() else {
+            return Ok(0);
+        };
+        let n = c.writer.packets();
+        if let Some(e) = c.error {
+            return Err(e);
+        }
+        c.writer.finish()?;
+        Ok(n)
+    }
+
+    /// Records a packet leaving `from`'s port now.
+    fn capture_packet(&mut self, bytes: &[u8]) {
+        let Some(c) = self.capture.as_mut() else {
+            return;
+        };
+        if c.error.is_some() {
+            return;
+        }
+        match c.writer.write_packet(self.now, bytes) {
+            Ok(()) => self.stats.captured += 1,
+            Err(e) => {
+                warn!("hca-sim: capture stopped: {e}");
+                c.error = Some(e);
+            }
+        }
+    }
+
     /// Sends a packet from `from` into the fabric.
     pub fn transmit(&mut self, from: Endpoint, bytes: Vec<u8>) {
+        self.capture_packet(&bytes);
+        if self.bridge_out(from, &bytes) {
+            return;
+        }
         if bytes.len() < 8 {
             return;
         }
@@ -567,29 +647,36 @@ impl World {
             self.stats.unroutable += 1;
         }
         for t in targets {
-            let Some(hops) = self.hops(from, t) else {
-                self.stats.unroutable += 1;
-                continue;
-            };
-            let mut pkt = bytes.clone();
-            let mut delay = self.cfg.hop_latency_ns * u64::from(hops.max(1));
-            let mut dropped = false;
-            let now = self.now;
-            for m in self.faults.iter_mut() {
-                match m.process(now, &mut self.rng, &mut pkt) {
-                    Verdict::Pass(d) => delay += d,
-                    Verdict::Drop => {
-                        dropped = true;
-                        break;
-                    }
+            self.forward(from, t, bytes.clone());
+        }
+    }
+
+    /// Sends a packet from `from` straight to `to` (a directed route): captured, then
+    /// carried as any other.
+    fn send_to(&mut self, from: Endpoint, to: Endpoint, bytes: Vec<u8>) {
+        self.capture_packet(&bytes);
+        self.forward(from, to, bytes);
+    }
+
+    /// Carries one copy of a packet to `to`: through the fault chain, after the path's
+    /// latency.
+    fn forward(&mut self, from: Endpoint, to: Endpoint, mut pkt: Vec<u8>) {
+        let Some(hops) = self.hops(from, to) else {
+            self.stats.unroutable += 1;
+            return;
+        };
+        let mut delay = self.cfg.hop_latency_ns * u64::from(hops.max(1));
+        let now = self.now;
+        for m in self.faults.iter_mut() {
+            match m.process(now, &mut self.rng, &mut pkt) {
+                Verdict::Pass(d) => delay += d,
+                Verdict::Drop => {
+                    self.stats.fault_drops += 1;
+                    return;
                 }
             }
-            if dropped {
-                self.stats.fault_drops += 1;
-                continue;
-            }
-            self.schedule(delay, Ev::Deliver(t, pkt));
         }
+        self.schedule(delay, Ev::Deliver(to, pkt));
     }
 
     fn port_by_gid(&self, gid: &Gid) -> Option<(NodeId, u8)> {
@@ -601,6 +688,11 @@ impl World {
             }
         }
         None
+    }
+
+    /// The LID the SM assigned to a port (kept when the port goes down or its device resets).
+    pub fn assigned_lid(&self, node: NodeId, port: u8) -> Option<u16> {
+        self.lids.get(&(node, port)).copied()
     }
 
     /// Members of a multicast group (0 when the group does not exist).
@@ -753,6 +845,20 @@ impl World {
                 if dp.state != PortState::ACTIVE || sp.state != PortState::ACTIVE {
                     return MadStatus::SA_NO_RECORDS;
                 }
+                // A partition asked for must be one both ports are in, one of them fully.
+                let mut pkey = 0xffff;
+                if mask.contains(PathRecordMask::PKEY) {
+                    let want = rec.pkey.get() & 0x7fff;
+                    let find = |p: &crate::device::PortModel| {
+                        p.pkeys.iter().copied().find(|k| k & 0x7fff == want)
+                    };
+                    match (find(sp), find(dp)) {
+                        (Some(a), Some(b)) if want != 0 && (a | b) & 0x8000 != 0 => {
+                            pkey = want | (a & b & 0x8000);
+                        }
+                        _ => return MadStatus::SA_NO_RECORDS,
+                    }
+                }
                 let out = PathRecord {
                     dgid: rec.dgid,
                     sgid: rec.sgid,
@@ -760,7 +866,7 @@ impl World {
                     slid: U16::new(sp.lid),
                     raw_flow_hop: U32::new(0),
                     reversible_numb_path: 0x81,
-                    pkey: U16::new(0xffff),
+                    pkey: U16::new(pkey),
                     qos_sl: U16::new(0),
                     mtu_sel_mtu: 0x80 | dp.mtu.min(sp.mtu),
                     rate_sel_rate: 0x80 | 3,

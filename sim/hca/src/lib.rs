@@ -123,24 +123,34 @@
 //! both sources always provide one); the syndrome of an AV PD/port mismatch; physical MPTs
 //! only; the MGID hash; ICM contents (the model keeps contexts in its own tables and only
 //! checks that ICM is mapped where the firmware would touch it); firmware settle time after
-//! reset; the SM configures ports out of band (no directed-route SMPs on QP0); the SA answers
+//! reset; the SM programs ports with directed-route SMPs on QP0 that go to the last hop in one
+//! step, answered by an SMA modelled at the fabric's port ([`fabric`]'s `smi`); the SA answers
 //! single-record Get/Set/Delete only (no GetTable, no RMPP); a port becomes INIT a fixed
-//! training time after INIT_PORT with no event; OpenSM's broadcast-group Q_Key 0x0b1b.
+//! training time after INIT_PORT with no event. OpenSM's broadcast-group Q_Key 0x0b1b is
+//! checked against a real OpenSM by `net-sim`'s `opensm` test.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod capture;
 pub mod device;
 pub mod fabric;
 pub mod faults;
 pub mod hal;
+#[cfg(all(feature = "ibsim", target_os = "linux"))]
+pub mod ibsim;
 pub mod mem;
 pub mod prm;
 
 use std::cell::RefCell;
+use std::io;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
 pub use device::{Counters, HcaSpec, PortModel, PortProtocol};
-pub use fabric::{Endpoint, FabricStats, LinkId, NodeId, SimConfig, SmConfig, SwitchId};
+pub use fabric::{
+    BridgeStats, Endpoint, FabricStats, LinkId, MadPeer, NodeId, PeerMad, PeerPort, SimConfig,
+    SmConfig, SwitchId,
+};
 pub use faults::{Corrupt, DropMatching, Latency, Loss, Middleware, Rng, Verdict};
 pub use hal::SimHal;
 
@@ -229,6 +239,12 @@ impl Sim {
         self.world.borrow().nodes[node].dev.ports[usize::from(port) - 1].clone()
     }
 
+    /// The LID the SM assigned to a port, if it assigned one. Unlike [`Sim::port`]'s, it
+    /// survives the port going down and its driver resetting the device.
+    pub fn assigned_lid(&self, node: NodeId, port: u8) -> Option<u16> {
+        self.world.borrow().assigned_lid(node, port)
+    }
+
     /// Members of a multicast group at the SA.
     pub fn group_members(&self, mgid: &hca::wire::Gid) -> usize {
         self.world.borrow().group_members(mgid)
@@ -237,6 +253,55 @@ impl Sim {
     /// DMA pages a node's host has allocated.
     pub fn dma_pages_in_use(&self, node: NodeId) -> usize {
         self.world.borrow().nodes[node].mem.pages_in_use
+    }
+
+    /// Writes every packet the fabric moves from now on — SA MADs, IPoIB ARP, DHCP, TCP —
+    /// to a pcap file at `path` (created or truncated), each record a whole IB packet from the
+    /// LRH to the VCRC (see [`capture`]): `tshark -r FILE` or `wireshark FILE` decode it.
+    /// Packets are recorded once, as they leave the sender, before the fault chain (a packet
+    /// the faults drop is in the capture; a multicast packet is one record), stamped with the
+    /// simulated time.
+    pub fn capture(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        let path = path.as_ref();
+        let f = std::fs::File::create(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        self.start_capture(io::BufWriter::new(f))
+    }
+
+    /// As [`Sim::capture`], to any writer.
+    pub fn start_capture(&self, out: impl io::Write + 'static) -> io::Result<()> {
+        self.world.borrow_mut().start_capture(Box::new(out))
+    }
+
+    /// Ends the capture: flushes it and returns how many packets it holds, or the first write
+    /// error (after which nothing more was recorded). Without a capture, `Ok(0)`. Dropping
+    /// the simulation also flushes it, silently.
+    pub fn stop_capture(&self) -> io::Result<u64> {
+        self.world.borrow_mut().stop_capture()
+    }
+
+    /// Bridges `(node, port)`'s management datagrams to the SM — QP1 to the SM's LID — to a
+    /// real subnet manager through `peer`, and its answers back (module `fabric::bridge`
+    /// says what crosses and what cannot). The port takes the peer subnet's addresses
+    /// (`peer_port`: its LID, the SM's LID and SL, the GID prefix, the P_Key table), which the
+    /// simulated SM programs as it brings the port up; the simulated SM's own LID becomes the
+    /// peer SM's. A request waits at most `wait`, in real time, for its answer.
+    pub fn bridge_sm(
+        &self,
+        node: NodeId,
+        port: u8,
+        peer: impl MadPeer + 'static,
+        peer_port: PeerPort,
+        wait: Duration,
+    ) {
+        self.world
+            .borrow_mut()
+            .bridge_sm(node, port, Box::new(peer), peer_port, wait);
+    }
+
+    /// What crossed the bridge so far (`None` without one).
+    pub fn bridge_stats(&self) -> Option<BridgeStats> {
+        self.world.borrow().bridge_stats()
     }
 
     /// Fault: takes a link down or up after `after`.

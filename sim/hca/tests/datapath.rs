@@ -219,6 +219,12 @@ fn path_record_resolves_a_peer_gid_to_its_lid() {
     let err =
         verbs::sa_path_record(&mut a.dev, &a.attr, &unknown, RetryPolicy::default()).unwrap_err();
     assert_eq!(err, Error::MadStatus(MadStatus::SA_NO_RECORDS));
+    // In a partition: the one both ports are in answers with its P_Key; another has no path.
+    let p = RetryPolicy::default();
+    let pr = verbs::sa_path_record_in(&mut a.dev, &a.attr, &b.attr.gid, 0xffff, p).unwrap();
+    assert_eq!((pr.pkey.get(), pr.dlid.get()), (0xffff, b.attr.lid.0));
+    let err = verbs::sa_path_record_in(&mut a.dev, &a.attr, &b.attr.gid, 0x8002, p).unwrap_err();
+    assert_eq!(err, Error::MadStatus(MadStatus::SA_NO_RECORDS));
 }
 
 #[test]

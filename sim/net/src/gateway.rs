@@ -118,6 +118,8 @@ pub enum GatewayError {
     Host(HostError),
     /// The relay socket.
     Io(io::Error),
+    /// The fabric's capture file could not be created ([`crate::FabricConfig::pcap`]).
+    Capture(io::Error),
 }
 
 impl std::fmt::Display for GatewayError {
@@ -125,6 +127,7 @@ impl std::fmt::Display for GatewayError {
         match self {
             GatewayError::Host(e) => write!(f, "gateway fabric side: {e}"),
             GatewayError::Io(e) => write!(f, "gateway relay socket: {e}"),
+            GatewayError::Capture(e) => write!(f, "capture: {e}"),
         }
     }
 }

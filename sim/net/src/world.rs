@@ -6,6 +6,7 @@
 //! other code that waits on the fabric) calls it from its wait loops.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hca_sim::{HcaSpec, NodeId, Sim, SimConfig};
@@ -37,6 +38,9 @@ pub struct FabricConfig {
     pub port1_connected: bool,
     /// The simulator's seed.
     pub seed: u64,
+    /// Capture every packet of the fabric, from before the gateway comes up, to this pcap file
+    /// ([`hca_sim::Sim::capture`]); `world.sim.stop_capture()` ends it.
+    pub pcap: Option<PathBuf>,
 }
 
 /// Everything that moves: the simulator, the gateway, and the booting host once it is up.
@@ -62,12 +66,15 @@ impl core::fmt::Debug for World {
 }
 
 impl World {
-    /// Builds the fabric and starts the gateway.
+    /// Builds the fabric (and starts its capture, if asked) and starts the gateway.
     pub fn new(cfg: FabricConfig) -> Result<Self, GatewayError> {
         let sim = Sim::new(SimConfig {
             seed: cfg.seed,
             ..SimConfig::default()
         });
+        if let Some(p) = &cfg.pcap {
+            sim.capture(p).map_err(GatewayError::Capture)?;
+        }
         let sw = sim.add_switch();
         sim.attach_sm(sw);
         let g = sim.add_hca(HcaSpec::connectx(0x0002_c903_00ab_0001, 1));
