@@ -181,11 +181,7 @@ impl Tgtd {
         let image = dir.0.join("lun1.img");
         write_disk(&image, &opts.disk)?;
         let portal = portal_of(&opts);
-        // A channel number nobody uses: derived from the port, moved on if its socket exists.
-        let mut ctl = 1000 + (portal.port() % 30000);
-        while Path::new(&format!("/var/run/tgtd/socket.{ctl}")).exists() {
-            ctl = 1000 + ((ctl - 1000 + 7919) % 30000);
-        }
+        let ctl = claim_ctl()?;
         let mut t = Tgtd {
             portal,
             port: portal.port(),
@@ -359,6 +355,10 @@ impl Tgtd {
         let _ = fs::remove_file(format!("/var/run/tgtd/socket.{}.lock", self.ctl));
     }
 
+    fn release_ctl(&self) {
+        let _ = fs::remove_file(claim_path(self.ctl));
+    }
+
     fn stop(&mut self) {
         // tgtd ignores SIGTERM: delete the target and the system through tgtadm, then kill.
         if let Some(mut c) = self.child.take() {
@@ -382,7 +382,39 @@ impl Tgtd {
 impl Drop for Tgtd {
     fn drop(&mut self) {
         self.stop();
+        self.release_ctl();
     }
+}
+
+fn claim_path(ctl: u16) -> PathBuf {
+    PathBuf::from(format!("/var/run/tgtd/isboot-test.{ctl}.claim"))
+}
+
+/// A management channel number (`tgtd -C N`, below 32768) no other tgtd of any test process
+/// uses. tgtd's control socket is a file (`/var/run/tgtd/socket.N`), shared by every network
+/// namespace, so tests running at once in namespaces of their own must not pick the same N:
+/// each claims its number by creating a file with `O_EXCL`.
+fn claim_ctl() -> io::Result<u16> {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    fs::create_dir_all("/var/run/tgtd")?;
+    let base = 1000 + (std::process::id() % 6000) as u16 * 5;
+    for i in 0..30000u16 {
+        let ctl = 1000 + (base - 1000 + NEXT.fetch_add(1, Ordering::Relaxed) + i) % 31000;
+        if Path::new(&format!("/var/run/tgtd/socket.{ctl}")).exists() {
+            continue;
+        }
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(claim_path(ctl))
+        {
+            Ok(_) => return Ok(ctl),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("no free tgtd management channel"))
 }
 
 /// A running istgt.
