@@ -1,0 +1,452 @@
+//! The ROM's flow, the same on every firmware: the ports in their order, each with a bounded
+//! wait → the link up → DHCP → the root path → an iSCSI login → the boot disk → the iBFT.
+//!
+//! Generic over the ports ([`Ports`]: an HCA's, through the verbs, or an Ethernet NIC's), the
+//! firmware's clock ([`Env`]) and, through [`crate::net`], the iSCSI transport. It never
+//! panics on what the network or the configuration says: every failure is a [`BootError`]
+//! whose `Display` is the one console line a ROM prints before it hands back to the
+//! firmware.
+//!
+//! What the lease gives takes precedence over the configuration, as in iPXE: the
+//! configuration's root path is used when the lease has none (option 17), its initiator name
+//! without option 203, its CHAP credentials for the fields option 175 leaves out.
+
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::fmt;
+
+use clock::Duration;
+use ibft::Ibft;
+use ipoib::dhcp::{self, Event, Lease};
+use ipoib::wire::dhcp::IpxeCredentials;
+use iscsi_initiator::block::{BlockDevice, BlockError};
+use iscsi_initiator::login::{ChapConfig, Isid, LoginConfig, MutualChap, SessionType};
+use iscsi_initiator::rootpath::{RootPath, RootPathError};
+use iscsi_initiator::scsi::Lun;
+use iscsi_initiator::session::{Portal, Session, SessionConfig};
+use iscsi_initiator::transport::{Client, ClientError};
+
+use crate::config::Config;
+use crate::handoff::{self, BootPort, HandoffError};
+use crate::net::{Env, Link, LinkError, NetClock, NetTransport, NicInfo, Shared, Stack};
+
+/// Why a port did not come up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortError {
+    /// The IPoIB interface did not come up (the port stayed down, no SM, no broadcast group).
+    Ipoib(ipoib::iface::Error),
+    /// The device has no such port.
+    NoSuchPort,
+    /// The device is already in use by an open port.
+    InUse,
+    /// No link within the wait.
+    NoLink(Duration),
+    /// The NIC failed (the firmware's status, in words).
+    Device(&'static str),
+}
+
+impl fmt::Display for PortError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortError::Ipoib(e) => write!(f, "IPoIB: {e}"),
+            PortError::NoSuchPort => f.write_str("no such port"),
+            PortError::InUse => f.write_str("the device is in use"),
+            PortError::NoLink(d) => write!(f, "no link within {} ms", d.as_millis()),
+            PortError::Device(e) => write!(f, "NIC: {e}"),
+        }
+    }
+}
+
+/// The ports of the boot device (an HCA's, or an Ethernet NIC's one).
+pub trait Ports<E: Env> {
+    /// The link a port gives once up.
+    type Link: Link;
+    /// Brings `port` up within `wait`.
+    fn open(&mut self, port: u8, wait: Duration, env: &mut E) -> Result<Self::Link, PortError>;
+    /// What the console says of a port that came up.
+    fn up_line(link: &Self::Link) -> String;
+}
+
+/// Why the boot device could not be used at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeError {
+    /// The HCA driver failed to open the device.
+    Hca(hca::Error),
+    /// The firmware has no device of the kind (the words say which).
+    NoDevice(&'static str),
+    /// The firmware refused the device (its status, in words).
+    Firmware(&'static str),
+}
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeError::Hca(e) => write!(f, "HCA: {e}"),
+            ProbeError::NoDevice(what) => write!(f, "no {what}"),
+            ProbeError::Firmware(e) => write!(f, "firmware: {e}"),
+        }
+    }
+}
+
+/// Why the boot stopped. Its `Display` is the console line.
+#[derive(Debug)]
+pub enum BootError {
+    /// The boot device could not be used.
+    Probe(ProbeError),
+    /// No port came up: each port tried, and why.
+    NoPort(Vec<(u8, PortError)>),
+    /// No lease within the DHCP client's acquire timeout.
+    DhcpTimeout(Duration),
+    /// The link refused to send DHCP.
+    DhcpLink(LinkError),
+    /// Neither the lease nor the configuration gives a root path.
+    NoRootPath,
+    /// The root path is not one the ROM can boot from.
+    RootPath {
+        /// The root path.
+        path: String,
+        /// What is wrong with it.
+        error: RootPathError,
+    },
+    /// The target could not be reached or refused the login.
+    Login {
+        /// The target's name.
+        target: String,
+        /// Its portal.
+        portal: String,
+        /// What went wrong.
+        error: ClientError,
+    },
+    /// The boot LUN could not be read.
+    Disk {
+        /// The command.
+        what: &'static str,
+        /// What went wrong.
+        error: BlockError,
+    },
+    /// The iBFT could not be made.
+    Handoff(HandoffError),
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootError::Probe(e) => write!(f, "probe: {e}"),
+            BootError::NoPort(why) => {
+                f.write_str("no port came up: ")?;
+                for (i, (p, e)) in why.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "port {p}: {e}")?;
+                }
+                if why.is_empty() {
+                    f.write_str("no port to try")?;
+                }
+                Ok(())
+            }
+            BootError::DhcpTimeout(d) => {
+                write!(f, "DHCP: no lease within {} s", d.as_secs())
+            }
+            BootError::DhcpLink(e) => write!(f, "DHCP: {e}"),
+            BootError::NoRootPath => f.write_str(
+                "root path: the lease has no root path (option 17) and isboot.cfg gives no \
+                 root-path",
+            ),
+            BootError::RootPath { path, error } => write!(f, "root path: {path}: {error}"),
+            BootError::Login {
+                target,
+                portal,
+                error,
+            } => write!(f, "iSCSI: login to {target} at {portal} failed: {error}"),
+            BootError::Disk { what, error } => write!(f, "iSCSI: {what}: {error}"),
+            BootError::Handoff(e) => write!(f, "iBFT: {e}"),
+        }
+    }
+}
+
+/// The initiator's client on the ROM's stack.
+pub type NetClient<L, E> = Client<NetTransport<L, E>, NetClock<L, E>>;
+
+/// What a successful boot leaves: the logged-in session (the firmware serves the disk from it
+/// or logs out), what DHCP and the configuration gave, and the iBFT for the OS.
+pub struct Booted<L: Link, E: Env> {
+    /// The stack (the link and the firmware's clock).
+    pub stack: Shared<L, E>,
+    /// The session, logged in.
+    pub client: NetClient<L, E>,
+    /// The port it booted through.
+    pub nic: NicInfo,
+    /// The lease, with the configuration's values filled in where DHCP gave none.
+    pub lease: Lease,
+    /// The root path.
+    pub root: RootPath,
+    /// The initiator name it logged in with.
+    pub initiator: String,
+    /// The boot LUN.
+    pub lun: Lun,
+    /// The boot LUN's block size.
+    pub block_len: u32,
+    /// The boot LUN's size in bytes.
+    pub capacity: u64,
+    /// The first bytes of the boot LUN.
+    pub boot_blocks: Vec<u8>,
+    /// The iBFT left for the OS.
+    pub ibft: Ibft,
+}
+
+impl<L: Link, E: Env> fmt::Debug for Booted<L, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Booted")
+            .field("nic", &self.nic)
+            .field("root", &self.root)
+            .field("initiator", &self.initiator)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The lease with the configuration's values where DHCP gave none (iPXE's precedence).
+pub fn effective_lease(lease: &Lease, cfg: &Config) -> Lease {
+    let mut l = lease.clone();
+    if l.root_path.is_none() {
+        l.root_path = cfg.root_path.clone();
+    }
+    if l.initiator_iqn.is_none() {
+        l.initiator_iqn = cfg.initiator_iqn.clone();
+    }
+    let c = l.credentials.take().unwrap_or_default();
+    let merged = IpxeCredentials {
+        username: c.username.or_else(|| cfg.username.clone()),
+        password: c.password.or_else(|| cfg.password.clone()),
+        reverse_username: c.reverse_username.or_else(|| cfg.reverse_username.clone()),
+        reverse_password: c.reverse_password.or_else(|| cfg.reverse_password.clone()),
+    };
+    l.credentials = (merged != IpxeCredentials::default()).then_some(merged);
+    l
+}
+
+/// Step 1: the ports in order, each bounded by the link wait.
+fn bring_up<E: Env, P: Ports<E>>(
+    ports: &mut P,
+    env: &mut E,
+    cfg: &Config,
+    say: &mut dyn FnMut(&str),
+) -> Result<P::Link, BootError> {
+    let mut why = Vec::new();
+    for &p in &cfg.port_order {
+        match ports.open(p, cfg.link_wait, env) {
+            Ok(link) => {
+                say(&format!("port {p}: {}", P::up_line(&link)));
+                return Ok(link);
+            }
+            Err(e) => {
+                say(&format!("port {p}: {e}"));
+                why.push((p, e));
+            }
+        }
+    }
+    Err(BootError::NoPort(why))
+}
+
+/// Step 2: DHCP, beside smoltcp on the link; the address configured when bound.
+fn acquire_lease<L: Link, E: Env>(stack: &Shared<L, E>, cfg: &Config) -> Result<Lease, BootError> {
+    let mut s = stack.borrow_mut();
+    let id = s.link.identity();
+    let now = s.now();
+    let seed = u64::from_le_bytes(id.port_guid) ^ now.total_nanos() ^ 0xd4c9;
+    let mut dcfg = dhcp::Config::new(id, seed);
+    dcfg.form = s.link.dhcp_form(cfg.client_id);
+    dcfg.mtu = u16::try_from(s.link.mtu()).unwrap_or(u16::MAX);
+    let acquire = dcfg.acquire_timeout;
+    let mut client = dhcp::Client::new(dcfg, now);
+    loop {
+        s.poll();
+        let now = s.now();
+        let mut event = None;
+        while let Some(p) = s.link.take_dhcp() {
+            if let Some(e) = client.process(now, &p) {
+                event = Some(e);
+                break;
+            }
+        }
+        if event.is_none() && client.poll_at().is_some_and(|t| t <= now) {
+            event = client.handle_timeout(now);
+        }
+        match event {
+            Some(Event::Bound(l)) => {
+                s.set_ipv4(
+                    l.address,
+                    l.prefix_len.unwrap_or(24),
+                    l.routers.first().copied(),
+                );
+                return Ok(l);
+            }
+            Some(Event::TimedOut) | Some(Event::Lost) => {
+                return Err(BootError::DhcpTimeout(acquire));
+            }
+            Some(Event::Renewed(_)) | None => {}
+        }
+        while let Some(tx) = client.poll_transmit(now) {
+            s.link.send_dhcp(now, &tx).map_err(BootError::DhcpLink)?;
+        }
+        s.env.idle(Duration::from_millis(1));
+    }
+}
+
+/// Step 3: the root path, and an iSCSI login to its target.
+fn login<L: Link, E: Env>(
+    stack: &Shared<L, E>,
+    lease: &Lease,
+    nic: &NicInfo,
+    cfg: &Config,
+) -> Result<(NetClient<L, E>, RootPath, String), BootError> {
+    let rp = lease.root_path.as_deref().ok_or(BootError::NoRootPath)?;
+    let root = RootPath::parse(rp).map_err(|error| BootError::RootPath {
+        path: rp.to_string(),
+        error,
+    })?;
+    let target_ip = handoff::target_address(&root).map_err(BootError::Handoff)?;
+    let initiator = handoff::initiator_name(lease, nic.guid);
+    let chap = lease.credentials.as_ref().and_then(|c| {
+        let user = c.username.clone()?;
+        let secret = c.password.as_ref()?;
+        let mutual = match (&c.reverse_username, &c.reverse_password) {
+            (Some(u), Some(s)) => Some(MutualChap {
+                target_user: u.clone(),
+                target_secret: s.clone(),
+            }),
+            _ => None,
+        };
+        Some(ChapConfig {
+            user,
+            secret: secret.clone(),
+            mutual,
+        })
+    });
+    let now = stack.borrow().now();
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&nic.guid);
+    seed[8..16].copy_from_slice(&now.total_nanos().to_le_bytes());
+    let login = LoginConfig {
+        isid: Isid::derive(&nic.guid, &initiator, 0),
+        initiator_name: initiator.clone(),
+        initiator_alias: None,
+        target_name: Some(root.target.clone()),
+        session_type: SessionType::Normal,
+        chap,
+        operational: Default::default(),
+        entropy_seed: seed,
+    };
+    let portal = Portal {
+        host: target_ip.to_string(),
+        port: root.port,
+    };
+    let first_port = 49152 + (now.total_millis() % 8192) as u16;
+    let clock = NetClock::new(stack.clone());
+    let transport = NetTransport::new(stack.clone(), first_port);
+    let session = Session::new(SessionConfig::new(login, portal.clone()), now);
+    let mut client = Client::new(session, transport, clock);
+    client
+        .login(cfg.login_timeout)
+        .map_err(|error| BootError::Login {
+            target: root.target.clone(),
+            portal: format!("{}:{}", portal.host, portal.port),
+            error,
+        })?;
+    Ok((client, root, initiator))
+}
+
+/// Runs the flow on `ports` with the firmware `env`. `say` gets one line per step, as the ROM
+/// prints them on the console.
+pub fn boot<E: Env, P: Ports<E>>(
+    ports: &mut P,
+    mut env: E,
+    cfg: &Config,
+    say: &mut dyn FnMut(&str),
+) -> Result<Booted<P::Link, E>, BootError> {
+    let link = bring_up(ports, &mut env, cfg, say)?;
+    let nic = link.nic();
+    let seed = u64::from_le_bytes(nic.guid) ^ env.now().total_nanos();
+    let stack: Shared<P::Link, E> = Rc::new(RefCell::new(Stack::new(link, env, seed)));
+    let given = acquire_lease(&stack, cfg)?;
+    let lease = effective_lease(&given, cfg);
+    let rp = match (&given.root_path, &lease.root_path) {
+        (Some(r), _) => r.clone(),
+        (None, Some(r)) => format!("{r} (from isboot.cfg)"),
+        (None, None) => "(none)".to_string(),
+    };
+    say(&format!(
+        "DHCP: {}/{} via {} from server {}, root path {rp}",
+        lease.address,
+        lease.prefix_len.unwrap_or(0),
+        lease
+            .routers
+            .first()
+            .map_or("no router".to_string(), |r| r.to_string()),
+        lease.server_id,
+    ));
+    let (mut client, root, initiator) = login(&stack, &lease, &nic, cfg)?;
+    let auth = match lease.credentials.as_ref() {
+        Some(c) if c.reverse_username.is_some() => "mutual CHAP",
+        Some(c) if c.username.is_some() => "CHAP",
+        _ => "no authentication",
+    };
+    say(&format!(
+        "iSCSI: logged in to {} at {}:{} as {initiator} ({auth})",
+        root.target,
+        handoff::target_address(&root).map_err(BootError::Handoff)?,
+        root.port
+    ));
+    let lun = Lun(root.lun);
+    let (capacity, block_len, boot_blocks) = {
+        let mut disk = BlockDevice::new(&mut client, lun);
+        let cap = disk.capacity().map_err(|error| BootError::Disk {
+            what: "READ CAPACITY",
+            error,
+        })?;
+        let bl = cap.block_len.max(1);
+        let blocks = cfg.boot_bytes.div_ceil(bl);
+        let data = disk
+            .read(0, blocks, vec![0; (blocks * bl) as usize])
+            .map_err(|error| BootError::Disk {
+                what: "READ of the boot blocks",
+                error,
+            })?;
+        (cap.bytes(), bl, data)
+    };
+    say(&format!(
+        "iSCSI: LUN {} is {} MiB; read {} boot bytes",
+        ibft::Lun(root.lun),
+        capacity >> 20,
+        boot_blocks.len()
+    ));
+    let port = BootPort {
+        pci: nic.pci,
+        port: nic.port,
+        guid: nic.guid,
+        mac: nic.mac,
+    };
+    let table = handoff::build_ibft(&port, &lease, &root).map_err(BootError::Handoff)?;
+    say(&format!(
+        "iBFT: NIC 0 {} (port {} {}), target 0 {}",
+        table.nics[0].mac, nic.port, nic.mac_origin, root.target
+    ));
+    Ok(Booted {
+        stack,
+        client,
+        nic,
+        lease,
+        root,
+        initiator,
+        lun,
+        block_len,
+        capacity,
+        boot_blocks,
+        ibft: table,
+    })
+}
