@@ -6,6 +6,7 @@
 #   make fuzz   run the fuzz targets for a while (FUZZ_SECONDS each; needs nightly)
 #   make kmod   build isboot.ko (on Linux: cross build from registry packages)
 #   make nostd-check  the portable crates build with no std, no floating point
+#   make rom    target/rom/isboot.efi, the boot ROM as a UEFI image (Debian's toolchain)
 #   make kmod-check   structural checks of isboot.ko (relocations, FPU, symbols, layouts)
 #
 # Fixtures captured from real firmware live in tests/fixtures/ (see its README).
@@ -20,11 +21,11 @@ FUZZ_TARGETS ?= fuzz:ibft_parse fuzz:ibft_locate fuzz:ipoib_dhcp fuzz:ipoib_wire
 	iscsi-initiator/fuzz:pdu_decode iscsi-initiator/fuzz:text_negotiate \
 	iscsi-initiator/fuzz:session_process
 
-.PHONY: all test test-deps fmt-check clippy unit-tests demo demo-check demo-deps fuzz clean kmod kmod-check nostd-check bench
+.PHONY: all test test-deps fmt-check clippy unit-tests demo demo-check demo-deps fuzz clean kmod kmod-check nostd-check bench rom
 
 all: test
 
-test: test-deps fmt-check clippy unit-tests kmod-check nostd-check demo-check
+test: test-deps fmt-check clippy rom unit-tests kmod-check nostd-check demo-check
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -125,6 +126,12 @@ bench: demo-deps
 # The portable crates build for a bare-metal soft-float target and use no floating point.
 nostd-check:
 	scripts/nostd-check.sh
+
+# isboot.efi (and isboot-nohca.efi, without the ConnectX driver) from registry packages only:
+# Debian's rustc with -Zbuild-std for x86_64-unknown-uefi, ziglang's lld-link. Prints the sizes.
+ROM_OUT ?= $(CURDIR)/target/rom
+rom:
+	@OUT=$(ROM_OUT) loader/scripts/build-efi.sh
 
 KMOD_OUT ?= $(CURDIR)/target/kmod
 
