@@ -46,8 +46,11 @@ unit-tests:
 	$(CARGO) test --workspace --all-features --doc
 
 # The real peers the tests talk to (as root, from Debian's packages, when missing): Kea, tgtd,
-# istgt, libiscsi's tools (a reference initiator), and makefs/gdisk for FreeBSD root disks.
-TEST_PACKAGES := kea-dhcp4-server tgt istgt libiscsi-bin makefs gdisk
+# istgt, libiscsi's tools (a reference initiator), and makefs/gdisk for FreeBSD root disks;
+# for isboot.efi booting Linux in QEMU (loader/tests/uefi_qemu.rs): QEMU, OVMF, the FAT tools,
+# systemd-boot and a static busybox for the initramfs.
+TEST_PACKAGES := kea-dhcp4-server tgt istgt libiscsi-bin makefs gdisk \
+	qemu-system-x86 ovmf mtools dosfstools systemd-boot-efi busybox-static
 test-deps:
 	@missing=""; \
 	for p in $(TEST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
