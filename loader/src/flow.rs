@@ -128,6 +128,9 @@ pub enum BootError {
         /// What went wrong.
         error: BlockError,
     },
+    /// The boot LUN's block size is not one the ROM reads (a power of two from 512 bytes to
+    /// 64 KiB).
+    BlockSize(u32),
     /// The iBFT could not be made.
     Handoff(HandoffError),
 }
@@ -164,6 +167,11 @@ impl fmt::Display for BootError {
                 error,
             } => write!(f, "iSCSI: login to {target} at {portal} failed: {error}"),
             BootError::Disk { what, error } => write!(f, "iSCSI: {what}: {error}"),
+            BootError::BlockSize(n) => write!(
+                f,
+                "iSCSI: the LUN's block size is {n} bytes; the ROM reads 512 to 65536 (a power \
+                 of two)"
+            ),
             BootError::Handoff(e) => write!(f, "iBFT: {e}"),
         }
     }
@@ -409,8 +417,11 @@ pub fn boot<E: Env, P: Ports<E>>(
             what: "READ CAPACITY",
             error,
         })?;
-        let bl = cap.block_len.max(1);
-        let blocks = cfg.boot_bytes.div_ceil(bl);
+        let bl = cap.block_len;
+        if !(512..=65536).contains(&bl) || !bl.is_power_of_two() {
+            return Err(BootError::BlockSize(bl));
+        }
+        let blocks = cfg.boot_bytes.clamp(1, 1 << 20).div_ceil(bl);
         let data = disk
             .read(0, blocks, vec![0; (blocks * bl) as usize])
             .map_err(|error| BootError::Disk {

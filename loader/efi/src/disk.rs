@@ -44,10 +44,11 @@ const MAX_READ: usize = 256 * 1024;
 
 impl<L: Link, E: Env> Reader for SessionReader<L, E> {
     fn read(&mut self, lba: u64, out: &mut [u8]) -> bool {
-        let bl = self.block_len as usize;
+        let bl = (self.block_len as usize).max(1);
+        let chunk = (MAX_READ / bl).max(1) * bl;
         let mut done = 0usize;
         while done < out.len() {
-            let n = (out.len() - done).min(MAX_READ);
+            let n = (out.len() - done).min(chunk);
             let blocks = (n / bl) as u32;
             let at = lba + (done / bl) as u64;
             let mut dev = BlockDevice::new(&mut self.client, self.lun);
