@@ -7,6 +7,7 @@
 #   make kmod   build isboot.ko (on Linux: cross build from registry packages)
 #   make nostd-check  the portable crates build with no std, no floating point
 #   make rom    target/rom/isboot.efi, the boot ROM as a UEFI image (Debian's toolchain)
+#   make rom-size     where isboot.efi's bytes go, by crate
 #   make kmod-check   structural checks of isboot.ko (relocations, FPU, symbols, layouts)
 #
 # Fixtures captured from real firmware live in tests/fixtures/ (see its README).
@@ -21,7 +22,7 @@ FUZZ_TARGETS ?= fuzz:ibft_parse fuzz:ibft_locate fuzz:ipoib_dhcp fuzz:ipoib_wire
 	iscsi-initiator/fuzz:pdu_decode iscsi-initiator/fuzz:text_negotiate \
 	iscsi-initiator/fuzz:session_process
 
-.PHONY: all test test-deps fmt-check clippy unit-tests demo demo-check demo-deps fuzz clean kmod kmod-check nostd-check bench rom
+.PHONY: all test test-deps fmt-check clippy unit-tests demo demo-check demo-deps fuzz clean kmod kmod-check nostd-check bench rom rom-size
 
 all: test
 
@@ -135,6 +136,11 @@ nostd-check:
 ROM_OUT ?= $(CURDIR)/target/rom
 rom:
 	@OUT=$(ROM_OUT) loader/scripts/build-efi.sh
+
+# Where isboot.efi's bytes go, by crate (non-LTO builds' linker maps), and what the ConnectX
+# driver and the IPoIB path add.
+rom-size:
+	@OUT=$(ROM_OUT) FEATURES_ONLY=measure loader/scripts/build-efi.sh
 
 KMOD_OUT ?= $(CURDIR)/target/kmod
 

@@ -6,7 +6,8 @@
 # Output: $OUT/isboot.efi (default <repo>/target/rom), and $OUT/isboot-nohca.efi (the image
 # without the ConnectX driver, for the size comparison), each with a linker map beside it.
 # Environment: OUT, CARGO_TARGET_DIR (default $OUT/cargo), SKIP_INSTALL=1 to not run
-# kmod/scripts/install-toolchain.sh, FEATURES_ONLY=hca|nohca to build one image.
+# kmod/scripts/install-toolchain.sh, FEATURES_ONLY=hca|nohca to build one image (or =measure:
+# the non-LTO build whose map rom-size.py reads).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 OUT="${OUT:-$REPO/target/rom}"
@@ -46,6 +47,16 @@ build() { # $1: image name, $2: cargo feature arguments
 
 case "${FEATURES_ONLY:-both}" in
 hca) build isboot ;;
+measure)
+    # Where the bytes go: the same image without LTO and with one codegen unit per crate's
+    # parts, so that the linker map attributes code to the crate it came from
+    # (loader/scripts/rom-size.py reads the map).
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        CARGO_TARGET_DIR="$CARGO_TARGET_DIR-measure" build isboot-measure
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        CARGO_TARGET_DIR="$CARGO_TARGET_DIR-measure" build isboot-nohca-measure \
+        --no-default-features
+    ;;
 nohca) build isboot-nohca --no-default-features ;;
 *)
     build isboot-nohca --no-default-features
@@ -59,6 +70,9 @@ if [ "${FEATURES_ONLY:-both}" = both ]; then
     echo "rom: $OUT/isboot.efi: $(bytes "$OUT/isboot.efi") bytes;" \
         "without the ConnectX driver (Ethernet/SNP only): $(bytes "$OUT/isboot-nohca.efi") bytes;" \
         "iPXE's snponly.efi (Debian 12): 173792 bytes"
+elif [ "${FEATURES_ONLY}" = measure ]; then
+    python3 "$REPO/loader/scripts/rom-size.py" "$OUT/isboot-measure.map" \
+        "$OUT/isboot-nohca-measure.map"
 else
     echo "rom: $OUT/isboot.efi: $(bytes "$OUT/isboot.efi") bytes"
 fi
