@@ -177,7 +177,9 @@ impl Kea {
         Self::start_json(|log| config.to_json_on(log, interface, "raw"))
     }
 
-    fn start_json(json: impl FnOnce(&std::path::Path) -> String) -> io::Result<Kea> {
+    /// Starts Kea with the configuration `json` makes from the path of the log it must write
+    /// (a `loggers` entry at INFO: the start is seen there).
+    pub fn start_json(json: impl FnOnce(&std::path::Path) -> String) -> io::Result<Kea> {
         let bin = binary().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
