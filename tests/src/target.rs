@@ -181,8 +181,11 @@ impl Tgtd {
         let image = dir.0.join("lun1.img");
         write_disk(&image, &opts.disk)?;
         let portal = portal_of(&opts);
-        // A channel number nobody uses: derived from the port, moved on if its socket exists.
-        let mut ctl = 1000 + (portal.port() % 30000);
+        // A channel number nobody uses: derived from the port and this process (tests in
+        // other processes and namespaces use the same port, and /var/run/tgtd is shared), moved
+        // on if its socket exists.
+        let seed = u32::from(portal.port()).wrapping_add(std::process::id().wrapping_mul(7919));
+        let mut ctl = 1000 + (seed % 30000) as u16;
         while Path::new(&format!("/var/run/tgtd/socket.{ctl}")).exists() {
             ctl = 1000 + ((ctl - 1000 + 7919) % 30000);
         }
