@@ -461,3 +461,108 @@ pub fn boot<E: Env, P: Ports<E>>(
         ibft: table,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::Ipv4Addr;
+    use ipoib::wire::dhcp::Secret;
+
+    fn lease() -> Lease {
+        Lease {
+            address: Ipv4Addr::new(192, 0, 2, 100),
+            prefix_len: Some(24),
+            routers: vec![],
+            dns_servers: vec![],
+            host_name: None,
+            domain_name: None,
+            root_path: None,
+            initiator_iqn: None,
+            credentials: None,
+            vendor_specific: None,
+            server_id: Ipv4Addr::new(192, 0, 2, 1),
+            relay: None,
+            lease_time: None,
+            renewal_time: None,
+            rebinding_time: None,
+        }
+    }
+
+    fn cfg() -> Config {
+        crate::config::parse(
+            b"root-path=iscsi:192.0.2.9::::iqn.cfg:t\ninitiator-iqn=iqn.cfg:i\n\
+              username=cu\npassword=cp\nreverse-username=cru\nreverse-password=crp\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_configuration_fills_in_what_the_lease_leaves_out() {
+        let l = effective_lease(&lease(), &cfg());
+        assert_eq!(l.root_path.as_deref(), Some("iscsi:192.0.2.9::::iqn.cfg:t"));
+        assert_eq!(l.initiator_iqn.as_deref(), Some("iqn.cfg:i"));
+        let c = l.credentials.unwrap();
+        assert_eq!(c.username.as_deref(), Some("cu"));
+        assert_eq!(c.password.unwrap().expose(), b"cp");
+        assert_eq!(c.reverse_username.as_deref(), Some("cru"));
+        assert_eq!(c.reverse_password.unwrap().expose(), b"crp");
+        // Nothing anywhere: no credentials at all (not an empty set).
+        assert_eq!(
+            effective_lease(&lease(), &Config::default()).credentials,
+            None
+        );
+    }
+
+    #[test]
+    fn what_dhcp_gives_takes_precedence_field_by_field() {
+        let mut given = lease();
+        given.root_path = Some("iscsi:192.0.2.10::::iqn.dhcp:t".into());
+        given.initiator_iqn = Some("iqn.dhcp:i".into());
+        given.credentials = Some(IpxeCredentials {
+            username: Some("du".into()),
+            password: Some(Secret::new(b"dp".to_vec())),
+            reverse_username: None,
+            reverse_password: None,
+        });
+        let l = effective_lease(&given, &cfg());
+        assert_eq!(
+            l.root_path.as_deref(),
+            Some("iscsi:192.0.2.10::::iqn.dhcp:t")
+        );
+        assert_eq!(l.initiator_iqn.as_deref(), Some("iqn.dhcp:i"));
+        let c = l.credentials.unwrap();
+        assert_eq!(c.username.as_deref(), Some("du"));
+        assert_eq!(c.password.unwrap().expose(), b"dp");
+        // Option 175 without the reverse pair: the file's pair completes mutual CHAP.
+        assert_eq!(c.reverse_username.as_deref(), Some("cru"));
+        assert_eq!(c.reverse_password.unwrap().expose(), b"crp");
+    }
+
+    #[test]
+    fn every_error_is_one_line() {
+        let errors = [
+            BootError::Probe(ProbeError::NoDevice("network interface")),
+            BootError::NoPort(vec![(1, PortError::NoLink(Duration::from_secs(45)))]),
+            BootError::NoPort(vec![]),
+            BootError::DhcpTimeout(Duration::from_secs(60)),
+            BootError::NoRootPath,
+            BootError::RootPath {
+                path: "iscsi:".into(),
+                error: RootPathError::TooShort,
+            },
+            BootError::BlockSize(520),
+        ];
+        for e in errors {
+            let s = e.to_string();
+            assert!(!s.contains('\n') && !s.is_empty(), "{s}");
+        }
+        assert_eq!(
+            BootError::NoPort(vec![
+                (1, PortError::NoLink(Duration::from_millis(500))),
+                (2, PortError::NoSuchPort)
+            ])
+            .to_string(),
+            "no port came up: port 1: no link within 500 ms; port 2: no such port"
+        );
+    }
+}
