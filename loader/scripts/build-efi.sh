@@ -24,17 +24,24 @@ fi
 # rustc drives the linker as rust-lld in its lld-link flavor (`-flavor link` first); ziglang's
 # `lld-link` is that linker already, so the flavor arguments are dropped.
 LINKER="$OUT/lld-link"
-cat >"$LINKER" <<'SH'
-#!/bin/sh
+WRAPPER='#!/bin/sh
 if [ "$1" = -flavor ]; then shift 2; fi
-exec python3 -m ziglang lld-link "$@"
-SH
-chmod +x "$LINKER"
+exec python3 -m ziglang lld-link "$@"'
+# Written only when it changes, and by rename: tests may run this script side by side.
+if [ "$(cat "$LINKER" 2>/dev/null)" != "$WRAPPER" ]; then
+    printf '%s\n' "$WRAPPER" >"$LINKER.$$"
+    chmod +x "$LINKER.$$"
+    mv -f "$LINKER.$$" "$LINKER"
+fi
 
 build() { # $1: image name, $2: cargo feature arguments
     local name="$1"
     shift
+    # One target directory per image: their flags differ (the map's name at least), and a
+    # change of flags would rebuild everything, core and alloc included.
+    local dir="$CARGO_TARGET_DIR/$name"
     (
+        export CARGO_TARGET_DIR="$dir"
         cd "$REPO/loader/efi"
         unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS RUSTUP_TOOLCHAIN
         export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
@@ -42,7 +49,8 @@ build() { # $1: image name, $2: cargo feature arguments
         exec /usr/bin/cargo build --release --target "$TARGET" \
             -Zbuild-std=core,alloc -Zbuild-std-features=compiler-builtins-mem "$@"
     )
-    cp "$CARGO_TARGET_DIR/$TARGET/release/isboot.efi" "$OUT/$name.efi"
+    cp "$dir/$TARGET/release/isboot.efi" "$OUT/$name.efi.$$"
+    mv -f "$OUT/$name.efi.$$" "$OUT/$name.efi"
 }
 
 case "${FEATURES_ONLY:-both}" in
@@ -52,10 +60,9 @@ measure)
     # parts, so that the linker map attributes code to the crate it came from
     # (loader/scripts/rom-size.py reads the map).
     CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-        CARGO_TARGET_DIR="$CARGO_TARGET_DIR-measure" build isboot-measure
+        build isboot-measure
     CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-        CARGO_TARGET_DIR="$CARGO_TARGET_DIR-measure" build isboot-nohca-measure \
-        --no-default-features
+        build isboot-nohca-measure --no-default-features
     ;;
 nohca) build isboot-nohca --no-default-features ;;
 *)
