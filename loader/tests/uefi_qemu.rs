@@ -593,8 +593,9 @@ fn isboot_efi_boots_linux_from_the_iscsi_lun_and_hands_it_the_ibft() {
     assert!(out.contains("initramfs: done"), "{}", show(&out));
 }
 
-/// A failure case: the ROM's configuration, what DHCP gives, and the line it must end with.
-fn fails(cfg: &str, dhcp_root_path: bool, line: &str) {
+/// A failure case: the ROM's configuration, what DHCP gives, the line it must end with, and
+/// the status OVMF's boot manager reports for the boot option.
+fn fails(cfg: &str, dhcp_root_path: bool, line: &str, status: &str) {
     let dir = isboot_tests::TempDir::new("uefi-qemu-fail").unwrap();
     let d = dir.0.clone();
     let rom = rom_disk(&d, cfg);
@@ -616,13 +617,19 @@ fn fails(cfg: &str, dhcp_root_path: bool, line: &str) {
         "expected {line:?}, got:\n{}",
         show(&out)
     );
-    // OVMF's boot manager took over again and says the boot option failed.
+    // OVMF's boot manager took over again and says the boot option failed, with the image's
+    // status.
     let tail = &out[out.rfind("back to the firmware").unwrap()..];
-    assert!(
-        tail.contains("BdsDxe: failed to start Boot"),
-        "the firmware did not report the boot option as failed:\n{}",
-        show(&out)
-    );
+    let failed = tail
+        .lines()
+        .find(|l| l.contains("BdsDxe: failed to start Boot"))
+        .unwrap_or_else(|| {
+            panic!(
+                "the firmware did not report the boot option as failed:\n{}",
+                show(&out)
+            )
+        });
+    assert!(failed.ends_with(&format!(": {status}")), "{failed}");
     assert!(!out.contains("initramfs:"));
 }
 
@@ -636,6 +643,7 @@ fn a_wrong_chap_secret_is_one_line_and_back_to_the_firmware() {
         ),
         false,
         &format!("isboot: iSCSI: login to {TARGET} at 192.0.2.1:3260 failed: "),
+        "Access Denied",
     );
 }
 
@@ -648,6 +656,7 @@ fn an_unreachable_target_is_one_line_and_back_to_the_firmware() {
         ),
         false,
         &format!("isboot: iSCSI: login to {TARGET} at 192.0.2.77:3260 failed: "),
+        "No Response",
     );
 }
 
@@ -657,5 +666,6 @@ fn a_bad_configuration_is_one_line_naming_it_and_back_to_the_firmware() {
         "link-wait=10\nport-order=1\nroot_path=iscsi:192.0.2.1::::x\n",
         true,
         "isboot: \\EFI\\isboot\\isboot.cfg: line 3: unknown key \"root_path\" (known: ",
+        "Load Error",
     );
 }

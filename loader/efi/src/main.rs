@@ -33,6 +33,8 @@ use core::fmt;
 use core::fmt::Write;
 use core::ptr::null_mut;
 
+use iscsi_initiator::session::SessionError;
+use iscsi_initiator::transport::ClientError;
 use loader::config::{self, Config, ConfigError};
 use loader::eth::EthPorts;
 use loader::flow::{self, BootError, Ports};
@@ -76,6 +78,7 @@ impl fmt::Display for St {
             Status::NOT_FOUND => "Not Found",
             Status::ACCESS_DENIED => "Access Denied",
             Status::ABORTED => "Aborted",
+            Status::NO_RESPONSE => "No Response",
             Status::SECURITY_VIOLATION => "Security Violation",
             _ => return write!(f, "status {:#x}", self.0.as_usize()),
         };
@@ -141,6 +144,12 @@ impl Failure {
         match self {
             Failure::ConfigRead(_) | Failure::Config(_) => Status::LOAD_ERROR,
             Failure::NoDevice(_) => Status::NOT_FOUND,
+            Failure::Boot(BootError::Login {
+                error:
+                    ClientError::Timeout
+                    | ClientError::Session(SessionError::ConnectFailed | SessionError::ConnectionLost),
+                ..
+            }) => Status::NO_RESPONSE,
             Failure::Boot(BootError::Login { .. }) => Status::ACCESS_DENIED,
             Failure::Boot(_) => Status::NO_MEDIA,
             Failure::Ibft(_) | Failure::Acpi(_) => Status::ABORTED,
