@@ -17,7 +17,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 600
 # DIR:TARGET pairs: each cargo-fuzz package and its targets.
 FUZZ_TARGETS ?= fuzz:ibft_parse fuzz:ibft_locate fuzz:ipoib_dhcp fuzz:ipoib_wire fuzz:ipoib_udp \
-	fuzz:loader_config \
+	fuzz:loader_config fuzz:loader_eth_frames \
 	hca/fuzz:mad_parse hca/fuzz:ud_packet hca/fuzz:cqe_eqe \
 	iscsi-initiator/fuzz:pdu_decode iscsi-initiator/fuzz:text_negotiate \
 	iscsi-initiator/fuzz:session_process
