@@ -1,12 +1,13 @@
 //! What the ROM leaves for the OS: an iBFT built from what the boot learned.
 //!
-//! - The NIC structure names the HCA by PCI address and the port by the 6-byte address current
-//!   iPXE derives from the port GUID (bytes 0, 1, 2, 5, 6, 7; `ibft::identity`), so the kernel
-//!   module's matcher finds the same port; its address, prefix, gateway, DNS servers, DHCP
-//!   server and host name come from the lease, with origin DHCP.
+//! - The NIC structure names the HCA (or NIC) by PCI address and the port by its MAC: for an
+//!   InfiniBand port the 6-byte address current iPXE derives from the port GUID (bytes 0, 1, 2,
+//!   5, 6, 7; `ibft::identity`), so the kernel module's matcher finds the same port; for
+//!   Ethernet the NIC's own. Its address, prefix, gateway, DNS servers, DHCP server and host
+//!   name come from the lease, with origin DHCP.
 //! - The target structure holds the root path's address, port, LUN and name, and the CHAP
-//!   credentials DHCP gave (iPXE's option 175): one-way with a user name and password, mutual
-//!   with the reverse pair too.
+//!   credentials DHCP gave (iPXE's option 175, completed from `isboot.cfg` by the flow): one-way
+//!   with a user name and password, mutual with the reverse pair too.
 //! - The initiator name is DHCP's option 203 if given, else one derived from the host name or,
 //!   failing that, the port GUID — stable across boots either way.
 
