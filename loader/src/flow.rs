@@ -12,11 +12,9 @@
 //! without option 203, its CHAP credentials for the fields option 175 leaves out.
 
 use alloc::format;
-use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
-use core::cell::RefCell;
 use core::fmt;
 
 use clock::Duration;
@@ -32,7 +30,7 @@ use iscsi_initiator::transport::{Client, ClientError};
 
 use crate::config::Config;
 use crate::handoff::{self, BootPort, HandoffError};
-use crate::net::{Env, Link, LinkError, NetClock, NetTransport, NicInfo, Shared, Stack};
+use crate::net::{Env, Link, LinkError, Network, NicInfo, SmolNet};
 
 /// Why a port did not come up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,16 +175,16 @@ impl fmt::Display for BootError {
     }
 }
 
-/// The initiator's client on the ROM's stack.
-pub type NetClient<L, E> = Client<NetTransport<L, E>, NetClock<L, E>>;
+/// The initiator's client on a network.
+pub type NetClient<N> = Client<<N as Network>::Transport, <N as Network>::Clock>;
 
 /// What a successful boot leaves: the logged-in session (the firmware serves the disk from it
 /// or logs out), what DHCP and the configuration gave, and the iBFT for the OS.
-pub struct Booted<L: Link, E: Env> {
-    /// The stack (the link and the firmware's clock).
-    pub stack: Shared<L, E>,
+pub struct Booted<N: Network> {
+    /// The network (the link and the firmware's clock).
+    pub net: N,
     /// The session, logged in.
-    pub client: NetClient<L, E>,
+    pub client: NetClient<N>,
     /// The port it booted through.
     pub nic: NicInfo,
     /// The lease, with the configuration's values filled in where DHCP gave none.
@@ -207,7 +205,7 @@ pub struct Booted<L: Link, E: Env> {
     pub ibft: Ibft,
 }
 
-impl<L: Link, E: Env> fmt::Debug for Booted<L, E> {
+impl<N: Network> fmt::Debug for Booted<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Booted")
             .field("nic", &self.nic)
@@ -261,22 +259,21 @@ fn bring_up<E: Env, P: Ports<E>>(
     Err(BootError::NoPort(why))
 }
 
-/// Step 2: DHCP, beside smoltcp on the link; the address configured when bound.
-fn acquire_lease<L: Link, E: Env>(stack: &Shared<L, E>, cfg: &Config) -> Result<Lease, BootError> {
-    let mut s = stack.borrow_mut();
-    let id = s.link.identity();
-    let now = s.now();
+/// Step 2: DHCP, beside the IP stack; the address configured when bound.
+fn acquire_lease<N: Network>(net: &mut N, cfg: &Config) -> Result<Lease, BootError> {
+    let id = net.identity();
+    let now = net.now();
     let seed = u64::from_le_bytes(id.port_guid) ^ now.total_nanos() ^ 0xd4c9;
     let mut dcfg = dhcp::Config::new(id, seed);
-    dcfg.form = s.link.dhcp_form(cfg.client_id);
-    dcfg.mtu = u16::try_from(s.link.mtu()).unwrap_or(u16::MAX);
+    dcfg.form = net.dhcp_form(cfg.client_id);
+    dcfg.mtu = u16::try_from(net.mtu()).unwrap_or(u16::MAX);
     let acquire = dcfg.acquire_timeout;
     let mut client = dhcp::Client::new(dcfg, now);
     loop {
-        s.poll();
-        let now = s.now();
+        net.poll();
+        let now = net.now();
         let mut event = None;
-        while let Some(p) = s.link.take_dhcp() {
+        while let Some(p) = net.take_dhcp() {
             if let Some(e) = client.process(now, &p) {
                 event = Some(e);
                 break;
@@ -287,7 +284,7 @@ fn acquire_lease<L: Link, E: Env>(stack: &Shared<L, E>, cfg: &Config) -> Result<
         }
         match event {
             Some(Event::Bound(l)) => {
-                s.set_ipv4(
+                net.set_ipv4(
                     l.address,
                     l.prefix_len.unwrap_or(24),
                     l.routers.first().copied(),
@@ -300,19 +297,19 @@ fn acquire_lease<L: Link, E: Env>(stack: &Shared<L, E>, cfg: &Config) -> Result<
             Some(Event::Renewed(_)) | None => {}
         }
         while let Some(tx) = client.poll_transmit(now) {
-            s.link.send_dhcp(now, &tx).map_err(BootError::DhcpLink)?;
+            net.send_dhcp(&tx).map_err(BootError::DhcpLink)?;
         }
-        s.env.idle(Duration::from_millis(1));
+        net.idle(Duration::from_millis(1));
     }
 }
 
 /// Step 3: the root path, and an iSCSI login to its target.
-fn login<L: Link, E: Env>(
-    stack: &Shared<L, E>,
+fn login<N: Network>(
+    net: &N,
     lease: &Lease,
     nic: &NicInfo,
     cfg: &Config,
-) -> Result<(NetClient<L, E>, RootPath, String), BootError> {
+) -> Result<(NetClient<N>, RootPath, String), BootError> {
     let rp = lease.root_path.as_deref().ok_or(BootError::NoRootPath)?;
     let root = RootPath::parse(rp).map_err(|error| BootError::RootPath {
         path: rp.to_string(),
@@ -336,7 +333,7 @@ fn login<L: Link, E: Env>(
             mutual,
         })
     });
-    let now = stack.borrow().now();
+    let now = net.now();
     let mut seed = [0u8; 32];
     seed[..8].copy_from_slice(&nic.guid);
     seed[8..16].copy_from_slice(&now.total_nanos().to_le_bytes());
@@ -355,8 +352,8 @@ fn login<L: Link, E: Env>(
         port: root.port,
     };
     let first_port = 49152 + (now.total_millis() % 8192) as u16;
-    let clock = NetClock::new(stack.clone());
-    let transport = NetTransport::new(stack.clone(), first_port);
+    let clock = net.clock();
+    let transport = net.transport(first_port);
     let session = Session::new(SessionConfig::new(login, portal.clone()), now);
     let mut client = Client::new(session, transport, clock);
     client
@@ -369,19 +366,28 @@ fn login<L: Link, E: Env>(
     Ok((client, root, initiator))
 }
 
-/// Runs the flow on `ports` with the firmware `env`. `say` gets one line per step, as the ROM
-/// prints them on the console.
+/// Runs the flow on `ports` with the firmware `env`, smoltcp over the port that comes up
+/// ([`SmolNet`]). `say` gets one line per step, as the ROM prints them on the console.
 pub fn boot<E: Env, P: Ports<E>>(
     ports: &mut P,
     mut env: E,
     cfg: &Config,
     say: &mut dyn FnMut(&str),
-) -> Result<Booted<P::Link, E>, BootError> {
+) -> Result<Booted<SmolNet<P::Link, E>>, BootError> {
     let link = bring_up(ports, &mut env, cfg, say)?;
-    let nic = link.nic();
-    let seed = u64::from_le_bytes(nic.guid) ^ env.now().total_nanos();
-    let stack: Shared<P::Link, E> = Rc::new(RefCell::new(Stack::new(link, env, seed)));
-    let given = acquire_lease(&stack, cfg)?;
+    let seed = u64::from_le_bytes(link.nic().guid) ^ env.now().total_nanos();
+    boot_on(SmolNet::new(link, env, seed), cfg, say)
+}
+
+/// The flow from DHCP on, on a network that is up (a firmware with its own TCP implements
+/// [`Network`] and starts here, after its own port bring-up).
+pub fn boot_on<N: Network>(
+    mut net: N,
+    cfg: &Config,
+    say: &mut dyn FnMut(&str),
+) -> Result<Booted<N>, BootError> {
+    let nic = net.nic();
+    let given = acquire_lease(&mut net, cfg)?;
     let lease = effective_lease(&given, cfg);
     let rp = match (&given.root_path, &lease.root_path) {
         (Some(r), _) => r.clone(),
@@ -398,7 +404,7 @@ pub fn boot<E: Env, P: Ports<E>>(
             .map_or("no router".to_string(), |r| r.to_string()),
         lease.server_id,
     ));
-    let (mut client, root, initiator) = login(&stack, &lease, &nic, cfg)?;
+    let (mut client, root, initiator) = login(&net, &lease, &nic, cfg)?;
     let auth = match lease.credentials.as_ref() {
         Some(c) if c.reverse_username.is_some() => "mutual CHAP",
         Some(c) if c.username.is_some() => "CHAP",
@@ -448,7 +454,7 @@ pub fn boot<E: Env, P: Ports<E>>(
         table.nics[0].mac, nic.port, nic.mac_origin, root.target
     ));
     Ok(Booted {
-        stack,
+        net,
         client,
         nic,
         lease,

@@ -1,6 +1,9 @@
-//! The ROM's network below iSCSI, the same on every firmware: a [`Link`] (IPoIB over the HCA
-//! verbs, or Ethernet frames through a firmware NIC), smoltcp's TCP/IP over it in a
-//! [`Stack`], and the iSCSI initiator's [`Transport`] and [`Clock`] on that stack.
+//! The ROM's network below iSCSI: what the flow needs of it once a port is up ([`Network`]:
+//! DHCP beside the IP stack, the address, and the iSCSI initiator's [`Transport`] and
+//! [`Clock`]), and the implementation every firmware so far uses ([`SmolNet`]): a [`Link`]
+//! (IPoIB over the HCA verbs, or Ethernet frames through a firmware NIC) with smoltcp's TCP/IP
+//! over it in a [`Stack`]. A firmware with a TCP of its own implements [`Network`] on it and
+//! runs the same flow ([`crate::flow::boot_on`]).
 //!
 //! The firmware gives the time and the waiting ([`Env`]): the simulator steps its fabric, a
 //! UEFI image stalls. Every wait here is bounded by the caller's timeout on that clock.
@@ -170,6 +173,111 @@ impl<L: Link, E: Env> Stack<L, E> {
 
 /// A stack shared by the flow, the transport and the clock.
 pub type Shared<L, E> = Rc<RefCell<Stack<L, E>>>;
+
+/// The network the flow runs on once a port is up.
+pub trait Network {
+    /// The initiator's byte stream.
+    type Transport: Transport;
+    /// The initiator's clock.
+    type Clock: Clock;
+    /// Now, on the firmware's clock.
+    fn now(&self) -> Instant;
+    /// One round of work: receive, and run the stack's timers.
+    fn poll(&mut self);
+    /// Let up to `max` pass.
+    fn idle(&mut self, max: Duration);
+    /// The next DHCP message received (the UDP payload of a datagram to port 68).
+    fn take_dhcp(&mut self) -> Option<Vec<u8>>;
+    /// Sends a DHCP client message (UDP 68 to 67).
+    fn send_dhcp(&mut self, tx: &Transmit) -> Result<(), LinkError>;
+    /// Configures the address the lease gave.
+    fn set_ipv4(&mut self, addr: Ipv4Addr, prefix: u8, gateway: Option<Ipv4Addr>);
+    /// Who the port is, for DHCP's client identifier.
+    fn identity(&self) -> Identity;
+    /// The client-id form DHCP uses here, given the configured one.
+    fn dhcp_form(&self, configured: ClientIdForm) -> ClientIdForm;
+    /// The IP MTU.
+    fn mtu(&self) -> usize;
+    /// What the iBFT says of the port.
+    fn nic(&self) -> NicInfo;
+    /// A transport for the initiator; `first_port` is the first local TCP port it uses.
+    fn transport(&self, first_port: u16) -> Self::Transport;
+    /// The initiator's clock.
+    fn clock(&self) -> Self::Clock;
+}
+
+/// [`Network`] over a [`Link`] with smoltcp: the stack shared by the flow, the initiator's
+/// transport and its clock.
+pub struct SmolNet<L: Link, E: Env>(pub Shared<L, E>);
+
+impl<L: Link, E: Env> fmt::Debug for SmolNet<L, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SmolNet")
+    }
+}
+
+impl<L: Link, E: Env> SmolNet<L, E> {
+    /// smoltcp on `link` with the firmware `env` (`seed` varies smoltcp's initial sequence
+    /// numbers and ports from boot to boot).
+    pub fn new(link: L, env: E, seed: u64) -> Self {
+        Self(Rc::new(RefCell::new(Stack::new(link, env, seed))))
+    }
+}
+
+impl<L: Link, E: Env> Network for SmolNet<L, E> {
+    type Transport = NetTransport<L, E>;
+    type Clock = NetClock<L, E>;
+
+    fn now(&self) -> Instant {
+        self.0.borrow().now()
+    }
+
+    fn poll(&mut self) {
+        self.0.borrow_mut().poll();
+    }
+
+    fn idle(&mut self, max: Duration) {
+        self.0.borrow_mut().env.idle(max);
+    }
+
+    fn take_dhcp(&mut self) -> Option<Vec<u8>> {
+        self.0.borrow_mut().link.take_dhcp()
+    }
+
+    fn send_dhcp(&mut self, tx: &Transmit) -> Result<(), LinkError> {
+        let mut s = self.0.borrow_mut();
+        let now = s.now();
+        s.link.send_dhcp(now, tx)
+    }
+
+    fn set_ipv4(&mut self, addr: Ipv4Addr, prefix: u8, gateway: Option<Ipv4Addr>) {
+        self.0.borrow_mut().set_ipv4(addr, prefix, gateway);
+    }
+
+    fn identity(&self) -> Identity {
+        self.0.borrow().link.identity()
+    }
+
+    fn dhcp_form(&self, configured: ClientIdForm) -> ClientIdForm {
+        self.0.borrow().link.dhcp_form(configured)
+    }
+
+    fn mtu(&self) -> usize {
+        self.0.borrow().link.mtu()
+    }
+
+    fn nic(&self) -> NicInfo {
+        self.0.borrow().link.nic()
+    }
+
+    fn transport(&self, first_port: u16) -> NetTransport<L, E> {
+        NetTransport::new(self.0.clone(), first_port)
+    }
+
+    fn clock(&self) -> NetClock<L, E> {
+        NetClock::new(self.0.clone())
+    }
+}
 
 /// The initiator's clock: the firmware's, letting the stack work while it waits.
 pub struct NetClock<L: Link, E: Env> {

@@ -17,7 +17,7 @@ use core::ptr::null_mut;
 use iscsi_initiator::block::BlockDevice;
 use iscsi_initiator::scsi::Lun;
 use loader::flow::NetClient;
-use loader::net::{Env, Link};
+use loader::net::Network;
 use r_efi::efi::{self, Handle, Status};
 use r_efi::protocols::{block_io, device_path};
 
@@ -30,9 +30,9 @@ pub trait Reader {
 }
 
 /// The session and the LUN.
-pub struct SessionReader<L: Link, E: Env> {
+pub struct SessionReader<N: Network> {
     /// The logged-in client.
-    pub client: NetClient<L, E>,
+    pub client: NetClient<N>,
     /// The LUN.
     pub lun: Lun,
     /// Its block size.
@@ -42,7 +42,7 @@ pub struct SessionReader<L: Link, E: Env> {
 /// The most bytes one READ asks for.
 const MAX_READ: usize = 256 * 1024;
 
-impl<L: Link, E: Env> Reader for SessionReader<L, E> {
+impl<N: Network> Reader for SessionReader<N> {
     fn read(&mut self, lba: u64, out: &mut [u8]) -> bool {
         let bl = (self.block_len as usize).max(1);
         let chunk = (MAX_READ / bl).max(1) * bl;

@@ -184,7 +184,7 @@ where
     ));
     let dp = disk::device_path(&parent, &b.root.target, b.root.lun);
     let blocks = b.capacity / u64::from(b.block_len.max(1));
-    let reader = disk::SessionReader {
+    let reader = disk::SessionReader::<loader::net::SmolNet<P::Link, UefiEnv>> {
         client: b.client,
         lun: b.lun,
         block_len: b.block_len,
