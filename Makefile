@@ -6,6 +6,8 @@
 #   make fuzz   run the fuzz targets for a while (FUZZ_SECONDS each; needs nightly)
 #   make kmod   build isboot.ko (on Linux: cross build from registry packages)
 #   make nostd-check  the portable crates build with no std, no floating point
+#   make rom    target/rom/isboot.efi, the boot ROM as a UEFI image (Debian's toolchain)
+#   make rom-size     where isboot.efi's bytes go, by crate
 #   make kmod-check   structural checks of isboot.ko (relocations, FPU, symbols, layouts)
 #
 # Fixtures captured from real firmware live in tests/fixtures/ (see its README).
@@ -15,16 +17,18 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 600
 # DIR:TARGET pairs: each cargo-fuzz package and its targets.
 FUZZ_TARGETS ?= fuzz:ibft_parse fuzz:ibft_locate fuzz:ipoib_dhcp fuzz:ipoib_wire fuzz:ipoib_udp \
+	fuzz:loader_config fuzz:loader_eth_frames \
 	hca/fuzz:mad_parse hca/fuzz:ud_packet hca/fuzz:cqe_eqe \
 	iscsi-initiator/fuzz:pdu_decode iscsi-initiator/fuzz:text_negotiate \
 	iscsi-initiator/fuzz:session_process
 
-.PHONY: all test test-deps fmt-check clippy unit-tests demo demo-check demo-deps fuzz clean kmod kmod-check nostd-check bench
+.PHONY: all test test-deps fmt-check clippy unit-tests demo demo-check demo-deps fuzz clean kmod kmod-check nostd-check bench rom rom-size
 
 all: test
 
-# isboot.ko is built before the unit tests: kldrun's tests (kmod/harness) run the real module.
-test: test-deps fmt-check clippy kmod unit-tests kmod-check nostd-check demo-check
+# isboot.ko is built before the unit tests: kldrun's tests (kmod/harness) run the real module;
+# isboot.efi too: the QEMU test boots it.
+test: test-deps fmt-check clippy kmod rom unit-tests kmod-check nostd-check demo-check
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -48,10 +52,12 @@ unit-tests: kmod
 # The real peers the tests talk to (as root, from Debian's packages, when missing): Kea, tgtd,
 # istgt, libiscsi's tools (a reference initiator), tshark (Wireshark's decoder, which checks
 # the fabric's captures; DEBIAN_FRONTEND=noninteractive answers its debconf question about
-# non-root capture with the default, no), and OpenSM on ibsim with infiniband-diags (a real
-# subnet manager for the SM bridge), makefs/gdisk for FreeBSD root disks.
+# non-root capture with the default, no), OpenSM on ibsim with infiniband-diags (a real subnet
+# manager for the SM bridge), makefs/gdisk for FreeBSD root disks; for isboot.efi booting Linux
+# in QEMU (loader/tests/uefi_qemu.rs): QEMU, OVMF, the FAT tools, systemd-boot and a static
+# busybox for the initramfs.
 TEST_PACKAGES := kea-dhcp4-server tgt istgt libiscsi-bin tshark ibsim-utils opensm infiniband-diags \
-	makefs gdisk
+	makefs gdisk qemu-system-x86 ovmf mtools dosfstools systemd-boot-efi busybox-static
 test-deps:
 	@missing=""; \
 	for p in $(TEST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
@@ -131,6 +137,17 @@ bench: demo-deps
 # The portable crates build for a bare-metal soft-float target and use no floating point.
 nostd-check:
 	scripts/nostd-check.sh
+
+# isboot.efi (and isboot-nohca.efi, without the ConnectX driver) from registry packages only:
+# Debian's rustc with -Zbuild-std for x86_64-unknown-uefi, ziglang's lld-link. Prints the sizes.
+ROM_OUT ?= $(CURDIR)/target/rom
+rom:
+	@OUT=$(ROM_OUT) loader/scripts/build-efi.sh
+
+# Where isboot.efi's bytes go, by crate (non-LTO builds' linker maps), and what the ConnectX
+# driver and the IPoIB path add.
+rom-size:
+	@OUT=$(ROM_OUT) FEATURES_ONLY=measure loader/scripts/build-efi.sh
 
 KMOD_OUT ?= $(CURDIR)/target/kmod
 

@@ -195,3 +195,100 @@ fn an_unknown_port_gets_a_pool_address_and_renews_it_at_t1() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// The Kea configuration of `docs/dhcp-ib.md` (its first JSON block), made to run here: on
+/// loopback behind the test's relay instead of on `ib0` behind 192.0.2.1, leases in memory,
+/// and a log the harness reads.
+fn documented_config(log: &std::path::Path) -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/dhcp-ib.md"))
+        .expect("docs/dhcp-ib.md");
+    let start = doc.find("```json\n").expect("a JSON block") + "```json\n".len();
+    let json = &doc[start..start + doc[start..].find("```").expect("its end")];
+    let mut out = String::new();
+    for line in json.lines() {
+        let line = if line.contains("\"lease-database\"") {
+            r#"  "lease-database": { "type": "memfile", "persist": false },"#.to_string()
+        } else {
+            line.replace(r#"[ "ib0" ]"#, r#"[ "lo/127.0.0.1" ]"#)
+                .replace(
+                    r#""ip-addresses": [ "192.0.2.1" ]"#,
+                    &format!(r#""ip-addresses": [ "{RELAY}" ]"#),
+                )
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    assert!(
+        out.contains("lo/127.0.0.1")
+            && out.contains("127.0.0.2")
+            && out.contains("\"persist\": false")
+    );
+    out.replacen(
+        r#"{ "Dhcp4": {"#,
+        &format!(
+            r#"{{ "Dhcp4": {{ "loggers": [ {{ "name": "kea-dhcp4", "severity": "INFO",
+    "output_options": [ {{ "output": "{}" }} ] }} ],"#,
+            log.display()
+        ),
+        1,
+    )
+}
+
+#[test]
+fn the_documented_kea_configuration_serves_every_client_id_form() {
+    netns::run(|| {
+        let kea = Kea::start_json(documented_config).unwrap_or_else(|e| panic!("{e}"));
+        let mut h = Harness::new();
+        // docs/dhcp-ib.md's hosts, in ClientIdForm::ALL's order, for port 1's identity.
+        let names = [
+            "rfc4390",
+            "boib-connectx",
+            "boib-infinihost",
+            "flexboot",
+            "ib-guid",
+            "ipxe",
+        ];
+        for (i, form) in ClientIdForm::ALL.into_iter().enumerate() {
+            let mut c = client(form, 1, h.now());
+            let l = match h.run(&mut c) {
+                Event::Bound(l) => l,
+                e => panic!("{form:?}: {e:?}\n{}", kea.log()),
+            };
+            let name = names[i];
+            assert_eq!(
+                l.address,
+                Ipv4Addr::new(192, 0, 2, 50 + i as u8),
+                "{form:?}"
+            );
+            assert_eq!(
+                l.host_name.as_deref(),
+                Some(format!("node-{name}").as_str())
+            );
+            assert_eq!(l.routers, vec![Ipv4Addr::new(192, 0, 2, 1)]);
+            assert_eq!(l.root_path.as_deref(), Some(ROOT_PATH));
+            assert_eq!(
+                l.initiator_iqn.as_deref(),
+                Some(format!("iqn.2026-11.org.example:node-{name}").as_str())
+            );
+            // Option 175: the node's CHAP account and the subnet's mutual pair.
+            let cr = l
+                .credentials
+                .as_ref()
+                .unwrap_or_else(|| panic!("{form:?}: no 175"));
+            assert_eq!(
+                cr.username.as_deref(),
+                Some(format!("node-{name}").as_str())
+            );
+            assert_eq!(
+                cr.password.as_ref().map(|s| s.expose()),
+                Some(format!("{name}-chap-secret").as_bytes())
+            );
+            assert_eq!(cr.reverse_username.as_deref(), Some("array"));
+            assert_eq!(
+                cr.reverse_password.as_ref().map(|s| s.expose()),
+                Some(&b"arr4y-mutual-secret"[..])
+            );
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}

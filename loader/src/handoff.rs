@@ -1,12 +1,13 @@
 //! What the ROM leaves for the OS: an iBFT built from what the boot learned.
 //!
-//! - The NIC structure names the HCA by PCI address and the port by the 6-byte address current
-//!   iPXE derives from the port GUID (bytes 0, 1, 2, 5, 6, 7; `ibft::identity`), so the kernel
-//!   module's matcher finds the same port; its address, prefix, gateway, DNS servers, DHCP
-//!   server and host name come from the lease, with origin DHCP.
+//! - The NIC structure names the HCA (or NIC) by PCI address and the port by its MAC: for an
+//!   InfiniBand port the 6-byte address current iPXE derives from the port GUID (bytes 0, 1, 2,
+//!   5, 6, 7; `ibft::identity`), so the kernel module's matcher finds the same port; for
+//!   Ethernet the NIC's own. Its address, prefix, gateway, DNS servers, DHCP server and host
+//!   name come from the lease, with origin DHCP.
 //! - The target structure holds the root path's address, port, LUN and name, and the CHAP
-//!   credentials DHCP gave (iPXE's option 175): one-way with a user name and password, mutual
-//!   with the reverse pair too.
+//!   credentials DHCP gave (iPXE's option 175, completed from `isboot.cfg` by the flow): one-way
+//!   with a user name and password, mutual with the reverse pair too.
 //! - The initiator name is DHCP's option 203 if given, else one derived from the host name or,
 //!   failing that, the port GUID — stable across boots either way.
 
@@ -15,10 +16,9 @@ use alloc::string::String;
 use core::fmt;
 use core::net::IpAddr;
 
-use ibft::identity::{mac_for, MacRule, PortGuid};
 use ibft::{
-    ChapType, ControlFlags, Header, Ibft, Initiator, InitiatorFlags, Lun, Nic, NicFlags, Origin,
-    PciAddress, Secret, Target, TargetFlags,
+    ChapType, ControlFlags, Header, Ibft, Initiator, InitiatorFlags, Lun, MacAddr, Nic, NicFlags,
+    Origin, PciAddress, Secret, Target, TargetFlags,
 };
 use ipoib::dhcp::Lease;
 use iscsi_initiator::rootpath::{RootPath, Server};
@@ -30,8 +30,11 @@ pub struct BootPort {
     pub pci: PciAddress,
     /// Port number (1-based).
     pub port: u8,
-    /// The port GUID.
+    /// The port GUID (for an Ethernet port, the EUI-64 of its MAC).
     pub guid: [u8; 8],
+    /// The MAC the NIC structure carries: for an IB port the 6 bytes current iPXE derives
+    /// from the GUID (`ibft::identity`), for Ethernet the NIC's own.
+    pub mac: MacAddr,
 }
 
 /// Why no iBFT could be made.
@@ -91,7 +94,7 @@ pub fn target_address(root: &RootPath) -> Result<IpAddr, HandoffError> {
 
 /// The iBFT for a boot through `port` with `lease` from `root`.
 pub fn build_ibft(port: &BootPort, lease: &Lease, root: &RootPath) -> Result<Ibft, HandoffError> {
-    let mac = mac_for(MacRule::GuidMask, PortGuid(port.guid), None).unwrap_or_default();
+    let mac = port.mac;
     let nic = Nic {
         index: 0,
         flags: NicFlags::BLOCK_VALID | NicFlags::BOOT_SELECTED | NicFlags::GLOBAL,
@@ -188,6 +191,7 @@ mod tests {
         },
         port: 2,
         guid: [0x00, 0x02, 0xc9, 0x03, 0x00, 0x00, 0x10, 0x3a],
+        mac: MacAddr([0x00, 0x02, 0xc9, 0x00, 0x10, 0x3a]),
     };
 
     fn root() -> RootPath {

@@ -5,85 +5,67 @@
 //! node: a dual-port ConnectX whose port 1 has no cable and whose port 2 does — so the ROM has
 //! to give up on port 1 within its bound and boot through port 2.
 //!
-//! The iSCSI initiator runs unchanged: its [`Transport`] is a smoltcp TCP socket over the
-//! node's IPoIB interface, its [`Clock`] the simulator's clock. Every wait is bounded twice:
-//! in simulated time by the protocol's own timeouts, and in real time by [`REAL_TIME_LIMIT`].
+//! This is wiring only: the flow is the portable [`crate::flow`], over the hermon driver on
+//! the node's simulated HCA ([`crate::ipoib_link`]), smoltcp and the initiator's transport of
+//! [`crate::net`]; the firmware's clock is the simulator's, and waiting steps the fabric
+//! ([`SimEnv`]). Every wait is bounded in simulated time, which moves on every step.
 
 use std::cell::RefCell;
+use std::format;
 use std::rc::Rc;
-use std::string::{String, ToString};
+use std::string::String;
+use std::string::ToString;
 use std::time::Instant as StdInstant;
+use std::vec;
 use std::vec::Vec;
-use std::{format, vec};
 
-use hca::verbs::PortNum;
+use hca::hermon::{Config as HermonConfig, Hermon};
+use hca_sim::SimHal;
 use ibft::PciAddress;
-use ipoib::dhcp::{ClientIdForm, Event, Lease};
-use ipoib::iface;
+use ipoib::dhcp::Lease;
 use iscsi_initiator::block::BlockDevice;
-use iscsi_initiator::login::{ChapConfig, Isid, LoginConfig, MutualChap, SessionType};
 use iscsi_initiator::rootpath::RootPath;
-use iscsi_initiator::session::{Portal, Session, SessionConfig};
 use iscsi_initiator::time::Duration;
-use iscsi_initiator::transport::{Client, Clock};
-use net_sim::{IpHost, SimClock, SimTransport, REAL_TIME_LIMIT};
+use iscsi_initiator::transport::Clock;
 
-use crate::handoff::{self, BootPort, HandoffError};
+use crate::flow::{self, BootError, ProbeError};
+use crate::handoff::BootPort;
+use crate::ipoib_link::{IpoibLink, IpoibPorts};
+use crate::net::Env;
+
+use net_sim::REAL_TIME_LIMIT;
 
 pub use net_sim::{FabricConfig, World};
 
-/// What the ROM is told to do.
-#[derive(Debug, Clone)]
-pub struct BootConfig {
-    /// How long to wait for each port to become ACTIVE.
-    pub port_timeout: core::time::Duration,
-    /// The client-id form the DHCP server is configured for.
-    pub client_id: ClientIdForm,
-    /// How many bytes of the boot LUN to read (the boot blocks).
-    pub boot_bytes: u32,
-}
+/// What the ROM is told to do: the portable configuration.
+pub type BootConfig = crate::config::Config;
 
-impl Default for BootConfig {
-    fn default() -> Self {
-        Self {
-            port_timeout: core::time::Duration::from_secs(5),
-            client_id: ClientIdForm::Rfc4390,
-            boot_bytes: 4096,
-        }
-    }
-}
+/// The HCA's PCI function on the simulated node.
+pub const HCA_PCI: PciAddress = PciAddress {
+    bus: 0x81,
+    device: 0,
+    function: 0,
+};
 
-/// Why the boot stopped.
+/// The firmware on the simulator: its clock is the fabric's, and waiting steps the fabric
+/// (the gateway, and 1 ms of simulated time).
 #[derive(Debug)]
-pub enum BootError {
-    /// The fabric could not be built.
-    Fabric(String),
-    /// No port came up.
-    NoPort(Vec<String>),
-    /// DHCP gave no lease.
-    Dhcp(String),
-    /// The lease has no usable root path.
-    RootPath(String),
-    /// The iSCSI login or the reads failed.
-    Iscsi(String),
-    /// The iBFT could not be made.
-    Handoff(HandoffError),
+pub struct SimEnv {
+    world: Rc<RefCell<World>>,
 }
 
-impl core::fmt::Display for BootError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            BootError::Fabric(e) => write!(f, "fabric: {e}"),
-            BootError::NoPort(why) => write!(f, "no port came up: {}", why.join("; ")),
-            BootError::Dhcp(e) => write!(f, "DHCP: {e}"),
-            BootError::RootPath(e) => write!(f, "root path: {e}"),
-            BootError::Iscsi(e) => write!(f, "iSCSI: {e}"),
-            BootError::Handoff(e) => write!(f, "iBFT: {e}"),
-        }
+impl Env for SimEnv {
+    fn now(&self) -> clock::Instant {
+        self.world.borrow().now()
+    }
+
+    fn idle(&mut self, _max: Duration) {
+        self.world.borrow_mut().step();
     }
 }
 
-impl std::error::Error for BootError {}
+/// The boot link on the simulator: the hermon driver on the node's simulated HCA.
+pub type SimLink = IpoibLink<Hermon<SimHal>>;
 
 /// What a successful boot leaves.
 #[derive(Debug, Clone)]
@@ -104,207 +86,67 @@ pub struct Booted {
     pub ibft: ibft::Ibft,
 }
 
-type SimClient = Client<SimTransport, SimClock>;
-
-/// Step 1: port 1, then port 2, each bounded by the port timeout; the IPoIB interface up on the
-/// first that becomes ACTIVE.
-fn bring_up(
-    world: &Rc<RefCell<World>>,
-    cfg: &BootConfig,
-    say: &mut dyn FnMut(&str),
-) -> Result<(u8, ipoib::dhcp::Identity), BootError> {
-    let mut why = Vec::new();
-    for p in crate::PORT_ORDER {
-        let icfg = iface::Config {
-            port: PortNum(p),
-            port_timeout: cfg.port_timeout,
-            ..iface::Config::default()
-        };
-        let up = {
-            let w = world.borrow();
-            IpHost::up(&w.sim, w.node, icfg)
-        };
-        match up {
-            Ok(h) => {
-                say(&format!(
-                    "port {p}: ACTIVE; joined the IPoIB broadcast group, IP MTU {}",
-                    h.ipoib.mtu()
-                ));
-                let id = h.ipoib.identity();
-                world.borrow_mut().host = Some(h);
-                return Ok((p, id));
-            }
-            Err(e) => {
-                say(&format!("port {p}: {e}"));
-                why.push(format!("port {p}: {e}"));
-            }
-        }
-    }
-    Err(BootError::NoPort(why))
-}
-
-/// Step 2: DHCP over IB, through the gateway's relay.
-fn acquire_lease(world: &Rc<RefCell<World>>, cfg: &BootConfig) -> Result<Lease, BootError> {
-    let mut w = world.borrow_mut();
-    let seed = w.cfg.seed ^ 0xd4c9;
-    if let Some(h) = w.host.as_mut() {
-        h.start_dhcp(cfg.client_id, seed);
-    }
-    let real = StdInstant::now() + REAL_TIME_LIMIT;
-    loop {
-        w.step();
-        let ev = w.host.as_mut().and_then(|h| h.dhcp_events.pop_front());
-        match ev {
-            Some(Event::Bound(l)) => return Ok(l),
-            Some(Event::TimedOut) => {
-                return Err(BootError::Dhcp(
-                    "no lease within the acquire timeout".into(),
-                ))
-            }
-            Some(_) => {}
-            None if StdInstant::now() >= real => {
-                return Err(BootError::Dhcp(
-                    "no lease within the real-time limit".into(),
-                ))
-            }
-            None => {}
-        }
-    }
-}
-
-/// Step 3: the root path, and an iSCSI login to its target across the fabric.
-fn login(
-    world: &Rc<RefCell<World>>,
-    lease: &Lease,
-    identity: &ipoib::dhcp::Identity,
-) -> Result<(SimClient, RootPath, String), BootError> {
-    let rp = lease
-        .root_path
-        .as_deref()
-        .ok_or_else(|| BootError::RootPath("the lease has no root path (option 17)".into()))?;
-    let root = RootPath::parse(rp).map_err(|e| BootError::RootPath(format!("{rp}: {e}")))?;
-    let target_ip = handoff::target_address(&root).map_err(BootError::Handoff)?;
-    let initiator = handoff::initiator_name(lease, identity.port_guid);
-    let chap = lease.credentials.as_ref().and_then(|c| {
-        let user = c.username.clone()?;
-        let secret = c.password.as_ref()?;
-        let mutual = match (&c.reverse_username, &c.reverse_password) {
-            (Some(u), Some(s)) => Some(MutualChap {
-                target_user: u.clone(),
-                target_secret: s.clone(),
-            }),
-            _ => None,
-        };
-        Some(ChapConfig {
-            user,
-            secret: secret.clone(),
-            mutual,
-        })
-    });
-    let mut seed = [0u8; 32];
-    seed[..8].copy_from_slice(&identity.port_guid);
-    seed[8..16].copy_from_slice(&world.borrow().sim.now().as_nanos().to_le_bytes()[..8]);
-    let login = LoginConfig {
-        isid: Isid::derive(&identity.port_guid, &initiator, 0),
-        initiator_name: initiator.clone(),
-        initiator_alias: None,
-        target_name: Some(root.target.clone()),
-        session_type: SessionType::Normal,
-        chap,
-        operational: Default::default(),
-        entropy_seed: seed,
+/// The probe: the driver opens the booting node's HCA.
+fn probe(world: &Rc<RefCell<World>>) -> Result<IpoibPorts<Hermon<SimHal>>, BootError> {
+    let hal = {
+        let w = world.borrow();
+        w.sim.hal(w.node)
     };
-    let portal = Portal {
-        host: target_ip.to_string(),
-        port: root.port,
-    };
-    let clock = SimClock::new(world.clone());
-    let transport = SimTransport::new(world.clone());
-    let session = Session::new(SessionConfig::new(login, portal), clock.now());
-    let mut client = Client::new(session, transport, clock);
-    client
-        .login(Duration::from_secs(30))
-        .map_err(|e| BootError::Iscsi(format!("login to {} failed: {e}", root.target)))?;
-    Ok((client, root, initiator))
+    let dev = Hermon::open(hal, HermonConfig::default())
+        .map_err(|e| BootError::Probe(ProbeError::Hca(e)))?;
+    Ok(IpoibPorts::new(dev, HCA_PCI))
 }
 
-/// Runs the ROM flow. `say` gets one line per step, as a ROM prints on the console.
+/// Runs the ROM flow ([`flow::boot`]) on the simulator, then logs out (the OS logs in again,
+/// reinstating the session by the same ISID). `say` gets one line per step, as a ROM prints on
+/// the console.
 pub fn boot(
     world: World,
     cfg: &BootConfig,
     say: &mut dyn FnMut(&str),
 ) -> Result<Booted, BootError> {
     let world = Rc::new(RefCell::new(world));
-    let (port, identity) = bring_up(&world, cfg, say)?;
-    let lease = acquire_lease(&world, cfg)?;
-    say(&format!(
-        "DHCP: {}/{} via {} from server {}, root path {}",
-        lease.address,
-        lease.prefix_len.unwrap_or(0),
-        lease
-            .routers
-            .first()
-            .map_or("no router".to_string(), |r| r.to_string()),
-        lease.server_id,
-        lease.root_path.as_deref().unwrap_or("(none)")
-    ));
-    let (mut client, root, initiator) = login(&world, &lease, &identity)?;
-    let auth = match lease.credentials.as_ref() {
-        Some(c) if c.reverse_username.is_some() => "mutual CHAP",
-        Some(c) if c.username.is_some() => "CHAP",
-        _ => "no authentication",
-    };
-    say(&format!(
-        "iSCSI: logged in to {} at {}:{} as {initiator} ({auth})",
-        root.target,
-        handoff::target_address(&root).map_err(BootError::Handoff)?,
-        root.port
-    ));
-    let (capacity, boot_blocks) = {
-        let mut disk = BlockDevice::new(&mut client, iscsi_initiator::scsi::Lun(root.lun));
-        let cap = disk
-            .capacity()
-            .map_err(|e| BootError::Iscsi(format!("READ CAPACITY: {e}")))?;
-        let bl = cap.block_len.max(1);
-        let blocks = cfg.boot_bytes.div_ceil(bl);
-        let data = disk
-            .read(0, blocks, vec![0; (blocks * bl) as usize])
-            .map_err(|e| BootError::Iscsi(format!("READ of the boot blocks: {e}")))?;
-        (cap.bytes(), data)
-    };
-    say(&format!(
-        "iSCSI: LUN {} is {} MiB; read {} boot bytes",
-        ibft::Lun(root.lun),
-        capacity >> 20,
-        boot_blocks.len()
-    ));
-    // The OS logs in again (reinstating the session by the same ISID); log out cleanly here.
-    let _ = client.logout(Duration::from_secs(5));
-
-    // The iBFT for the OS.
-    let port = BootPort {
-        pci: PciAddress {
-            bus: 0x81,
-            device: 0,
-            function: 0,
-        },
-        port,
-        guid: identity.port_guid,
-    };
-    let table = handoff::build_ibft(&port, &lease, &root).map_err(BootError::Handoff)?;
-    say(&format!(
-        "iBFT: NIC 0 {} (port {} GUID MAC), target 0 {}",
-        table.nics[0].mac, port.port, root.target
-    ));
+    let mut ports = probe(&world)?;
+    let mut b = flow::boot(&mut ports, SimEnv { world }, cfg, say)?;
+    let _ = b.client.logout(Duration::from_secs(5));
     Ok(Booted {
-        port,
-        lease,
-        root,
-        initiator,
-        capacity,
-        boot_blocks,
-        ibft: table,
+        port: BootPort {
+            pci: b.nic.pci,
+            port: b.nic.port,
+            guid: b.nic.guid,
+            mac: b.nic.mac,
+        },
+        lease: b.lease,
+        root: b.root,
+        initiator: b.initiator,
+        capacity: b.capacity,
+        boot_blocks: b.boot_blocks,
+        ibft: b.ibft,
     })
+}
+
+/// Why [`bench`] stopped.
+#[derive(Debug)]
+pub enum BenchError {
+    /// The boot did not get as far as the login.
+    Boot(BootError),
+    /// A read failed.
+    Io(String),
+}
+
+impl core::fmt::Display for BenchError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BenchError::Boot(e) => write!(f, "{e}"),
+            BenchError::Io(e) => write!(f, "iSCSI: {e}"),
+        }
+    }
+}
+
+impl From<BootError> for BenchError {
+    fn from(e: BootError) -> Self {
+        BenchError::Boot(e)
+    }
 }
 
 /// A workload for [`bench`].
@@ -340,17 +182,21 @@ pub fn bench(
     w: &Workload,
     cpu_us: &dyn Fn() -> u64,
     say: &mut dyn FnMut(&str),
-) -> Result<BenchResult, BootError> {
+) -> Result<BenchResult, BenchError> {
     use iscsi_initiator::scsi::Cdb;
     use iscsi_initiator::session::{Completion, Direction};
     let world = Rc::new(RefCell::new(world));
-    let (_, identity) = bring_up(&world, cfg, say)?;
-    let lease = acquire_lease(&world, cfg)?;
-    let (mut client, root, _) = login(&world, &lease, &identity)?;
-    let lun = iscsi_initiator::scsi::Lun(root.lun);
+    let mut ports = probe(&world)?;
+    let b = flow::boot(&mut ports, SimEnv { world }, cfg, say)?;
+    let (mut client, lun) = (b.client, b.lun);
     let cap = BlockDevice::new(&mut client, lun)
         .capacity()
-        .map_err(|e| BootError::Iscsi(format!("READ CAPACITY: {e}")))?;
+        .map_err(|error| {
+            BenchError::Boot(BootError::Disk {
+                what: "READ CAPACITY",
+                error,
+            })
+        })?;
     let bl = cap.block_len.max(1);
     let nblk = (w.bs / bl).max(1);
     let span = (cap.blocks / u64::from(nblk)).max(1);
@@ -368,7 +214,7 @@ pub fn bench(
         while let Some(c) = client.next_completion() {
             if let Completion::Command { result, buffer, .. } = c {
                 inflight -= 1;
-                result.map_err(|e| BootError::Iscsi(format!("READ: {e:?}")))?;
+                result.map_err(|e| BenchError::Io(format!("READ: {e:?}")))?;
                 ios += 1;
                 free.push(buffer);
             }
@@ -397,7 +243,7 @@ pub fn bench(
                     Err((e, b)) => {
                         free.push(b);
                         if inflight == 0 {
-                            return Err(BootError::Iscsi(format!("submit: {e:?}")));
+                            return Err(BenchError::Io(format!("submit: {e:?}")));
                         }
                         break;
                     }
@@ -407,7 +253,7 @@ pub fn bench(
             break;
         }
         if let Some(e) = client.session().failure() {
-            return Err(BootError::Iscsi(e.to_string()));
+            return Err(BenchError::Io(e.to_string()));
         }
         client.step(Duration::from_millis(200));
     }

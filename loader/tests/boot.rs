@@ -134,3 +134,25 @@ fn the_bench_path_moves_reads_across_the_fabric_for_the_time_asked() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn with_only_the_uncabled_port_to_try_the_boot_stops_with_one_line() {
+    isboot_tests::netns::run(|| {
+        let cfg = loader::sim::BootConfig {
+            port_order: vec![1],
+            link_wait: std::time::Duration::from_secs(2),
+            ..common::boot_config()
+        };
+        let mut lines = Vec::new();
+        let e = loader::sim::boot(common::world(), &cfg, &mut |l| lines.push(l.to_string()))
+            .expect_err("port 1 has no cable");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let s = e.to_string();
+        assert!(
+            s.starts_with("no port came up: port 1: IPoIB: port 1 stays DOWN"),
+            "{s}"
+        );
+        assert!(!s.contains('\n'));
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -89,6 +89,13 @@ fn json_str(s: &str) -> String {
 
 impl Config {
     fn to_json(&self, log: &std::path::Path) -> String {
+        self.to_json_on(log, "lo/127.0.0.1", "udp")
+    }
+
+    /// The configuration with Kea listening on `interfaces` (Kea's `name` or `name/address`
+    /// form) with `socket` (`udp`, or `raw` to answer directly attached clients that have
+    /// no address yet).
+    fn to_json_on(&self, log: &std::path::Path, interfaces: &str, socket: &str) -> String {
         let reservations: Vec<String> = self
             .reservations
             .iter()
@@ -112,7 +119,7 @@ impl Config {
             .collect();
         format!(
             r#"{{ "Dhcp4": {{
-  "interfaces-config": {{ "interfaces": [ "lo/127.0.0.1" ], "dhcp-socket-type": "udp" }},
+  "interfaces-config": {{ "interfaces": [ {interfaces} ], "dhcp-socket-type": "{socket}" }},
   "lease-database": {{ "type": "memfile", "persist": false }},
   "match-client-id": true,
   "valid-lifetime": {life},
@@ -133,6 +140,7 @@ impl Config {
             reservations = reservations.join(",\n      "),
             options = options.join(",\n      "),
             log = json_str(&log.to_string_lossy()),
+            interfaces = json_str(interfaces),
         )
     }
 }
@@ -159,6 +167,19 @@ impl Kea {
     /// Writes the configuration and starts Kea on 127.0.0.1:67; returns once it has started
     /// (at most 10 s). Call inside a private network namespace.
     pub fn start(config: &Config) -> io::Result<Kea> {
+        Self::start_json(|log| config.to_json(log))
+    }
+
+    /// Starts Kea serving directly attached clients on `interface` (raw sockets: clients
+    /// with no address yet get their answers), e.g. a bridge in the test's namespace that a
+    /// VM's tap device is on. The subnet is chosen by the interface's address.
+    pub fn start_on(config: &Config, interface: &str) -> io::Result<Kea> {
+        Self::start_json(|log| config.to_json_on(log, interface, "raw"))
+    }
+
+    /// Starts Kea with the configuration `json` makes from the path of the log it must write
+    /// (a `loggers` entry at INFO: the start is seen there).
+    pub fn start_json(json: impl FnOnce(&std::path::Path) -> String) -> io::Result<Kea> {
         let bin = binary().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -168,7 +189,7 @@ impl Kea {
         let dir = TempDir::new("kea")?;
         let log = dir.0.join("kea.log");
         let conf = dir.0.join("kea.json");
-        std::fs::write(&conf, config.to_json(&log))?;
+        std::fs::write(&conf, json(&log))?;
         let mut child = Command::new(bin)
             .arg("-c")
             .arg(&conf)

@@ -105,6 +105,10 @@ pub fn world_with_capture(pcap: Option<&Path>) -> World {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The ROM's settings on the simulator: 5 s (of simulated time) for a port, not BoIB's 45.
 pub fn boot_config() -> BootConfig {
-    BootConfig::default()
+    BootConfig {
+        link_wait: std::time::Duration::from_secs(5),
+        ..BootConfig::default()
+    }
 }
