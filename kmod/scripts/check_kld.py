@@ -336,8 +336,13 @@ def decode_sysinits(elf, relocs):
 # Headers searched for the declarations of the kernel symbols the module uses.
 HEADERS = [
     "sys/param.h", "sys/systm.h", "sys/kernel.h", "sys/module.h", "sys/malloc.h", "sys/lock.h",
-    "sys/mutex.h", "sys/sysctl.h", "sys/linker.h", "sys/pcpu.h", "vm/vm.h", "vm/pmap.h",
-    "machine/pmap.h",
+    "sys/mutex.h", "sys/sx.h", "sys/sysctl.h", "sys/linker.h", "sys/pcpu.h", "sys/proc.h",
+    "sys/kthread.h", "sys/time.h", "sys/socket.h", "sys/socketvar.h", "sys/sockopt.h",
+    "vm/vm.h", "vm/pmap.h", "machine/pmap.h",
+    # the boot thread (kmod/shim/isboot_boot.c)
+    "net/if.h", "net/if_var.h", "net/vnet.h", "net/route.h", "net/route/nhop.h",
+    "netinet/in.h", "netinet/in_fib.h", "geom/geom.h", "cam/cam.h", "cam/cam_ccb.h",
+    "cam/cam_sim.h", "cam/cam_xpt.h", "cam/cam_xpt_sim.h", "cam/cam_periph.h",
 ]
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@
 //! `kmod/scripts/check-kld.sh` verifies that every undefined symbol of the built `isboot.ko`
 //! is declared by the FreeBSD headers (it compiles a reference to each against them).
 
-use crate::abi::{MallocType, SysctlCtxList, SysctlHandler, SysctlOid, SysctlOidList};
+use crate::abi::{
+    Bintime, MallocType, Proc, RootHoldToken, SysctlCtxList, SysctlHandler, SysctlOid,
+    SysctlOidList, Thread,
+};
 use core::ffi::{c_char, c_int, c_void};
 
 extern "C" {
@@ -138,6 +141,56 @@ extern "C" {
     /// `void pmap_unmapdev(void *, vm_size_t);` (machine/pmap.h; `pmap_unmapbios(va, sz)` is a
     /// macro for it on amd64, taking `void *` since `__FreeBSD_version` 1400070)
     pub fn pmap_unmapdev(va: *mut c_void, size: usize);
+
+    // --- the boot thread: time, sleep, entropy (sys/time.h, sys/systm.h, sys/libkern.h) ------
+
+    /// `void binuptime(struct bintime *bt);` (sys/time.h): the uptime, precisely. (`sbinuptime()`
+    /// and `getsbinuptime()` are `static __inline` over it and `getbinuptime`.)
+    pub fn binuptime(bt: *mut Bintime);
+
+    /// `int pause_sbt(const char *wmesg, sbintime_t sbt, sbintime_t pr, int flags);`
+    /// (sys/systm.h; `pause(9)` is an inline calling it with `tick_sbt * timo, 0, C_HARDCLOCK`)
+    pub fn pause_sbt(wmesg: *const c_char, sbt: i64, pr: i64, flags: c_int) -> c_int;
+
+    /// `void arc4random_buf(void *, size_t);` (sys/libkern.h)
+    pub fn arc4random_buf(buf: *mut c_void, len: usize);
+
+    /// `void wakeup(const void *chan);` (sys/systm.h)
+    pub fn wakeup(chan: *const c_void);
+
+    // --- root mount hold (sys/systm.h, kern/vfs_mountroot.c) --------------------------------
+
+    /// `struct root_hold_token *root_mount_hold(const char *identifier);` (sys/systm.h): NULL
+    /// once root is mounted (a kldload after boot).
+    pub fn root_mount_hold(identifier: *const c_char) -> *mut RootHoldToken;
+
+    /// `void root_mount_rel(struct root_hold_token *h);` (sys/systm.h; NULL is a no-op)
+    pub fn root_mount_rel(h: *mut RootHoldToken);
+
+    // --- kernel threads (sys/kthread.h) -----------------------------------------------------
+
+    /// ```c
+    /// int kproc_kthread_add(void (*)(void *), void *, struct proc **, struct thread **,
+    ///         int flags, int pages, const char *procname, const char *, ...)
+    ///         __printflike(8, 9);
+    /// ```
+    /// (sys/kthread.h) `pages` 0 is the default kernel stack (`kstack_pages`).
+    pub fn kproc_kthread_add(
+        func: unsafe extern "C" fn(*mut c_void),
+        arg: *mut c_void,
+        procptr: *mut *mut Proc,
+        tdptr: *mut *mut Thread,
+        flags: c_int,
+        pages: c_int,
+        procname: *const c_char,
+        fmt: *const c_char,
+        ...
+    ) -> c_int;
+
+    /// `void kthread_exit(void) __dead2;` (sys/kthread.h): the end of every kernel thread
+    /// (the last thread of a kproc exits the process too); it does `wakeup(curthread)` for a
+    /// module waiting on the thread.
+    pub fn kthread_exit() -> !;
 }
 
 /// Symbols defined by the module's own C shim (`kmod/shim/isboot_shim.c`).
@@ -153,5 +206,89 @@ pub mod shim {
 
         /// `SYSCTL_NODE(_net, OID_AUTO, isboot, ...)` → `struct sysctl_oid sysctl___net_isboot;`
         pub static mut sysctl___net_isboot: SysctlOid;
+    }
+
+    // --- the boot thread's shim (kmod/shim/isboot_boot.c, prototypes in isboot_boot.h) --------
+    use crate::abi::{CcbInfo, Ccb, IfInfo, PathInqInfo, RouteInfo, Socket};
+    use core::ffi::{c_char, c_int, c_uint, c_void};
+
+    extern "C" {
+        /// `int isboot_so_create(int dom, int type, int proto, struct socket **sop);`:
+        /// socreate(9) with the thread's credential (its vnet comes from it).
+        pub fn isboot_so_create(dom: c_int, ty: c_int, proto: c_int, sop: *mut *mut Socket)
+            -> c_int;
+        /// `int isboot_so_close(struct socket *so);`: soclose(9).
+        pub fn isboot_so_close(so: *mut Socket) -> c_int;
+        /// `int isboot_so_setopt_int(struct socket *so, int level, int name, int value);`
+        pub fn isboot_so_setopt_int(so: *mut Socket, level: c_int, name: c_int, value: c_int)
+            -> c_int;
+        /// `int isboot_so_setopt_timeout(struct socket *so, int name, uint64_t usec);`
+        /// (`SO_RCVTIMEO`/`SO_SNDTIMEO` as a `struct timeval`; 0 is for ever)
+        pub fn isboot_so_setopt_timeout(so: *mut Socket, name: c_int, usec: u64) -> c_int;
+        /// `int isboot_so_connect4(struct socket *so, uint32_t addr, uint16_t port,
+        /// uint32_t timeout_ms);` (host order): soconnect(9) and the wait for the handshake.
+        pub fn isboot_so_connect4(so: *mut Socket, addr: u32, port: u16, timeout_ms: u32)
+            -> c_int;
+        /// `int isboot_so_send(struct socket *so, const void *buf, size_t len, size_t *sent);`
+        pub fn isboot_so_send(so: *mut Socket, buf: *const c_void, len: usize, sent: *mut usize)
+            -> c_int;
+        /// `int isboot_so_recv(struct socket *so, void *buf, size_t len, int flags,
+        /// size_t *got);`: soreceive(9); EWOULDBLOCK when `SO_RCVTIMEO` ran out.
+        pub fn isboot_so_recv(
+            so: *mut Socket,
+            buf: *mut c_void,
+            len: usize,
+            flags: c_int,
+            got: *mut usize,
+        ) -> c_int;
+
+        /// `int isboot_if_list(struct isboot_ifinfo *out, int max);`: the interfaces
+        /// (if_foreach_sleep under CURVNET_SET(vnet0)); returns how many were written.
+        pub fn isboot_if_list(out: *mut IfInfo, max: c_int) -> c_int;
+        /// `int isboot_if_up(const char *name);`: `IFF_UP` through ifioctl(SIOCSIFFLAGS).
+        pub fn isboot_if_up(name: *const c_char) -> c_int;
+        /// `int isboot_if_addr4(const char *name, uint32_t addr, uint32_t mask);`:
+        /// ifioctl(SIOCAIFADDR) (host order).
+        pub fn isboot_if_addr4(name: *const c_char, addr: u32, mask: u32) -> c_int;
+        /// `int isboot_route4_lookup(uint32_t dst, struct isboot_route *out);`: 1 when
+        /// fib4_lookup() found a route.
+        pub fn isboot_route4_lookup(dst: u32, out: *mut RouteInfo) -> c_int;
+
+        /// `int isboot_cam_register(const struct isboot_pathinq *inq, uint32_t openings);`
+        pub fn isboot_cam_register(inq: *const PathInqInfo, openings: u32) -> c_int;
+        /// `int isboot_cam_device(char *name, size_t len);`: the da(4) unit on target 0 LUN 0
+        /// ("" while there is none).
+        pub fn isboot_cam_device(name: *mut c_char, len: usize) -> c_int;
+        /// `int isboot_disk_opens(const char *name);`: the opens of its GEOM provider, or -1.
+        pub fn isboot_disk_opens(name: *const c_char) -> c_int;
+        /// `u_int isboot_cam_pending(void);`: CCBs queued for the thread.
+        pub fn isboot_cam_pending() -> c_uint;
+        /// `int isboot_cam_next(struct isboot_ccb *out);`: 1 and the oldest queued CCB.
+        pub fn isboot_cam_next(out: *mut CcbInfo) -> c_int;
+        /// `void isboot_ccb_copy_out(union ccb *ccb, void *dst, uint32_t len);`
+        pub fn isboot_ccb_copy_out(ccb: *mut Ccb, dst: *mut c_void, len: u32);
+        /// ```c
+        /// void isboot_cam_complete_scsiio(union ccb *ccb, uint32_t status,
+        ///     uint8_t scsi_status, uint32_t resid, const void *data, uint32_t data_len,
+        ///     const void *sense, uint8_t sense_len, uint8_t sense_resid);
+        /// ```
+        #[allow(clippy::too_many_arguments)]
+        pub fn isboot_cam_complete_scsiio(
+            ccb: *mut Ccb,
+            status: u32,
+            scsi_status: u8,
+            resid: u32,
+            data: *const c_void,
+            data_len: u32,
+            sense: *const c_void,
+            sense_len: u8,
+            sense_resid: u8,
+        );
+        /// `void isboot_cam_complete(union ccb *ccb, uint32_t status);`
+        pub fn isboot_cam_complete(ccb: *mut Ccb, status: u32);
+        /// `void isboot_cam_freeze(int freeze);`: xpt_freeze_simq / xpt_release_simq.
+        pub fn isboot_cam_freeze(freeze: c_int);
+        /// `void isboot_cam_deregister(void);`
+        pub fn isboot_cam_deregister();
     }
 }
