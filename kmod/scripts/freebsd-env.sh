@@ -45,6 +45,8 @@ SHIM_CFLAGS=(
     -isystem "$FREEBSD_INC_MD" -isystem "$FREEBSD_INC"
     -ffreestanding -fno-common -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer
     -mcmodel=kernel -mno-red-zone -mno-mmx -mno-sse -msoft-float -mno-aes -mno-avx
+    # zig cc resolves CPU features itself: -mno-sse leaves the baseline x86-64 cpu's SSE2 on
+    -mno-sse2 -mno-sse3 -mno-ssse3 -mno-sse4.1 -mno-sse4.2 -mno-avx2
     -fno-asynchronous-unwind-tables -fwrapv -std=gnu99 -O2
     -Wall -Werror
 )

@@ -512,6 +512,7 @@ isboot_cam_register(const struct isboot_pathinq *inq, uint32_t openings)
 		isboot_sim.devq = NULL;
 		return (EIO);
 	}
+	isboot_sim.registered = 1;
 	error = 0;
 	if (xpt_create_path(&isboot_sim.path, NULL, cam_sim_path(isboot_sim.sim),
 	    CAM_TARGET_WILDCARD, CAM_LUN_WILDCARD) != CAM_REQ_CMP)
@@ -521,7 +522,6 @@ isboot_cam_register(const struct isboot_pathinq *inq, uint32_t openings)
 		isboot_cam_deregister();
 		return (error);
 	}
-	isboot_sim.registered = 1;
 	/*
 	 * Scan the bus (xpt_bus_register() may have started one already; CAM queues scans).
 	 * xpt_rescan() takes the CCB and its path.
@@ -694,16 +694,13 @@ isboot_cam_freeze(int freeze)
 	mtx_unlock(&isboot_sim.lock);
 }
 
-/*
- * The boot thread is ending: refuse new CCBs, fail the queued ones, and take the bus away
- * (the disk goes with it: AC_LOST_DEVICE, as iscsi(4) does on session removal).
- */
+/* The session is gone for good: refuse new CCBs and fail the queued ones. */
 void
-isboot_cam_deregister(void)
+isboot_cam_stop(void)
 {
 	struct ccb_hdr *h;
 
-	if (isboot_sim.sim == NULL)
+	if (!isboot_sim.inited)
 		return;
 	mtx_lock(&isboot_sim.lock);
 	isboot_sim.dead = 1;
@@ -713,6 +710,20 @@ isboot_cam_deregister(void)
 		h->status = CAM_DEV_NOT_THERE;
 		xpt_done((union ccb *)h);
 	}
+	mtx_unlock(&isboot_sim.lock);
+}
+
+/*
+ * The boot thread is ending: refuse new CCBs, fail the queued ones, and take the bus away
+ * (the disk goes with it: AC_LOST_DEVICE, as iscsi(4) does on session removal).
+ */
+void
+isboot_cam_deregister(void)
+{
+	if (isboot_sim.sim == NULL)
+		return;
+	isboot_cam_stop();
+	mtx_lock(&isboot_sim.lock);
 	if (isboot_sim.path != NULL) {
 		xpt_async(AC_LOST_DEVICE, isboot_sim.path, NULL);
 		xpt_free_path(isboot_sim.path);

@@ -84,6 +84,7 @@ void	isboot_cam_complete_scsiio(union ccb *ccb, uint32_t status, uint8_t scsi_st
 	    uint8_t sense_len, uint8_t sense_resid);
 void	isboot_cam_complete(union ccb *ccb, uint32_t status);
 void	isboot_cam_freeze(int freeze);
+void	isboot_cam_stop(void);
 void	isboot_cam_deregister(void);
 
 #endif /* !_ISBOOT_BOOT_H_ */

@@ -209,29 +209,40 @@ pub mod shim {
     }
 
     // --- the boot thread's shim (kmod/shim/isboot_boot.c, prototypes in isboot_boot.h) --------
-    use crate::abi::{CcbInfo, Ccb, IfInfo, PathInqInfo, RouteInfo, Socket};
+    use crate::abi::{Ccb, CcbInfo, IfInfo, PathInqInfo, RouteInfo, Socket};
     use core::ffi::{c_char, c_int, c_uint, c_void};
 
     extern "C" {
         /// `int isboot_so_create(int dom, int type, int proto, struct socket **sop);`:
         /// socreate(9) with the thread's credential (its vnet comes from it).
-        pub fn isboot_so_create(dom: c_int, ty: c_int, proto: c_int, sop: *mut *mut Socket)
-            -> c_int;
+        pub fn isboot_so_create(
+            dom: c_int,
+            ty: c_int,
+            proto: c_int,
+            sop: *mut *mut Socket,
+        ) -> c_int;
         /// `int isboot_so_close(struct socket *so);`: soclose(9).
         pub fn isboot_so_close(so: *mut Socket) -> c_int;
         /// `int isboot_so_setopt_int(struct socket *so, int level, int name, int value);`
-        pub fn isboot_so_setopt_int(so: *mut Socket, level: c_int, name: c_int, value: c_int)
-            -> c_int;
+        pub fn isboot_so_setopt_int(
+            so: *mut Socket,
+            level: c_int,
+            name: c_int,
+            value: c_int,
+        ) -> c_int;
         /// `int isboot_so_setopt_timeout(struct socket *so, int name, uint64_t usec);`
         /// (`SO_RCVTIMEO`/`SO_SNDTIMEO` as a `struct timeval`; 0 is for ever)
         pub fn isboot_so_setopt_timeout(so: *mut Socket, name: c_int, usec: u64) -> c_int;
         /// `int isboot_so_connect4(struct socket *so, uint32_t addr, uint16_t port,
         /// uint32_t timeout_ms);` (host order): soconnect(9) and the wait for the handshake.
-        pub fn isboot_so_connect4(so: *mut Socket, addr: u32, port: u16, timeout_ms: u32)
-            -> c_int;
+        pub fn isboot_so_connect4(so: *mut Socket, addr: u32, port: u16, timeout_ms: u32) -> c_int;
         /// `int isboot_so_send(struct socket *so, const void *buf, size_t len, size_t *sent);`
-        pub fn isboot_so_send(so: *mut Socket, buf: *const c_void, len: usize, sent: *mut usize)
-            -> c_int;
+        pub fn isboot_so_send(
+            so: *mut Socket,
+            buf: *const c_void,
+            len: usize,
+            sent: *mut usize,
+        ) -> c_int;
         /// `int isboot_so_recv(struct socket *so, void *buf, size_t len, int flags,
         /// size_t *got);`: soreceive(9); EWOULDBLOCK when `SO_RCVTIMEO` ran out.
         pub fn isboot_so_recv(
@@ -288,7 +299,11 @@ pub mod shim {
         pub fn isboot_cam_complete(ccb: *mut Ccb, status: u32);
         /// `void isboot_cam_freeze(int freeze);`: xpt_freeze_simq / xpt_release_simq.
         pub fn isboot_cam_freeze(freeze: c_int);
-        /// `void isboot_cam_deregister(void);`
+        /// `void isboot_cam_stop(void);`: new CCBs fail with `CAM_DEV_NOT_THERE`, queued ones
+        /// too.
+        pub fn isboot_cam_stop();
+        /// `void isboot_cam_deregister(void);`: isboot_cam_stop(), then the bus goes
+        /// (AC_LOST_DEVICE, xpt_bus_deregister, cam_sim_free).
         pub fn isboot_cam_deregister();
     }
 }
