@@ -204,7 +204,10 @@ def main():
            else "; ".join(offenders[:5]))
 
     # 3b. stack frames: the kernel stack is 16 KiB (KSTACK_PAGES=4) for the whole call chain.
-    frames, fn = [], None
+    #     A frame above a page is allocated a page at a time with inline stack probes
+    #     (sub $0x1000,%rsp; movq $0,(%rsp); ...), so a function's frame is the sum of its
+    #     subtractions from %rsp, not the largest one.
+    sizes, fn = {}, None
     for line in dis.splitlines():
         m = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
         if m:
@@ -212,7 +215,8 @@ def main():
             continue
         m = re.search(r"\bsub\s+\$0x([0-9a-f]+),%rsp", line)
         if m:
-            frames.append((int(m.group(1), 16), fn))
+            sizes[fn] = sizes.get(fn, 0) + int(m.group(1), 16)
+    frames = [(n, f) for f, n in sizes.items()]
     biggest = max(frames, default=(0, "-"))
     report(biggest[0] <= MAX_FRAME, f"no stack frame above {MAX_FRAME} bytes",
            f"largest {biggest[0]} bytes in {biggest[1][:80]}")
