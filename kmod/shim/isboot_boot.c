@@ -549,7 +549,7 @@ isboot_cam_device(char *name, size_t len)
 	name[0] = '\0';
 	if (!isboot_sim.registered)
 		return (ENXIO);
-	if (xpt_create_path(&path, NULL, isboot_sim.path_id, 0, 0) != CAM_REQ_CMP)
+	if (xpt_create_path(&path, NULL, cam_sim_path(isboot_sim.sim), 0, 0) != CAM_REQ_CMP)
 		return (ENOMEM);
 	mtx = xpt_path_mtx(path);
 	mtx_lock(mtx);
