@@ -806,6 +806,9 @@ fn configure<E: BootEnv>(env: &mut E, plan: &BootPlan, ifname: &str) -> Result<(
     Ok(())
 }
 
+/// The session's driver over the environment's transport and clock, on the heap.
+type BoxedClient<E> = Box<Client<<E as BootEnv>::Transport, <E as BootEnv>::Clock>>;
+
 /// The client is boxed (a session is some 2 KiB): the boot thread's frames stay small
 /// (`kmod/scripts/check_kld.py` allows 4 KiB a frame on a kernel stack).
 #[inline(never)]
@@ -814,7 +817,7 @@ fn login<E: BootEnv>(
     plan: &BootPlan,
     ifname: &str,
     t: &BootTunables,
-) -> Result<Box<Client<E::Transport, E::Clock>>, BootError> {
+) -> Result<BoxedClient<E>, BootError> {
     let mut seed = [0u8; 32];
     env.entropy(&mut seed);
     let login = LoginConfig {
