@@ -4,22 +4,25 @@
  * Only what Rust cannot do without mirroring a kernel structure lives here:
  *   - kernel sockets: socreate(9) with the thread's credential, a connect that waits, and
  *     sosend(9)/soreceive(9) through a struct uio;
- *   - interfaces: the list (if_foreach_sleep() and the if_t accessors, under
- *     CURVNET_SET(vnet0)), IFF_UP and SIOCAIFADDR through ifioctl() on a UDP socket (what
- *     ifconfig(8) does), the route to an address (fib4_lookup() in the net epoch);
+ *   - interfaces: IFF_UP and SIOCAIFADDR through ifioctl() on a UDP socket (what
+ *     ifconfig(8) does; ifioctl() sets the socket's vnet);
  *   - the CAM SIM: its action routine (PATH_INQ, GET/SET_TRAN_SETTINGS, CALC_GEOMETRY and
  *     RESET_BUS answered here; SCSI_IO, ABORT and RESET_DEV queued for the Rust thread), the
  *     CCB fields the Rust side needs, completion (data and sense copied, the device queue
  *     frozen when the status says so, xpt_done), the SIM queue freeze, the scan, the name of
  *     the da(4) unit that attached, and whether its GEOM provider is open.
  *
- * Every layout this file relies on is pinned in isboot_abi.h (compiled below). Routes are
- * added through a routing socket by Rust (struct rt_msghdr is the userland ABI), not with
- * rib_action(), whose struct rt_addrinfo is internal.
+ * Every layout this file relies on is pinned in isboot_boot_abi.h (compiled below). Nothing
+ * here sets curthread->td_vnet (CURVNET_SET): its offset in struct thread differs between 14
+ * and 15, whose headers the cross build uses. The kernel socket calls set the socket's vnet
+ * themselves, so Rust lists interfaces and looks routes up with rtnetlink messages on a
+ * netlink socket, and adds routes with RTM_ADD on a routing socket (kmod/src/netlink.rs,
+ * kmod/src/rtmsg.rs): wire formats, not kernel structures.
  */
 #include <sys/param.h>
 #include <sys/systm.h>
 #include <sys/kernel.h>
+#include <sys/module.h>
 #include <sys/malloc.h>
 #include <sys/lock.h>
 #include <sys/mutex.h>
@@ -34,14 +37,12 @@
 
 #include <net/if.h>
 #include <net/if_var.h>
-#include <net/if_types.h>
-#include <net/vnet.h>
 #include <net/route.h>
-#include <net/route/nhop.h>
 #include <netinet/in.h>
 #include <netinet/in_var.h>
-#include <netinet/in_fib.h>
 #include <netinet/tcp.h>
+#include <netinet/tcp_fsm.h>
+#include <netlink/netlink.h>
 #include <netinet/tcp_fsm.h>
 
 #include <geom/geom.h>
@@ -213,69 +214,6 @@ isboot_so_recv(struct socket *so, void *buf, size_t len, int flags, size_t *got)
 /* ---------------------------------------------------------------------------------------- */
 /* Interfaces                                                                                 */
 
-struct isboot_iflist_ctx {
-	struct isboot_ifinfo	*out;
-	int			 max;
-	int			 n;
-};
-
-static u_int
-isboot_ifaddr_cb(void *arg, struct ifaddr *ifa, u_int count)
-{
-	struct isboot_ifinfo *ii = arg;
-	const struct sockaddr_in *a, *m;
-
-	if (ii->naddr >= ISBOOT_IF_MAXADDR)
-		return (0);
-	a = (const struct sockaddr_in *)ifa->ifa_addr;
-	m = (const struct sockaddr_in *)ifa->ifa_netmask;
-	if (a == NULL || a->sin_family != AF_INET)
-		return (0);
-	ii->addr[ii->naddr] = ntohl(a->sin_addr.s_addr);
-	ii->mask[ii->naddr] = m != NULL ? ntohl(m->sin_addr.s_addr) : 0xffffffffu;
-	ii->naddr++;
-	return (1);
-}
-
-static int
-isboot_if_cb(if_t ifp, void *arg)
-{
-	struct isboot_iflist_ctx *ctx = arg;
-	struct isboot_ifinfo *ii;
-	const char *ll;
-	int len;
-
-	if (ctx->n >= ctx->max)
-		return (0);
-	ii = &ctx->out[ctx->n++];
-	bzero(ii, sizeof(*ii));
-	strlcpy(ii->name, if_name(ifp), sizeof(ii->name));
-	ii->type = if_gettype(ifp);
-	ii->flags = if_getflags(ifp);
-	ii->link_state = if_getlinkstate(ifp);
-	/* The link-layer address: 6 bytes for Ethernet, 20 for IPoIB (if_addrlen). */
-	len = ii->type == IFT_INFINIBAND ? 20 : ii->type == IFT_ETHER ||
-	    ii->type == IFT_L2VLAN ? 6 : 0;
-	ll = if_getlladdr(ifp);
-	if (ll != NULL && len > 0) {
-		memcpy(ii->lladdr, ll, len);
-		ii->addrlen = len;
-	}
-	if_foreach_addr_type(ifp, AF_INET, isboot_ifaddr_cb, ii);
-	return (0);
-}
-
-int
-isboot_if_list(struct isboot_ifinfo *out, int max)
-{
-	struct isboot_iflist_ctx ctx = { out, max, 0 };
-
-	CURVNET_SET(vnet0);
-	if_foreach_sleep(NULL, NULL, isboot_if_cb, &ctx);
-	CURVNET_RESTORE();
-	return (ctx.n);
-}
-
 /* ifioctl() on a UDP socket, as ifconfig(8) does: ifioctl() sets the socket's vnet. */
 static int
 isboot_ifioctl(u_long cmd, void *data)
@@ -334,40 +272,15 @@ isboot_if_addr4(const char *name, uint32_t addr, uint32_t mask)
 	return (isboot_ifioctl(SIOCAIFADDR, &ifra));
 }
 
-int
-isboot_route4_lookup(uint32_t dst, struct isboot_route *out)
-{
-	/* Room for an EPOCH_TRACE kernel's larger tracker too. */
-	union {
-		struct epoch_tracker	et;
-		char			room[128];
-	} etu;
-	struct nhop_object *nh;
-	struct in_addr a;
-	int found;
-
-	bzero(out, sizeof(*out));
-	a.s_addr = htonl(dst);
-	found = 0;
-	CURVNET_SET(vnet0);
-	NET_EPOCH_ENTER(etu.et);
-	nh = fib4_lookup(RT_DEFAULT_FIB, a, 0, NHR_NONE, 0);
-	if (nh != NULL) {
-		found = 1;
-		strlcpy(out->ifname, if_name(nh->nh_ifp), sizeof(out->ifname));
-		out->flags = nh->nh_flags;
-		if ((nh->nh_flags & NHF_GATEWAY) != 0 && nh->gw_sa.sa_family == AF_INET)
-			out->gateway = ntohl(nh->gw4_sa.sin_addr.s_addr);
-	}
-	NET_EPOCH_EXIT(etu.et);
-	CURVNET_RESTORE();
-	return (found);
-}
-
 /* ---------------------------------------------------------------------------------------- */
 /* The CAM SIM                                                                                */
 
 MALLOC_DECLARE(M_ISBOOT);
+
+/* Interfaces and routes go through netlink(4): have loader(8)/kldload load it if needed. */
+MODULE_DEPEND(isboot, netlink, 1, 1, 1);
+/* The SIM needs CAM. */
+MODULE_DEPEND(isboot, cam, 1, 1, 1);
 
 static struct isboot_sim {
 	struct mtx		 lock;		/* the SIM mutex (CAM holds it in the action) */

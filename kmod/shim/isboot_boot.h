@@ -5,28 +5,6 @@
 #ifndef _ISBOOT_BOOT_H_
 #define	_ISBOOT_BOOT_H_
 
-#define	ISBOOT_IF_MAXADDR	8
-
-/* One interface, as isboot_if_list() reports it. */
-struct isboot_ifinfo {
-	char		name[16];	/* IFNAMSIZ */
-	uint8_t		lladdr[20];	/* 6 (Ethernet) or 20 (IPoIB) bytes used */
-	uint8_t		addrlen;
-	uint8_t		type;		/* IFT_* */
-	uint8_t		link_state;	/* LINK_STATE_* */
-	uint8_t		naddr;
-	int32_t		flags;		/* IFF_* */
-	uint32_t	addr[ISBOOT_IF_MAXADDR];	/* IPv4, host order */
-	uint32_t	mask[ISBOOT_IF_MAXADDR];
-};
-
-/* The route fib4_lookup() found. */
-struct isboot_route {
-	char		ifname[16];
-	uint32_t	gateway;	/* host order; 0 when on-link */
-	uint32_t	flags;		/* NHF_* */
-};
-
 /* What XPT_PATH_INQ answers (kmod/src/cam.rs PathInq). */
 struct isboot_pathinq {
 	uint8_t		hba_inquiry;
@@ -68,10 +46,8 @@ int	isboot_so_connect4(struct socket *so, uint32_t addr, uint16_t port,
 int	isboot_so_send(struct socket *so, const void *buf, size_t len, size_t *sent);
 int	isboot_so_recv(struct socket *so, void *buf, size_t len, int flags, size_t *got);
 
-int	isboot_if_list(struct isboot_ifinfo *out, int max);
 int	isboot_if_up(const char *name);
 int	isboot_if_addr4(const char *name, uint32_t addr, uint32_t mask);
-int	isboot_route4_lookup(uint32_t dst, struct isboot_route *out);
 
 int	isboot_cam_register(const struct isboot_pathinq *inq, uint32_t openings);
 int	isboot_cam_device(char *name, size_t len);

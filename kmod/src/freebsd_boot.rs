@@ -4,12 +4,12 @@
 //! - **console**: printf(9) lines; **clock**: `binuptime(9)` (a real function in 14 and 15;
 //!   `sbinuptime()` is an inline over it), sleeps with `pause_sbt(9)`; **entropy**:
 //!   `arc4random_buf(9)`.
-//! - **interfaces**: the shim lists them with `if_foreach_sleep()` and the `if_t` accessors
-//!   (`if_name`, `if_gettype`, `if_getlladdr`, `if_getflags`, `if_getlinkstate`,
-//!   `if_foreach_addr_type`) under `CURVNET_SET(vnet0)`; `IFF_UP` and the address go through
-//!   `ifioctl()` on a UDP socket (`SIOCSIFFLAGS`, `SIOCAIFADDR`: in_control(), as ifconfig(8)
-//!   does); the route to an address is `fib4_lookup()`; a route is added with an `RTM_ADD` on
-//!   a routing socket ([`crate::rtmsg`]).
+//! - **interfaces**: listed, with their IPv4 addresses, by an rtnetlink dump on a kernel
+//!   netlink socket (`RTM_GETLINK`, `RTM_GETADDR`; [`crate::netlink`]); the route to an address
+//!   is an `RTM_GETROUTE`; `IFF_UP` and the address go through `ifioctl()` on a UDP socket
+//!   (`SIOCSIFFLAGS`, `SIOCAIFADDR`: in_control(), as ifconfig(8) does); a route is added with
+//!   an `RTM_ADD` on a routing socket ([`crate::rtmsg`]). The socket calls run in the socket's
+//!   vnet: nothing here writes `curthread->td_vnet`, whose offset differs between 14 and 15.
 //! - **transport**: a kernel TCP socket (`socreate`, `soconnect` and a wait on the handshake,
 //!   `TCP_NODELAY`, `SO_KEEPALIVE`, `SO_SNDTIMEO`), `sosend`/`soreceive` through a uio. A
 //!   receive blocks in `soreceive` with `SO_RCVTIMEO` of at most [`RX_SLICE`]: data wakes it
@@ -40,10 +40,9 @@ use iscsi_initiator::session::Portal;
 use iscsi_initiator::time::{Duration, DurationExt, Instant};
 use iscsi_initiator::transport::{Clock, Received, Transport};
 use kernel_bindings::abi::{
-    Bintime, Ccb, CcbInfo, IfInfo, PathInqInfo, RootHoldToken, RouteInfo, Socket, SysctlOid,
-    SysctlReq, AF_INET, C_HARDCLOCK, EINTR, EWOULDBLOCK, IFF_UP, IFT_ETHER, IFT_INFINIBAND,
-    IPPROTO_TCP, LINK_STATE_UP, NHF_GATEWAY, PF_ROUTE, SBT_1S, SOCK_RAW, SOCK_STREAM, SOL_SOCKET,
-    SO_KEEPALIVE, SO_RCVTIMEO, SO_SNDTIMEO, TCP_NODELAY,
+    Bintime, Ccb, CcbInfo, PathInqInfo, RootHoldToken, Socket, SysctlOid, SysctlReq, AF_INET,
+    AF_NETLINK, C_HARDCLOCK, EINTR, EWOULDBLOCK, IPPROTO_TCP, NETLINK_ROUTE, PF_ROUTE, SBT_1S,
+    SOCK_RAW, SOCK_STREAM, SOL_SOCKET, SO_KEEPALIVE, SO_RCVTIMEO, SO_SNDTIMEO, TCP_NODELAY,
 };
 use kernel_bindings::ffi::{self, shim};
 use kernel_bindings::sync::Mutex;
@@ -52,6 +51,7 @@ use crate::boot::{
     self, BootEnv, BootState, BootTunables, CamRequest, LinkAddr, NetError, NetIf, Route, ScanState,
 };
 use crate::cam::{self, CamStatus, DataDir, QueueEvent, ScsiIo, ScsiIoDone};
+use crate::netlink::{self, Link};
 use crate::rtmsg;
 
 /// The longest a receive sleeps in `soreceive` before it looks for new CCBs.
@@ -61,10 +61,10 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 /// Kernel stack pages for the boot thread (4 is the default): the session, the login and
 /// CAM's decisions run on it.
 pub const THREAD_PAGES: c_int = 8;
-/// Interfaces listed at most.
-const MAX_IFS: usize = 64;
-/// `LINK_STATE_UNKNOWN`: a driver that does not report its link.
-const LINK_STATE_UNKNOWN: u8 = 0;
+/// How long a netlink request may take to be answered.
+const NETLINK_WAIT: Duration = Duration::from_secs(2);
+/// `ETIMEDOUT`.
+const ETIMEDOUT: c_int = 60;
 
 // The CAM numbers of cam.rs are the ones the shim's headers assert (isboot_boot_abi.h).
 const _: () = {
@@ -405,34 +405,100 @@ impl KernelBootEnv {
     }
 }
 
-fn net_if(i: &IfInfo) -> NetIf {
-    let n = usize::from(i.addrlen).min(i.lladdr.len());
-    let link = match (i.type_, n) {
-        (IFT_ETHER, 6) => {
+/// One rtnetlink request on a fresh kernel netlink socket, and its whole answer (a dump up to
+/// `NLMSG_DONE`, or the single reply of a request).
+fn netlink_exchange(req: &[u8]) -> Result<Vec<u8>, NetError> {
+    let dump = req
+        .get(6..8)
+        .map(|f| u16::from_ne_bytes([f[0], f[1]]) & netlink::NLM_F_DUMP)
+        != Some(0);
+    let mut so = ptr::null_mut();
+    // SAFETY: `so` is a valid out-pointer.
+    let e = unsafe { shim::isboot_so_create(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE, &mut so) };
+    if e != 0 || so.is_null() {
+        return Err(NetError(format!("netlink socket: {}", errno_text(e).0)));
+    }
+    let result = (|| {
+        // SAFETY: `so` is ours; `req` is valid for its length.
+        unsafe {
+            shim::isboot_so_setopt_timeout(so, SO_RCVTIMEO, NETLINK_WAIT.total_micros());
+        }
+        let mut sent = 0usize;
+        // SAFETY: as above.
+        let e = unsafe { shim::isboot_so_send(so, req.as_ptr().cast(), req.len(), &mut sent) };
+        if e != 0 || sent != req.len() {
+            return Err(e.max(1));
+        }
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let mut got = 0usize;
+            // SAFETY: `buf` is writable for its length; `got` is ours.
+            let e = unsafe {
+                shim::isboot_so_recv(so, buf.as_mut_ptr().cast(), buf.len(), 0, &mut got)
+            };
+            if e != 0 || got == 0 {
+                return Err(if e == EWOULDBLOCK {
+                    ETIMEDOUT
+                } else {
+                    e.max(1)
+                });
+            }
+            let chunk = &buf[..got];
+            all.extend_from_slice(chunk);
+            let msgs = netlink::messages(chunk);
+            if let Some(err) = msgs.iter().find_map(netlink::error_of) {
+                if err != 0 {
+                    return Err(err);
+                }
+            }
+            if !dump || msgs.iter().any(|m| m.ty == netlink::NLMSG_DONE) {
+                return Ok(all);
+            }
+        }
+    })();
+    // SAFETY: ours, closed once.
+    unsafe { shim::isboot_so_close(so) };
+    result.map_err(|e| NetError(format!("netlink: {}", errno_text(e).0)))
+}
+
+fn links() -> Result<Vec<Link>, NetError> {
+    let buf = netlink_exchange(&netlink::get_links(1))?;
+    Ok(netlink::messages(&buf)
+        .iter()
+        .filter_map(netlink::parse_link)
+        .collect())
+}
+
+/// An interface from its rtnetlink description and the IPv4 addresses of the dump.
+fn net_if(l: &Link, addrs: &[(u32, Ipv4Addr, u8)]) -> NetIf {
+    let link = match l.lladdr.len() {
+        _ if l.is_loopback() => LinkAddr::Other,
+        6 => {
             let mut mac = [0u8; 6];
-            mac.copy_from_slice(&i.lladdr[..6]);
+            mac.copy_from_slice(&l.lladdr);
             LinkAddr::Ethernet(mac)
         }
-        (IFT_INFINIBAND, 20) => LinkAddr::Infiniband {
-            lladdr: i.lladdr,
-            pci: None,
-            port: None,
-        },
+        20 => {
+            let mut lladdr = [0u8; 20];
+            lladdr.copy_from_slice(&l.lladdr);
+            LinkAddr::Infiniband {
+                lladdr,
+                pci: None,
+                port: None,
+            }
+        }
         _ => LinkAddr::Other,
     };
-    let up = i.flags & IFF_UP != 0;
     NetIf {
-        name: c_text(&i.name),
+        name: l.name.clone(),
         link,
-        up,
-        // A driver that reports no link state is taken at its word once up.
-        link_up: i.link_state == LINK_STATE_UP || (i.link_state == LINK_STATE_UNKNOWN && up),
-        ipv4: i
-            .addr
+        up: l.up(),
+        link_up: l.link_up(),
+        ipv4: addrs
             .iter()
-            .zip(i.mask.iter())
-            .take(usize::from(i.naddr))
-            .map(|(&a, &m)| (Ipv4Addr::from(a), rtmsg::mask_prefix(m)))
+            .filter(|(i, _, _)| *i == l.index)
+            .map(|&(_, a, p)| (a, p))
             .collect(),
     }
 }
@@ -450,11 +516,21 @@ impl BootEnv for KernelBootEnv {
     }
 
     fn interfaces(&self) -> Vec<NetIf> {
-        let mut list = vec![IfInfo::ZERO; MAX_IFS];
-        // SAFETY: `list` has room for MAX_IFS entries.
-        let n = unsafe { shim::isboot_if_list(list.as_mut_ptr(), MAX_IFS as c_int) };
-        let n = usize::try_from(n).unwrap_or(0).min(MAX_IFS);
-        list[..n].iter().map(net_if).collect()
+        let listed = links().and_then(|links| {
+            let buf = netlink_exchange(&netlink::get_addrs(2))?;
+            let addrs: Vec<_> = netlink::messages(&buf)
+                .iter()
+                .filter_map(netlink::parse_addr)
+                .collect();
+            Ok(links.iter().map(|l| net_if(l, &addrs)).collect())
+        });
+        match listed {
+            Ok(ifs) => ifs,
+            Err(e) => {
+                log::warn!("listing interfaces: {e}");
+                Vec::new()
+            }
+        }
     }
 
     fn bring_up(&mut self, ifname: &str) -> Result<(), NetError> {
@@ -477,19 +553,24 @@ impl BootEnv for KernelBootEnv {
     }
 
     fn route(&self, dst: Ipv4Addr) -> Option<Route> {
-        let mut r = RouteInfo::default();
-        // SAFETY: `r` is a valid out-struct.
-        if unsafe { shim::isboot_route4_lookup(u32::from(dst), &mut r) } == 0 {
-            return None;
-        }
+        let buf = netlink_exchange(&netlink::get_route(3, dst)).ok()?;
+        let r = netlink::messages(&buf)
+            .iter()
+            .find_map(netlink::parse_route)?;
+        let ifname = links()
+            .ok()?
+            .into_iter()
+            .find(|l| l.index == r.oif)
+            .map(|l| l.name)
+            .unwrap_or_default();
         Some(Route {
-            ifname: c_text(&r.ifname),
-            gateway: (r.flags & NHF_GATEWAY != 0).then(|| Ipv4Addr::from(r.gateway)),
+            ifname,
+            gateway: r.gateway,
         })
     }
 
     fn has_default_route(&self) -> bool {
-        // Only a route covering 0.0.0.0 matches it: the default route.
+        // Only the default route covers 0.0.0.0 (no network route includes it).
         self.route(Ipv4Addr::UNSPECIFIED).is_some()
     }
 
@@ -796,18 +877,20 @@ mod tests {
     }
 
     #[test]
-    fn interfaces_from_the_shim() {
-        let mut i = IfInfo::ZERO;
-        i.name[..6].copy_from_slice(b"vtnet0");
-        i.type_ = IFT_ETHER;
-        i.addrlen = 6;
-        i.lladdr[..6].copy_from_slice(&[0x52, 0x54, 0, 0x9a, 0xbc, 0xde]);
-        i.flags = IFF_UP;
-        i.link_state = LINK_STATE_UP;
-        i.naddr = 1;
-        i.addr[0] = u32::from(Ipv4Addr::new(10, 0, 2, 15));
-        i.mask[0] = 0xffff_ff00;
-        let n = net_if(&i);
+    fn interfaces_from_rtnetlink() {
+        let l = Link {
+            index: 1,
+            name: String::from("vtnet0"),
+            ty: 6,
+            flags: 0x1,
+            lladdr: vec![0x52, 0x54, 0, 0x9a, 0xbc, 0xde],
+            operstate: Some(netlink::IF_OPER_UP),
+        };
+        let addrs = [
+            (1, Ipv4Addr::new(10, 0, 2, 15), 24),
+            (2, Ipv4Addr::LOCALHOST, 8),
+        ];
+        let n = net_if(&l, &addrs);
         assert_eq!(n.name, "vtnet0");
         assert_eq!(
             n.link,
@@ -816,16 +899,19 @@ mod tests {
         assert!(n.up && n.link_up);
         assert_eq!(n.ipv4, [(Ipv4Addr::new(10, 0, 2, 15), 24)]);
 
-        i.type_ = IFT_INFINIBAND;
-        i.addrlen = 20;
-        i.flags = 0;
-        i.link_state = LINK_STATE_UNKNOWN;
-        let n = net_if(&i);
+        let ib = Link {
+            ty: 0xc7,
+            flags: 0,
+            lladdr: vec![0; 20],
+            operstate: None,
+            ..l.clone()
+        };
+        let n = net_if(&ib, &addrs);
         assert!(matches!(n.link, LinkAddr::Infiniband { .. }));
         assert!(!n.up && !n.link_up);
 
-        i.type_ = 24; // IFT_LOOP
-        assert_eq!(net_if(&i).link, LinkAddr::Other);
+        let lo = Link { ty: 0x18, ..l };
+        assert_eq!(net_if(&lo, &addrs).link, LinkAddr::Other);
     }
 
     #[test]

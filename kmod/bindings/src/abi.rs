@@ -200,6 +200,10 @@ pub const EWOULDBLOCK: c_int = 35;
 
 /// `AF_INET` (sys/socket.h).
 pub const AF_INET: c_int = 2;
+/// `AF_NETLINK` (netlink(4): interfaces and routes are read with rtnetlink messages).
+pub const AF_NETLINK: c_int = 38;
+/// `NETLINK_ROUTE` (netlink/netlink.h).
+pub const NETLINK_ROUTE: c_int = 0;
 /// `PF_ROUTE`: the routing socket (route(4)).
 pub const PF_ROUTE: c_int = 17;
 /// `SOCK_STREAM`.
@@ -218,19 +222,6 @@ pub const SO_SNDTIMEO: c_int = 0x1005;
 pub const SO_RCVTIMEO: c_int = 0x1006;
 /// `TCP_NODELAY` (netinet/tcp.h).
 pub const TCP_NODELAY: c_int = 1;
-
-/// `IFF_UP` (net/if.h).
-pub const IFF_UP: i32 = 0x1;
-/// `IFT_ETHER` (net/if_types.h).
-pub const IFT_ETHER: u8 = 0x6;
-/// `IFT_INFINIBAND`.
-pub const IFT_INFINIBAND: u8 = 0xc7;
-/// `LINK_STATE_UP` (net/if.h).
-pub const LINK_STATE_UP: u8 = 2;
-/// `NHF_GATEWAY` (net/route/nhop.h): the next hop is a gateway.
-pub const NHF_GATEWAY: u32 = 0x200;
-/// `NHF_DEFAULT`: the next hop of a default route.
-pub const NHF_DEFAULT: u32 = 0x80;
 
 /// `sizeof(struct rt_msghdr)` (net/route.h, the routing socket's userland ABI).
 pub const RT_MSGHDR_SIZE: usize = 152;
@@ -270,65 +261,6 @@ pub struct Bintime {
 
 const_assert_eq!(size_of::<Bintime>(), 16);
 const_assert_eq!(offset_of!(Bintime, frac), 8);
-
-/// `ISBOOT_IF_MAXADDR`: IPv4 addresses reported per interface.
-pub const IF_MAXADDR: usize = 8;
-
-/// `struct isboot_ifinfo` (kmod/shim/isboot_boot.h): one interface.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct IfInfo {
-    /// `name` (NUL-terminated, `IFNAMSIZ`).
-    pub name: [u8; 16],
-    /// `lladdr`: `addrlen` bytes used.
-    pub lladdr: [u8; 20],
-    /// `addrlen`.
-    pub addrlen: u8,
-    /// `type` (`IFT_*`).
-    pub type_: u8,
-    /// `link_state` (`LINK_STATE_*`).
-    pub link_state: u8,
-    /// `naddr`: IPv4 addresses in `addr`/`mask`.
-    pub naddr: u8,
-    /// `flags` (`IFF_*`).
-    pub flags: i32,
-    /// `addr`: IPv4 addresses, host order.
-    pub addr: [u32; IF_MAXADDR],
-    /// `mask`: their netmasks.
-    pub mask: [u32; IF_MAXADDR],
-}
-
-impl IfInfo {
-    /// All zero.
-    pub const ZERO: Self = Self {
-        name: [0; 16],
-        lladdr: [0; 20],
-        addrlen: 0,
-        type_: 0,
-        link_state: 0,
-        naddr: 0,
-        flags: 0,
-        addr: [0; IF_MAXADDR],
-        mask: [0; IF_MAXADDR],
-    };
-}
-
-const_assert_eq!(size_of::<IfInfo>(), 108);
-const_assert_eq!(align_of::<IfInfo>(), 4);
-
-/// `struct isboot_route`: the route `fib4_lookup()` found.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RouteInfo {
-    /// `ifname`.
-    pub ifname: [u8; 16],
-    /// `gateway` (host order; 0 when on-link).
-    pub gateway: u32,
-    /// `flags` (`NHF_*`).
-    pub flags: u32,
-}
-
-const_assert_eq!(size_of::<RouteInfo>(), 24);
 
 /// `struct isboot_pathinq`: what `XPT_PATH_INQ` answers.
 #[repr(C)]
@@ -436,7 +368,6 @@ pub const CAM_CDB_POINTER: u32 = 0x01;
 pub const KERNEL_LAYOUTS: &[AbiItem] = &[
     AbiItem::Offset("struct thread", "td_proc", 8),
     AbiItem::Offset("struct proc", "p_ucred", 64),
-    AbiItem::Offset("struct thread", "td_vnet", 1728),
     AbiItem::Size("struct timeval", 16),
     AbiItem::Size("struct iovec", 16),
     AbiItem::Size("struct uio", 48),
@@ -447,11 +378,6 @@ pub const KERNEL_LAYOUTS: &[AbiItem] = &[
     AbiItem::Size("struct ifreq", 32),
     AbiItem::Size("struct in_aliasreq", 68),
     AbiItem::Offset("struct tcp_info", "tcpi_state", 0),
-    AbiItem::Offset("struct ifaddr", "ifa_addr", 0),
-    AbiItem::Offset("struct ifaddr", "ifa_netmask", 16),
-    AbiItem::Offset("struct nhop_object", "nh_flags", 0),
-    AbiItem::Offset("struct nhop_object", "gw4_sa", 4),
-    AbiItem::Offset("struct nhop_object", "nh_ifp", 32),
     AbiItem::Size("struct ccb_hdr", 200),
     AbiItem::Offset("struct ccb_hdr", "func_code", 80),
     AbiItem::Offset("struct ccb_hdr", "status", 84),
@@ -492,32 +418,6 @@ pub const KERNEL_LAYOUTS: &[AbiItem] = &[
 
 /// The boot thread's own structs and numbers (kmod/shim/isboot_boot_abi.h).
 pub const BOOT_ABI: &[AbiItem] = &[
-    AbiItem::Size("struct isboot_ifinfo", size_of::<IfInfo>()),
-    AbiItem::Align("struct isboot_ifinfo", align_of::<IfInfo>()),
-    AbiItem::Offset("struct isboot_ifinfo", "lladdr", offset_of!(IfInfo, lladdr)),
-    AbiItem::Offset(
-        "struct isboot_ifinfo",
-        "addrlen",
-        offset_of!(IfInfo, addrlen),
-    ),
-    AbiItem::Offset("struct isboot_ifinfo", "type", offset_of!(IfInfo, type_)),
-    AbiItem::Offset(
-        "struct isboot_ifinfo",
-        "link_state",
-        offset_of!(IfInfo, link_state),
-    ),
-    AbiItem::Offset("struct isboot_ifinfo", "naddr", offset_of!(IfInfo, naddr)),
-    AbiItem::Offset("struct isboot_ifinfo", "flags", offset_of!(IfInfo, flags)),
-    AbiItem::Offset("struct isboot_ifinfo", "addr", offset_of!(IfInfo, addr)),
-    AbiItem::Offset("struct isboot_ifinfo", "mask", offset_of!(IfInfo, mask)),
-    AbiItem::Const("ISBOOT_IF_MAXADDR", IF_MAXADDR as i64),
-    AbiItem::Size("struct isboot_route", size_of::<RouteInfo>()),
-    AbiItem::Offset(
-        "struct isboot_route",
-        "gateway",
-        offset_of!(RouteInfo, gateway),
-    ),
-    AbiItem::Offset("struct isboot_route", "flags", offset_of!(RouteInfo, flags)),
     AbiItem::Size("struct isboot_pathinq", size_of::<PathInqInfo>()),
     AbiItem::Offset(
         "struct isboot_pathinq",
@@ -595,6 +495,8 @@ pub const BOOT_ABI: &[AbiItem] = &[
     AbiItem::Const("PROTO_SCSI", 2),
     AbiItem::Const("SCSI_REV_SPC3", 5),
     AbiItem::Const("AF_INET", AF_INET as i64),
+    AbiItem::Const("AF_NETLINK", AF_NETLINK as i64),
+    AbiItem::Const("NETLINK_ROUTE", NETLINK_ROUTE as i64),
     AbiItem::Const("PF_ROUTE", PF_ROUTE as i64),
     AbiItem::Const("SOCK_STREAM", SOCK_STREAM as i64),
     AbiItem::Const("SOCK_RAW", SOCK_RAW as i64),
@@ -608,12 +510,6 @@ pub const BOOT_ABI: &[AbiItem] = &[
     AbiItem::Const("EINTR", EINTR as i64),
     AbiItem::Const("EBUSY", EBUSY as i64),
     AbiItem::Const("EEXIST", EEXIST as i64),
-    AbiItem::Const("IFF_UP", IFF_UP as i64),
-    AbiItem::Const("IFT_ETHER", IFT_ETHER as i64),
-    AbiItem::Const("IFT_INFINIBAND", IFT_INFINIBAND as i64),
-    AbiItem::Const("LINK_STATE_UP", LINK_STATE_UP as i64),
-    AbiItem::Const("NHF_GATEWAY", NHF_GATEWAY as i64),
-    AbiItem::Const("NHF_DEFAULT", NHF_DEFAULT as i64),
     AbiItem::Const("RTM_VERSION", RTM_VERSION as i64),
     AbiItem::Const("RTM_ADD", RTM_ADD as i64),
     AbiItem::Const("RTA_DST", RTA_DST as i64),

@@ -209,7 +209,7 @@ pub mod shim {
     }
 
     // --- the boot thread's shim (kmod/shim/isboot_boot.c, prototypes in isboot_boot.h) --------
-    use crate::abi::{Ccb, CcbInfo, IfInfo, PathInqInfo, RouteInfo, Socket};
+    use crate::abi::{Ccb, CcbInfo, PathInqInfo, Socket};
     use core::ffi::{c_char, c_int, c_uint, c_void};
 
     extern "C" {
@@ -253,18 +253,11 @@ pub mod shim {
             got: *mut usize,
         ) -> c_int;
 
-        /// `int isboot_if_list(struct isboot_ifinfo *out, int max);`: the interfaces
-        /// (if_foreach_sleep under CURVNET_SET(vnet0)); returns how many were written.
-        pub fn isboot_if_list(out: *mut IfInfo, max: c_int) -> c_int;
         /// `int isboot_if_up(const char *name);`: `IFF_UP` through ifioctl(SIOCSIFFLAGS).
         pub fn isboot_if_up(name: *const c_char) -> c_int;
         /// `int isboot_if_addr4(const char *name, uint32_t addr, uint32_t mask);`:
         /// ifioctl(SIOCAIFADDR) (host order).
         pub fn isboot_if_addr4(name: *const c_char, addr: u32, mask: u32) -> c_int;
-        /// `int isboot_route4_lookup(uint32_t dst, struct isboot_route *out);`: 1 when
-        /// fib4_lookup() found a route.
-        pub fn isboot_route4_lookup(dst: u32, out: *mut RouteInfo) -> c_int;
-
         /// `int isboot_cam_register(const struct isboot_pathinq *inq, uint32_t openings);`
         pub fn isboot_cam_register(inq: *const PathInqInfo, openings: u32) -> c_int;
         /// `int isboot_cam_device(char *name, size_t len);`: the da(4) unit on target 0 LUN 0
