@@ -680,6 +680,10 @@ fn wait_interface<E: BootEnv>(
     let mut announced = false;
     let mut found: Option<NetIf> = None;
     loop {
+        // An unload during the wait ends it (the module waits for this thread).
+        if env.stop_requested() {
+            return Err(BootError::Stopped);
+        }
         let ifs = env.interfaces();
         if let Some(i) = match_interface(plan, &ifs) {
             if found.as_ref().map(|f| &f.name) != Some(&i.name) {
