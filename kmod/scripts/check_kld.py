@@ -245,7 +245,9 @@ def main():
 
     # 4b. every KPI the Rust bindings declare (linked into this module or not yet)
     if bindings:
-        text = open(bindings).read().split("pub mod shim", 1)[0]
+        # the KPIs (and those the C shim calls, `pub mod shim_kpis`), not the shim's own
+        # symbols (`pub mod shim {`)
+        text = open(bindings).read().split("pub mod shim {", 1)[0]
         kpis = sorted(set(re.findall(r"pub (?:fn|static(?: mut)?) (\w+)\s*[(:]", text)))
         src = "".join(f'#include <{h}>\n' for h in HEADERS)
         src += "void *isboot_kpicheck[] = {\n" + "".join(f"\t(void *)&{k},\n" for k in kpis)

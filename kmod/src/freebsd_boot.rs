@@ -261,6 +261,7 @@ impl Transport for KernelTransport {
             let error = unsafe {
                 shim::isboot_so_recv(self.so, buf.as_mut_ptr().cast(), buf.len(), 0, &mut got)
             };
+            let got = got.min(buf.len());
             match error {
                 0 if got > 0 => return Received::Data(got),
                 // End of stream.
@@ -444,7 +445,7 @@ fn netlink_exchange(req: &[u8]) -> Result<Vec<u8>, NetError> {
                     e.max(1)
                 });
             }
-            let chunk = &buf[..got];
+            let chunk = buf.get(..got).unwrap_or(&buf);
             all.extend_from_slice(chunk);
             let msgs = netlink::messages(chunk);
             if let Some(err) = msgs.iter().find_map(netlink::error_of) {

@@ -193,6 +193,151 @@ extern "C" {
     pub fn kthread_exit() -> !;
 }
 
+/// KPIs the boot thread's C shim (`kmod/shim/isboot_boot.c`) calls; Rust never calls them.
+/// They are declared here so that every KPI the module uses is listed, with its prototype, in
+/// one place (and `check_kld.py` checks these names against the FreeBSD headers too). Struct
+/// pointers are opaque here: only the shim knows the structures.
+pub mod shim_kpis {
+    use core::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
+
+    extern "C" {
+        /// `int socreate(int dom, struct socket **aso, int type, int proto,
+        /// struct ucred *cred, struct thread *td);` (sys/socketvar.h)
+        pub fn socreate(
+            dom: c_int,
+            aso: *mut *mut c_void,
+            ty: c_int,
+            proto: c_int,
+            cred: *mut c_void,
+            td: *mut c_void,
+        ) -> c_int;
+        /// `int soconnect(struct socket *so, struct sockaddr *nam, struct thread *td);`
+        pub fn soconnect(so: *mut c_void, nam: *mut c_void, td: *mut c_void) -> c_int;
+        /// `int sosend(struct socket *so, struct sockaddr *addr, struct uio *uio,
+        /// struct mbuf *top, struct mbuf *control, int flags, struct thread *td);`
+        pub fn sosend(
+            so: *mut c_void,
+            addr: *mut c_void,
+            uio: *mut c_void,
+            top: *mut c_void,
+            control: *mut c_void,
+            flags: c_int,
+            td: *mut c_void,
+        ) -> c_int;
+        /// `int soreceive(struct socket *so, struct sockaddr **paddr, struct uio *uio,
+        /// struct mbuf **mp0, struct mbuf **controlp, int *flagsp);`
+        pub fn soreceive(
+            so: *mut c_void,
+            paddr: *mut *mut c_void,
+            uio: *mut c_void,
+            mp0: *mut *mut c_void,
+            controlp: *mut *mut c_void,
+            flagsp: *mut c_int,
+        ) -> c_int;
+        /// `int soclose(struct socket *so);`
+        pub fn soclose(so: *mut c_void) -> c_int;
+        /// `int so_setsockopt(struct socket *so, int level, int optname, void *optval,
+        /// size_t optlen);` (sys/sockopt.h)
+        pub fn so_setsockopt(
+            so: *mut c_void,
+            level: c_int,
+            optname: c_int,
+            optval: *mut c_void,
+            optlen: usize,
+        ) -> c_int;
+        /// `int sogetopt(struct socket *so, struct sockopt *sopt);` (sys/sockopt.h)
+        pub fn sogetopt(so: *mut c_void, sopt: *mut c_void) -> c_int;
+        /// `int ifioctl(struct socket *, u_long, caddr_t, struct thread *);` (net/if_var.h)
+        pub fn ifioctl(so: *mut c_void, cmd: c_ulong, data: *mut c_char, td: *mut c_void) -> c_int;
+
+        /// `struct cam_devq *cam_simq_alloc(uint32_t max_sim_transactions);` (cam/cam_sim.h)
+        pub fn cam_simq_alloc(max_sim_transactions: u32) -> *mut c_void;
+        /// `void cam_simq_free(struct cam_devq *devq);`
+        pub fn cam_simq_free(devq: *mut c_void);
+        /// ```c
+        /// struct cam_sim *cam_sim_alloc(sim_action_func sim_action, sim_poll_func sim_poll,
+        ///     const char *sim_name, void *softc, uint32_t unit, struct mtx *mtx,
+        ///     int max_dev_transactions, int max_tagged_dev_transactions,
+        ///     struct cam_devq *queue);
+        /// ```
+        #[allow(clippy::too_many_arguments)]
+        pub fn cam_sim_alloc(
+            sim_action: *mut c_void,
+            sim_poll: *mut c_void,
+            sim_name: *const c_char,
+            softc: *mut c_void,
+            unit: u32,
+            mtx: *mut c_void,
+            max_dev_transactions: c_int,
+            max_tagged_dev_transactions: c_int,
+            queue: *mut c_void,
+        ) -> *mut c_void;
+        /// `void cam_sim_free(struct cam_sim *sim, int free_devq);`
+        pub fn cam_sim_free(sim: *mut c_void, free_devq: c_int);
+        /// `int xpt_bus_register(struct cam_sim *sim, device_t parent, uint32_t bus);`
+        /// (cam/cam_xpt_sim.h)
+        pub fn xpt_bus_register(sim: *mut c_void, parent: *mut c_void, bus: u32) -> c_int;
+        /// `int xpt_bus_deregister(path_id_t path_id);`
+        pub fn xpt_bus_deregister(path_id: u32) -> c_int;
+        /// `uint32_t xpt_freeze_simq(struct cam_sim *sim, u_int count);`
+        pub fn xpt_freeze_simq(sim: *mut c_void, count: c_uint) -> u32;
+        /// `void xpt_release_simq(struct cam_sim *sim, int run_queue);`
+        pub fn xpt_release_simq(sim: *mut c_void, run_queue: c_int);
+        /// `uint32_t xpt_freeze_devq(struct cam_path *path, u_int count);`
+        pub fn xpt_freeze_devq(path: *mut c_void, count: c_uint) -> u32;
+        /// `void xpt_done(union ccb *done_ccb);`
+        pub fn xpt_done(done_ccb: *mut c_void);
+        /// ```c
+        /// cam_status xpt_create_path(struct cam_path **new_path_ptr,
+        ///     struct cam_periph *perph, path_id_t path_id, target_id_t target_id,
+        ///     lun_id_t lun_id);
+        /// ```
+        /// (cam/cam_xpt.h)
+        pub fn xpt_create_path(
+            new_path_ptr: *mut *mut c_void,
+            perph: *mut c_void,
+            path_id: u32,
+            target_id: u32,
+            lun_id: u64,
+        ) -> u32;
+        /// `void xpt_free_path(struct cam_path *path);`
+        pub fn xpt_free_path(path: *mut c_void);
+        /// `union ccb *xpt_alloc_ccb_nowait(void);`
+        pub fn xpt_alloc_ccb_nowait() -> *mut c_void;
+        /// `void xpt_free_ccb(union ccb *free_ccb);`
+        pub fn xpt_free_ccb(free_ccb: *mut c_void);
+        /// `void xpt_rescan(union ccb *ccb);`: takes the CCB and its path.
+        pub fn xpt_rescan(ccb: *mut c_void);
+        /// `void xpt_async(uint32_t async_code, struct cam_path *path, void *async_arg);`
+        pub fn xpt_async(async_code: u32, path: *mut c_void, async_arg: *mut c_void);
+        /// `struct mtx *xpt_path_mtx(struct cam_path *path);`
+        pub fn xpt_path_mtx(path: *mut c_void) -> *mut c_void;
+        /// `struct cam_periph *cam_periph_find(struct cam_path *path, char *name);`
+        /// (cam/cam_periph.h)
+        pub fn cam_periph_find(path: *mut c_void, name: *mut c_char) -> *mut c_void;
+        /// `void cam_calc_geometry(struct ccb_calc_geometry *ccg, int extended);`
+        /// (cam/cam_ccb.h)
+        pub fn cam_calc_geometry(ccg: *mut c_void, extended: c_int);
+
+        /// `struct g_provider *g_provider_by_name(char const *arg);` (geom/geom.h)
+        pub fn g_provider_by_name(arg: *const c_char) -> *mut c_void;
+        /// `extern struct sx topology_lock;` (geom/geom.h; `g_topology_lock()` is
+        /// `sx_xlock(&topology_lock)`)
+        pub static mut topology_lock: [u64; 4];
+        /// `int _sx_xlock(struct sx *sx, int opts, const char *file, int line);`
+        /// (sys/sx.h; what `sx_xlock` calls in a module)
+        pub fn _sx_xlock(sx: *mut c_void, opts: c_int, file: *const c_char, line: c_int) -> c_int;
+        /// `void _sx_xunlock(struct sx *sx, const char *file, int line);`
+        pub fn _sx_xunlock(sx: *mut c_void, file: *const c_char, line: c_int);
+
+        /// `int snprintf(char *, size_t, const char *, ...) __printflike(3, 4);`
+        /// (sys/systm.h)
+        pub fn snprintf(buf: *mut c_char, len: usize, fmt: *const c_char, ...) -> c_int;
+        /// `size_t strlcpy(char *, const char *, size_t);` (sys/libkern.h)
+        pub fn strlcpy(dst: *mut c_char, src: *const c_char, len: usize) -> usize;
+    }
+}
+
 /// Symbols defined by the module's own C shim (`kmod/shim/isboot_shim.c`).
 pub mod shim {
     use super::{MallocType, SysctlOid};
