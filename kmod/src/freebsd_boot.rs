@@ -724,6 +724,13 @@ impl BootEnv for KernelBootEnv {
         unsafe { shim::isboot_cam_device(name.as_mut_ptr().cast::<c_char>(), name.len()) };
         let dev = c_text(&name);
         if dev.is_empty() {
+            return ScanState::Scanning;
+        }
+        // The da(4) unit exists once CAM's probe found the LUN; it is a disk for mountroot
+        // once da has read its capacity and created the GEOM provider.
+        // SAFETY: `name` is NUL-terminated (the shim wrote it, c_text stopped at the NUL).
+        let opens = unsafe { shim::isboot_disk_opens(name.as_ptr().cast::<c_char>()) };
+        if opens < 0 {
             ScanState::Scanning
         } else {
             ScanState::Attached(dev)
