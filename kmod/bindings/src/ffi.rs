@@ -155,9 +155,6 @@ extern "C" {
     /// `void arc4random_buf(void *, size_t);` (sys/libkern.h)
     pub fn arc4random_buf(buf: *mut c_void, len: usize);
 
-    /// `void wakeup(const void *chan);` (sys/systm.h)
-    pub fn wakeup(chan: *const c_void);
-
     // --- root mount hold (sys/systm.h, kern/vfs_mountroot.c) --------------------------------
 
     /// `struct root_hold_token *root_mount_hold(const char *identifier);` (sys/systm.h): NULL
