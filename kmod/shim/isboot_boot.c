@@ -43,6 +43,10 @@
 #include <netinet/tcp.h>
 #include <netinet/tcp_fsm.h>
 #include <netlink/netlink.h>
+#include <netlink/route/common.h>
+#include <netlink/route/interface.h>
+#include <netlink/route/ifaddrs.h>
+#include <netlink/route/route.h>
 #include <netinet/tcp_fsm.h>
 
 #include <geom/geom.h>

@@ -66,6 +66,23 @@ const NETLINK_WAIT: Duration = Duration::from_secs(2);
 /// `ETIMEDOUT`.
 const ETIMEDOUT: c_int = 60;
 
+// netlink.rs speaks the rtnetlink of the FreeBSD headers (asserted in isboot_boot_abi.h).
+const _: () = {
+    use kernel_bindings::abi::nl;
+    assert!(netlink::NLMSG_ERROR == nl::NLMSG_ERROR && netlink::NLMSG_DONE == nl::NLMSG_DONE);
+    assert!(netlink::NLM_F_REQUEST == nl::NLM_F_REQUEST && netlink::NLM_F_DUMP == nl::NLM_F_DUMP);
+    assert!(netlink::RTM_NEWLINK == nl::RTM_NEWLINK && netlink::RTM_GETLINK == nl::RTM_GETLINK);
+    assert!(netlink::RTM_NEWADDR == nl::RTM_NEWADDR && netlink::RTM_GETADDR == nl::RTM_GETADDR);
+    assert!(netlink::RTM_NEWROUTE == nl::RTM_NEWROUTE);
+    assert!(netlink::RTM_GETROUTE == nl::RTM_GETROUTE);
+    assert!(netlink::IFLA_ADDRESS == nl::IFLA_ADDRESS && netlink::IFLA_IFNAME == nl::IFLA_IFNAME);
+    assert!(netlink::IFLA_OPERSTATE == nl::IFLA_OPERSTATE && netlink::IF_OPER_UP == nl::IF_OPER_UP);
+    assert!(netlink::IFA_ADDRESS == nl::IFA_ADDRESS && netlink::IFA_LOCAL == nl::IFA_LOCAL);
+    assert!(netlink::RTA_DST == nl::RTA_DST && netlink::RTA_OIF == nl::RTA_OIF);
+    assert!(netlink::RTA_GATEWAY == nl::RTA_GATEWAY);
+    assert!(netlink::NLMSG_HDRLEN == nl::NLMSGHDR_SIZE);
+};
+
 // The CAM numbers of cam.rs are the ones the shim's headers assert (isboot_boot_abi.h).
 const _: () = {
     assert!(CamStatus::REQ_CMP.0 == 0x01 && CamStatus::REQUEUE_REQ.0 == 0x1b);

@@ -36,21 +36,21 @@ pub const NLM_F_REQUEST: u16 = 0x1;
 /// `NLM_F_DUMP` (`NLM_F_ROOT | NLM_F_MATCH`).
 pub const NLM_F_DUMP: u16 = 0x300;
 /// `IFLA_ADDRESS`.
-const IFLA_ADDRESS: u16 = 1;
+pub const IFLA_ADDRESS: u16 = 1;
 /// `IFLA_IFNAME`.
-const IFLA_IFNAME: u16 = 3;
+pub const IFLA_IFNAME: u16 = 3;
 /// `IFLA_OPERSTATE`.
-const IFLA_OPERSTATE: u16 = 16;
+pub const IFLA_OPERSTATE: u16 = 16;
 /// `IFA_ADDRESS`.
-const IFA_ADDRESS: u16 = 1;
+pub const IFA_ADDRESS: u16 = 1;
 /// `IFA_LOCAL`.
-const IFA_LOCAL: u16 = 2;
+pub const IFA_LOCAL: u16 = 2;
 /// `RTA_DST`.
-const RTA_DST: u16 = 1;
+pub const RTA_DST: u16 = 1;
 /// `RTA_OIF`.
-const RTA_OIF: u16 = 4;
+pub const RTA_OIF: u16 = 4;
 /// `RTA_GATEWAY`.
-const RTA_GATEWAY: u16 = 5;
+pub const RTA_GATEWAY: u16 = 5;
 /// `AF_INET` in netlink messages (2 on FreeBSD and Linux alike).
 const AF_INET: u8 = 2;
 /// `IF_OPER_UP` (RFC 2863 operational state, as `IFLA_OPERSTATE` carries it).
@@ -62,7 +62,8 @@ pub const IFF_UP: u32 = 0x1;
 /// Link types that are loopback: FreeBSD's `IFT_LOOP` and Linux's `ARPHRD_LOOPBACK`.
 const LOOPBACK_TYPES: [u16; 2] = [0x18, 772];
 
-const NLMSG_HDRLEN: usize = 16;
+/// `sizeof(struct nlmsghdr)`.
+pub const NLMSG_HDRLEN: usize = 16;
 
 fn align4(n: usize) -> usize {
     (n + 3) & !3

@@ -244,6 +244,58 @@ pub const RTF_HOST: i32 = 0x4;
 /// `RTF_STATIC`.
 pub const RTF_STATIC: i32 = 0x800;
 
+/// rtnetlink numbers (netlink/netlink.h, netlink/route/*.h): what `isboot::netlink` uses,
+/// asserted against the FreeBSD headers here and against `isboot::netlink` in
+/// `isboot::freebsd_boot`.
+pub mod nl {
+    /// `NLMSG_ERROR`.
+    pub const NLMSG_ERROR: u16 = 2;
+    /// `NLMSG_DONE`.
+    pub const NLMSG_DONE: u16 = 3;
+    /// `NLM_F_REQUEST`.
+    pub const NLM_F_REQUEST: u16 = 0x1;
+    /// `NLM_F_DUMP`.
+    pub const NLM_F_DUMP: u16 = 0x300;
+    /// `NL_RTM_NEWLINK`.
+    pub const RTM_NEWLINK: u16 = 16;
+    /// `NL_RTM_GETLINK`.
+    pub const RTM_GETLINK: u16 = 18;
+    /// `NL_RTM_NEWADDR`.
+    pub const RTM_NEWADDR: u16 = 20;
+    /// `NL_RTM_GETADDR`.
+    pub const RTM_GETADDR: u16 = 22;
+    /// `NL_RTM_NEWROUTE`.
+    pub const RTM_NEWROUTE: u16 = 24;
+    /// `NL_RTM_GETROUTE`.
+    pub const RTM_GETROUTE: u16 = 26;
+    /// `IFLA_ADDRESS`.
+    pub const IFLA_ADDRESS: u16 = 1;
+    /// `IFLA_IFNAME`.
+    pub const IFLA_IFNAME: u16 = 3;
+    /// `IFLA_OPERSTATE`.
+    pub const IFLA_OPERSTATE: u16 = 16;
+    /// `IF_OPER_UP`.
+    pub const IF_OPER_UP: u8 = 6;
+    /// `IFA_ADDRESS`.
+    pub const IFA_ADDRESS: u16 = 1;
+    /// `IFA_LOCAL`.
+    pub const IFA_LOCAL: u16 = 2;
+    /// `NL_RTA_DST`.
+    pub const RTA_DST: u16 = 1;
+    /// `NL_RTA_OIF`.
+    pub const RTA_OIF: u16 = 4;
+    /// `NL_RTA_GATEWAY`.
+    pub const RTA_GATEWAY: u16 = 5;
+    /// `sizeof(struct nlmsghdr)`.
+    pub const NLMSGHDR_SIZE: usize = 16;
+    /// `sizeof(struct ifinfomsg)`.
+    pub const IFINFOMSG_SIZE: usize = 16;
+    /// `sizeof(struct ifaddrmsg)`.
+    pub const IFADDRMSG_SIZE: usize = 8;
+    /// `sizeof(struct rtmsg)`.
+    pub const RTMSG_SIZE: usize = 12;
+}
+
 /// `C_HARDCLOCK` (sys/callout.h): round a sleep to the tick, as `pause(9)` does.
 pub const C_HARDCLOCK: c_int = 0x0100;
 /// `SBT_1S` (sys/time.h): one second as an `sbintime_t` (32.32 fixed point).
@@ -519,6 +571,29 @@ pub const BOOT_ABI: &[AbiItem] = &[
     AbiItem::Const("RTF_GATEWAY", RTF_GATEWAY as i64),
     AbiItem::Const("RTF_HOST", RTF_HOST as i64),
     AbiItem::Const("RTF_STATIC", RTF_STATIC as i64),
+    AbiItem::Size("struct nlmsghdr", nl::NLMSGHDR_SIZE),
+    AbiItem::Size("struct ifinfomsg", nl::IFINFOMSG_SIZE),
+    AbiItem::Size("struct ifaddrmsg", nl::IFADDRMSG_SIZE),
+    AbiItem::Size("struct rtmsg", nl::RTMSG_SIZE),
+    AbiItem::Const("NLMSG_ERROR", nl::NLMSG_ERROR as i64),
+    AbiItem::Const("NLMSG_DONE", nl::NLMSG_DONE as i64),
+    AbiItem::Const("NLM_F_REQUEST", nl::NLM_F_REQUEST as i64),
+    AbiItem::Const("NLM_F_DUMP", nl::NLM_F_DUMP as i64),
+    AbiItem::Const("NL_RTM_NEWLINK", nl::RTM_NEWLINK as i64),
+    AbiItem::Const("NL_RTM_GETLINK", nl::RTM_GETLINK as i64),
+    AbiItem::Const("NL_RTM_NEWADDR", nl::RTM_NEWADDR as i64),
+    AbiItem::Const("NL_RTM_GETADDR", nl::RTM_GETADDR as i64),
+    AbiItem::Const("NL_RTM_NEWROUTE", nl::RTM_NEWROUTE as i64),
+    AbiItem::Const("NL_RTM_GETROUTE", nl::RTM_GETROUTE as i64),
+    AbiItem::Const("IFLA_ADDRESS", nl::IFLA_ADDRESS as i64),
+    AbiItem::Const("IFLA_IFNAME", nl::IFLA_IFNAME as i64),
+    AbiItem::Const("IFLA_OPERSTATE", nl::IFLA_OPERSTATE as i64),
+    AbiItem::Const("IF_OPER_UP", nl::IF_OPER_UP as i64),
+    AbiItem::Const("IFA_ADDRESS", nl::IFA_ADDRESS as i64),
+    AbiItem::Const("IFA_LOCAL", nl::IFA_LOCAL as i64),
+    AbiItem::Const("NL_RTA_DST", nl::RTA_DST as i64),
+    AbiItem::Const("NL_RTA_OIF", nl::RTA_OIF as i64),
+    AbiItem::Const("NL_RTA_GATEWAY", nl::RTA_GATEWAY as i64),
     AbiItem::Const("C_HARDCLOCK", C_HARDCLOCK as i64),
     AbiItem::Const("SBT_1S", SBT_1S),
 ];
