@@ -20,6 +20,12 @@ it and checks that it released everything.
   --fail-oid N          the N-th sysctl_add_oid(9) call returns NULL (as for a taken name)
   --hold-oid NODE       after the load, another subsystem adds a child under the sysctl node
                         NODE and keeps it until after the unload
+  --mountroot           after the module's root holds are released, mount root as the kernel
+                        would: the GPT of da0 read through the SIM, its freebsd-ufs
+                        partition's UFS2 superblock and root directory
+                        (prints 'mountroot: daNpK ufs2 / = ENTRY,...'; exit 1 without one)
+  --workload verify:BYTES  write a pattern to the last BYTES of da0 through the SIM and read
+                        it back (prints 'verify: N bytes, M mismatches'; exit 1 on a mismatch)
   -v, --verbose         trace the linking, every kernel call and the events
   -h, --help            this text
 
@@ -52,10 +58,22 @@ pub struct Config {
     pub fail_oid: Option<u64>,
     /// `--hold-oid`.
     pub hold_oid: Option<String>,
+    /// `--mountroot`.
+    pub mountroot: bool,
+    /// `--workload`.
+    pub workload: Option<Workload>,
+}
+
+/// What to run on the disk the module exposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Write a pattern to the last N bytes and read it back.
+    Verify(u64),
 }
 
 /// The outcome of parsing.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // parsed once
 pub enum Parsed {
     /// Run with this configuration.
     Run(Config),
@@ -146,10 +164,19 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                 c.fail_oid = Some(n);
             }
             "--hold-oid" => c.hold_oid = Some(value(&mut it)?),
-            "--mountroot" | "--workload" => {
-                return Err(format!(
-                    "{opt} comes with a later stage of kldrun; it is not accepted yet"
-                ))
+            "--mountroot" => c.mountroot = true,
+            "--workload" => {
+                let w = value(&mut it)?;
+                match w.split_once(':') {
+                    Some(("verify", n)) => {
+                        let n = number("--workload verify", n)?;
+                        if n == 0 {
+                            return Err("--workload verify:BYTES wants at least 1 byte".into());
+                        }
+                        c.workload = Some(Workload::Verify(n));
+                    }
+                    _ => return Err(format!("--workload wants verify:BYTES, not {w:?}")),
+                }
             }
             o if o.starts_with('-') && o.len() > 1 => {
                 return Err(format!("unknown option {o} (kldrun --help lists them)"))
@@ -216,8 +243,7 @@ mod tests {
     #[test]
     fn usage_errors_are_one_line() {
         for (args, want) in [
-            (&["--mountroot", "x", "m.ko"][..], "later stage"),
-            (&["--workload", "m.ko"][..], "later stage"),
+            (&["--workload", "dd", "m.ko"][..], "verify:BYTES"),
             (&["--bogus", "m.ko"][..], "unknown option --bogus"),
             (&["--preload", "noequals", "m.ko"][..], "TYPE=FILE"),
             (&["--phys", "zz=f", "m.ko"][..], "wants a number"),

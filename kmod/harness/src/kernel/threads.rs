@@ -61,7 +61,8 @@ fn get(index: usize) -> Option<&'static KThread> {
 pub fn create(name: &str, stack: usize) -> std::io::Result<usize> {
     let stack = KStack::new(name, stack)?;
     let index = stack.index();
-    let td = Box::new([0; TD_SIZE]);
+    let mut td = Box::new([0; TD_SIZE]);
+    td[8..16].copy_from_slice(&proc0().to_le_bytes()); // td_proc
     let mut pcpu = Box::new([0u64; PCPU_SIZE / 8]);
     pcpu[0] = td.as_ptr() as u64; // pc_curthread
     let t: &'static KThread = Box::leak(Box::new(KThread { stack, td, pcpu }));
@@ -71,6 +72,18 @@ pub fn create(name: &str, stack: usize) -> std::io::Result<usize> {
         .get_or_insert_with(HashMap::new)
         .insert(index, t);
     Ok(index)
+}
+
+/// The stand-in `struct proc` every kernel thread belongs to (proc0): zero but for
+/// `p_ucred` (offset 64), a non-NULL credential token the socket KPIs accept.
+pub fn proc0() -> u64 {
+    static PROC0: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PROC0.get_or_init(|| {
+        let cred: &'static mut [u64; 32] = Box::leak(Box::new([0u64; 32]));
+        let p: &'static mut [u64; 256] = Box::leak(Box::new([0u64; 256]));
+        p[8] = cred.as_ptr() as u64; // p_ucred
+        p.as_ptr() as u64
+    })
 }
 
 /// The address standing for thread `index`'s `struct thread` (0 for an unknown index).
