@@ -630,6 +630,8 @@ isboot_cam_stop(void)
 	mtx_unlock(&isboot_sim.lock);
 }
 
+static void isboot_cam_remove_bus(void);
+
 /*
  * The boot thread is ending: refuse new CCBs, fail the queued ones, and take the bus away
  * (the disk goes with it: AC_LOST_DEVICE, as iscsi(4) does on session removal).
@@ -637,8 +639,18 @@ isboot_cam_stop(void)
 void
 isboot_cam_deregister(void)
 {
-	if (isboot_sim.sim == NULL)
-		return;
+	if (isboot_sim.sim != NULL)
+		isboot_cam_remove_bus();
+	/* Nothing uses the SIM mutex any more: destroy it (a later register re-creates it). */
+	if (isboot_sim.inited) {
+		mtx_destroy(&isboot_sim.lock);
+		isboot_sim.inited = 0;
+	}
+}
+
+static void
+isboot_cam_remove_bus(void)
+{
 	isboot_cam_stop();
 	mtx_lock(&isboot_sim.lock);
 	if (isboot_sim.path != NULL) {

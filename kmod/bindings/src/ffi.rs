@@ -438,7 +438,7 @@ pub mod shim {
         /// too.
         pub fn isboot_cam_stop();
         /// `void isboot_cam_deregister(void);`: isboot_cam_stop(), then the bus goes
-        /// (AC_LOST_DEVICE, xpt_bus_deregister, cam_sim_free).
+        /// (AC_LOST_DEVICE, xpt_bus_deregister, cam_sim_free) and the SIM mutex is destroyed.
         pub fn isboot_cam_deregister();
     }
 }
