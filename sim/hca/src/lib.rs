@@ -42,12 +42,12 @@
 //!     qps.push((attr, cq, qp));
 //!     devs.push(dev);
 //! }
-//! let (b_attr, b_cq, b_qp) = qps`[1]`;
-//! let ah = AddressHandle::unicast(b_attr.lid, 0, devs`[1]`.qp_num(b_qp).unwrap(), 0x0b1b);
-//! devs`[0]`.post_send(qps`[0]`.2, &ah, b"hi").unwrap();
-//! devs`[0]`.delay(Duration::from_millis(1));
+//! let (b_attr, b_cq, b_qp) = qps[1];
+//! let ah = AddressHandle::unicast(b_attr.lid, 0, devs[1].qp_num(b_qp).unwrap(), 0x0b1b);
+//! devs[0].post_send(qps[0].2, &ah, b"hi").unwrap();
+//! devs[0].delay(Duration::from_millis(1));
 //! let mut buf = [0u8; 2048];
-//! let c = devs`[1]`.poll_cq(b_cq, &mut buf).unwrap().expect("a completion");
+//! let c = devs[1].poll_cq(b_cq, &mut buf).unwrap().expect("a completion");
 //! assert_eq!((c.kind, &buf[..c.byte_len as usize]), (CompletionKind::Recv, &b"hi"[..]));
 //! ```
 //!
