@@ -26,6 +26,9 @@ it and checks that it released everything.
                         (prints 'mountroot: daNpK ufs2 / = ENTRY,...'; exit 1 without one)
   --workload verify:BYTES  write a pattern to the last BYTES of da0 through the SIM and read
                         it back (prints 'verify: N bytes, M mismatches'; exit 1 on a mismatch)
+  --workload bench:rand|seq:BS:QD:SECONDS  read BS-byte blocks at random or sequential
+                        offsets of da0 with QD reads in flight for SECONDS; the last line is
+                        'bench: ... iops=N mib_s=N cpu_us_per_io=N'
   -v, --verbose         trace the linking, every kernel call and the events
   -h, --help            this text
 
@@ -69,6 +72,45 @@ pub struct Config {
 pub enum Workload {
     /// Write a pattern to the last N bytes and read it back.
     Verify(u64),
+    /// Read for `seconds` with `qd` requesters, `bs`-byte reads at random or sequential
+    /// offsets.
+    Bench {
+        /// Random (else sequential) offsets.
+        random: bool,
+        /// Bytes per read (a multiple of the block size).
+        bs: u32,
+        /// Reads in flight.
+        qd: u32,
+        /// How long.
+        seconds: u64,
+    },
+}
+
+fn bench(spec: &str) -> Result<Workload, String> {
+    let bad = || format!("--workload bench wants rand|seq:BS:QD:SECONDS, not bench:{spec}");
+    let p: Vec<&str> = spec.split(':').collect();
+    let [mode, bs, qd, secs] = p[..] else {
+        return Err(bad());
+    };
+    let random = match mode {
+        "rand" => true,
+        "seq" => false,
+        _ => return Err(bad()),
+    };
+    let bs = number("--workload bench", bs)?;
+    let qd = number("--workload bench", qd)?;
+    let seconds = number("--workload bench", secs)?;
+    if !(512..=1 << 20).contains(&bs) || !(1..=32).contains(&qd) || seconds == 0 {
+        return Err(format!(
+            "--workload bench: BS 512..1048576, QD 1..32 and SECONDS >= 1, not bench:{spec}"
+        ));
+    }
+    Ok(Workload::Bench {
+        random,
+        bs: bs as u32,
+        qd: qd as u32,
+        seconds,
+    })
 }
 
 /// The outcome of parsing.
@@ -175,7 +217,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                         }
                         c.workload = Some(Workload::Verify(n));
                     }
-                    _ => return Err(format!("--workload wants verify:BYTES, not {w:?}")),
+                    Some(("bench", spec)) => c.workload = Some(bench(spec)?),
+                    _ => {
+                        return Err(format!(
+                            "--workload wants verify:BYTES or bench:rand|seq:BS:QD:SECONDS, not \
+                             {w:?}"
+                        ))
+                    }
                 }
             }
             o if o.starts_with('-') && o.len() > 1 => {

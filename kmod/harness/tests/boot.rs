@@ -312,3 +312,28 @@ fn the_target_down_at_load_is_a_bounded_wait_and_a_clear_line() {
         assert!(d.clean(), "{}", d.all());
     });
 }
+
+#[test]
+fn bench_reads_through_the_sim_and_reports_iops() {
+    with_lab(Some(target_opts("nochap")), |_, _| {
+        for spec in ["bench:rand:4096:4:2", "bench:seq:65536:2:1"] {
+            let d = Child::spawn("nochap", &["--workload", spec]).finish();
+            eprintln!("{}", d.all());
+            assert_eq!(d.code, 0, "{}", d.all());
+            let line = d
+                .stdout
+                .lines()
+                .find(|l| l.starts_with("bench: "))
+                .unwrap_or_else(|| panic!("no bench line\n{}", d.all()));
+            let kv = |k: &str| -> f64 {
+                line.split_whitespace()
+                    .find_map(|f| f.strip_prefix(&format!("{k}=")))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{k} in {line}"))
+            };
+            assert!(kv("ios") > 0.0 && kv("iops") > 0.0, "{line}");
+            assert!(kv("mib_s") > 0.0 && kv("cpu_us_per_io") > 0.0, "{line}");
+            assert!(d.clean(), "{}", d.all());
+        }
+    });
+}

@@ -591,9 +591,14 @@ fn rw16(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
 
 /// da(4) READ(16) of `blocks` blocks at `lba`, as GEOM's `g_down` would issue it.
 pub fn read(lba: u64, blocks: u32) -> Result<Vec<u8>, String> {
+    read_on(io_thread(), lba, blocks)
+}
+
+/// [`read`] from kernel thread `t` (one CCB in flight per thread).
+pub fn read_on(t: usize, lba: u64, blocks: u32) -> Result<Vec<u8>, String> {
     let (bs, _) = disk().ok_or("no disk")?;
     let mut data = vec![0u8; blocks as usize * bs as usize];
-    let (st, ss) = scsi(io_thread(), &rw16(0x88, lba, blocks), CAM_DIR_IN, &mut data)?;
+    let (st, ss) = scsi(t, &rw16(0x88, lba, blocks), CAM_DIR_IN, &mut data)?;
     if st & CAM_STATUS_MASK != CAM_REQ_CMP {
         return Err(format!(
             "READ(16) at {lba}: CAM status {st:#x}, SCSI status {ss:#x}"
