@@ -6,10 +6,11 @@
 //! Only `pc_curthread` is set; every other per-CPU field and the whole `struct thread` read
 //! as zero (CPU 0, no process, no credentials).
 //!
-//! Stage 1 has the threads a kldload/kldunload and a sysctl(8) run on: `modevent` (the
-//! SYSINITs, the module events, the SYSUNINITs) and `sysctl` (the handlers), both driven from
-//! kldrun's main thread one call at a time. The registry is made for more: a kernel thread
-//! created by the module later gets its own host thread and stack here.
+//! kldrun's own threads are `modevent` (the SYSINITs, the module events, the SYSUNINITs) and
+//! `sysctl` (the handlers), driven from its main thread one call at a time, `xpt_thrd` (CAM's
+//! probe), `g_down`/`g_downN` (mountroot's and the workloads' I/O); a kernel thread the module
+//! creates (`kproc_kthread_add`, [`super::kthread`]) gets a host thread and a stack of its own.
+//! Every `struct thread` has `td_proc` (offset 8) pointing at [`proc0`].
 
 use crate::kstack::KStack;
 use std::cell::Cell;
@@ -36,8 +37,8 @@ fn set_gs(base: u64) {
     }
 }
 
-/// Bytes of the stand-in `struct thread` (the real one is about 1.4 KiB; nothing reads it
-/// yet).
+/// Bytes of the stand-in `struct thread` (the real one is about 1.4 KiB; only `td_proc` is
+/// set).
 const TD_SIZE: usize = 2048;
 
 #[derive(Debug)]
