@@ -367,7 +367,7 @@ pub unsafe extern "C" fn kldrun_dispatch(frame: *const u64, index: u64, ctl: *co
         };
         // SAFETY: the trampoline passes its control block and the frame it built.
         let (thread, mut args) = unsafe { ((*ctl).thread as usize, FrameArgs::new(frame)) };
-        let prev = fault::CURRENT_IMPORT.swap(index as usize, Ordering::AcqRel);
+        let prev = fault::CURRENT_IMPORT.replace(index as usize);
         let ret_addr = args.return_address();
         let frame_ptr = args.frame_pointer();
         let trace = VERBOSE.load(Ordering::Relaxed);
@@ -386,7 +386,7 @@ pub unsafe extern "C" fn kldrun_dispatch(frame: *const u64, index: u64, ctl: *co
             frame_ptr,
         };
         let r = func(&mut c);
-        fault::CURRENT_IMPORT.store(prev, Ordering::Release);
+        fault::CURRENT_IMPORT.set(prev);
         if trace {
             let text = fault::MODULE_TEXT[0].load(Ordering::Acquire)
                 ..fault::MODULE_TEXT[1].load(Ordering::Acquire);
