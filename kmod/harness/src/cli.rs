@@ -305,4 +305,33 @@ mod tests {
             assert!(!e.contains('\n'));
         }
     }
+
+    #[test]
+    fn workloads() {
+        let Ok(Parsed::Run(c)) = p(&["--mountroot", "--workload", "verify:4096", "m.ko"]) else {
+            panic!("parses");
+        };
+        assert!(c.mountroot);
+        assert_eq!(c.workload, Some(Workload::Verify(4096)));
+        let Ok(Parsed::Run(c)) = p(&["--workload", "bench:rand:4096:4:2", "m.ko"]) else {
+            panic!("parses");
+        };
+        assert_eq!(
+            c.workload,
+            Some(Workload::Bench {
+                random: true,
+                bs: 4096,
+                qd: 4,
+                seconds: 2
+            })
+        );
+        for bad in [
+            "bench:rand:4096:0:2",
+            "bench:zig:4096:1:1",
+            "bench:seq:100:1:1",
+            "verify:0",
+        ] {
+            assert!(p(&["--workload", bad, "m.ko"]).is_err(), "{bad}");
+        }
+    }
 }

@@ -687,3 +687,49 @@ pub fn leaks() -> Vec<String> {
 pub fn created() -> u64 {
     CREATED.load(Ordering::Relaxed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linux_errnos_become_freebsd_ones() {
+        assert_eq!(errno_to_freebsd(17), 17); // EEXIST
+        assert_eq!(errno_to_freebsd(libc::EAGAIN), 35);
+        assert_eq!(errno_to_freebsd(libc::EINPROGRESS), 36);
+        assert_eq!(errno_to_freebsd(libc::ECONNREFUSED), 61);
+        assert_eq!(errno_to_freebsd(libc::ETIMEDOUT), 60);
+        assert_eq!(errno_to_freebsd(libc::EHOSTUNREACH), 65);
+        assert_eq!(errno_to_freebsd(libc::ENETUNREACH), 51);
+    }
+
+    #[test]
+    fn netlink_error_answers_carry_freebsd_errnos() {
+        // Two messages: an NLMSG_ERROR with -ENETUNREACH (Linux 101), then NLMSG_DONE.
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&36u32.to_ne_bytes());
+        buf.extend_from_slice(&2u16.to_ne_bytes());
+        buf.extend_from_slice(&[0; 10]);
+        buf.extend_from_slice(&(-101i32).to_ne_bytes());
+        buf.extend_from_slice(&[0; 16]);
+        buf.extend_from_slice(&20u32.to_ne_bytes());
+        buf.extend_from_slice(&3u16.to_ne_bytes());
+        buf.extend_from_slice(&[0; 14]);
+        fix_netlink_errors(&mut buf);
+        assert_eq!(i32::from_ne_bytes(buf[16..20].try_into().unwrap()), -51);
+        assert_eq!(u16::from_ne_bytes([buf[40], buf[41]]), 3);
+    }
+
+    #[test]
+    fn routing_messages_other_than_add_are_refused() {
+        let mut m = vec![0u8; 152];
+        m[2] = 5;
+        m[3] = 2; // RTM_DELETE
+        assert_eq!(route_message(&m), F_EOPNOTSUPP);
+        m[2] = 4; // an old RTM_VERSION
+        assert_eq!(route_message(&m), F_EINVAL);
+        m[2] = 5;
+        m[3] = 1; // RTM_ADD without addresses
+        assert_eq!(route_message(&m), F_EINVAL);
+    }
+}
