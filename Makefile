@@ -73,6 +73,8 @@ demo-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kea-dhcp4-server tgt makefs gdisk; }
 
 demo: demo-deps
+	@$(MAKE) --no-print-directory kmod >target/demo-kmod.log 2>&1 || { cat target/demo-kmod.log; exit 1; }
+	@$(CARGO) build -q --release -p kldrun
 	@$(CARGO) build -q --release -p ibft --features std --bins
 	@$(CARGO) build -q --release -p loader --features std --examples
 	@$(CARGO) build -q --release -p hca-sim --examples
@@ -82,9 +84,11 @@ demo: demo-deps
 	@echo "==    gateway, an iSCSI login with mutual CHAP to a real tgtd across the fabric, the"
 	@echo "==    boot blocks, the iBFT left in base memory; then isboot.ko's load flow (its"
 	@echo "==    portable half, on the host platform) finding and publishing that table, and its"
-	@echo "==    boot thread logging in again and finding the FreeBSD root on da0p2."
+	@echo "==    boot thread logging in again and finding the FreeBSD root on da0p2; then the real"
+	@echo "==    isboot.ko (the FreeBSD kld) under kldrun doing the same from the table the ROM left:"
+	@echo "==    kldrun --phys 0x9e620=target/demo-ibft.bin --mountroot --sysctl net.isboot --sysctl hw.ibft target/kmod/isboot.ko"
 	@echo "==    (In a private network namespace: nothing leaves the machine.)"
-	./target/release/examples/boot_sim target/demo-ibft.bin --pcap target/demo-boot.pcap
+	./target/release/examples/boot_sim target/demo-ibft.bin --pcap target/demo-boot.pcap --kldrun target/release/kldrun:target/kmod/isboot.ko
 	@echo "== Every packet of that boot is in target/demo-boot.pcap: read it with tshark -r target/demo-boot.pcap (add -V for every field) or wireshark target/demo-boot.pcap"
 	@echo
 	@echo "== 2. The iBFT the ROM left, as an admin sees it (the Linux /sys/firmware/ibft view;"
@@ -104,9 +108,10 @@ demo: demo-deps
 	@echo
 	@echo "== The demo showed: a node booting over InfiniBand from port 2 (port 1 dead) through"
 	@echo "== DHCP and a mutual-CHAP iSCSI login, the iBFT it leaves, and the module taking it:"
-	@echo "== its boot thread found the interface, logged in again and found root on da0p2."
-	@echo "== Still to come on a real machine: the same thread inside FreeBSD (kernel sockets, CAM),"
-	@echo "== and the module's own HCA and IPoIB interface instead of an Ethernet-style one."
+	@echo "== its boot thread found the interface, logged in again and found root on da0p2, and the"
+	@echo "== real isboot.ko did it too under kldrun (kernel thread, kernel sockets, CAM SIM, da0)."
+	@echo "== Still to come on a real machine: the same module in a FreeBSD kernel, and its own HCA"
+	@echo "== and IPoIB interface instead of an Ethernet-style one."
 
 # Runs the demo and checks what it printed: the main command cannot break silently.
 demo-check:

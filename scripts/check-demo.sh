@@ -41,12 +41,26 @@ need '^hw\.ibft\.target\.0\.chap_type: mutual$' "the sysctl tree, to its last ta
 need '^isboot: LUN 1 of iqn\.2026-11\.org\.example:boot at 192\.0\.2\.1:3260 is da0; releasing the root mount hold$' "the boot thread attaching the disk"
 need '^mountroot: da0p2 ufs2 / = boot,dev,etc,sbin,tmp$' "root found on da0p2"
 need '^net\.isboot\.session_state: logged in$' "the boot thread's state"
+need '^== isboot\.ko itself: the real FreeBSD module, loaded by kldrun' "the real module's step"
+need 'the module reaches the target over an$' "why the real module uses an Ethernet-style interface"
+need '^\$ kldrun --phys 0x9e620=target/demo-ibft\.bin --mountroot --sysctl net\.isboot --sysctl hw\.ibft target/kmod/isboot\.ko$' "the kldrun command"
+need '^Root mount waiting for: isboot$' "the real module's root mount hold"
+need '^kldrun: leak check: clean' "the real module unloaded leaving nothing behind"
+if [ "$(grep -cE '^mountroot: da0p2 ufs2 / = boot,dev,etc,sbin,tmp$' "$log")" -lt 2 ]; then
+    echo "check-demo: missing: the real module's mountroot line (a second /^mountroot: da0p2 .../)" >&2
+    fail=1
+fi
+if [ "$(grep -cE '^isboot: LUN 1 of iqn\.2026-11\.org\.example:boot at 192\.0\.2\.1:3260 is da0; releasing the root mount hold$' "$log")" -lt 2 ]; then
+    echo "check-demo: missing: the real module attaching da0 (a second release line)" >&2
+    fail=1
+fi
 need '^target0/chap-type=2$' "ibft dump of the ROM's table"
 need 'mutual\.bin: valid iBFT' "a real iPXE table checked"
 need '^fabric: [0-9]+ packets delivered' "the fabric step"
 need '^ibft: target/demo-corrupt\.bin: target 0: NIC association: NIC 7 is not in the table$' "the damaged table's structure-and-field error"
 need '^\(exit status 1\)$' "the damaged table's exit status"
 need '^== Still to come on a real machine: ' "the closing lines"
+need '^== real isboot\.ko did it too under kldrun' "the closing lines name the real module"
 if ! tr -d '\000' <"$log" | cmp -s - "$log"; then
     echo "check-demo: must not appear: NUL bytes" >&2
     fail=1

@@ -30,6 +30,8 @@ mkdir -p "$OUT" "$GEN_DIR"
 # --- 1. the C shim ------------------------------------------------------------------------
 echo "build-kld: cc isboot_shim.c (FreeBSD headers from ziglang $ZIG_VERSION, __FreeBSD_version $FREEBSD_VERSION)"
 "${ZIG[@]}" cc "${SHIM_CFLAGS[@]}" -c "$KMOD_DIR/shim/isboot_shim.c" -o "$OUT/isboot_shim.o"
+echo "build-kld: cc isboot_boot.c"
+"${ZIG[@]}" cc "${SHIM_CFLAGS[@]}" -c "$KMOD_DIR/shim/isboot_boot.c" -o "$OUT/isboot_boot.o"
 
 # --- 2. the Rust half -------------------------------------------------------------------------
 echo "build-kld: cargo build (Debian $(/usr/bin/rustc --version | cut -d' ' -f1-2), -Zbuild-std=core,alloc, $RUST_TARGET)"
@@ -51,7 +53,7 @@ echo "build-kld: ld.lld -m elf_x86_64_fbsd -r"
 # --gc-sections then drops what nothing reaches from it or from the linker sets (kld.lds keeps
 # those, and merges the sections as FreeBSD's ldscript.kmod.amd64 does).
 "${ZIG[@]}" ld.lld -m elf_x86_64_fbsd -r -d --gc-sections -u isboot_modevent \
-    -T "$KMOD_DIR/scripts/kld.lds" -o "$OUT/isboot.ko.full" "$OUT/isboot_shim.o" "$RUST_LIB"
+    -T "$KMOD_DIR/scripts/kld.lds" -o "$OUT/isboot.ko.full" "$OUT/isboot_shim.o" "$OUT/isboot_boot.o" "$RUST_LIB"
 
 # bsd.kmod.mk (EXPORT_SYMS unset) localizes every defined global so that modules do not clash.
 # (readelf, not nm: binutils' nm tries its LLVM plugin on these objects.)

@@ -13,7 +13,8 @@
 
   6. M_ISBOOT's ks_version is the target kernel's M_VERSION (malloc_init panics otherwise);
      the module metadata decodes to: module "isboot" with handler isboot_modevent, version 1,
-     depending on kernel [FREEBSD_VERSION, end of that major], MOD_LOAD at SI_SUB_ROOT_CONF-1.
+     depending on kernel [FREEBSD_VERSION, end of that major], cam 1 and netlink 1, MOD_LOAD at
+     SI_SUB_ROOT_CONF-1.
 
 Usage: check_kld.py [--freebsd-version=N] [--bindings=ffi.rs] KO DECLCHECK_CMD...   (DECLCHECK_CMD: compiler command reading C on stdin)
 Prints one line per check; exit status 1 if any fails.
@@ -204,7 +205,10 @@ def main():
            else "; ".join(offenders[:5]))
 
     # 3b. stack frames: the kernel stack is 16 KiB (KSTACK_PAGES=4) for the whole call chain.
-    frames, fn = [], None
+    #     A frame above a page is allocated a page at a time with inline stack probes
+    #     (sub $0x1000,%rsp; movq $0,(%rsp); ...), so a function's frame is the sum of its
+    #     subtractions from %rsp, not the largest one.
+    sizes, fn = {}, None
     for line in dis.splitlines():
         m = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
         if m:
@@ -212,7 +216,8 @@ def main():
             continue
         m = re.search(r"\bsub\s+\$0x([0-9a-f]+),%rsp", line)
         if m:
-            frames.append((int(m.group(1), 16), fn))
+            sizes[fn] = sizes.get(fn, 0) + int(m.group(1), 16)
+    frames = [(n, f) for f, n in sizes.items()]
     biggest = max(frames, default=(0, "-"))
     report(biggest[0] <= MAX_FRAME, f"no stack frame above {MAX_FRAME} bytes",
            f"largest {biggest[0]} bytes in {biggest[1][:80]}")
@@ -240,7 +245,9 @@ def main():
 
     # 4b. every KPI the Rust bindings declare (linked into this module or not yet)
     if bindings:
-        text = open(bindings).read().split("pub mod shim", 1)[0]
+        # the KPIs (and those the C shim calls, `pub mod shim_kpis`), not the shim's own
+        # symbols (`pub mod shim {`)
+        text = open(bindings).read().split("pub mod shim {", 1)[0]
         kpis = sorted(set(re.findall(r"pub (?:fn|static(?: mut)?) (\w+)\s*[(:]", text)))
         src = "".join(f'#include <{h}>\n' for h in HEADERS)
         src += "void *isboot_kpicheck[] = {\n" + "".join(f"\t(void *)&{k},\n" for k in kpis)
@@ -280,9 +287,13 @@ def main():
         ok = (("module", "isboot", "isboot_modevent") in meta
               and ("version", "isboot", 1) in meta
               and ("depend", "kernel", want_ver, want_ver, want_max) in meta
+              # the boot thread: the CAM SIM, and netlink(4) for interfaces and routes
+              and ("depend", "cam", 1, 1, 1) in meta
+              and ("depend", "netlink", 1, 1, 1) in meta
               and (SI_SUB_ROOT_CONF - 1, SI_ORDER_ANY, "module_register_init") in inits)
         report(ok, "module metadata: isboot v1, handler isboot_modevent, "
-               f"kernel {want_ver}..{want_max}, MOD_LOAD at SI_SUB_ROOT_CONF-1",
+               f"kernel {want_ver}..{want_max}, cam and netlink 1, "
+               "MOD_LOAD at SI_SUB_ROOT_CONF-1",
                "; ".join(str(m) for m in meta) + "; SYSINITs "
                + ", ".join(f"({a:#x},{b:#x}) {f}" for a, b, f in inits))
 
@@ -336,8 +347,13 @@ def decode_sysinits(elf, relocs):
 # Headers searched for the declarations of the kernel symbols the module uses.
 HEADERS = [
     "sys/param.h", "sys/systm.h", "sys/kernel.h", "sys/module.h", "sys/malloc.h", "sys/lock.h",
-    "sys/mutex.h", "sys/sysctl.h", "sys/linker.h", "sys/pcpu.h", "vm/vm.h", "vm/pmap.h",
-    "machine/pmap.h",
+    "sys/mutex.h", "sys/sx.h", "sys/sysctl.h", "sys/linker.h", "sys/pcpu.h", "sys/proc.h",
+    "sys/kthread.h", "sys/time.h", "sys/socket.h", "sys/socketvar.h", "sys/sockopt.h",
+    "vm/vm.h", "vm/pmap.h", "machine/pmap.h",
+    # the boot thread (kmod/shim/isboot_boot.c)
+    "net/if.h", "net/if_var.h", "net/route.h", "netinet/in.h", "geom/geom.h",
+    "cam/cam.h", "cam/cam_ccb.h",
+    "cam/cam_sim.h", "cam/cam_xpt.h", "cam/cam_xpt_sim.h", "cam/cam_periph.h",
 ]
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@
 //! A wait that ends in failure prints why, releases the hold and returns: the kernel then
 //! reaches its mountroot prompt. Nothing here blocks without a bound, and nothing panics.
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -679,6 +680,10 @@ fn wait_interface<E: BootEnv>(
     let mut announced = false;
     let mut found: Option<NetIf> = None;
     loop {
+        // An unload during the wait ends it (the module waits for this thread).
+        if env.stop_requested() {
+            return Err(BootError::Stopped);
+        }
         let ifs = env.interfaces();
         if let Some(i) = match_interface(plan, &ifs) {
             if found.as_ref().map(|f| &f.name) != Some(&i.name) {
@@ -805,12 +810,18 @@ fn configure<E: BootEnv>(env: &mut E, plan: &BootPlan, ifname: &str) -> Result<(
     Ok(())
 }
 
+/// The session's driver over the environment's transport and clock, on the heap.
+type BoxedClient<E> = Box<Client<<E as BootEnv>::Transport, <E as BootEnv>::Clock>>;
+
+/// The client is boxed (a session is some 2 KiB): the boot thread's frames stay small
+/// (`kmod/scripts/check_kld.py` allows 4 KiB a frame on a kernel stack).
+#[inline(never)]
 fn login<E: BootEnv>(
     env: &mut E,
     plan: &BootPlan,
     ifname: &str,
     t: &BootTunables,
-) -> Result<Client<E::Transport, E::Clock>, BootError> {
+) -> Result<BoxedClient<E>, BootError> {
     let mut seed = [0u8; 32];
     env.entropy(&mut seed);
     let login = LoginConfig {
@@ -842,7 +853,7 @@ fn login<E: BootEnv>(
     let clock = env.clock();
     let transport = env.transport();
     let session = Session::new(cfg, clock.now());
-    let mut client = Client::new(session, transport, clock);
+    let mut client = Box::new(Client::new(session, transport, clock));
     say!(
         env,
         "logging in to {} at {}:{} on {ifname} as {} ({})",

@@ -26,12 +26,16 @@ pub mod flow;
 pub mod host;
 #[cfg(feature = "std")]
 pub mod host_boot;
+pub mod netlink;
 pub mod platform;
+pub mod rtmsg;
 pub mod tree;
 pub mod tunables;
 
 #[cfg(feature = "freebsd")]
 pub mod freebsd;
+#[cfg(feature = "freebsd")]
+pub mod freebsd_boot;
 
 pub use flow::{load, unload, Found, LoadError, Report, TableSource};
 pub use platform::{Platform, PublishError};

@@ -137,6 +137,28 @@ impl SysctlTree {
             t.verbose,
             "print the iBFT at load (secrets masked)",
         );
+        let secs =
+            |d: iscsi_initiator::time::Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+        tun(
+            "net.isboot.wait_interface",
+            secs(t.boot.wait_interface),
+            "seconds the boot interface may take to attach and get link",
+        );
+        tun(
+            "net.isboot.wait_login",
+            secs(t.boot.wait_login),
+            "seconds the first iSCSI login may take",
+        );
+        tun(
+            "net.isboot.wait_disk",
+            secs(t.boot.wait_disk),
+            "seconds CAM may take to attach the disk",
+        );
+        tun(
+            "net.isboot.recovery_timeout",
+            secs(t.boot.recovery),
+            "seconds a lost session is retried before commands fail (0: for ever)",
+        );
         tree
     }
 

@@ -6,12 +6,20 @@
 //! | `hw.ibft.verbose` | 0 (1 if booted verbose) | print the whole table at load (secrets masked) |
 //! | `net.isboot.debug` | 0 (2 if booted verbose) | log level: 0 errors, 1 warnings, 2 info, 3 debug |
 //! | `net.isboot.pkey` | 0xffff | InfiniBand partition key of the boot interface (the iBFT has no field for it) |
+//! | `net.isboot.wait_interface` | 60 | seconds the boot interface may take to attach and get link (1..=3600) |
+//! | `net.isboot.wait_login` | 60 | seconds the first login may take, retries included (1..=3600) |
+//! | `net.isboot.wait_disk` | 30 | seconds CAM may take to attach the disk (1..=3600) |
+//! | `net.isboot.recovery_timeout` | 0 | seconds a lost session is retried before the disk's commands fail; 0: for ever (0..=2592000, 30 days) |
 //!
-//! A value that is out of range is replaced by the default with a warning.
+//! A value that is out of range is replaced by the default with a warning. The boot defaults
+//! are [`BootTunables::default`](crate::boot::BootTunables).
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ffi::CStr;
+use iscsi_initiator::time::Duration;
+
+use crate::boot::BootTunables;
 
 /// `hw.ibft.acpi_table`.
 pub const ACPI_TABLE: &CStr = c"hw.ibft.acpi_table";
@@ -21,6 +29,18 @@ pub const VERBOSE: &CStr = c"hw.ibft.verbose";
 pub const DEBUG: &CStr = c"net.isboot.debug";
 /// `net.isboot.pkey`.
 pub const PKEY: &CStr = c"net.isboot.pkey";
+/// `net.isboot.wait_interface`.
+pub const WAIT_INTERFACE: &CStr = c"net.isboot.wait_interface";
+/// `net.isboot.wait_login`.
+pub const WAIT_LOGIN: &CStr = c"net.isboot.wait_login";
+/// `net.isboot.wait_disk`.
+pub const WAIT_DISK: &CStr = c"net.isboot.wait_disk";
+/// `net.isboot.recovery_timeout`.
+pub const RECOVERY_TIMEOUT: &CStr = c"net.isboot.recovery_timeout";
+/// The longest wait a `wait_*` tunable accepts (an hour).
+pub const MAX_WAIT_SECS: u32 = 3600;
+/// The longest `recovery_timeout` (30 days).
+pub const MAX_RECOVERY_SECS: u32 = 30 * 24 * 3600;
 /// The loader's hint with the physical address of the ACPI RSDP (set on BIOS and UEFI boots).
 pub const RSDP_HINT: &CStr = c"hint.acpi.0.rsdp";
 
@@ -40,6 +60,8 @@ pub struct Tunables {
     pub pkey: u16,
     /// `hint.acpi.0.rsdp`, if the loader gave one.
     pub rsdp: Option<u64>,
+    /// `net.isboot.wait_interface`, `wait_login`, `wait_disk`, `recovery_timeout`.
+    pub boot: BootTunables,
     /// Values that were out of range and replaced by their default (for the log).
     pub rejected: Vec<String>,
 }
@@ -80,12 +102,40 @@ impl Tunables {
             }
         };
         let rsdp = lookup(RSDP_HINT).filter(|&a| a > 0).map(|a| a as u64);
+        let d = BootTunables::default();
+        let mut secs = |name: &CStr, default: Duration, min: u32, max: u32| -> Duration {
+            let default_secs = default.as_secs();
+            match lookup(name) {
+                None => default,
+                Some(v) if (i64::from(min)..=i64::from(max)).contains(&v) => {
+                    Duration::from_secs(v as u64)
+                }
+                Some(v) => {
+                    rejected.push(alloc::format!(
+                        "{}={} is out of range ({}..={} seconds); using {}",
+                        name.to_str().unwrap_or("?"),
+                        v,
+                        min,
+                        max,
+                        default_secs
+                    ));
+                    default
+                }
+            }
+        };
+        let boot = BootTunables {
+            wait_interface: secs(WAIT_INTERFACE, d.wait_interface, 1, MAX_WAIT_SECS),
+            wait_login: secs(WAIT_LOGIN, d.wait_login, 1, MAX_WAIT_SECS),
+            wait_disk: secs(WAIT_DISK, d.wait_disk, 1, MAX_WAIT_SECS),
+            recovery: secs(RECOVERY_TIMEOUT, d.recovery, 0, MAX_RECOVERY_SECS),
+        };
         Self {
             acpi_table,
             verbose,
             debug,
             pkey,
             rsdp,
+            boot,
             rejected,
         }
     }

@@ -262,6 +262,10 @@ fn mutual_fixture_tree_value_by_value() {
         ("net.isboot.pkey", Value::Uint(0xffff)),
         ("hw.ibft.acpi_table", Value::Uint(1)),
         ("hw.ibft.verbose", Value::Uint(0)),
+        ("net.isboot.wait_interface", Value::Uint(60)),
+        ("net.isboot.wait_login", Value::Uint(60)),
+        ("net.isboot.wait_disk", Value::Uint(30)),
+        ("net.isboot.recovery_timeout", Value::Uint(0)),
         ("hw.ibft.location", s("low memory at 0x9e620")),
         ("hw.ibft.signature", s("iBFT")),
         ("hw.ibft.oem_id", s("FENSYS")),
@@ -325,7 +329,11 @@ fn mutual_fixture_tree_value_by_value() {
             "net.isboot.debug",
             "net.isboot.pkey",
             "hw.ibft.acpi_table",
-            "hw.ibft.verbose"
+            "hw.ibft.verbose",
+            "net.isboot.wait_interface",
+            "net.isboot.wait_login",
+            "net.isboot.wait_disk",
+            "net.isboot.recovery_timeout",
         ]
     );
     // One boot line, saying what was found.
@@ -629,7 +637,11 @@ fn nothing_found_publishes_only_version_and_tunables() {
             "net.isboot.debug",
             "net.isboot.pkey",
             "hw.ibft.acpi_table",
-            "hw.ibft.verbose"
+            "hw.ibft.verbose",
+            "net.isboot.wait_interface",
+            "net.isboot.wait_login",
+            "net.isboot.wait_disk",
+            "net.isboot.recovery_timeout",
         ]
     );
     assert_eq!(
@@ -694,6 +706,80 @@ fn tunables_defaults_bootverbose_and_range() {
         p.published.unwrap().get("net.isboot.pkey"),
         Some(&Value::Uint(0x8001))
     );
+}
+
+#[test]
+fn boot_tunables_defaults_range_and_publication() {
+    use isboot::boot::BootTunables;
+    use iscsi_initiator::time::Duration;
+
+    // Defaults: BootTunables::default(), published read-only as loader tunables.
+    let mut p = HostPlatform::new();
+    p.memory = low_memory_machine(&fixture("nochap"));
+    let r = load(&mut p).unwrap();
+    assert_eq!(r.tunables.boot, BootTunables::default());
+    let tree = p.published.clone().unwrap();
+    for (name, v) in [
+        ("net.isboot.wait_interface", 60),
+        ("net.isboot.wait_login", 60),
+        ("net.isboot.wait_disk", 30),
+        ("net.isboot.recovery_timeout", 0),
+    ] {
+        assert_eq!(tree.get(name), Some(&Value::Uint(v)), "{name}");
+        assert!(
+            tree.oids.iter().any(|o| o.name == name && o.tunable),
+            "{name}"
+        );
+    }
+
+    // Values in range are taken (seconds).
+    let mut p = HostPlatform::new();
+    p.set_kenv("net.isboot.wait_interface", 5)
+        .set_kenv("net.isboot.wait_login", 3600)
+        .set_kenv("net.isboot.wait_disk", 1)
+        .set_kenv("net.isboot.recovery_timeout", 120);
+    p.memory = low_memory_machine(&fixture("nochap"));
+    let r = load(&mut p).unwrap();
+    assert_eq!(
+        r.tunables.boot,
+        BootTunables {
+            wait_interface: Duration::from_secs(5),
+            wait_login: Duration::from_secs(3600),
+            wait_disk: Duration::from_secs(1),
+            recovery: Duration::from_secs(120),
+        }
+    );
+    assert_eq!(
+        p.published.unwrap().get("net.isboot.recovery_timeout"),
+        Some(&Value::Uint(120))
+    );
+
+    // Out of range (a zero wait, over an hour, a negative or absurd recovery): the default,
+    // and a warning naming the tunable.
+    capture_log();
+    let mut p = HostPlatform::new();
+    p.set_kenv("net.isboot.wait_interface", 0)
+        .set_kenv("net.isboot.wait_login", 3601)
+        .set_kenv("net.isboot.wait_disk", -1)
+        .set_kenv("net.isboot.recovery_timeout", 1 << 40);
+    p.memory = low_memory_machine(&fixture("nochap"));
+    let r = load(&mut p).unwrap();
+    assert_eq!(r.tunables.boot, BootTunables::default());
+    let warnings: Vec<String> = log_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("WARN"))
+        .collect();
+    for name in [
+        "net.isboot.wait_interface=0",
+        "net.isboot.wait_login=3601",
+        "net.isboot.wait_disk=-1",
+        "net.isboot.recovery_timeout=1099511627776",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.contains(name)),
+            "{name}: {warnings:?}"
+        );
+    }
 }
 
 #[test]

@@ -6,9 +6,10 @@
 //!
 //! Runs inside a private network namespace (needs root); needs `kea-dhcp4-server`, `tgt`, `makefs` and
 //! `gdisk`.
-//! `boot_sim [OUT.bin] [--pcap FILE]` also writes the iBFT the ROM left to OUT.bin, and every
-//! packet of the fabric during the boot to FILE, a pcap that `tshark -r FILE` and Wireshark
-//! decode (exit 2 on a usage error).
+//! `boot_sim [OUT.bin] [--pcap FILE] [--kldrun KLDRUN:KO]` also writes the iBFT the ROM left to
+//! OUT.bin, and every packet of the fabric during the boot to FILE, a pcap that `tshark -r
+//! FILE` and Wireshark decode; with `--kldrun` it then runs the real module KO under the
+//! kldrun binary KLDRUN with OUT.bin at 0x9e620 to a mounted root (exit 2 on a usage error).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -27,29 +28,44 @@ fn label(sector: &[u8]) -> String {
     String::from_utf8_lossy(&sector[..end]).into_owned()
 }
 
-/// `[OUT.bin] [--pcap FILE]`, in any order; `None` on a usage error.
-fn parse_args(mut args: impl Iterator<Item = String>) -> Option<(Option<String>, Option<String>)> {
-    let (mut out, mut pcap) = (None, None);
+/// What to run.
+struct Args {
+    out: Option<String>,
+    pcap: Option<String>,
+    /// `--kldrun KLDRUN:KO`: also run the real module under kldrun.
+    kldrun: Option<(String, String)>,
+}
+
+/// `[OUT.bin] [--pcap FILE] [--kldrun KLDRUN:KO]`, in any order; `None` on a usage error.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Option<Args> {
+    let (mut out, mut pcap, mut kldrun) = (None, None, None);
     while let Some(a) = args.next() {
         if let Some(v) = a.strip_prefix("--pcap=") {
             pcap = Some(v.to_string());
         } else if a == "--pcap" {
             pcap = Some(args.next()?);
+        } else if a == "--kldrun" {
+            let v = args.next()?;
+            let (k, ko) = v.split_once(':')?;
+            kldrun = Some((k.to_string(), ko.to_string()));
         } else if a.starts_with('-') || out.is_some() {
             return None;
         } else {
             out = Some(a);
         }
     }
-    if pcap.as_deref().is_some_and(str::is_empty) || pcap.is_some() && pcap == out {
+    if pcap.as_deref().is_some_and(str::is_empty)
+        || pcap.is_some() && pcap == out
+        || kldrun.is_some() && out.is_none()
+    {
         return None;
     }
-    Some((out, pcap))
+    Some(Args { out, pcap, kldrun })
 }
 
 fn main() -> ExitCode {
-    let Some((out, pcap)) = parse_args(std::env::args().skip(1)) else {
-        eprintln!("usage: boot_sim [OUT.bin] [--pcap FILE]");
+    let Some(Args { out, pcap, kldrun }) = parse_args(std::env::args().skip(1)) else {
+        eprintln!("usage: boot_sim [OUT.bin] [--pcap FILE] [--kldrun KLDRUN:KO (needs OUT.bin)]");
         return ExitCode::from(2);
     };
     let r = isboot_tests::netns::run(move || -> Result<(), String> {
@@ -122,6 +138,18 @@ fn main() -> ExitCode {
         println!("\n== sysctl net.isboot (the boot thread's state)");
         for line in &m.sysctl {
             println!("{line}");
+        }
+        if let (Some((k, ko)), Some(table)) = (&kldrun, &out) {
+            println!();
+            println!("== isboot.ko itself: the real FreeBSD module, loaded by kldrun into a Linux process");
+            println!("== as FreeBSD's kernel linker would (emulated KPIs: kernel threads, kernel sockets");
+            println!(
+                "== over this namespace's Linux network stack, a small CAM probing da0 through the"
+            );
+            println!("== module's SIM, root mount holds), the ROM's table at 0x9e620 of its memory. Until");
+            println!("== the in-kernel IPoIB issue lands, the module reaches the target over an");
+            println!("== Ethernet-style interface (a veth with the table's MAC).");
+            common::module::kldrun(k, ko, table, mac)?;
         }
         Ok(())
     });

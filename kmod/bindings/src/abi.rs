@@ -187,6 +187,418 @@ pub type SysctlHandler =
     unsafe extern "C" fn(*mut SysctlOid, *mut c_void, i64, *mut SysctlReq) -> c_int;
 
 // ---------------------------------------------------------------------------------------------
+// The boot thread (kmod/shim/isboot_boot.c, asserted in kmod/shim/isboot_boot_abi.h)
+
+/// `EINTR` (sys/errno.h).
+pub const EINTR: c_int = 4;
+/// `EBUSY`.
+pub const EBUSY: c_int = 16;
+/// `EEXIST`.
+pub const EEXIST: c_int = 17;
+/// `EWOULDBLOCK` (= `EAGAIN`): a receive timed out (`SO_RCVTIMEO`).
+pub const EWOULDBLOCK: c_int = 35;
+
+/// `AF_INET` (sys/socket.h).
+pub const AF_INET: c_int = 2;
+/// `AF_NETLINK` (netlink(4): interfaces and routes are read with rtnetlink messages).
+pub const AF_NETLINK: c_int = 38;
+/// `NETLINK_ROUTE` (netlink/netlink.h).
+pub const NETLINK_ROUTE: c_int = 0;
+/// `PF_ROUTE`: the routing socket (route(4)).
+pub const PF_ROUTE: c_int = 17;
+/// `SOCK_STREAM`.
+pub const SOCK_STREAM: c_int = 1;
+/// `SOCK_RAW`.
+pub const SOCK_RAW: c_int = 3;
+/// `IPPROTO_TCP` (netinet/in.h).
+pub const IPPROTO_TCP: c_int = 6;
+/// `SOL_SOCKET`.
+pub const SOL_SOCKET: c_int = 0xffff;
+/// `SO_KEEPALIVE`.
+pub const SO_KEEPALIVE: c_int = 0x0008;
+/// `SO_SNDTIMEO`.
+pub const SO_SNDTIMEO: c_int = 0x1005;
+/// `SO_RCVTIMEO`.
+pub const SO_RCVTIMEO: c_int = 0x1006;
+/// `TCP_NODELAY` (netinet/tcp.h).
+pub const TCP_NODELAY: c_int = 1;
+
+/// `sizeof(struct rt_msghdr)` (net/route.h, the routing socket's userland ABI).
+pub const RT_MSGHDR_SIZE: usize = 152;
+/// `RTM_VERSION`.
+pub const RTM_VERSION: u8 = 5;
+/// `RTM_ADD`.
+pub const RTM_ADD: u8 = 0x1;
+/// `RTA_DST`.
+pub const RTA_DST: i32 = 0x1;
+/// `RTA_GATEWAY`.
+pub const RTA_GATEWAY: i32 = 0x2;
+/// `RTA_NETMASK`.
+pub const RTA_NETMASK: i32 = 0x4;
+/// `RTF_UP`.
+pub const RTF_UP: i32 = 0x1;
+/// `RTF_GATEWAY`.
+pub const RTF_GATEWAY: i32 = 0x2;
+/// `RTF_HOST`.
+pub const RTF_HOST: i32 = 0x4;
+/// `RTF_STATIC`.
+pub const RTF_STATIC: i32 = 0x800;
+
+/// rtnetlink numbers (netlink/netlink.h, netlink/route/*.h): what `isboot::netlink` uses,
+/// asserted against the FreeBSD headers here and against `isboot::netlink` in
+/// `isboot::freebsd_boot`.
+pub mod nl {
+    /// `NLMSG_ERROR`.
+    pub const NLMSG_ERROR: u16 = 2;
+    /// `NLMSG_DONE`.
+    pub const NLMSG_DONE: u16 = 3;
+    /// `NLM_F_REQUEST`.
+    pub const NLM_F_REQUEST: u16 = 0x1;
+    /// `NLM_F_DUMP`.
+    pub const NLM_F_DUMP: u16 = 0x300;
+    /// `NL_RTM_NEWLINK`.
+    pub const RTM_NEWLINK: u16 = 16;
+    /// `NL_RTM_GETLINK`.
+    pub const RTM_GETLINK: u16 = 18;
+    /// `NL_RTM_NEWADDR`.
+    pub const RTM_NEWADDR: u16 = 20;
+    /// `NL_RTM_GETADDR`.
+    pub const RTM_GETADDR: u16 = 22;
+    /// `NL_RTM_NEWROUTE`.
+    pub const RTM_NEWROUTE: u16 = 24;
+    /// `NL_RTM_GETROUTE`.
+    pub const RTM_GETROUTE: u16 = 26;
+    /// `IFLA_ADDRESS`.
+    pub const IFLA_ADDRESS: u16 = 1;
+    /// `IFLA_IFNAME`.
+    pub const IFLA_IFNAME: u16 = 3;
+    /// `IFLA_OPERSTATE`.
+    pub const IFLA_OPERSTATE: u16 = 16;
+    /// `IF_OPER_UP`.
+    pub const IF_OPER_UP: u8 = 6;
+    /// `IFA_ADDRESS`.
+    pub const IFA_ADDRESS: u16 = 1;
+    /// `IFA_LOCAL`.
+    pub const IFA_LOCAL: u16 = 2;
+    /// `NL_RTA_DST`.
+    pub const RTA_DST: u16 = 1;
+    /// `NL_RTA_OIF`.
+    pub const RTA_OIF: u16 = 4;
+    /// `NL_RTA_GATEWAY`.
+    pub const RTA_GATEWAY: u16 = 5;
+    /// `sizeof(struct nlmsghdr)`.
+    pub const NLMSGHDR_SIZE: usize = 16;
+    /// `sizeof(struct ifinfomsg)`.
+    pub const IFINFOMSG_SIZE: usize = 16;
+    /// `sizeof(struct ifaddrmsg)`.
+    pub const IFADDRMSG_SIZE: usize = 8;
+    /// `sizeof(struct rtmsg)`.
+    pub const RTMSG_SIZE: usize = 12;
+}
+
+/// `C_HARDCLOCK` (sys/callout.h): round a sleep to the tick, as `pause(9)` does.
+pub const C_HARDCLOCK: c_int = 0x0100;
+/// `SBT_1S` (sys/time.h): one second as an `sbintime_t` (32.32 fixed point).
+pub const SBT_1S: i64 = 1 << 32;
+
+/// `struct bintime` (sys/_time.h? sys/time.h): what `binuptime(9)` fills.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Bintime {
+    /// `sec` (`time_t`).
+    pub sec: i64,
+    /// `frac`: the fraction of a second in 1/2^64 units.
+    pub frac: u64,
+}
+
+const_assert_eq!(size_of::<Bintime>(), 16);
+const_assert_eq!(offset_of!(Bintime, frac), 8);
+
+/// `struct isboot_pathinq`: what `XPT_PATH_INQ` answers.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PathInqInfo {
+    /// `hba_inquiry`.
+    pub hba_inquiry: u8,
+    /// `spare`.
+    pub spare: [u8; 3],
+    /// `hba_misc`.
+    pub hba_misc: u32,
+    /// `max_target`.
+    pub max_target: u32,
+    /// `max_lun`.
+    pub max_lun: u32,
+    /// `maxio`.
+    pub maxio: u32,
+    /// `base_transfer_speed`.
+    pub base_transfer_speed: u32,
+    /// `transport`.
+    pub transport: u32,
+    /// `protocol`.
+    pub protocol: u32,
+    /// `protocol_version`.
+    pub protocol_version: u32,
+}
+
+const_assert_eq!(size_of::<PathInqInfo>(), 36);
+
+opaque! {
+    /// `union ccb` (only ever behind a pointer; fields through the shim).
+    Ccb;
+    /// `struct socket`.
+    Socket;
+    /// `struct thread`.
+    Thread;
+    /// `struct proc`.
+    Proc;
+    /// `struct root_hold_token`.
+    RootHoldToken;
+}
+
+/// `struct isboot_ccb`: a queued CCB as the boot thread needs it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CcbInfo {
+    /// `ccb`.
+    pub ccb: *mut Ccb,
+    /// `abort_ccb` (`XPT_ABORT`).
+    pub abort_ccb: *mut Ccb,
+    /// `lun` (`ccb_h.target_lun`).
+    pub lun: u64,
+    /// `func_code`.
+    pub func_code: u32,
+    /// `target`.
+    pub target: u32,
+    /// `flags` (`ccb_h.flags`).
+    pub flags: u32,
+    /// `dxfer_len`.
+    pub dxfer_len: u32,
+    /// `cdb` (`cdb_len` bytes).
+    pub cdb: [u8; 16],
+    /// `cdb_len`.
+    pub cdb_len: u8,
+    /// `sense_len`.
+    pub sense_len: u8,
+    /// `spare`.
+    pub spare: [u8; 6],
+}
+
+impl CcbInfo {
+    /// Nothing.
+    pub const ZERO: Self = Self {
+        ccb: core::ptr::null_mut(),
+        abort_ccb: core::ptr::null_mut(),
+        lun: 0,
+        func_code: 0,
+        target: 0,
+        flags: 0,
+        dxfer_len: 0,
+        cdb: [0; 16],
+        cdb_len: 0,
+        sense_len: 0,
+        spare: [0; 6],
+    };
+}
+
+const_assert_eq!(size_of::<CcbInfo>(), 64);
+
+/// `CAM_DIR_MASK` (cam/cam_ccb.h).
+pub const CAM_DIR_MASK: u32 = 0xc0;
+/// `CAM_DIR_IN`.
+pub const CAM_DIR_IN: u32 = 0x40;
+/// `CAM_DIR_OUT`.
+pub const CAM_DIR_OUT: u32 = 0x80;
+/// `CAM_DIR_NONE`.
+pub const CAM_DIR_NONE: u32 = 0xc0;
+/// `CAM_DIS_AUTOSENSE`.
+pub const CAM_DIS_AUTOSENSE: u32 = 0x20;
+/// `CAM_CDB_POINTER`.
+pub const CAM_CDB_POINTER: u32 = 0x01;
+
+/// Layouts of kernel structures the shim uses, as the cross build's (FreeBSD 15) headers
+/// have them; see kmod/README.md for the 14 check of each.
+pub const KERNEL_LAYOUTS: &[AbiItem] = &[
+    AbiItem::Offset("struct thread", "td_proc", 8),
+    AbiItem::Offset("struct proc", "p_ucred", 64),
+    AbiItem::Size("struct timeval", 16),
+    AbiItem::Size("struct iovec", 16),
+    AbiItem::Size("struct uio", 48),
+    AbiItem::Offset("struct uio", "uio_resid", 24),
+    AbiItem::Offset("struct uio", "uio_td", 40),
+    AbiItem::Offset("struct sockopt", "sopt_valsize", 24),
+    AbiItem::Size("struct sockaddr_in", 16),
+    AbiItem::Size("struct ifreq", 32),
+    AbiItem::Size("struct in_aliasreq", 68),
+    AbiItem::Offset("struct tcp_info", "tcpi_state", 0),
+    AbiItem::Size("struct ccb_hdr", 200),
+    AbiItem::Offset("struct ccb_hdr", "func_code", 80),
+    AbiItem::Offset("struct ccb_hdr", "status", 84),
+    AbiItem::Offset("struct ccb_hdr", "path", 88),
+    AbiItem::Offset("struct ccb_hdr", "path_id", 96),
+    AbiItem::Offset("struct ccb_hdr", "target_id", 100),
+    AbiItem::Offset("struct ccb_hdr", "target_lun", 104),
+    AbiItem::Offset("struct ccb_hdr", "flags", 112),
+    AbiItem::Offset("struct ccb_hdr", "sim_priv", 136),
+    AbiItem::Size("struct ccb_scsiio", 536),
+    AbiItem::Offset("struct ccb_scsiio", "data_ptr", 216),
+    AbiItem::Offset("struct ccb_scsiio", "dxfer_len", 224),
+    AbiItem::Offset("struct ccb_scsiio", "sense_data", 228),
+    AbiItem::Offset("struct ccb_scsiio", "sense_len", 480),
+    AbiItem::Offset("struct ccb_scsiio", "cdb_len", 481),
+    AbiItem::Offset("struct ccb_scsiio", "scsi_status", 484),
+    AbiItem::Offset("struct ccb_scsiio", "sense_resid", 485),
+    AbiItem::Offset("struct ccb_scsiio", "resid", 488),
+    AbiItem::Offset("struct ccb_scsiio", "cdb_io", 496),
+    AbiItem::Offset("struct ccb_abort", "abort_ccb", 200),
+    AbiItem::Size("struct ccb_pathinq", 464),
+    AbiItem::Offset("struct ccb_pathinq", "maxio", 448),
+    AbiItem::Size("struct ccb_trans_settings", 320),
+    AbiItem::Offset("struct ccb_trans_settings", "proto_specific", 220),
+    AbiItem::Offset("struct ccb_calc_geometry", "volume_size", 208),
+    AbiItem::Size("union ccb", 1248),
+    AbiItem::Offset("struct cam_sim", "path_id", 56),
+    AbiItem::Offset("struct cam_periph", "periph_name", 24),
+    AbiItem::Offset("struct cam_periph", "unit_number", 56),
+    AbiItem::Offset("struct g_provider", "acr", 40),
+    AbiItem::Size("struct rt_msghdr", RT_MSGHDR_SIZE),
+    AbiItem::Offset("struct rt_msghdr", "rtm_flags", 8),
+    AbiItem::Offset("struct rt_msghdr", "rtm_addrs", 12),
+    AbiItem::Offset("struct rt_msghdr", "rtm_pid", 16),
+    AbiItem::Offset("struct rt_msghdr", "rtm_seq", 20),
+    AbiItem::Offset("struct rt_msghdr", "rtm_errno", 24),
+];
+
+/// The boot thread's own structs and numbers (kmod/shim/isboot_boot_abi.h).
+pub const BOOT_ABI: &[AbiItem] = &[
+    AbiItem::Size("struct isboot_pathinq", size_of::<PathInqInfo>()),
+    AbiItem::Offset(
+        "struct isboot_pathinq",
+        "hba_misc",
+        offset_of!(PathInqInfo, hba_misc),
+    ),
+    AbiItem::Offset(
+        "struct isboot_pathinq",
+        "maxio",
+        offset_of!(PathInqInfo, maxio),
+    ),
+    AbiItem::Offset(
+        "struct isboot_pathinq",
+        "protocol_version",
+        offset_of!(PathInqInfo, protocol_version),
+    ),
+    AbiItem::Size("struct isboot_ccb", size_of::<CcbInfo>()),
+    AbiItem::Offset(
+        "struct isboot_ccb",
+        "abort_ccb",
+        offset_of!(CcbInfo, abort_ccb),
+    ),
+    AbiItem::Offset("struct isboot_ccb", "lun", offset_of!(CcbInfo, lun)),
+    AbiItem::Offset(
+        "struct isboot_ccb",
+        "func_code",
+        offset_of!(CcbInfo, func_code),
+    ),
+    AbiItem::Offset("struct isboot_ccb", "target", offset_of!(CcbInfo, target)),
+    AbiItem::Offset("struct isboot_ccb", "flags", offset_of!(CcbInfo, flags)),
+    AbiItem::Offset(
+        "struct isboot_ccb",
+        "dxfer_len",
+        offset_of!(CcbInfo, dxfer_len),
+    ),
+    AbiItem::Offset("struct isboot_ccb", "cdb", offset_of!(CcbInfo, cdb)),
+    AbiItem::Offset("struct isboot_ccb", "cdb_len", offset_of!(CcbInfo, cdb_len)),
+    AbiItem::Offset(
+        "struct isboot_ccb",
+        "sense_len",
+        offset_of!(CcbInfo, sense_len),
+    ),
+    AbiItem::Size("struct bintime", size_of::<Bintime>()),
+    AbiItem::Offset("struct bintime", "frac", offset_of!(Bintime, frac)),
+    AbiItem::Const("CAM_REQ_INPROG", 0x00),
+    AbiItem::Const("CAM_REQ_CMP", 0x01),
+    AbiItem::Const("CAM_REQ_ABORTED", 0x02),
+    AbiItem::Const("CAM_REQ_CMP_ERR", 0x04),
+    AbiItem::Const("CAM_REQ_INVALID", 0x06),
+    AbiItem::Const("CAM_DEV_NOT_THERE", 0x08),
+    AbiItem::Const("CAM_SEL_TIMEOUT", 0x0a),
+    AbiItem::Const("CAM_SCSI_STATUS_ERROR", 0x0c),
+    AbiItem::Const("CAM_REQUEUE_REQ", 0x1b),
+    AbiItem::Const("CAM_FUNC_NOTAVAIL", 0x3a),
+    AbiItem::Const("CAM_DEV_QFRZN", 0x40),
+    AbiItem::Const("CAM_AUTOSNS_VALID", 0x80),
+    AbiItem::Const("CAM_STATUS_MASK", 0x3f),
+    AbiItem::Const("XPT_SCSI_IO", 0x901),
+    AbiItem::Const("XPT_PATH_INQ", 0x04),
+    AbiItem::Const("XPT_ABORT", 0x10),
+    AbiItem::Const("XPT_RESET_BUS", 0x411),
+    AbiItem::Const("XPT_RESET_DEV", 0x912),
+    AbiItem::Const("XPT_GET_TRAN_SETTINGS", 0x15),
+    AbiItem::Const("XPT_SET_TRAN_SETTINGS", 0x16),
+    AbiItem::Const("XPT_CALC_GEOMETRY", 0x17),
+    AbiItem::Const("CAM_DIR_MASK", CAM_DIR_MASK as i64),
+    AbiItem::Const("CAM_DIR_IN", CAM_DIR_IN as i64),
+    AbiItem::Const("CAM_DIR_OUT", CAM_DIR_OUT as i64),
+    AbiItem::Const("CAM_DIR_NONE", CAM_DIR_NONE as i64),
+    AbiItem::Const("CAM_DIS_AUTOSENSE", CAM_DIS_AUTOSENSE as i64),
+    AbiItem::Const("CAM_CDB_POINTER", CAM_CDB_POINTER as i64),
+    AbiItem::Const("PI_TAG_ABLE", 0x02),
+    AbiItem::Const("PIM_NOBUSRESET", 0x10),
+    AbiItem::Const("XPORT_ISCSI", 10),
+    AbiItem::Const("PROTO_SCSI", 2),
+    AbiItem::Const("SCSI_REV_SPC3", 5),
+    AbiItem::Const("AF_INET", AF_INET as i64),
+    AbiItem::Const("AF_NETLINK", AF_NETLINK as i64),
+    AbiItem::Const("NETLINK_ROUTE", NETLINK_ROUTE as i64),
+    AbiItem::Const("PF_ROUTE", PF_ROUTE as i64),
+    AbiItem::Const("SOCK_STREAM", SOCK_STREAM as i64),
+    AbiItem::Const("SOCK_RAW", SOCK_RAW as i64),
+    AbiItem::Const("IPPROTO_TCP", IPPROTO_TCP as i64),
+    AbiItem::Const("SOL_SOCKET", SOL_SOCKET as i64),
+    AbiItem::Const("SO_KEEPALIVE", SO_KEEPALIVE as i64),
+    AbiItem::Const("SO_SNDTIMEO", SO_SNDTIMEO as i64),
+    AbiItem::Const("SO_RCVTIMEO", SO_RCVTIMEO as i64),
+    AbiItem::Const("TCP_NODELAY", TCP_NODELAY as i64),
+    AbiItem::Const("EWOULDBLOCK", EWOULDBLOCK as i64),
+    AbiItem::Const("EINTR", EINTR as i64),
+    AbiItem::Const("EBUSY", EBUSY as i64),
+    AbiItem::Const("EEXIST", EEXIST as i64),
+    AbiItem::Const("RTM_VERSION", RTM_VERSION as i64),
+    AbiItem::Const("RTM_ADD", RTM_ADD as i64),
+    AbiItem::Const("RTA_DST", RTA_DST as i64),
+    AbiItem::Const("RTA_GATEWAY", RTA_GATEWAY as i64),
+    AbiItem::Const("RTA_NETMASK", RTA_NETMASK as i64),
+    AbiItem::Const("RTF_UP", RTF_UP as i64),
+    AbiItem::Const("RTF_GATEWAY", RTF_GATEWAY as i64),
+    AbiItem::Const("RTF_HOST", RTF_HOST as i64),
+    AbiItem::Const("RTF_STATIC", RTF_STATIC as i64),
+    AbiItem::Size("struct nlmsghdr", nl::NLMSGHDR_SIZE),
+    AbiItem::Size("struct ifinfomsg", nl::IFINFOMSG_SIZE),
+    AbiItem::Size("struct ifaddrmsg", nl::IFADDRMSG_SIZE),
+    AbiItem::Size("struct rtmsg", nl::RTMSG_SIZE),
+    AbiItem::Const("NLMSG_ERROR", nl::NLMSG_ERROR as i64),
+    AbiItem::Const("NLMSG_DONE", nl::NLMSG_DONE as i64),
+    AbiItem::Const("NLM_F_REQUEST", nl::NLM_F_REQUEST as i64),
+    AbiItem::Const("NLM_F_DUMP", nl::NLM_F_DUMP as i64),
+    AbiItem::Const("NL_RTM_NEWLINK", nl::RTM_NEWLINK as i64),
+    AbiItem::Const("NL_RTM_GETLINK", nl::RTM_GETLINK as i64),
+    AbiItem::Const("NL_RTM_NEWADDR", nl::RTM_NEWADDR as i64),
+    AbiItem::Const("NL_RTM_GETADDR", nl::RTM_GETADDR as i64),
+    AbiItem::Const("NL_RTM_NEWROUTE", nl::RTM_NEWROUTE as i64),
+    AbiItem::Const("NL_RTM_GETROUTE", nl::RTM_GETROUTE as i64),
+    AbiItem::Const("IFLA_ADDRESS", nl::IFLA_ADDRESS as i64),
+    AbiItem::Const("IFLA_IFNAME", nl::IFLA_IFNAME as i64),
+    AbiItem::Const("IFLA_OPERSTATE", nl::IFLA_OPERSTATE as i64),
+    AbiItem::Const("IF_OPER_UP", nl::IF_OPER_UP as i64),
+    AbiItem::Const("IFA_ADDRESS", nl::IFA_ADDRESS as i64),
+    AbiItem::Const("IFA_LOCAL", nl::IFA_LOCAL as i64),
+    AbiItem::Const("NL_RTA_DST", nl::RTA_DST as i64),
+    AbiItem::Const("NL_RTA_OIF", nl::RTA_OIF as i64),
+    AbiItem::Const("NL_RTA_GATEWAY", nl::RTA_GATEWAY as i64),
+    AbiItem::Const("C_HARDCLOCK", C_HARDCLOCK as i64),
+    AbiItem::Const("SBT_1S", SBT_1S),
+];
+
+// ---------------------------------------------------------------------------------------------
 // The table the C header is checked against
 
 /// One number the Rust side and `isboot_abi.h` must agree on.

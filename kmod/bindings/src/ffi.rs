@@ -5,7 +5,10 @@
 //! `kmod/scripts/check-kld.sh` verifies that every undefined symbol of the built `isboot.ko`
 //! is declared by the FreeBSD headers (it compiles a reference to each against them).
 
-use crate::abi::{MallocType, SysctlCtxList, SysctlHandler, SysctlOid, SysctlOidList};
+use crate::abi::{
+    Bintime, MallocType, Proc, RootHoldToken, SysctlCtxList, SysctlHandler, SysctlOid,
+    SysctlOidList, Thread,
+};
 use core::ffi::{c_char, c_int, c_void};
 
 extern "C" {
@@ -138,6 +141,198 @@ extern "C" {
     /// `void pmap_unmapdev(void *, vm_size_t);` (machine/pmap.h; `pmap_unmapbios(va, sz)` is a
     /// macro for it on amd64, taking `void *` since `__FreeBSD_version` 1400070)
     pub fn pmap_unmapdev(va: *mut c_void, size: usize);
+
+    // --- the boot thread: time, sleep, entropy (sys/time.h, sys/systm.h, sys/libkern.h) ------
+
+    /// `void binuptime(struct bintime *bt);` (sys/time.h): the uptime, precisely. (`sbinuptime()`
+    /// and `getsbinuptime()` are `static __inline` over it and `getbinuptime`.)
+    pub fn binuptime(bt: *mut Bintime);
+
+    /// `int pause_sbt(const char *wmesg, sbintime_t sbt, sbintime_t pr, int flags);`
+    /// (sys/systm.h; `pause(9)` is an inline calling it with `tick_sbt * timo, 0, C_HARDCLOCK`)
+    pub fn pause_sbt(wmesg: *const c_char, sbt: i64, pr: i64, flags: c_int) -> c_int;
+
+    /// `void arc4random_buf(void *, size_t);` (sys/libkern.h)
+    pub fn arc4random_buf(buf: *mut c_void, len: usize);
+
+    // --- root mount hold (sys/systm.h, kern/vfs_mountroot.c) --------------------------------
+
+    /// `struct root_hold_token *root_mount_hold(const char *identifier);` (sys/systm.h): NULL
+    /// once root is mounted (a kldload after boot).
+    pub fn root_mount_hold(identifier: *const c_char) -> *mut RootHoldToken;
+
+    /// `void root_mount_rel(struct root_hold_token *h);` (sys/systm.h; NULL is a no-op)
+    pub fn root_mount_rel(h: *mut RootHoldToken);
+
+    // --- kernel threads (sys/kthread.h) -----------------------------------------------------
+
+    /// ```c
+    /// int kproc_kthread_add(void (*)(void *), void *, struct proc **, struct thread **,
+    ///         int flags, int pages, const char *procname, const char *, ...)
+    ///         __printflike(8, 9);
+    /// ```
+    /// (sys/kthread.h) `pages` 0 is the default kernel stack (`kstack_pages`).
+    pub fn kproc_kthread_add(
+        func: unsafe extern "C" fn(*mut c_void),
+        arg: *mut c_void,
+        procptr: *mut *mut Proc,
+        tdptr: *mut *mut Thread,
+        flags: c_int,
+        pages: c_int,
+        procname: *const c_char,
+        fmt: *const c_char,
+        ...
+    ) -> c_int;
+
+    /// `void kthread_exit(void) __dead2;` (sys/kthread.h): the end of every kernel thread
+    /// (the last thread of a kproc exits the process too); it does `wakeup(curthread)` for a
+    /// module waiting on the thread.
+    pub fn kthread_exit() -> !;
+}
+
+/// KPIs the boot thread's C shim (`kmod/shim/isboot_boot.c`) calls; Rust never calls them.
+/// They are declared here so that every KPI the module uses is listed, with its prototype, in
+/// one place (and `check_kld.py` checks these names against the FreeBSD headers too). Struct
+/// pointers are opaque here: only the shim knows the structures.
+pub mod shim_kpis {
+    use core::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
+
+    extern "C" {
+        /// `int socreate(int dom, struct socket **aso, int type, int proto,
+        /// struct ucred *cred, struct thread *td);` (sys/socketvar.h)
+        pub fn socreate(
+            dom: c_int,
+            aso: *mut *mut c_void,
+            ty: c_int,
+            proto: c_int,
+            cred: *mut c_void,
+            td: *mut c_void,
+        ) -> c_int;
+        /// `int soconnect(struct socket *so, struct sockaddr *nam, struct thread *td);`
+        pub fn soconnect(so: *mut c_void, nam: *mut c_void, td: *mut c_void) -> c_int;
+        /// `int sosend(struct socket *so, struct sockaddr *addr, struct uio *uio,
+        /// struct mbuf *top, struct mbuf *control, int flags, struct thread *td);`
+        pub fn sosend(
+            so: *mut c_void,
+            addr: *mut c_void,
+            uio: *mut c_void,
+            top: *mut c_void,
+            control: *mut c_void,
+            flags: c_int,
+            td: *mut c_void,
+        ) -> c_int;
+        /// `int soreceive(struct socket *so, struct sockaddr **paddr, struct uio *uio,
+        /// struct mbuf **mp0, struct mbuf **controlp, int *flagsp);`
+        pub fn soreceive(
+            so: *mut c_void,
+            paddr: *mut *mut c_void,
+            uio: *mut c_void,
+            mp0: *mut *mut c_void,
+            controlp: *mut *mut c_void,
+            flagsp: *mut c_int,
+        ) -> c_int;
+        /// `int soclose(struct socket *so);`
+        pub fn soclose(so: *mut c_void) -> c_int;
+        /// `int so_setsockopt(struct socket *so, int level, int optname, void *optval,
+        /// size_t optlen);` (sys/sockopt.h)
+        pub fn so_setsockopt(
+            so: *mut c_void,
+            level: c_int,
+            optname: c_int,
+            optval: *mut c_void,
+            optlen: usize,
+        ) -> c_int;
+        /// `int sogetopt(struct socket *so, struct sockopt *sopt);` (sys/sockopt.h)
+        pub fn sogetopt(so: *mut c_void, sopt: *mut c_void) -> c_int;
+        /// `int ifioctl(struct socket *, u_long, caddr_t, struct thread *);` (net/if_var.h)
+        pub fn ifioctl(so: *mut c_void, cmd: c_ulong, data: *mut c_char, td: *mut c_void) -> c_int;
+
+        /// `struct cam_devq *cam_simq_alloc(uint32_t max_sim_transactions);` (cam/cam_sim.h)
+        pub fn cam_simq_alloc(max_sim_transactions: u32) -> *mut c_void;
+        /// `void cam_simq_free(struct cam_devq *devq);`
+        pub fn cam_simq_free(devq: *mut c_void);
+        /// ```c
+        /// struct cam_sim *cam_sim_alloc(sim_action_func sim_action, sim_poll_func sim_poll,
+        ///     const char *sim_name, void *softc, uint32_t unit, struct mtx *mtx,
+        ///     int max_dev_transactions, int max_tagged_dev_transactions,
+        ///     struct cam_devq *queue);
+        /// ```
+        #[allow(clippy::too_many_arguments)]
+        pub fn cam_sim_alloc(
+            sim_action: *mut c_void,
+            sim_poll: *mut c_void,
+            sim_name: *const c_char,
+            softc: *mut c_void,
+            unit: u32,
+            mtx: *mut c_void,
+            max_dev_transactions: c_int,
+            max_tagged_dev_transactions: c_int,
+            queue: *mut c_void,
+        ) -> *mut c_void;
+        /// `void cam_sim_free(struct cam_sim *sim, int free_devq);`
+        pub fn cam_sim_free(sim: *mut c_void, free_devq: c_int);
+        /// `int xpt_bus_register(struct cam_sim *sim, device_t parent, uint32_t bus);`
+        /// (cam/cam_xpt_sim.h)
+        pub fn xpt_bus_register(sim: *mut c_void, parent: *mut c_void, bus: u32) -> c_int;
+        /// `int xpt_bus_deregister(path_id_t path_id);`
+        pub fn xpt_bus_deregister(path_id: u32) -> c_int;
+        /// `uint32_t xpt_freeze_simq(struct cam_sim *sim, u_int count);`
+        pub fn xpt_freeze_simq(sim: *mut c_void, count: c_uint) -> u32;
+        /// `void xpt_release_simq(struct cam_sim *sim, int run_queue);`
+        pub fn xpt_release_simq(sim: *mut c_void, run_queue: c_int);
+        /// `uint32_t xpt_freeze_devq(struct cam_path *path, u_int count);`
+        pub fn xpt_freeze_devq(path: *mut c_void, count: c_uint) -> u32;
+        /// `void xpt_done(union ccb *done_ccb);`
+        pub fn xpt_done(done_ccb: *mut c_void);
+        /// ```c
+        /// cam_status xpt_create_path(struct cam_path **new_path_ptr,
+        ///     struct cam_periph *perph, path_id_t path_id, target_id_t target_id,
+        ///     lun_id_t lun_id);
+        /// ```
+        /// (cam/cam_xpt.h)
+        pub fn xpt_create_path(
+            new_path_ptr: *mut *mut c_void,
+            perph: *mut c_void,
+            path_id: u32,
+            target_id: u32,
+            lun_id: u64,
+        ) -> u32;
+        /// `void xpt_free_path(struct cam_path *path);`
+        pub fn xpt_free_path(path: *mut c_void);
+        /// `union ccb *xpt_alloc_ccb_nowait(void);`
+        pub fn xpt_alloc_ccb_nowait() -> *mut c_void;
+        /// `void xpt_free_ccb(union ccb *free_ccb);`
+        pub fn xpt_free_ccb(free_ccb: *mut c_void);
+        /// `void xpt_rescan(union ccb *ccb);`: takes the CCB and its path.
+        pub fn xpt_rescan(ccb: *mut c_void);
+        /// `void xpt_async(uint32_t async_code, struct cam_path *path, void *async_arg);`
+        pub fn xpt_async(async_code: u32, path: *mut c_void, async_arg: *mut c_void);
+        /// `struct mtx *xpt_path_mtx(struct cam_path *path);`
+        pub fn xpt_path_mtx(path: *mut c_void) -> *mut c_void;
+        /// `struct cam_periph *cam_periph_find(struct cam_path *path, char *name);`
+        /// (cam/cam_periph.h)
+        pub fn cam_periph_find(path: *mut c_void, name: *mut c_char) -> *mut c_void;
+        /// `void cam_calc_geometry(struct ccb_calc_geometry *ccg, int extended);`
+        /// (cam/cam_ccb.h)
+        pub fn cam_calc_geometry(ccg: *mut c_void, extended: c_int);
+
+        /// `struct g_provider *g_provider_by_name(char const *arg);` (geom/geom.h)
+        pub fn g_provider_by_name(arg: *const c_char) -> *mut c_void;
+        /// `extern struct sx topology_lock;` (geom/geom.h; `g_topology_lock()` is
+        /// `sx_xlock(&topology_lock)`)
+        pub static mut topology_lock: [u64; 4];
+        /// `int _sx_xlock(struct sx *sx, int opts, const char *file, int line);`
+        /// (sys/sx.h; what `sx_xlock` calls in a module)
+        pub fn _sx_xlock(sx: *mut c_void, opts: c_int, file: *const c_char, line: c_int) -> c_int;
+        /// `void _sx_xunlock(struct sx *sx, const char *file, int line);`
+        pub fn _sx_xunlock(sx: *mut c_void, file: *const c_char, line: c_int);
+
+        /// `int snprintf(char *, size_t, const char *, ...) __printflike(3, 4);`
+        /// (sys/systm.h)
+        pub fn snprintf(buf: *mut c_char, len: usize, fmt: *const c_char, ...) -> c_int;
+        /// `size_t strlcpy(char *, const char *, size_t);` (sys/libkern.h)
+        pub fn strlcpy(dst: *mut c_char, src: *const c_char, len: usize) -> usize;
+    }
 }
 
 /// Symbols defined by the module's own C shim (`kmod/shim/isboot_shim.c`).
@@ -153,5 +348,97 @@ pub mod shim {
 
         /// `SYSCTL_NODE(_net, OID_AUTO, isboot, ...)` → `struct sysctl_oid sysctl___net_isboot;`
         pub static mut sysctl___net_isboot: SysctlOid;
+    }
+
+    // --- the boot thread's shim (kmod/shim/isboot_boot.c, prototypes in isboot_boot.h) --------
+    use crate::abi::{Ccb, CcbInfo, PathInqInfo, Socket};
+    use core::ffi::{c_char, c_int, c_uint, c_void};
+
+    extern "C" {
+        /// `int isboot_so_create(int dom, int type, int proto, struct socket **sop);`:
+        /// socreate(9) with the thread's credential (its vnet comes from it).
+        pub fn isboot_so_create(
+            dom: c_int,
+            ty: c_int,
+            proto: c_int,
+            sop: *mut *mut Socket,
+        ) -> c_int;
+        /// `int isboot_so_close(struct socket *so);`: soclose(9).
+        pub fn isboot_so_close(so: *mut Socket) -> c_int;
+        /// `int isboot_so_setopt_int(struct socket *so, int level, int name, int value);`
+        pub fn isboot_so_setopt_int(
+            so: *mut Socket,
+            level: c_int,
+            name: c_int,
+            value: c_int,
+        ) -> c_int;
+        /// `int isboot_so_setopt_timeout(struct socket *so, int name, uint64_t usec);`
+        /// (`SO_RCVTIMEO`/`SO_SNDTIMEO` as a `struct timeval`; 0 is for ever)
+        pub fn isboot_so_setopt_timeout(so: *mut Socket, name: c_int, usec: u64) -> c_int;
+        /// `int isboot_so_connect4(struct socket *so, uint32_t addr, uint16_t port,
+        /// uint32_t timeout_ms);` (host order): soconnect(9) and the wait for the handshake.
+        pub fn isboot_so_connect4(so: *mut Socket, addr: u32, port: u16, timeout_ms: u32) -> c_int;
+        /// `int isboot_so_send(struct socket *so, const void *buf, size_t len, size_t *sent);`
+        pub fn isboot_so_send(
+            so: *mut Socket,
+            buf: *const c_void,
+            len: usize,
+            sent: *mut usize,
+        ) -> c_int;
+        /// `int isboot_so_recv(struct socket *so, void *buf, size_t len, int flags,
+        /// size_t *got);`: soreceive(9); EWOULDBLOCK when `SO_RCVTIMEO` ran out.
+        pub fn isboot_so_recv(
+            so: *mut Socket,
+            buf: *mut c_void,
+            len: usize,
+            flags: c_int,
+            got: *mut usize,
+        ) -> c_int;
+
+        /// `int isboot_if_up(const char *name);`: `IFF_UP` through ifioctl(SIOCSIFFLAGS).
+        pub fn isboot_if_up(name: *const c_char) -> c_int;
+        /// `int isboot_if_addr4(const char *name, uint32_t addr, uint32_t mask);`:
+        /// ifioctl(SIOCAIFADDR) (host order).
+        pub fn isboot_if_addr4(name: *const c_char, addr: u32, mask: u32) -> c_int;
+        /// `int isboot_cam_register(const struct isboot_pathinq *inq, uint32_t openings);`
+        pub fn isboot_cam_register(inq: *const PathInqInfo, openings: u32) -> c_int;
+        /// `int isboot_cam_device(char *name, size_t len);`: the da(4) unit on target 0 LUN 0
+        /// ("" while there is none).
+        pub fn isboot_cam_device(name: *mut c_char, len: usize) -> c_int;
+        /// `int isboot_disk_opens(const char *name);`: the opens of its GEOM provider, or -1.
+        pub fn isboot_disk_opens(name: *const c_char) -> c_int;
+        /// `u_int isboot_cam_pending(void);`: CCBs queued for the thread.
+        pub fn isboot_cam_pending() -> c_uint;
+        /// `int isboot_cam_next(struct isboot_ccb *out);`: 1 and the oldest queued CCB.
+        pub fn isboot_cam_next(out: *mut CcbInfo) -> c_int;
+        /// `void isboot_ccb_copy_out(union ccb *ccb, void *dst, uint32_t len);`
+        pub fn isboot_ccb_copy_out(ccb: *mut Ccb, dst: *mut c_void, len: u32);
+        /// ```c
+        /// void isboot_cam_complete_scsiio(union ccb *ccb, uint32_t status,
+        ///     uint8_t scsi_status, uint32_t resid, const void *data, uint32_t data_len,
+        ///     const void *sense, uint8_t sense_len, uint8_t sense_resid);
+        /// ```
+        #[allow(clippy::too_many_arguments)]
+        pub fn isboot_cam_complete_scsiio(
+            ccb: *mut Ccb,
+            status: u32,
+            scsi_status: u8,
+            resid: u32,
+            data: *const c_void,
+            data_len: u32,
+            sense: *const c_void,
+            sense_len: u8,
+            sense_resid: u8,
+        );
+        /// `void isboot_cam_complete(union ccb *ccb, uint32_t status);`
+        pub fn isboot_cam_complete(ccb: *mut Ccb, status: u32);
+        /// `void isboot_cam_freeze(int freeze);`: xpt_freeze_simq / xpt_release_simq.
+        pub fn isboot_cam_freeze(freeze: c_int);
+        /// `void isboot_cam_stop(void);`: new CCBs fail with `CAM_DEV_NOT_THERE`, queued ones
+        /// too.
+        pub fn isboot_cam_stop();
+        /// `void isboot_cam_deregister(void);`: isboot_cam_stop(), then the bus goes
+        /// (AC_LOST_DEVICE, xpt_bus_deregister, cam_sim_free) and the SIM mutex is destroyed.
+        pub fn isboot_cam_deregister();
     }
 }

@@ -113,6 +113,7 @@ impl SysctlContext {
         name: &str,
         kind: u32,
         arg1: *mut c_void,
+        arg2: i64,
         handler: Option<crate::abi::SysctlHandler>,
         fmt: &'static CStr,
         descr: &str,
@@ -132,7 +133,7 @@ impl SysctlContext {
                 name,
                 kind as c_int,
                 arg1,
-                0,
+                arg2,
                 handler,
                 fmt.as_ptr(),
                 descr,
@@ -153,6 +154,7 @@ impl SysctlContext {
             name,
             CTLTYPE_NODE | RD,
             ptr::null_mut(),
+            0,
             None,
             c"N",
             descr,
@@ -176,6 +178,7 @@ impl SysctlContext {
             name,
             CTLTYPE_STRING | RD,
             value,
+            0,
             Some(h),
             c"A",
             descr,
@@ -202,6 +205,7 @@ impl SysctlContext {
             name,
             CTLTYPE_UINT | access,
             p.cast(),
+            0,
             Some(h),
             c"IU",
             descr,
@@ -226,11 +230,48 @@ impl SysctlContext {
             name,
             CTLTYPE_U64 | RD,
             p.cast(),
+            0,
             Some(h),
             c"QU",
             descr,
         )
         .map(drop)
+    }
+}
+
+/// What a handler-backed oid returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcKind {
+    /// A string (`CTLTYPE_STRING`, format `A`).
+    String,
+    /// An unsigned int (`CTLTYPE_UINT`, format `IU`).
+    Uint,
+}
+
+impl SysctlContext {
+    /// Adds a read-only oid whose value `handler` computes at each read (`SYSCTL_ADD_PROC`),
+    /// given `arg1` and `arg2`. The caller keeps whatever `arg1` points at alive until this
+    /// context is dropped (dropping it waits for running handlers: sysctl_ctx_free).
+    ///
+    /// # Safety
+    /// `handler` must accept `arg1`/`arg2` as given, for as long as the context lives.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn add_proc(
+        &mut self,
+        parent: Node,
+        name: &str,
+        kind: ProcKind,
+        handler: crate::abi::SysctlHandler,
+        arg1: *mut c_void,
+        arg2: i64,
+        descr: &str,
+    ) -> Result<(), SysctlError> {
+        let (ty, fmt) = match kind {
+            ProcKind::String => (CTLTYPE_STRING, c"A"),
+            ProcKind::Uint => (CTLTYPE_UINT, c"IU"),
+        };
+        self.add(parent, name, ty | RD, arg1, arg2, Some(handler), fmt, descr)
+            .map(drop)
     }
 }
 

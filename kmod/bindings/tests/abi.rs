@@ -1,11 +1,24 @@
 //! The numbers `kmod/shim/isboot_abi.h` asserts against the FreeBSD headers are the numbers the
 //! Rust bindings use.
 
-use kernel_bindings::abi::{AbiItem, ABI};
+use kernel_bindings::abi::{AbiItem, ABI, BOOT_ABI, KERNEL_LAYOUTS};
 
+/// `isboot_abi.h` (the module) and `isboot_boot_abi.h` (the boot thread), one after the other.
 fn header() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shim/isboot_abi.h");
-    std::fs::read_to_string(path).expect("read isboot_abi.h")
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shim/");
+    ["isboot_abi.h", "isboot_boot_abi.h"]
+        .iter()
+        .map(|f| std::fs::read_to_string(format!("{dir}{f}")).expect("read the ABI header"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn rust_items() -> Vec<AbiItem> {
+    ABI.iter()
+        .chain(BOOT_ABI)
+        .chain(KERNEL_LAYOUTS)
+        .copied()
+        .collect()
 }
 
 fn parse_int(s: &str) -> i64 {
@@ -54,14 +67,15 @@ fn parse(header: &str) -> Vec<AbiItem> {
 #[test]
 fn abi_header_matches_rust() {
     let c = parse(&header());
-    assert!(c.len() >= 40, "parsed only {} items", c.len());
+    assert!(c.len() >= 170, "parsed only {} items", c.len());
+    let rust = rust_items();
     for item in &c {
         assert!(
-            ABI.contains(item),
-            "isboot_abi.h has {item:?}, Rust has something else"
+            rust.contains(item),
+            "the C header has {item:?}, Rust has something else"
         );
     }
-    for item in ABI {
+    for item in &rust {
         assert!(
             c.contains(item),
             "Rust asserts {item:?}, isboot_abi.h does not"

@@ -20,6 +20,15 @@ it and checks that it released everything.
   --fail-oid N          the N-th sysctl_add_oid(9) call returns NULL (as for a taken name)
   --hold-oid NODE       after the load, another subsystem adds a child under the sysctl node
                         NODE and keeps it until after the unload
+  --mountroot           after the module's root holds are released, mount root as the kernel
+                        would: the GPT of da0 read through the SIM, its freebsd-ufs
+                        partition's UFS2 superblock and root directory
+                        (prints 'mountroot: daNpK ufs2 / = ENTRY,...'; exit 1 without one)
+  --workload verify:BYTES  write a pattern to the last BYTES of da0 through the SIM and read
+                        it back (prints 'verify: N bytes, M mismatches'; exit 1 on a mismatch)
+  --workload bench:rand|seq:BS:QD:SECONDS  read BS-byte blocks at random or sequential
+                        offsets of da0 with QD reads in flight for SECONDS; the last line is
+                        'bench: ... iops=N mib_s=N cpu_us_per_io=N'
   -v, --verbose         trace the linking, every kernel call and the events
   -h, --help            this text
 
@@ -52,10 +61,61 @@ pub struct Config {
     pub fail_oid: Option<u64>,
     /// `--hold-oid`.
     pub hold_oid: Option<String>,
+    /// `--mountroot`.
+    pub mountroot: bool,
+    /// `--workload`.
+    pub workload: Option<Workload>,
+}
+
+/// What to run on the disk the module exposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Write a pattern to the last N bytes and read it back.
+    Verify(u64),
+    /// Read for `seconds` with `qd` requesters, `bs`-byte reads at random or sequential
+    /// offsets.
+    Bench {
+        /// Random (else sequential) offsets.
+        random: bool,
+        /// Bytes per read (a multiple of the block size).
+        bs: u32,
+        /// Reads in flight.
+        qd: u32,
+        /// How long.
+        seconds: u64,
+    },
+}
+
+fn bench(spec: &str) -> Result<Workload, String> {
+    let bad = || format!("--workload bench wants rand|seq:BS:QD:SECONDS, not bench:{spec}");
+    let p: Vec<&str> = spec.split(':').collect();
+    let [mode, bs, qd, secs] = p[..] else {
+        return Err(bad());
+    };
+    let random = match mode {
+        "rand" => true,
+        "seq" => false,
+        _ => return Err(bad()),
+    };
+    let bs = number("--workload bench", bs)?;
+    let qd = number("--workload bench", qd)?;
+    let seconds = number("--workload bench", secs)?;
+    if !(512..=1 << 20).contains(&bs) || !(1..=32).contains(&qd) || seconds == 0 {
+        return Err(format!(
+            "--workload bench: BS 512..1048576, QD 1..32 and SECONDS >= 1, not bench:{spec}"
+        ));
+    }
+    Ok(Workload::Bench {
+        random,
+        bs: bs as u32,
+        qd: qd as u32,
+        seconds,
+    })
 }
 
 /// The outcome of parsing.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // parsed once
 pub enum Parsed {
     /// Run with this configuration.
     Run(Config),
@@ -146,10 +206,25 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                 c.fail_oid = Some(n);
             }
             "--hold-oid" => c.hold_oid = Some(value(&mut it)?),
-            "--mountroot" | "--workload" => {
-                return Err(format!(
-                    "{opt} comes with a later stage of kldrun; it is not accepted yet"
-                ))
+            "--mountroot" => c.mountroot = true,
+            "--workload" => {
+                let w = value(&mut it)?;
+                match w.split_once(':') {
+                    Some(("verify", n)) => {
+                        let n = number("--workload verify", n)?;
+                        if n == 0 {
+                            return Err("--workload verify:BYTES wants at least 1 byte".into());
+                        }
+                        c.workload = Some(Workload::Verify(n));
+                    }
+                    Some(("bench", spec)) => c.workload = Some(bench(spec)?),
+                    _ => {
+                        return Err(format!(
+                            "--workload wants verify:BYTES or bench:rand|seq:BS:QD:SECONDS, not \
+                             {w:?}"
+                        ))
+                    }
+                }
             }
             o if o.starts_with('-') && o.len() > 1 => {
                 return Err(format!("unknown option {o} (kldrun --help lists them)"))
@@ -216,8 +291,7 @@ mod tests {
     #[test]
     fn usage_errors_are_one_line() {
         for (args, want) in [
-            (&["--mountroot", "x", "m.ko"][..], "later stage"),
-            (&["--workload", "m.ko"][..], "later stage"),
+            (&["--workload", "dd", "m.ko"][..], "verify:BYTES"),
             (&["--bogus", "m.ko"][..], "unknown option --bogus"),
             (&["--preload", "noequals", "m.ko"][..], "TYPE=FILE"),
             (&["--phys", "zz=f", "m.ko"][..], "wants a number"),
@@ -229,6 +303,35 @@ mod tests {
             let e = p(args).unwrap_err();
             assert!(e.contains(want), "{args:?}: {e}");
             assert!(!e.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn workloads() {
+        let Ok(Parsed::Run(c)) = p(&["--mountroot", "--workload", "verify:4096", "m.ko"]) else {
+            panic!("parses");
+        };
+        assert!(c.mountroot);
+        assert_eq!(c.workload, Some(Workload::Verify(4096)));
+        let Ok(Parsed::Run(c)) = p(&["--workload", "bench:rand:4096:4:2", "m.ko"]) else {
+            panic!("parses");
+        };
+        assert_eq!(
+            c.workload,
+            Some(Workload::Bench {
+                random: true,
+                bs: 4096,
+                qd: 4,
+                seconds: 2
+            })
+        );
+        for bad in [
+            "bench:rand:4096:0:2",
+            "bench:zig:4096:1:1",
+            "bench:seq:100:1:1",
+            "verify:0",
+        ] {
+            assert!(p(&["--workload", bad, "m.ko"]).is_err(), "{bad}");
         }
     }
 }

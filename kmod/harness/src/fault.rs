@@ -13,15 +13,19 @@
 
 use crate::kstack::{thread_name, MAX_THREADS, THREADS};
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// The module's code, for attributing faults: `[lo, hi)`.
 pub static MODULE_TEXT: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 /// The module's function symbols (address, demangled name), sorted by address.
 pub static MODULE_SYMBOLS: OnceLock<Vec<(u64, String)>> = OnceLock::new();
-/// The import being served (index into the import table), `usize::MAX` when none.
-pub static CURRENT_IMPORT: AtomicUsize = AtomicUsize::new(usize::MAX);
+thread_local! {
+    /// The import this host thread is serving (index into the import table), `usize::MAX`
+    /// when none. Per thread: several kernel threads run at once. (Const-initialised, so the
+    /// fault handler's read allocates nothing.)
+    pub static CURRENT_IMPORT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
 /// The names of the imports, by index.
 pub static IMPORT_NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
 
@@ -105,7 +109,7 @@ extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut 
     let lo = MODULE_TEXT[0].load(Ordering::Acquire);
     let hi = MODULE_TEXT[1].load(Ordering::Acquire);
     if rip < lo || rip >= hi {
-        let cur = CURRENT_IMPORT.load(Ordering::Acquire);
+        let cur = CURRENT_IMPORT.try_with(|c| c.get()).unwrap_or(usize::MAX);
         let name = IMPORT_NAMES
             .get()
             .and_then(|n| n.get(cur))

@@ -246,7 +246,23 @@ impl Drop for KStack {
     }
 }
 
+/// Leaves kernel thread `index`'s module code for good: back to the host caller of its
+/// outermost [`KStack::call`], which returns 0 (a longjmp: the host frames in between, the
+/// import dispatch's, are dropped without running destructors; they hold none).
+///
+/// # Safety
+/// Only from an import served for thread `index` whose stack has exactly one host → module
+/// call in progress (a kernel thread's function calling `kthread_exit`).
+pub unsafe fn leave(index: usize) -> ! {
+    let top = THREADS[index].top.load(Ordering::Acquire);
+    let ctl = (top as usize - REGION) as *mut Ctl;
+    // SAFETY: forwarded contract: Ctl.host_sp is the frame kldrun_enter saved for that call.
+    unsafe { kldrun_leave(ctl) }
+}
+
 extern "C" {
+    /// Unwinds to the innermost kldrun_enter of `ctl` (see [`leave`]).
+    fn kldrun_leave(ctl: *mut Ctl) -> !;
     /// Host → module: see the module documentation.
     fn kldrun_enter(ctl: *mut Ctl, f: u64, args: *const u64) -> u64;
     /// Module → host: the target of every import stub (`%r11` holds the import's index).
@@ -303,6 +319,22 @@ std::arch::global_asm!(
     "    pop %rbp",
     "    ret",
     ".size kldrun_enter, . - kldrun_enter",
+    "",
+    ".globl kldrun_leave",
+    ".type kldrun_leave,@function",
+    "kldrun_leave:",
+    "    mov %rdi, %rbx",
+    "    mov 0(%rbx), %rsp",
+    "    pop 0(%rbx)",
+    "    pop %r15",
+    "    pop %r14",
+    "    pop %r13",
+    "    pop %r12",
+    "    pop %rbx",
+    "    pop %rbp",
+    "    xor %eax, %eax",
+    "    ret",
+    ".size kldrun_leave, . - kldrun_leave",
     "",
     ".globl kldrun_import",
     ".type kldrun_import,@function",

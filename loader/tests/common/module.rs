@@ -94,3 +94,61 @@ pub fn boot(table: ibft::Ibft, mac: [u8; 6]) -> Result<ModuleBoot, String> {
         sysctl,
     })
 }
+
+/// The real `isboot.ko` under kldrun (`kmod/harness`), with the iBFT the ROM left placed at
+/// 0x9e620 of its physical memory (`table_file`), over the same kind of wire as [`boot`]: a
+/// fresh veth `isb0` with the table's MAC in this namespace (kldrun, spawned from this thread,
+/// runs in it) and a fresh target host with tgtd. Prints kldrun's console and its own lines as
+/// they come; `Err` unless it exits 0 with a `mountroot:` line.
+pub fn kldrun(kldrun: &str, ko: &str, table_file: &str, mac: [u8; 6]) -> Result<String, String> {
+    let peer = Peer::start().map_err(|e| format!("the target's namespace: {e}"))?;
+    lab::wire(&peer, "isb0", mac, "tgt0", &["192.0.2.1/24"], &[])
+        .map_err(|e| format!("wiring: {e}"))?;
+    let _tgtd = peer
+        .run(|| {
+            Tgtd::try_start(TargetOpts {
+                portal: Some(SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 3260))),
+                iqn: TARGET.into(),
+                ..TargetOpts::bytes(disk()).with_chap(
+                    CHAP_USER,
+                    CHAP_SECRET,
+                    Some((TARGET_USER, TARGET_SECRET)),
+                )
+            })
+        })
+        .map_err(|e| format!("tgtd: {e}"))?;
+    let args = [
+        "--phys".to_string(),
+        format!("0x9e620={table_file}"),
+        "--mountroot".into(),
+        "--sysctl".into(),
+        "net.isboot".into(),
+        "--sysctl".into(),
+        "hw.ibft".into(),
+        ko.into(),
+    ];
+    println!("$ kldrun {}", args.join(" "));
+    let out = std::process::Command::new(kldrun)
+        .args(&args)
+        .output()
+        .map_err(|e| format!("{kldrun}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    print!("{}", String::from_utf8_lossy(&out.stderr));
+    let mountroot = stdout
+        .lines()
+        .find(|l| l.starts_with("mountroot: "))
+        .map(str::to_string);
+    match (out.status.success(), mountroot) {
+        (true, Some(m)) => Ok(m),
+        (ok, m) => Err(format!(
+            "kldrun {}: {}",
+            out.status,
+            if ok && m.is_none() {
+                "no mountroot line"
+            } else {
+                "failed"
+            }
+        )),
+    }
+}

@@ -150,5 +150,7 @@ pub fn kpis() -> Vec<Kpi> {
     v.push(d("preload_metadata", 8, preload_metadata));
     v.push(d("M_DEVBUF", malloc::MALLOC_TYPE_SIZE, m_devbuf));
     v.push(d("M_TEMP", malloc::MALLOC_TYPE_SIZE, m_temp));
+    // struct sx topology_lock: GEOM's topology lock (served by _sx_xlock/_sx_xunlock).
+    v.push(d("topology_lock", 64, |_| {}));
     v
 }

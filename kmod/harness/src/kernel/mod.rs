@@ -3,8 +3,10 @@
 //! a look with sysctl(8) and a kldunload of one module ([`run`]).
 
 pub mod args;
+pub mod cam;
 pub mod console;
 pub mod kenv;
+pub mod kthread;
 pub mod libkern;
 pub mod malloc;
 pub mod mem;
@@ -13,6 +15,7 @@ pub mod mutex;
 pub mod pmap;
 pub mod preload;
 pub mod printf;
+pub mod socket;
 pub mod sysctl;
 pub mod threads;
 
@@ -175,6 +178,46 @@ pub fn kpis() -> Vec<Kpi> {
         f("strcmp", libkern::strcmp, 2),
         f("strncmp", libkern::strncmp, 3),
         f("strlcpy", libkern::strlcpy, 3),
+        // threads, time, root holds (kern_kthread.c, kern_tc.c, kern_synch.c, vfs_mountroot.c)
+        f("kproc_kthread_add", kthread::kproc_kthread_add, 8),
+        f("kthread_exit", kthread::kthread_exit, 0),
+        f("binuptime", kthread::binuptime, 1),
+        f("pause_sbt", kthread::pause_sbt, 4),
+        f("arc4random_buf", kthread::arc4random_buf, 2),
+        f("root_mount_hold", kthread::root_mount_hold, 1),
+        f("root_mount_rel", kthread::root_mount_rel, 1),
+        // kernel sockets, interfaces (uipc_socket.c, if.c)
+        f("socreate", socket::socreate, 6),
+        f("soclose", socket::soclose, 1),
+        f("soconnect", socket::soconnect, 3),
+        f("sosend", socket::sosend, 7),
+        f("soreceive", socket::soreceive, 6),
+        f("so_setsockopt", socket::so_setsockopt, 5),
+        f("sogetopt", socket::sogetopt, 2),
+        f("ifioctl", socket::ifioctl, 4),
+        // CAM (cam_xpt.c, cam_sim.c, cam_periph.c), GEOM (geom_subr.c), sx(9)
+        f("cam_simq_alloc", cam::cam_simq_alloc, 1),
+        f("cam_simq_free", cam::cam_simq_free, 1),
+        f("cam_sim_alloc", cam::cam_sim_alloc, 9),
+        f("cam_sim_free", cam::cam_sim_free, 2),
+        f("xpt_bus_register", cam::xpt_bus_register, 3),
+        f("xpt_bus_deregister", cam::xpt_bus_deregister, 1),
+        f("xpt_create_path", cam::xpt_create_path, 5),
+        f("xpt_free_path", cam::xpt_free_path, 1),
+        f("xpt_alloc_ccb_nowait", cam::xpt_alloc_ccb_nowait, 0),
+        f("xpt_free_ccb", cam::xpt_free_ccb, 1),
+        f("xpt_rescan", cam::xpt_rescan, 1),
+        f("xpt_done", cam::xpt_done, 1),
+        f("xpt_async", cam::xpt_async, 3),
+        f("xpt_freeze_devq", cam::xpt_freeze_devq, 2),
+        f("xpt_freeze_simq", cam::xpt_freeze_simq, 2),
+        f("xpt_release_simq", cam::xpt_release_simq, 2),
+        f("xpt_path_mtx", cam::xpt_path_mtx, 1),
+        f("cam_periph_find", cam::cam_periph_find, 2),
+        f("cam_calc_geometry", cam::cam_calc_geometry, 2),
+        f("g_provider_by_name", cam::g_provider_by_name, 1),
+        f("_sx_xlock", cam::sx_xlock, 4),
+        f("_sx_xunlock", cam::sx_xunlock, 3),
     ];
     v.extend(data::kpis());
     v
@@ -324,7 +367,7 @@ pub unsafe extern "C" fn kldrun_dispatch(frame: *const u64, index: u64, ctl: *co
         };
         // SAFETY: the trampoline passes its control block and the frame it built.
         let (thread, mut args) = unsafe { ((*ctl).thread as usize, FrameArgs::new(frame)) };
-        let prev = fault::CURRENT_IMPORT.swap(index as usize, Ordering::AcqRel);
+        let prev = fault::CURRENT_IMPORT.replace(index as usize);
         let ret_addr = args.return_address();
         let frame_ptr = args.frame_pointer();
         let trace = VERBOSE.load(Ordering::Relaxed);
@@ -343,7 +386,7 @@ pub unsafe extern "C" fn kldrun_dispatch(frame: *const u64, index: u64, ctl: *co
             frame_ptr,
         };
         let r = func(&mut c);
-        fault::CURRENT_IMPORT.store(prev, Ordering::Release);
+        fault::CURRENT_IMPORT.set(prev);
         if trace {
             let text = fault::MODULE_TEXT[0].load(Ordering::Acquire)
                 ..fault::MODULE_TEXT[1].load(Ordering::Acquire);
@@ -468,6 +511,16 @@ fn depend(md: &Metadata) -> Result<(), String> {
             mem::read::<i32>(md.data + 8),
         )
     };
+    // Modules the emulated kernel has compiled in (GENERIC: `device scbus`, `options NETLINK`).
+    if matches!(md.cval.as_str(), "cam" | "netlink") {
+        if min > 1 || max < 1 {
+            return Err(format!(
+                "depends on module {} ({min}..{max}); kldrun provides version 1",
+                md.cval
+            ));
+        }
+        return Ok(());
+    }
     if md.cval != "kernel" {
         return Err(format!(
             "depends on module {} ({min}..{max}), which kldrun does not provide",
@@ -672,6 +725,9 @@ pub fn run(cfg: &Config) -> i32 {
     } else {
         sysctl::enable_static(&static_oids);
         verbose(|| format!("{file}: loaded; modules: {}", names.join(", ")));
+        if cfg.mountroot || cfg.workload.is_some() {
+            status = status.max(mountroot(cfg));
+        }
         let hold = cfg.hold_oid.as_ref().map(|node| {
             sysctl::add_foreign(node, "kldrun_hold").unwrap_or_else(|e| {
                 eprintln!("kldrun: --hold-oid: {e}");
@@ -786,6 +842,13 @@ pub fn run(cfg: &Config) -> i32 {
     leaks.extend(pmap::leaks(&sym));
     leaks.extend(kenv::leaks());
     leaks.extend(mutex::leaks(&sym));
+    let running = kthread::join_all(std::time::Duration::from_secs(5));
+    leaks.extend(cam::finish());
+    leaks.extend(kthread::leaks());
+    if !running.is_empty() {
+        leaks.push(format!("kthread: still running: {}", running.join(", ")));
+    }
+    leaks.extend(socket::leaks());
     for l in &leaks {
         eprintln!("kldrun: leak: {l}");
     }
@@ -796,10 +859,14 @@ pub fn run(cfg: &Config) -> i32 {
         let (mallocs, _) = malloc::counts();
         eprintln!(
             "kldrun: leak check: clean ({mallocs} mallocs, {} oids, {} mappings, {} kenv \
-             strings: all released)",
+             strings, {} kernel threads exited, {} sockets closed, {} root holds released: all \
+             released)",
             sysctl::oids_added(),
             pmap::mappings_made(),
-            kenv::copies_made()
+            kenv::copies_made(),
+            kthread::counts().1,
+            socket::created(),
+            kthread::holds_taken(),
         );
     }
     report_stacks();
@@ -810,6 +877,186 @@ pub fn run(cfg: &Config) -> i32 {
         status = status.max(crate::EXIT_LEAK);
     }
     status
+}
+
+/// The mountroot phase and the workloads: vfs_mountroot's wait for the root holds, then root
+/// "mounted" from da0 (read through the SIM), then `--workload`. kldrun's exit status so far.
+fn mountroot(cfg: &Config) -> i32 {
+    set_phase("mountroot");
+    let limit = std::time::Duration::from_secs(cfg.timeout);
+    if !kthread::mountroot_wait(limit) {
+        eprintln!("kldrun: mountroot: the root holds were never released");
+        return crate::EXIT_MODULE;
+    }
+    let Some((bs, blocks)) = cam::disk() else {
+        console::write(b"mountroot: no disk: da0 did not attach\n");
+        eprintln!("kldrun: mountroot: no disk (no da0)");
+        return crate::EXIT_MODULE;
+    };
+    let mut status = crate::EXIT_OK;
+    cam::provider_open(1);
+    if cfg.mountroot {
+        match isboot_tests::rootfs::mountroot_blocks(&mut cam::read, bs) {
+            Ok(m) => {
+                let line = format!(
+                    "mountroot: da0p{} ufs2 / = {}\n",
+                    m.partition,
+                    m.entries.join(",")
+                );
+                let _ = std::io::stdout().write_all(line.as_bytes());
+                let _ = std::io::stdout().flush();
+            }
+            Err(e) => {
+                eprintln!("kldrun: mountroot: da0: {e}");
+                status = crate::EXIT_MODULE;
+            }
+        }
+    }
+    match cfg.workload {
+        Some(crate::cli::Workload::Verify(bytes)) => {
+            status = status.max(verify(bs, blocks, bytes));
+        }
+        Some(crate::cli::Workload::Bench {
+            random,
+            bs: io,
+            qd,
+            seconds,
+        }) => status = status.max(bench(bs, blocks, random, io, qd, seconds)),
+        None => {}
+    }
+    cam::provider_open(-1);
+    status
+}
+
+/// `--workload verify:BYTES`: a pattern written over the last BYTES (whole blocks) of da0 in
+/// chunks of up to 64 KiB, read back and compared.
+fn verify(bs: u32, blocks: u64, bytes: u64) -> i32 {
+    let bs64 = u64::from(bs);
+    let n = bytes.div_ceil(bs64).min(blocks);
+    let first = blocks - n;
+    let chunk = (65536 / bs64).max(1);
+    let pattern = |lba: u64, len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|i| {
+                let off = lba * bs64 + i as u64;
+                (off.wrapping_mul(2_654_435_761) >> 7) as u8 ^ (off >> 9) as u8
+            })
+            .collect()
+    };
+    let mut lba = first;
+    while lba < blocks {
+        let k = chunk.min(blocks - lba);
+        if let Err(e) = cam::write(lba, &pattern(lba, (k * bs64) as usize)) {
+            eprintln!("kldrun: verify: {e}");
+            return crate::EXIT_MODULE;
+        }
+        lba += k;
+    }
+    let mut mismatches = 0u64;
+    let mut lba = first;
+    while lba < blocks {
+        let k = chunk.min(blocks - lba);
+        match cam::read(lba, k as u32) {
+            Ok(d) => {
+                let want = pattern(lba, d.len());
+                mismatches += d.iter().zip(&want).filter(|(a, b)| a != b).count() as u64;
+            }
+            Err(e) => {
+                eprintln!("kldrun: verify: {e}");
+                return crate::EXIT_MODULE;
+            }
+        }
+        lba += k;
+    }
+    let line = format!("verify: {} bytes, {mismatches} mismatches\n", n * bs64);
+    let _ = std::io::stdout().write_all(line.as_bytes());
+    let _ = std::io::stdout().flush();
+    if mismatches == 0 {
+        crate::EXIT_OK
+    } else {
+        crate::EXIT_MODULE
+    }
+}
+
+/// CPU time (user + system) of the whole process so far, in microseconds.
+fn cpu_us() -> u64 {
+    // SAFETY: getrusage into a zeroed struct of ours.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// `--workload bench`: `qd` requesters (kernel threads `g_down0`...) each with one READ(16)
+/// of `io` bytes in flight, at random (xorshift, `io`-aligned) or sequential (each requester
+/// its own stripe, wrapping) offsets, for `seconds`. Prints one `key=value` line.
+fn bench(bs: u32, blocks: u64, random: bool, io: u32, qd: u32, seconds: u64) -> i32 {
+    if io % bs != 0 || u64::from(io / bs) > blocks {
+        eprintln!("kldrun: bench: {io}-byte reads do not fit {bs}-byte blocks of da0");
+        return crate::EXIT_USAGE;
+    }
+    let per = u64::from(io / bs);
+    let slots = blocks / per;
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let cpu0 = cpu_us();
+    let t0 = std::time::Instant::now();
+    let workers: Vec<_> = (0..qd)
+        .map(|w| {
+            let t = match threads::create(&format!("g_down{w}"), KSTACK_SIZE) {
+                Ok(t) => t,
+                Err(e) => return Err(e.to_string()),
+            };
+            Ok(std::thread::spawn(move || -> Result<u64, String> {
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(w + 1);
+                let mut seq = slots * u64::from(w) / u64::from(qd);
+                let mut n = 0u64;
+                while std::time::Instant::now() < end {
+                    let slot = if random {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x % slots
+                    } else {
+                        seq = (seq + 1) % slots;
+                        seq
+                    };
+                    cam::read_on(t, slot * per, io / bs)?;
+                    n += 1;
+                }
+                Ok(n)
+            }))
+        })
+        .collect();
+    let mut ios = 0u64;
+    for w in workers {
+        match w.map(|h| h.join().unwrap_or_else(|_| Err("a worker panicked".into()))) {
+            Ok(Ok(n)) => ios += n,
+            Ok(Err(e)) | Err(e) => {
+                eprintln!("kldrun: bench: {e}");
+                return crate::EXIT_MODULE;
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_us().saturating_sub(cpu0);
+    let line = format!(
+        "bench: mode={} bs={io} qd={qd} seconds={secs:.2} ios={ios} iops={:.0} mib_s={:.2} \
+         cpu_us_per_io={:.1}\n",
+        if random { "rand" } else { "seq" },
+        ios as f64 / secs,
+        ios as f64 * f64::from(io) / secs / (1024.0 * 1024.0),
+        cpu as f64 / ios.max(1) as f64,
+    );
+    let _ = std::io::stdout().write_all(line.as_bytes());
+    let _ = std::io::stdout().flush();
+    if ios == 0 {
+        crate::EXIT_MODULE
+    } else {
+        crate::EXIT_OK
+    }
 }
 
 fn symbol_name(a: u64) -> String {

@@ -282,3 +282,30 @@ pub fn leaks(symbolize: &dyn Fn(u64) -> String) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Locks the mutex whose lock word is at `w` for kernel thread `thread` (a lock kldrun takes
+/// itself, e.g. the SIM mutex around a CAM action call).
+pub fn lock_as(thread: usize, w: u64) {
+    let args = [w, 0, 0, 0];
+    let mut sa = super::args::SliceArgs::new(&args);
+    let mut c = Ctx {
+        args: &mut sa,
+        thread,
+        ret_addr: 0,
+        frame_ptr: 0,
+    };
+    lock(&mut c, false);
+}
+
+/// Unlocks what [`lock_as`] locked.
+pub fn unlock_as(thread: usize, w: u64) {
+    let args = [w, 0, 0, 0];
+    let mut sa = super::args::SliceArgs::new(&args);
+    let mut c = Ctx {
+        args: &mut sa,
+        thread,
+        ret_addr: 0,
+        frame_ptr: 0,
+    };
+    mtx_unlock_flags(&mut c);
+}

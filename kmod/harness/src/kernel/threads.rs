@@ -6,10 +6,11 @@
 //! Only `pc_curthread` is set; every other per-CPU field and the whole `struct thread` read
 //! as zero (CPU 0, no process, no credentials).
 //!
-//! Stage 1 has the threads a kldload/kldunload and a sysctl(8) run on: `modevent` (the
-//! SYSINITs, the module events, the SYSUNINITs) and `sysctl` (the handlers), both driven from
-//! kldrun's main thread one call at a time. The registry is made for more: a kernel thread
-//! created by the module later gets its own host thread and stack here.
+//! kldrun's own threads are `modevent` (the SYSINITs, the module events, the SYSUNINITs) and
+//! `sysctl` (the handlers), driven from its main thread one call at a time, `xpt_thrd` (CAM's
+//! probe), `g_down`/`g_downN` (mountroot's and the workloads' I/O); a kernel thread the module
+//! creates (`kproc_kthread_add`, [`super::kthread`]) gets a host thread and a stack of its own.
+//! Every `struct thread` has `td_proc` (offset 8) pointing at [`proc0`].
 
 use crate::kstack::KStack;
 use std::cell::Cell;
@@ -36,8 +37,8 @@ fn set_gs(base: u64) {
     }
 }
 
-/// Bytes of the stand-in `struct thread` (the real one is about 1.4 KiB; nothing reads it
-/// yet).
+/// Bytes of the stand-in `struct thread` (the real one is about 1.4 KiB; only `td_proc` is
+/// set).
 const TD_SIZE: usize = 2048;
 
 #[derive(Debug)]
@@ -61,7 +62,8 @@ fn get(index: usize) -> Option<&'static KThread> {
 pub fn create(name: &str, stack: usize) -> std::io::Result<usize> {
     let stack = KStack::new(name, stack)?;
     let index = stack.index();
-    let td = Box::new([0; TD_SIZE]);
+    let mut td = Box::new([0; TD_SIZE]);
+    td[8..16].copy_from_slice(&proc0().to_le_bytes()); // td_proc
     let mut pcpu = Box::new([0u64; PCPU_SIZE / 8]);
     pcpu[0] = td.as_ptr() as u64; // pc_curthread
     let t: &'static KThread = Box::leak(Box::new(KThread { stack, td, pcpu }));
@@ -71,6 +73,18 @@ pub fn create(name: &str, stack: usize) -> std::io::Result<usize> {
         .get_or_insert_with(HashMap::new)
         .insert(index, t);
     Ok(index)
+}
+
+/// The stand-in `struct proc` every kernel thread belongs to (proc0): zero but for
+/// `p_ucred` (offset 64), a non-NULL credential token the socket KPIs accept.
+pub fn proc0() -> u64 {
+    static PROC0: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PROC0.get_or_init(|| {
+        let cred: &'static mut [u64; 32] = Box::leak(Box::new([0u64; 32]));
+        let p: &'static mut [u64; 256] = Box::leak(Box::new([0u64; 256]));
+        p[8] = cred.as_ptr() as u64; // p_ucred
+        p.as_ptr() as u64
+    })
 }
 
 /// The address standing for thread `index`'s `struct thread` (0 for an unknown index).

@@ -1,0 +1,359 @@
+//! The real `isboot.ko` booting under kldrun: its boot thread on a kernel stack of its own,
+//! over kernel sockets served by the Linux kernel of kldrun's namespace, logging in to a real
+//! tgtd and exposing the root disk through its CAM SIM, which kldrun's CAM probes as da(4)
+//! would; then kldrun's mountroot finds the FreeBSD root on it.
+//!
+//! Each test builds two hosts on one wire in network namespaces of their own
+//! (`isboot_tests::lab`): kldrun's, whose veth carries the table's MAC (52:54:00:9a:bc:de) and
+//! no address (the module must add it), and the target's (10.0.2.2/24, as in the tables)
+//! running tgtd with a FreeBSD root disk (GPT, UFS2 by makefs) as LUN 1. kldrun runs as a child
+//! process spawned from the namespace's thread. Linux only; needs root, tgt, makefs and gdisk
+//! (`make test` installs them).
+
+mod common;
+
+use common::isboot_ko;
+use isboot_tests::lab::{self, Peer};
+use isboot_tests::rootfs::{self, RootImage};
+use isboot_tests::target::{TargetOpts, Tgtd};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x9a, 0xbc, 0xde];
+const NODE_IF: &str = "isb0";
+
+fn image() -> &'static RootImage {
+    static IMG: OnceLock<RootImage> = OnceLock::new();
+    IMG.get_or_init(|| {
+        let dir = isboot_tests::TempDir::new("kldrun-root").expect("a scratch directory");
+        rootfs::build(&dir.0, 16).unwrap_or_else(|e| panic!("building the root disk: {e}"))
+    })
+}
+
+fn table(name: &str) -> ibft::Ibft {
+    ibft::parse(&isboot_tests::fixtures::ibft(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .table
+}
+
+/// The target for a fixture: its name, LUN 1 holding the root disk, on 10.0.2.2:3260.
+fn target_opts(name: &str) -> TargetOpts {
+    let t = table(name);
+    let tgt = t.boot_target().expect("a boot target");
+    TargetOpts {
+        portal: Some(SocketAddr::from((Ipv4Addr::new(10, 0, 2, 2), 3260))),
+        iqn: tgt.name.clone().expect("a target name"),
+        ..TargetOpts::bytes(image().bytes.clone())
+    }
+}
+
+/// One kldrun run, its output collected line by line as it comes.
+struct Child {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    stdout: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Child {
+    fn spawn(fixture: &str, extra: &[&str]) -> Child {
+        let mut args: Vec<String> = vec![
+            "--preload".into(),
+            format!(
+                "ibft_table={}",
+                isboot_tests::fixtures::ibft_path(fixture).display()
+            ),
+            "--timeout".into(),
+            "120".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(isboot_ko().display().to_string());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kldrun"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kldrun");
+        let (tx, lines) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().expect("stderr");
+        let e2 = stderr.clone();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            e2.lock().unwrap().push_str(&s);
+        });
+        Child {
+            child,
+            lines,
+            stdout: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Waits for a console line starting with `prefix`.
+    fn wait_line(&mut self, prefix: &str, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = l.starts_with(prefix);
+                    self.stdout.push(l);
+                    if hit {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    fn finish(mut self) -> Done {
+        let status = self.child.wait().expect("kldrun ends");
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.stdout.push(l);
+        }
+        // The stderr reader ends with the process.
+        std::thread::sleep(Duration::from_millis(100));
+        let stderr = self.stderr.lock().unwrap().clone();
+        Done {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.join("\n"),
+            stderr,
+        }
+    }
+}
+
+struct Done {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Done {
+    fn all(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    fn clean(&self) -> bool {
+        self.stderr.contains("kldrun: leak check: clean") && !self.stderr.contains("leak:")
+    }
+
+    fn has(&self, line_start: &str) -> bool {
+        self.stdout.lines().any(|l| l.starts_with(line_start))
+    }
+}
+
+fn assert_in_order(console: &str, wanted: &[&str]) {
+    let mut at = 0;
+    for w in wanted {
+        match console[at..].find(w) {
+            Some(i) => at += i + w.len(),
+            None => panic!("console lacks {w:?} (in order) in:\n{console}"),
+        }
+    }
+}
+
+/// Runs `f` in kldrun's namespace with the wire up and (unless `None`) tgtd serving.
+fn with_lab<T: Send + 'static>(
+    target: Option<TargetOpts>,
+    f: impl FnOnce(&Peer, Option<Arc<Mutex<Tgtd>>>) -> T + Send + 'static,
+) -> T {
+    let _ = isboot_ko(); // built outside the namespace's time budget
+    let _ = image();
+    isboot_tests::netns::run(move || {
+        let peer = Peer::start().expect("the peer's namespace");
+        lab::wire(&peer, NODE_IF, MAC, "tgt0", &["10.0.2.2/24"], &[])
+            .unwrap_or_else(|e| panic!("wiring: {e}"));
+        let tgtd = target.map(|opts| {
+            Arc::new(Mutex::new(peer.run(move || {
+                Tgtd::try_start(opts).unwrap_or_else(|e| panic!("{e}"))
+            })))
+        });
+        f(&peer, tgtd)
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The root entries makefs put on the image, as mountroot prints them.
+fn root_entries() -> String {
+    let mut v: Vec<String> = rootfs::mountroot(
+        &mut |off, len| {
+            let b = &image().bytes;
+            Ok(b[off as usize..off as usize + len].to_vec())
+        },
+        512,
+    )
+    .expect("the image's own root")
+    .entries;
+    v.sort();
+    v.join(",")
+}
+
+#[test]
+fn the_real_module_boots_to_a_mountable_root_on_da0p2() {
+    with_lab(Some(target_opts("nochap")), |_, _tgtd| {
+        let c = Child::spawn(
+            "nochap",
+            &[
+                "--mountroot",
+                "--workload",
+                "verify:1048576",
+                "--sysctl",
+                "net.isboot",
+            ],
+        );
+        let d = c.finish();
+        eprintln!("{}", d.all()); // the transcript (cargo test -- --nocapture)
+        assert_eq!(d.code, 0, "{}", d.all());
+        assert_in_order(
+            &d.stdout,
+            &[
+                "isboot: boot interface isb0 (MAC 52:54:00:9a:bc:de, PCI 0:3:0)",
+                "isboot: isb0: added 10.0.2.15/24 from the iBFT",
+                "isboot: logged in to iqn.2026-11.org.example:nochap (no authentication;",
+                "da0 at isboot0 bus 0 scbus0 target 0 lun 0",
+                "isboot: LUN 1 of iqn.2026-11.org.example:nochap at 10.0.2.2:3260 is da0; releasing \
+                 the root mount hold",
+                &format!("mountroot: da0p2 ufs2 / = {}", root_entries()),
+                "verify: 1048576 bytes, 0 mismatches",
+                "net.isboot.session_state: logged in",
+                "net.isboot.device: da0",
+            ],
+        );
+        // The module added the table's address on the Linux interface.
+        let a = lab::ip(&["-o", "-4", "addr", "show", "dev", NODE_IF]).unwrap_or_default();
+        assert!(a.contains("10.0.2.15/24"), "{a}");
+        assert!(d.clean(), "{}", d.all());
+        assert!(
+            d.stderr.contains("kldrun: stack high-water: isboot "),
+            "{}",
+            d.all()
+        );
+    });
+}
+
+#[test]
+fn mutual_chap_from_the_table() {
+    let opts = target_opts("mutual").with_chap(
+        "node-chap",
+        "Kx9-chap-Secret",
+        Some(("array-chap", "Tz7-target-Secret")),
+    );
+    with_lab(Some(opts), |_, _| {
+        let d = Child::spawn("mutual", &["--mountroot"]).finish();
+        assert_eq!(d.code, 0, "{}", d.all());
+        assert!(d.stdout.contains("(mutual CHAP"), "{}", d.all());
+        assert!(d.has("mountroot: da0p2 ufs2 / = "), "{}", d.all());
+        for s in ["Kx9-chap-Secret", "Tz7-target-Secret"] {
+            assert!(!d.all().contains(s), "secret {s} printed\n{}", d.all());
+        }
+        assert!(d.clean(), "{}", d.all());
+    });
+}
+
+#[test]
+fn the_target_restarted_mid_workload_loses_nothing() {
+    with_lab(Some(target_opts("nochap")), |peer, tgtd| {
+        let tgtd = tgtd.expect("tgtd");
+        let mut c = Child::spawn("nochap", &["--mountroot", "--workload", "verify:8388608"]);
+        assert!(
+            c.wait_line("mountroot: ", Duration::from_secs(90)),
+            "no mountroot line: {:?}",
+            c.stdout
+        );
+        let t2 = tgtd.clone();
+        peer.run(move || t2.lock().unwrap().kill());
+        std::thread::sleep(Duration::from_millis(300));
+        let t2 = tgtd.clone();
+        peer.run(move || t2.lock().unwrap().restart());
+        let d = c.finish();
+        assert_eq!(d.code, 0, "{}", d.all());
+        // The session broke under the workload and came back, and every byte read back is
+        // what was written.
+        assert_in_order(
+            &d.stdout,
+            &[
+                "mountroot: da0p2 ufs2 / = ",
+                "isboot: connection to the target lost",
+                "isboot: reconnected to the target (reconnect 1)",
+                "verify: 8388608 bytes, 0 mismatches",
+            ],
+        );
+        assert!(d.clean(), "{}", d.all());
+    });
+}
+
+#[test]
+fn the_target_down_at_load_is_a_bounded_wait_and_a_clear_line() {
+    with_lab(None, |_, _| {
+        let d = Child::spawn(
+            "nochap",
+            &["--tunable", "net.isboot.wait_login=3", "--mountroot"],
+        )
+        .finish();
+        eprintln!("{}", d.all());
+        assert_ne!(d.code, 0, "{}", d.all());
+        assert!(d.has("Root mount waiting for: isboot"), "{}", d.all());
+        assert_in_order(
+            &d.stdout,
+            &[
+                "isboot: isb0: added 10.0.2.15/24 from the iBFT",
+                "isboot: 10.0.2.2:3260: login refused: target unreachable (connection failed)",
+                "isboot: giving up; releasing the root mount hold",
+                "mountroot: no disk: da0 did not attach",
+            ],
+        );
+        // Bounded by net.isboot.wait_login=3: a few seconds of "waiting for", not 60.
+        let waits = d
+            .stdout
+            .lines()
+            .filter(|l| *l == "Root mount waiting for: isboot")
+            .count();
+        assert!((2..=8).contains(&waits), "{waits} waits\n{}", d.all());
+        assert!(
+            d.stderr.contains("kldrun: mountroot: no disk"),
+            "{}",
+            d.all()
+        );
+        assert!(d.clean(), "{}", d.all());
+    });
+}
+
+#[test]
+fn bench_reads_through_the_sim_and_reports_iops() {
+    with_lab(Some(target_opts("nochap")), |_, _| {
+        for spec in ["bench:rand:4096:4:2", "bench:seq:65536:2:1"] {
+            let d = Child::spawn("nochap", &["--workload", spec]).finish();
+            eprintln!("{}", d.all());
+            assert_eq!(d.code, 0, "{}", d.all());
+            let line = d
+                .stdout
+                .lines()
+                .find(|l| l.starts_with("bench: "))
+                .unwrap_or_else(|| panic!("no bench line\n{}", d.all()));
+            let kv = |k: &str| -> f64 {
+                line.split_whitespace()
+                    .find_map(|f| f.strip_prefix(&format!("{k}=")))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{k} in {line}"))
+            };
+            assert!(kv("ios") > 0.0 && kv("iops") > 0.0, "{line}");
+            assert!(kv("mib_s") > 0.0 && kv("cpu_us_per_io") > 0.0, "{line}");
+            assert!(d.clean(), "{}", d.all());
+        }
+    });
+}
