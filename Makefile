@@ -84,8 +84,9 @@ demo: demo-deps
 	@echo "==    portable half, on the host platform) finding and publishing that table, and its"
 	@echo "==    boot thread logging in again and finding the FreeBSD root on da0p2."
 	@echo "==    (In a private network namespace: nothing leaves the machine.)"
-	./target/release/examples/boot_sim target/demo-ibft.bin --pcap target/demo-boot.pcap
+	./target/release/examples/boot_sim target/demo-ibft.bin --pcap target/demo-boot.pcap --timeline target/demo-timeline.svg
 	@echo "== Every packet of that boot is in target/demo-boot.pcap: read it with tshark -r target/demo-boot.pcap (add -V for every field) or wireshark target/demo-boot.pcap"
+	@echo "== Where its time went, stage by stage, with the fabric's events: target/demo-timeline.svg (open it in a browser)"
 	@echo
 	@echo "== 2. The iBFT the ROM left, as an admin sees it (the Linux /sys/firmware/ibft view;"
 	@echo "==    CHAP secrets hidden unless --show-secrets)"

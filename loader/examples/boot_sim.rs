@@ -29,6 +29,30 @@ fn label(sector: &[u8]) -> String {
     String::from_utf8_lossy(&sector[..end]).into_owned()
 }
 
+/// `ISBOOT_LOG=1`: the libraries' log records (info and up) on stderr, with the thread (a
+/// storm's node) that made them.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Info
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            let t = std::thread::current();
+            eprintln!(
+                "{} {}: {}",
+                t.name().unwrap_or("main"),
+                r.target(),
+                r.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 /// The command line.
 #[derive(Debug, Default)]
 struct Args {
@@ -119,7 +143,7 @@ fn storm(n: usize, rate: Option<hca_sim::LinkRate>, timeline: Option<String>) ->
             "fabric: {} SA requests, {} sweeps; gateway: {} DHCP requests relayed, {} replies, \
              {} dropped, {} TCP connections, {} refused; gateway HCA: {} packets without a \
              receive buffer; gateway IPoIB: {} dropped, {} dropped waiting on a path, {} path \
-             queries",
+             queries; nodes' HCAs: {} packets without a receive buffer",
             rep.fabric.sa_requests,
             rep.fabric.sweeps,
             g.dhcp_requests,
@@ -130,7 +154,8 @@ fn storm(n: usize, rate: Option<hca_sim::LinkRate>, timeline: Option<String>) ->
             rep.gateway_rx_no_wqe,
             rep.gateway_ipoib.rx_dropped,
             rep.gateway_ipoib.pending_dropped,
-            rep.gateway_ipoib.path_queries
+            rep.gateway_ipoib.path_queries,
+            rep.nodes_rx_no_wqe
         );
         let ms = rep.boot_ms();
         let booted = ms.len();
@@ -188,6 +213,10 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    if std::env::var_os("ISBOOT_LOG").is_some() {
+        let _ = log::set_logger(&StderrLog);
+        log::set_max_level(log::LevelFilter::Info);
+    }
     if let Some(n) = args.nodes {
         return storm(n, args.rate, args.timeline);
     }

@@ -190,7 +190,7 @@ pub fn svg(
     let rows_top = TOP + LANE + 10.0;
     let rows_h = row_h * rows.len() as f64;
     let axis_y = rows_top + rows_h + 8.0;
-    let h = axis_y + 90.0;
+    let h = axis_y + 96.0;
     let mut s = String::new();
     s.push_str(&format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" \
@@ -211,6 +211,7 @@ pub fn svg(
     ));
     let mut label_slot = 0usize;
     let mut last_label_x = f64::MIN;
+    let mut last_sweep_x = f64::MIN;
     let mut sa_x = Vec::new();
     for e in events {
         if e.at_ns < start_ns || e.at_ns > end_ns {
@@ -219,16 +220,25 @@ pub fn svg(
         let ex = x(e.at_ns);
         match e.kind {
             FabricEventKind::Sweep => {
+                // One label for sweeps closer together than a label's width.
+                let label = ex - last_sweep_x > 60.0;
+                if label {
+                    last_sweep_x = ex;
+                }
                 s.push_str(&format!(
                     "<line x1=\"{ex:.1}\" y1=\"{TOP}\" x2=\"{ex:.1}\" y2=\"{:.1}\" \
                      stroke=\"#7f8c8d\" stroke-dasharray=\"4,3\"><title>SM sweep at {:.1} \
-                     ms</title></line>\n\
-                     <text x=\"{ex:.1}\" y=\"{}\" font-size=\"10\" fill=\"#7f8c8d\" \
-                     text-anchor=\"middle\">SM sweep</text>\n",
+                     ms</title></line>\n",
                     axis_y,
                     (e.at_ns - start_ns) as f64 / 1e6,
-                    TOP - 4.0
                 ));
+                if label {
+                    s.push_str(&format!(
+                        "<text x=\"{ex:.1}\" y=\"{}\" font-size=\"10\" fill=\"#7f8c8d\" \
+                         text-anchor=\"middle\">SM sweep</text>\n",
+                        TOP - 4.0
+                    ));
+                }
             }
             FabricEventKind::PortState { node, port, state } => {
                 let st = match state {
@@ -377,9 +387,10 @@ pub fn svg(
         lx += 30.0 + 7.0 * name.len() as f64;
     }
     s.push_str(&format!(
-        "<text x=\"{lx:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#7f8c8d\">marks: SM sweeps \
-         (dashed), port states (triangles), SA requests (purple ticks)</text>\n",
-        axis_y + 62.0
+        "<text x=\"{LEFT}\" y=\"{:.1}\" font-size=\"11\" fill=\"#7f8c8d\">fabric marks: SM \
+         sweeps (dashed lines), port state changes (triangles: green ACTIVE, red DOWN), SA \
+         requests (purple ticks)</text>\n",
+        axis_y + 82.0
     ));
     s.push_str("</svg>\n");
     s
