@@ -2,7 +2,7 @@
 #
 #   make test   rustfmt check, clippy (warnings denied), every test, the demo checked (CI)
 #   make demo   the main job as far as the layers have landed
-#   make bench  our iSCSI initiator against libiscsi's iscsi-perf on one tgtd (needs root)
+#   make bench  our iSCSI initiator against libiscsi's iscsi-perf on one tgtd, and boot storms (root)
 #   make fuzz   run the fuzz targets for a while (FUZZ_SECONDS each; needs nightly)
 #   make kmod   build isboot.ko (on Linux: cross build from registry packages)
 #   make nostd-check  the portable crates build with no std, no floating point
@@ -15,6 +15,8 @@
 FIXTURES := tests/fixtures
 CARGO ?= cargo
 FUZZ_SECONDS ?= 600
+# make bench's boot storms: how many nodes boot at once, per row.
+STORM_NODES ?= 1 16 64 256
 # DIR:TARGET pairs: each cargo-fuzz package and its targets.
 FUZZ_TARGETS ?= fuzz:ibft_parse fuzz:ibft_locate fuzz:ipoib_dhcp fuzz:ipoib_wire fuzz:ipoib_udp \
 	fuzz:loader_config fuzz:loader_eth_frames \
@@ -134,6 +136,15 @@ bench: demo-deps
 	@echo "== simulated time; CPU per I/O is real, for the whole simulated path in one process"
 	$(CARGO) build -q --release -p loader --features std --examples
 	./target/release/examples/bench_sim 2
+	@echo
+	@echo "== Boot storms: N nodes power on at once on one fabric (one SM, the gateway, one Kea, one"
+	@echo "== tgtd with a shared LUN), each running the ROM flow to its iBFT; p50/p99 in simulated ms"
+	@echo "== from power-on to the iBFT, wall and CPU per boot real (STORM_NODES=\"1 16\" for fewer)"
+	@printf "%6s %7s %8s %9s %9s %12s\n" nodes booted wall_s p50_ms p99_ms cpu_ms/boot
+	@for n in $(STORM_NODES); do \
+		./target/release/examples/boot_sim --nodes $$n | sed -n 's/^storm: nodes=\([^ ]*\) booted=\([^ ]*\) wall_s=\([^ ]*\) p50_ms=\([^ ]*\) p99_ms=\([^ ]*\) cpu_ms_per_boot=\([^ ]*\)$$/\1 \2 \3 \4 \5 \6/p' | \
+		xargs printf "%6s %7s %8s %9s %9s %12s\n"; \
+	done
 
 # The portable crates build for a bare-metal soft-float target and use no floating point.
 nostd-check:
