@@ -2,7 +2,7 @@
 #
 #   make test   rustfmt check, clippy (warnings denied), every test, the demo checked (CI)
 #   make demo   the main job as far as the layers have landed
-#   make bench  our iSCSI initiator against libiscsi's iscsi-perf on one tgtd (needs root)
+#   make bench  our iSCSI initiator against libiscsi's iscsi-perf on one tgtd, and boot storms (root)
 #   make fuzz   run the fuzz targets for a while (FUZZ_SECONDS each; needs nightly)
 #   make kmod   build isboot.ko (on Linux: cross build from registry packages)
 #   make nostd-check  the portable crates build with no std, no floating point
@@ -15,6 +15,8 @@
 FIXTURES := tests/fixtures
 CARGO ?= cargo
 FUZZ_SECONDS ?= 600
+# make bench's boot storms: how many nodes boot at once, per row.
+STORM_NODES ?= 1 16 64 256
 # DIR:TARGET pairs: each cargo-fuzz package and its targets.
 FUZZ_TARGETS ?= fuzz:ibft_parse fuzz:ibft_locate fuzz:ipoib_dhcp fuzz:ipoib_wire fuzz:ipoib_udp \
 	fuzz:loader_config fuzz:loader_eth_frames \
@@ -88,8 +90,9 @@ demo: demo-deps
 	@echo "==    isboot.ko (the FreeBSD kld) under kldrun doing the same from the table the ROM left:"
 	@echo "==    kldrun --phys 0x9e620=target/demo-ibft.bin --mountroot --sysctl net.isboot --sysctl hw.ibft target/kmod/isboot.ko"
 	@echo "==    (In a private network namespace: nothing leaves the machine.)"
-	./target/release/examples/boot_sim target/demo-ibft.bin --pcap target/demo-boot.pcap --kldrun target/release/kldrun:target/kmod/isboot.ko
+	./target/release/examples/boot_sim target/demo-ibft.bin --pcap target/demo-boot.pcap --timeline target/demo-timeline.svg --kldrun target/release/kldrun:target/kmod/isboot.ko
 	@echo "== Every packet of that boot is in target/demo-boot.pcap: read it with tshark -r target/demo-boot.pcap (add -V for every field) or wireshark target/demo-boot.pcap"
+	@echo "== Where its time went, stage by stage, with the fabric's events: target/demo-timeline.svg (open it in a browser)"
 	@echo
 	@echo "== 2. The iBFT the ROM left, as an admin sees it (the Linux /sys/firmware/ibft view;"
 	@echo "==    CHAP secrets hidden unless --show-secrets)"
@@ -138,6 +141,15 @@ bench: demo-deps
 	@echo "== simulated time; CPU per I/O is real, for the whole simulated path in one process"
 	$(CARGO) build -q --release -p loader --features std --examples
 	./target/release/examples/bench_sim 2
+	@echo
+	@echo "== Boot storms: N nodes power on at once on one fabric (one SM, the gateway, one Kea, one"
+	@echo "== tgtd with a shared LUN), each running the ROM flow to its iBFT; p50/p99 in simulated ms"
+	@echo "== from power-on to the iBFT, wall and CPU per boot real (STORM_NODES=\"1 16\" for fewer)"
+	@printf "%6s %7s %8s %9s %9s %12s\n" nodes booted wall_s p50_ms p99_ms cpu_ms/boot
+	@for n in $(STORM_NODES); do \
+		./target/release/examples/boot_sim --nodes $$n | sed -n 's/^storm: nodes=\([^ ]*\) booted=\([^ ]*\) wall_s=\([^ ]*\) p50_ms=\([^ ]*\) p99_ms=\([^ ]*\) cpu_ms_per_boot=\([^ ]*\)$$/\1 \2 \3 \4 \5 \6/p' | \
+		xargs printf "%6s %7s %8s %9s %9s %12s\n"; \
+	done
 
 # The portable crates build for a bare-metal soft-float target and use no floating point.
 nostd-check:

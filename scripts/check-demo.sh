@@ -36,6 +36,8 @@ elif [ "$(stat -c %s "$pcap")" -lt 4096 ]; then
     echo "check-demo: $pcap is too short to hold a boot ($(stat -c %s "$pcap") bytes)" >&2
     fail=1
 fi
+svg="$(dirname "$log")/demo-timeline.svg"
+[ -f "$svg" ] && head -c 300 "$svg" | grep -q '<svg ' || { echo "check-demo: missing: the SVG timeline $svg" >&2; fail=1; }
 need '^isboot: .*-> iqn\.2026-11\.org\.example:boot at 192\.0\.2\.1:3260 LUN 1 \(mutual CHAP\)' "the module's load line"
 need '^hw\.ibft\.target\.0\.chap_type: mutual$' "the sysctl tree, to its last target leaf"
 need '^isboot: LUN 1 of iqn\.2026-11\.org\.example:boot at 192\.0\.2\.1:3260 is da0; releasing the root mount hold$' "the boot thread attaching the disk"

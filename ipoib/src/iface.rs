@@ -856,7 +856,7 @@ impl Interface {
         Ok(())
     }
 
-    fn query_path(&mut self, dev: &mut dyn Verbs, gid: Gid) {
+    fn query_path(&mut self, dev: &mut dyn Verbs, now: Instant, gid: Gid) {
         // In our partition: an SA may otherwise answer with any partition the two ports share.
         let rec = PathRecord {
             dgid: hgid(&gid),
@@ -878,7 +878,11 @@ impl Interface {
                 self.paths.sent(&gid, tid);
                 self.stats.path_queries += 1;
             }
-            Err(e) => debug!("ipoib: PathRecord query not sent: {e}"),
+            Err(e) => {
+                debug!("ipoib: PathRecord query not sent: {e}; again next round");
+                self.paths
+                    .unsent(&gid, now + core::time::Duration::from_millis(1));
+            }
         }
     }
 
@@ -898,7 +902,7 @@ impl Interface {
         }
         for d in self.paths.due(now) {
             match d {
-                PathDue::Query(g) => self.query_path(dev, g),
+                PathDue::Query(g) => self.query_path(dev, now, g),
                 PathDue::Failed(g) => {
                     debug!("ipoib: no PathRecord for {g}");
                     self.drop_pending(|n| matches!(n, NextHop::Hw(h) if h.gid == g));

@@ -320,6 +320,27 @@ impl PathCache {
         }
     }
 
+    /// The query [`PathCache::due`] asked for `gid` could not be sent (the HCA's MAD send
+    /// queue was full): it is tried again at `retry`, not counted as an attempt and with its
+    /// wait not doubled. (Without this a gateway resolving many new peers at once — a boot
+    /// storm — sent 4 queries, the hermon driver's GSI send slots, and left the rest to the
+    /// 250 ms doubling retry timer.)
+    pub fn unsent(&mut self, gid: &Gid, retry: Instant) {
+        let first = self.cfg.first_timeout;
+        if let Some(Path::Resolving {
+            tid,
+            sent,
+            next_tx,
+            timeout,
+        }) = self.entries.get_mut(gid)
+        {
+            *tid = None;
+            *sent = sent.saturating_sub(1);
+            *next_tx = retry;
+            *timeout = Duration::from_nanos(timeout.as_nanos() as u64 / 2).max(first);
+        }
+    }
+
     /// An answer with `tid` arrived: returns the GID it resolved, if any query was waiting for
     /// it (stale answers are ignored).
     pub fn resolved(&mut self, tid: u64, info: PathInfo, now: Instant) -> Option<Gid> {

@@ -1,8 +1,9 @@
 //! The initiator's workloads across the simulated fabric: IPoIB over the simulated HCA, TCP
 //! through the gateway, to a real tgtd on loopback (issue 4's simulated bench).
 //!
-//! IOPS are in simulated time (the simulator advances 1 ms per round and has no bandwidth
-//! model, so they describe the model, not hardware). CPU per I/O is real: user + system time of
+//! IOPS are in simulated time (the simulator advances 1 ms per round; its links move packets at
+//! the QDR 4x data rate, but a round trip through the gateway to the real tgtd costs at least
+//! a round, so they describe the model, not hardware). CPU per I/O is real: user + system time of
 //! this one process per completed I/O — the whole simulated path, our initiator, smoltcp,
 //! IPoIB and the driver *and* the device model, the fabric and the gateway's side, so an upper
 //! bound on our stack's cost.

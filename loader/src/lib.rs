@@ -33,6 +33,10 @@ pub mod ipoib_link;
 pub mod net;
 #[cfg(feature = "std")]
 pub mod sim;
+#[cfg(feature = "std")]
+pub mod storm;
+#[cfg(feature = "std")]
+pub mod timeline;
 
 /// The order ports are tried in by default (the BoIB manual: port 1, then port 2).
 pub const PORT_ORDER: [u8; 2] = [1, 2];

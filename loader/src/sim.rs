@@ -105,11 +105,50 @@ pub fn boot(
     cfg: &BootConfig,
     say: &mut dyn FnMut(&str),
 ) -> Result<Booted, BootError> {
+    boot_timed(world, cfg, say).0
+}
+
+/// When a boot's steps happened, in simulated time (ns): for [`crate::timeline`].
+#[derive(Debug, Clone, Default)]
+pub struct Timing {
+    /// Power-on: the flow starts.
+    pub start_ns: u64,
+    /// The HCA opened (`None` when the probe failed).
+    pub probe_end_ns: Option<u64>,
+    /// Each console line, as it was said.
+    pub lines: Vec<(u64, String)>,
+}
+
+/// [`boot`], with the time of each step.
+pub fn boot_timed(
+    world: World,
+    cfg: &BootConfig,
+    say: &mut dyn FnMut(&str),
+) -> (Result<Booted, BootError>, Timing) {
+    let sim = world.sim.clone();
+    let now = || u64::try_from(sim.now().as_nanos()).unwrap_or(u64::MAX);
+    let mut t = Timing {
+        start_ns: now(),
+        ..Timing::default()
+    };
     let world = Rc::new(RefCell::new(world));
-    let mut ports = probe(&world)?;
-    let mut b = flow::boot(&mut ports, SimEnv { world }, cfg, say)?;
+    let mut ports = match probe(&world) {
+        Ok(p) => p,
+        Err(e) => return (Err(e), t),
+    };
+    t.probe_end_ns = Some(now());
+    let lines = &mut t.lines;
+    let r = flow::boot(&mut ports, SimEnv { world }, cfg, &mut |l| {
+        lines.push((now(), l.to_string()));
+        say(l)
+    });
+    (r.map(finish), t)
+}
+
+/// What a boot leaves, once logged out.
+pub(crate) fn finish<N: crate::net::Network>(mut b: flow::Booted<N>) -> Booted {
     let _ = b.client.logout(Duration::from_secs(5));
-    Ok(Booted {
+    Booted {
         port: BootPort {
             pci: b.nic.pci,
             port: b.nic.port,
@@ -122,7 +161,7 @@ pub fn boot(
         capacity: b.capacity,
         boot_blocks: b.boot_blocks,
         ibft: b.ibft,
-    })
+    }
 }
 
 /// Why [`bench`] stopped.

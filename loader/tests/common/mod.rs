@@ -112,3 +112,57 @@ pub fn boot_config() -> BootConfig {
         ..BootConfig::default()
     }
 }
+
+/// The storm's fabric subnet: room for 1024 leases (198.18.0.0/15 is the benchmarking range).
+pub const STORM_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const STORM_ROOT_PATH: &str = "iscsi:198.18.0.1::3260:1:iqn.2026-11.org.example:boot";
+
+/// The storm's servers: Kea with a pool of 1024 on 198.18.0.0/16 and no option 203 (each node
+/// logs in under the name its port GUID gives, so sessions and iBFTs differ), and tgtd with one
+/// shared LUN (every node reads the same boot image; the ROM only reads).
+pub fn storm_servers() -> Servers {
+    let kea = Kea::start(&kea::Config {
+        subnet: "198.18.0.0/16".into(),
+        pool: "198.18.1.0 - 198.18.4.255".into(),
+        relay: RELAY,
+        reservations: vec![],
+        options: vec![
+            ("routers".into(), STORM_GATEWAY.to_string()),
+            ("root-path".into(), STORM_ROOT_PATH.into()),
+            (
+                "ipxe-encap-opts".into(),
+                kea::ipxe_credentials(CHAP_USER, CHAP_SECRET, Some((TARGET_USER, TARGET_SECRET))),
+            ),
+        ],
+        valid_lifetime: 3600,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let tgtd = Tgtd::try_start(TargetOpts {
+        portal: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 3260))),
+        iqn: TARGET.into(),
+        ..TargetOpts::bytes(disk()).with_chap(
+            CHAP_USER,
+            CHAP_SECRET,
+            Some((TARGET_USER, TARGET_SECRET)),
+        )
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    Servers { kea, tgtd }
+}
+
+/// `nodes` nodes booting at once against [`storm_servers`], port 1 cabled.
+pub fn storm_config(nodes: usize) -> loader::storm::StormConfig {
+    loader::storm::StormConfig {
+        nodes,
+        gateway: STORM_GATEWAY,
+        prefix: 16,
+        relay: RELAY,
+        dhcp_server: SocketAddr::from((Ipv4Addr::LOCALHOST, kea::PORT)),
+        forwards: vec![(3260, SocketAddr::from((Ipv4Addr::LOCALHOST, 3260)))],
+        first_guid: 0x0002_c903_0010_0000,
+        seed: 17,
+        link_rate: hca_sim::LinkRate::default(),
+        port1_connected: true,
+        boot: boot_config(),
+    }
+}

@@ -99,13 +99,122 @@ impl Default for SmConfig {
     }
 }
 
+/// A link's signalling rate, 4x wide (IBA Vol. 2, the physical layer): the data rate after
+/// line coding is what a link carries. SDR, DDR and QDR use 8b/10b (2.5, 5 and 10 Gbaud per
+/// lane: 8, 16 and 32 Gb/s of data at 4x); FDR 64b/66b at 14.0625 Gbaud (54.54 Gb/s); EDR
+/// 64b/66b at 25.78125 Gbaud (100 Gb/s); HDR 53.125 Gbaud PAM4 with RS-FEC (200 Gb/s).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinkRate {
+    /// Single data rate, 4x: 8 Gb/s of data.
+    Sdr,
+    /// Double data rate, 4x: 16 Gb/s.
+    Ddr,
+    /// Quad data rate, 4x: 32 Gb/s (the default: ConnectX-2/-3 era).
+    #[default]
+    Qdr,
+    /// Fourteen data rate, 4x: 54.54 Gb/s.
+    Fdr,
+    /// Enhanced data rate, 4x: 100 Gb/s.
+    Edr,
+    /// High data rate, 4x: 200 Gb/s.
+    Hdr,
+}
+
+impl LinkRate {
+    /// Every rate, slowest first.
+    pub const ALL: [LinkRate; 6] = [
+        LinkRate::Sdr,
+        LinkRate::Ddr,
+        LinkRate::Qdr,
+        LinkRate::Fdr,
+        LinkRate::Edr,
+        LinkRate::Hdr,
+    ];
+
+    /// Data bits per second (after line coding).
+    pub fn data_bps(self) -> u64 {
+        match self {
+            LinkRate::Sdr => 8_000_000_000,
+            LinkRate::Ddr => 16_000_000_000,
+            LinkRate::Qdr => 32_000_000_000,
+            LinkRate::Fdr => 54_545_454_545,
+            LinkRate::Edr => 100_000_000_000,
+            LinkRate::Hdr => 200_000_000_000,
+        }
+    }
+
+    /// The rate's name (`QDR`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkRate::Sdr => "SDR",
+            LinkRate::Ddr => "DDR",
+            LinkRate::Qdr => "QDR",
+            LinkRate::Fdr => "FDR",
+            LinkRate::Edr => "EDR",
+            LinkRate::Hdr => "HDR",
+        }
+    }
+
+    /// The rate named `s` (`sdr`, `QDR`, ...).
+    pub fn parse(s: &str) -> Option<LinkRate> {
+        LinkRate::ALL
+            .into_iter()
+            .find(|r| r.name().eq_ignore_ascii_case(s))
+    }
+
+    /// Nanoseconds to put `bytes` on the wire.
+    pub fn serialize_ns(self, bytes: usize) -> u64 {
+        let bits = (bytes as u64).saturating_mul(8);
+        // bits * 1e9 / bps, rounded up, without overflow for any packet size.
+        let bps = self.data_bps();
+        (u128::from(bits) * 1_000_000_000).div_ceil(u128::from(bps)) as u64
+    }
+}
+
+/// What the fabric did, for a timeline ([`World::record_events`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FabricEventKind {
+    /// An SM sweep.
+    Sweep,
+    /// A port changed state (DOWN, INIT, ARMED, ACTIVE).
+    PortState {
+        /// Node.
+        node: NodeId,
+        /// Port.
+        port: u8,
+        /// The new state.
+        state: PortState,
+    },
+    /// The SA received a request from a port (`None`: a source it could not place).
+    SaRequest {
+        /// The requesting port.
+        from: Option<(NodeId, u8)>,
+        /// The attribute (MCMemberRecord 0x38, PathRecord 0x35).
+        attr: u16,
+    },
+}
+
+/// A fabric event at a simulated time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FabricEvent {
+    /// When (ns of simulated time).
+    pub at_ns: u64,
+    /// What.
+    pub kind: FabricEventKind,
+}
+
 /// World configuration.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     /// RNG seed.
     pub seed: u64,
-    /// Per-hop latency (ns).
+    /// Per-hop latency (ns): a switch's cut-through forwarding plus the cable's flight time
+    /// (about 100-200 ns for a QDR-era switch, 5 ns per metre of cable); 1 µs by default, a
+    /// conservative figure that also covers the HCA's own pipeline.
     pub hop_latency_ns: u64,
+    /// Every link's rate: a packet takes its size over the data rate to leave a port, and a
+    /// port sends one packet at a time (a sender queues behind itself).
+    pub link_rate: LinkRate,
     /// Subnet manager.
     pub sm: SmConfig,
 }
@@ -115,6 +224,7 @@ impl Default for SimConfig {
         Self {
             seed: 1,
             hop_latency_ns: 1_000,
+            link_rate: LinkRate::default(),
             sm: SmConfig::default(),
         }
     }
@@ -224,6 +334,9 @@ pub struct World {
     pub stats: FabricStats,
     capture: Option<Capture>,
     bridge: Option<bridge::Bridge>,
+    /// When each sending port's link is free again (ns).
+    tx_free: HashMap<Endpoint, u64>,
+    events_log: Option<Vec<FabricEvent>>,
 }
 
 /// A capture in progress: where records go, and the first write error (the capture stops
@@ -263,12 +376,44 @@ impl World {
             stats: FabricStats::default(),
             capture: None,
             bridge: None,
+            tx_free: HashMap::new(),
+            events_log: None,
         };
         if w.cfg.sm.present {
             let at = w.cfg.sm.start_at_ns;
             w.schedule_at(at, Ev::SmSweep);
         }
         w
+    }
+
+    /// Starts (or with `false` stops) recording the fabric's events.
+    pub fn record_events(&mut self, on: bool) {
+        self.events_log = on.then(Vec::new);
+    }
+
+    /// The events recorded since the last call.
+    pub fn take_events(&mut self) -> Vec<FabricEvent> {
+        self.events_log
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn log_event(&mut self, kind: FabricEventKind) {
+        let at_ns = self.now;
+        if let Some(l) = self.events_log.as_mut() {
+            l.push(FabricEvent { at_ns, kind });
+        }
+    }
+
+    /// The delay before a packet of `len` bytes from `from` has left its port: the link's
+    /// queue behind earlier packets, then its serialization at the link rate.
+    fn serialize(&mut self, from: Endpoint, len: usize) -> u64 {
+        let now = self.now;
+        let free = self.tx_free.get(&from).copied().unwrap_or(0).max(now);
+        let done = free + self.cfg.link_rate.serialize_ns(len);
+        self.tx_free.insert(from, done);
+        done - now
     }
 
     fn schedule_at(&mut self, at: u64, ev: Ev) {
@@ -398,6 +543,11 @@ impl World {
                     // Physical link up: INIT. No event (reference §1.3: some firmware sends none).
                     p.state = PortState::INIT;
                     debug!("hca-sim: node {node} port {port} INIT");
+                    self.log_event(FabricEventKind::PortState {
+                        node,
+                        port,
+                        state: PortState::INIT,
+                    });
                     if self.sm_running {
                         if let Some(d) = self.cfg.sm.trap_sweep_ns {
                             self.schedule(d, Ev::SmSweep);
@@ -445,6 +595,11 @@ impl World {
                 p.state = PortState::DOWN;
                 n.dev.port_state_event(&n.mem, port, false);
                 self.leave_all(node, port);
+                self.log_event(FabricEventKind::PortState {
+                    node,
+                    port,
+                    state: PortState::DOWN,
+                });
             }
         }
     }
@@ -477,6 +632,7 @@ impl World {
             }
         }
         self.stats.sweeps += 1;
+        self.log_event(FabricEventKind::Sweep);
         let interval = self.cfg.sm.sweep_interval_ns;
         for node in 0..self.nodes.len() {
             for port in 1..=self.nodes[node].dev.ports.len() as u8 {
@@ -628,6 +784,7 @@ impl World {
             return;
         }
         let dlid = Lid(u16::from_be_bytes([bytes[2], bytes[3]]));
+        let wire = self.serialize(from, bytes.len());
         let targets: Vec<Endpoint> = if dlid.is_multicast() {
             self.groups
                 .values()
@@ -647,7 +804,7 @@ impl World {
             self.stats.unroutable += 1;
         }
         for t in targets {
-            self.forward(from, t, bytes.clone());
+            self.forward(from, t, bytes.clone(), wire);
         }
     }
 
@@ -655,17 +812,18 @@ impl World {
     /// carried as any other.
     fn send_to(&mut self, from: Endpoint, to: Endpoint, bytes: Vec<u8>) {
         self.capture_packet(&bytes);
-        self.forward(from, to, bytes);
+        let wire = self.serialize(from, bytes.len());
+        self.forward(from, to, bytes, wire);
     }
 
-    /// Carries one copy of a packet to `to`: through the fault chain, after the path's
-    /// latency.
-    fn forward(&mut self, from: Endpoint, to: Endpoint, mut pkt: Vec<u8>) {
+    /// Carries one copy of a packet to `to`: through the fault chain, after `wire` (its time
+    /// to leave the sender's port) and the path's latency.
+    fn forward(&mut self, from: Endpoint, to: Endpoint, mut pkt: Vec<u8>, wire: u64) {
         let Some(hops) = self.hops(from, to) else {
             self.stats.unroutable += 1;
             return;
         };
-        let mut delay = self.cfg.hop_latency_ns * u64::from(hops.max(1));
+        let mut delay = wire + self.cfg.hop_latency_ns * u64::from(hops.max(1));
         let now = self.now;
         for m in self.faults.iter_mut() {
             match m.process(now, &mut self.rng, &mut pkt) {
@@ -720,6 +878,14 @@ impl World {
             return;
         }
         self.stats.sa_requests += 1;
+        let from = match self.endpoint_of_lid(r.slid.0) {
+            Some(Endpoint::Hca { node, port }) => Some((node, port)),
+            _ => None,
+        };
+        self.log_event(FabricEventKind::SaRequest {
+            from,
+            attr: req.hdr.attr_id.0.get(),
+        });
         let mut resp = req;
         resp.hdr.method = req.hdr.method.response();
         let status = self.sa_handle(&req, &mut resp);
@@ -878,5 +1044,61 @@ impl World {
             }
             _ => MadStatus::METHOD_ATTR_UNSUPPORTED,
         }
+    }
+}
+
+#[cfg(test)]
+mod link_model {
+    use super::*;
+    use crate::device::HcaSpec;
+
+    /// 1 MiB in 4 KiB packets from one node to another through a switch: the last packet
+    /// arrives after 1 MiB at the link's data rate, plus one hop's latency.
+    fn mib_transfer_ns(rate: LinkRate) -> u64 {
+        let mut w = World::new(SimConfig {
+            link_rate: rate,
+            sm: SmConfig {
+                present: false,
+                ..SmConfig::default()
+            },
+            ..SimConfig::default()
+        });
+        let a = w.add_node(Device::new(HcaSpec::connectx(0x10, 1)));
+        let b = w.add_node(Device::new(HcaSpec::connectx(0x20, 1)));
+        let sw = w.add_switch();
+        w.add_link(Endpoint::Hca { node: a, port: 1 }, Endpoint::Switch(sw));
+        w.add_link(Endpoint::Hca { node: b, port: 1 }, Endpoint::Switch(sw));
+        let (from, to) = (
+            Endpoint::Hca { node: a, port: 1 },
+            Endpoint::Hca { node: b, port: 1 },
+        );
+        for _ in 0..256 {
+            w.send_to(from, to, vec![0u8; 4096]);
+        }
+        let start = w.now;
+        while w.stats.delivered < 256 {
+            w.run_for(100);
+            assert!(w.now - start < 10_000_000, "not delivered");
+        }
+        w.now - start
+    }
+
+    #[test]
+    fn a_mib_takes_what_the_rate_says_plus_the_latency() {
+        for rate in LinkRate::ALL {
+            let took = mib_transfer_ns(rate);
+            let wire = (8u128 << 20) * 1_000_000_000 / u128::from(rate.data_bps());
+            let want = wire as u64 + 1_000;
+            // Within the 100 ns steps of the loop above.
+            assert!(
+                took >= want && took < want + 200,
+                "{}: {took} ns, want {want}",
+                rate.name()
+            );
+        }
+        // QDR 4x: 1 MiB is 262.144 µs on the wire.
+        assert_eq!(LinkRate::default(), LinkRate::Qdr);
+        let took = mib_transfer_ns(LinkRate::Qdr);
+        assert!((263_144..263_344).contains(&took), "{took}");
     }
 }

@@ -12,6 +12,21 @@ use log::warn;
 use crate::device::Outbox;
 use crate::fabric::{NodeId, World};
 
+/// What `delay` does on this thread instead of advancing the clock.
+type DelayHook = Rc<dyn Fn(Duration)>;
+
+std::thread_local! {
+    static DELAY: RefCell<Option<DelayHook>> = const { RefCell::new(None) };
+}
+
+/// Makes every driver `delay` on this thread call `hook` instead of advancing the shared
+/// clock itself (`None` restores that). A scheduler that runs several nodes' code on one
+/// simulated clock uses it: the waiting node yields until the clock reaches its wake-up time,
+/// and the others run meanwhile.
+pub fn set_thread_delay(hook: Option<DelayHook>) {
+    DELAY.with(|h| *h.borrow_mut() = hook);
+}
+
 /// A handle on one simulated HCA, usable as the driver's Hal.
 #[derive(Clone, Debug)]
 pub struct SimHal {
@@ -111,6 +126,10 @@ unsafe impl Hal for SimHal {
     }
 
     fn delay(&self, d: Duration) {
-        self.world.borrow_mut().run_for(duration_ns(d).max(1));
+        let hook = DELAY.with(|h| h.borrow().clone());
+        match hook {
+            Some(f) => f(d),
+            None => self.world.borrow_mut().run_for(duration_ns(d).max(1)),
+        }
     }
 }

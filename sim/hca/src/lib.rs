@@ -148,11 +148,11 @@ use std::time::Duration;
 
 pub use device::{Counters, HcaSpec, PortModel, PortProtocol};
 pub use fabric::{
-    BridgeStats, Endpoint, FabricStats, LinkId, MadPeer, NodeId, PeerMad, PeerPort, SimConfig,
-    SmConfig, SwitchId,
+    BridgeStats, Endpoint, FabricEvent, FabricEventKind, FabricStats, LinkId, LinkRate, MadPeer,
+    NodeId, PeerMad, PeerPort, SimConfig, SmConfig, SwitchId,
 };
 pub use faults::{Corrupt, DropMatching, Latency, Loss, Middleware, Rng, Verdict};
-pub use hal::SimHal;
+pub use hal::{set_thread_delay, SimHal};
 
 use device::Device;
 use fabric::World;
@@ -222,6 +222,17 @@ impl Sim {
     /// Advances the clock.
     pub fn run_for(&self, d: Duration) {
         self.world.borrow_mut().run_for(ns(d));
+    }
+
+    /// Starts (`true`) or stops recording the fabric's events (SM sweeps, port state
+    /// changes, SA requests) for a timeline.
+    pub fn record_events(&self, on: bool) {
+        self.world.borrow_mut().record_events(on);
+    }
+
+    /// The fabric events recorded since the last call.
+    pub fn take_events(&self) -> Vec<FabricEvent> {
+        self.world.borrow_mut().take_events()
     }
 
     /// A device's counters.

@@ -36,6 +36,11 @@ pub const MAX_HOPS: u8 = 4;
 /// TCP buffers: within `Interface::max_rx_window` of the default configuration (~94 KiB), so a
 /// client's burst never overruns the gateway's receive slots.
 const TCP_BUF: usize = 64 * 1024;
+/// Listening sockets per forwarded port: a listen backlog. smoltcp answers a SYN with a reset
+/// when no socket listens, and a listener becomes its connection until the next poll makes a
+/// fresh one, so with a single listener every SYN after the first in the same round was
+/// refused — the first bottleneck of a boot storm (`loader::storm`).
+pub const BACKLOG: usize = 32;
 
 /// The relay side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +90,7 @@ pub struct GatewayStats {
 struct Listener {
     port: u16,
     target: SocketAddr,
-    handle: SocketHandle,
+    handles: Vec<SocketHandle>,
 }
 
 #[derive(Debug)]
@@ -165,7 +170,9 @@ impl Gateway {
             .map(|&(port, target)| Listener {
                 port,
                 target,
-                handle: host.sockets.add(listen_socket(port)),
+                handles: (0..BACKLOG)
+                    .map(|_| host.sockets.add(listen_socket(port)))
+                    .collect(),
             })
             .collect();
         Ok(Self {
@@ -266,36 +273,38 @@ impl Gateway {
 
     fn accept(&mut self) {
         for l in &mut self.listeners {
-            let s = self.host.sockets.get_mut::<tcp::Socket>(l.handle);
-            if !s.is_active() {
-                if !s.is_open() {
-                    let _ = s.listen(l.port);
+            for slot in 0..l.handles.len() {
+                let s = self.host.sockets.get_mut::<tcp::Socket>(l.handles[slot]);
+                if !s.is_active() {
+                    if !s.is_open() {
+                        let _ = s.listen(l.port);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            // A SYN arrived: this socket becomes the connection, a fresh one listens.
-            let handle = l.handle;
-            l.handle = self.host.sockets.add(listen_socket(l.port));
-            self.stats.connections += 1;
-            match TcpStream::connect_timeout(&l.target, CONNECT_TIMEOUT)
-                .and_then(|s| s.set_nonblocking(true).map(|_| s))
-            {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    self.conns.push(Conn {
-                        handle,
-                        stream,
-                        to_service: Vec::new(),
-                        to_fabric: Vec::new(),
-                        service_eof: false,
-                        service_shut: false,
-                        fabric_closed: false,
-                    });
-                }
-                Err(e) => {
-                    log::debug!("gateway: {} refused: {e}", l.target);
-                    self.stats.connect_failures += 1;
-                    self.host.sockets.get_mut::<tcp::Socket>(handle).abort();
+                // A SYN arrived: this socket becomes the connection, a fresh one listens.
+                let handle = l.handles[slot];
+                l.handles[slot] = self.host.sockets.add(listen_socket(l.port));
+                self.stats.connections += 1;
+                match TcpStream::connect_timeout(&l.target, CONNECT_TIMEOUT)
+                    .and_then(|s| s.set_nonblocking(true).map(|_| s))
+                {
+                    Ok(stream) => {
+                        let _ = stream.set_nodelay(true);
+                        self.conns.push(Conn {
+                            handle,
+                            stream,
+                            to_service: Vec::new(),
+                            to_fabric: Vec::new(),
+                            service_eof: false,
+                            service_shut: false,
+                            fabric_closed: false,
+                        });
+                    }
+                    Err(e) => {
+                        log::debug!("gateway: {} refused: {e}", l.target);
+                        self.stats.connect_failures += 1;
+                        self.host.sockets.get_mut::<tcp::Socket>(handle).abort();
+                    }
                 }
             }
         }

@@ -13,6 +13,7 @@
 
 pub mod gateway;
 pub mod iphost;
+pub mod storm;
 pub mod tcp;
 pub mod world;
 

@@ -29,7 +29,7 @@ use log::debug;
 use zerocopy::byteorder::big_endian::{U16, U32, U64};
 use zerocopy::IntoBytes;
 
-use super::{Endpoint, NodeId, World};
+use super::{Endpoint, FabricEventKind, NodeId, World};
 
 /// A directed route: egress ports from the requester, ingress ports for the way back (index 0
 /// unused in both).
@@ -336,10 +336,20 @@ impl World {
         p.sm_sl = pi.sm_sl();
         p.gid_prefix = pi.gid_prefix.get();
         let activated = p.state == PortState::ARMED && want == PortState::ACTIVE;
+        let p_state_before = p.state;
         if want != PortState::NOP {
             p.state = want;
         }
         let lid = p.lid;
+        let moved_state = want != PortState::NOP && want != p_state_before;
+        if moved_state {
+            self.log_event(FabricEventKind::PortState {
+                node,
+                port,
+                state: want,
+            });
+        }
+        let n = &mut self.nodes[node];
         if activated {
             self.stats.activations += 1;
             debug!("hca-sim: node {node} port {port} ACTIVE lid {lid}");

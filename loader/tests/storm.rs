@@ -1,0 +1,63 @@
+//! A boot storm: 8 nodes booting at once on one fabric against one real Kea and one real tgtd
+//! (a shared LUN), each running the unchanged ROM flow, interleaved on the simulated clock.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+#[test]
+fn eight_nodes_boot_at_once_with_distinct_leases_and_correct_ibfts() {
+    isboot_tests::netns::run(|| {
+        let servers = common::storm_servers();
+        let t0 = Instant::now();
+        let rep = loader::storm::run(&common::storm_config(8)).unwrap();
+        // Bounded: 8 nodes take a few seconds here.
+        assert!(t0.elapsed().as_secs() < 120, "{:?}", t0.elapsed());
+        let mut leases = BTreeSet::new();
+        let mut names = BTreeSet::new();
+        let disk = common::disk();
+        for n in &rep.nodes {
+            let b = n
+                .outcome
+                .as_ref()
+                .unwrap_or_else(|e| panic!("node {:x}: {e}\n{}", n.guid, servers.kea.log()));
+            assert!(n.boot_ns().is_some());
+            assert_eq!(b.port.port, 1);
+            assert_eq!(u64::from_be_bytes(b.port.guid) & !0xff, n.guid);
+            assert!(leases.insert(b.lease.address), "{} twice", b.lease.address);
+            assert_eq!(b.lease.address.octets()[..2], [198, 18]);
+            assert_eq!(&b.boot_blocks[..], &disk[..b.boot_blocks.len()]);
+            let bytes = ibft::build(&b.ibft).unwrap();
+            let t = ibft::parse(&bytes).unwrap().table;
+            let tgt = t.boot_target().unwrap();
+            assert_eq!(tgt.name.as_deref(), Some(common::TARGET));
+            assert_eq!(tgt.socket_addr().unwrap().to_string(), "198.18.0.1:3260");
+            assert_eq!(tgt.chap_type, ibft::ChapType::Mutual);
+            let nic = t.nic_for(tgt).unwrap();
+            assert_eq!(nic.ip_address, Some(b.lease.address.into()));
+            // No option 203: each node's name comes from its port GUID.
+            let name = t.initiator.name.clone().unwrap();
+            assert_eq!(name, b.initiator);
+            assert!(name.ends_with(&format!("{:016x}", u64::from_be_bytes(b.port.guid))));
+            assert!(names.insert(name));
+            // Each stage was timed.
+            let st = loader::timeline::stages(&n.timing, &rep.events, n.node);
+            let got: Vec<&str> = st.iter().map(|s| s.name.as_str()).collect();
+            assert_eq!(
+                got,
+                [
+                    "probe",
+                    "link wait port 1",
+                    "SA join",
+                    "DHCP",
+                    "login",
+                    "boot blocks",
+                    "iBFT"
+                ]
+            );
+        }
+        assert_eq!(leases.len(), 8);
+    })
+    .unwrap();
+}
