@@ -439,37 +439,97 @@ fn submit(t: usize, ccb: u64) -> Result<u32, String> {
     }
 }
 
+/// A requester's own CCB and data buffer, reused for every command it sends (as da(4) reuses
+/// its CCBs): nothing is allocated per command.
+#[derive(Debug)]
+pub struct Requester {
+    ccb: u64,
+    buf: u64,
+    len: usize,
+}
+
+impl Requester {
+    /// A CCB and a `len`-byte data buffer.
+    pub fn new(len: usize) -> Self {
+        Requester {
+            ccb: alloc(CCB_SIZE),
+            buf: alloc(len.max(8)),
+            len,
+        }
+    }
+
+    /// The data buffer.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: our buffer of at least `len` bytes; the CCB is not in flight (`&mut self`).
+        unsafe { std::slice::from_raw_parts_mut(self.buf as *mut u8, self.len) }
+    }
+
+    /// One SCSI command to target 0 LUN 0 from kernel thread `t` moving the first `len` bytes
+    /// of the buffer: (CAM status, SCSI status).
+    fn command(&mut self, t: usize, cdb: &[u8], dir: u32, len: usize) -> Result<(u32, u8), String> {
+        assert!(len <= self.len && cdb.len() <= 16);
+        let ccb = self.ccb;
+        // SAFETY: our CCB, not in flight, cleared and filled in as da(4) would.
+        unsafe {
+            std::ptr::write_bytes(ccb as *mut u8, 0, CCB_SIZE);
+            mem::write(ccb + 80, XPT_SCSI_IO);
+            mem::write(ccb + 96, 0u32);
+            mem::write(ccb + 100, 0u32);
+            mem::write(ccb + 104, 0u64);
+            mem::write(ccb + 112, dir);
+            mem::write(ccb + 216, self.buf);
+            mem::write(ccb + 224, len as u32);
+            mem::write(ccb + 480, 252u8);
+            mem::write(ccb + 481, cdb.len() as u8);
+            mem::write_bytes(ccb + 496, cdb);
+        }
+        let st = submit(t, ccb)?;
+        // SAFETY: scsi_status of our CCB.
+        Ok((st, unsafe { mem::read::<u8>(ccb + 484) }))
+    }
+
+    /// READ(16) (or WRITE(16) of the buffer) of `blocks` blocks at `lba`, filling (or sending)
+    /// the buffer's first `blocks` blocks.
+    pub fn rw(&mut self, t: usize, write: bool, lba: u64, blocks: u32) -> Result<(), String> {
+        let (bs, _) = disk().ok_or("no disk")?;
+        let len = blocks as usize * bs as usize;
+        let (op, dir, name) = if write {
+            (0x8a, CAM_DIR_OUT, "WRITE(16)")
+        } else {
+            (0x88, CAM_DIR_IN, "READ(16)")
+        };
+        let (st, ss) = self.command(t, &rw16(op, lba, blocks), dir, len)?;
+        if st & CAM_STATUS_MASK != CAM_REQ_CMP {
+            return Err(format!(
+                "{name} at {lba}: CAM status {st:#x}, SCSI status {ss:#x}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Requester {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with these sizes; the CCB is not in flight (`submit`
+        // returns only after `xpt_done`, or with the bus gone).
+        unsafe {
+            dealloc(self.ccb, CCB_SIZE);
+            dealloc(self.buf, self.len.max(8));
+        }
+    }
+}
+
 /// One SCSI command to target 0 LUN 0 from kernel thread `t`: (CAM status, SCSI status).
 fn scsi(t: usize, cdb: &[u8], dir: u32, data: &mut [u8]) -> Result<(u32, u8), String> {
-    let ccb = alloc(CCB_SIZE);
-    let buf = alloc(data.len().max(8));
-    // SAFETY: a fresh CCB of ours and its data buffer.
-    let r = unsafe {
-        mem::write(ccb + 80, XPT_SCSI_IO);
-        mem::write(ccb + 96, 0u32);
-        mem::write(ccb + 100, 0u32);
-        mem::write(ccb + 104, 0u64);
-        mem::write(ccb + 112, dir);
-        mem::write(ccb + 216, buf);
-        mem::write(ccb + 224, data.len() as u32);
-        mem::write(ccb + 480, 252u8);
-        mem::write(ccb + 481, cdb.len() as u8);
-        mem::write_bytes(ccb + 496, cdb);
-        if dir == CAM_DIR_OUT {
-            mem::write_bytes(buf, data);
-        }
-        let r = submit(t, ccb);
-        if dir == CAM_DIR_IN {
-            data.copy_from_slice(&mem::bytes(buf, data.len()));
-        }
-        r.map(|st| (st, mem::read::<u8>(ccb + 484)))
-    };
-    // SAFETY: allocated above.
-    unsafe {
-        dealloc(ccb, CCB_SIZE);
-        dealloc(buf, data.len().max(8));
+    let mut r = Requester::new(data.len());
+    if dir == CAM_DIR_OUT {
+        r.data_mut().copy_from_slice(data);
     }
-    r
+    let st = r.command(t, cdb, dir, data.len())?;
+    if dir == CAM_DIR_IN {
+        data.copy_from_slice(r.data_mut());
+    }
+    Ok(st)
 }
 
 fn probe(t: usize) -> Result<(u32, u64), String> {

@@ -79,6 +79,9 @@ struct State {
     types: BTreeMap<u64, TypeStats>,
     calls: u64,
     fail_at: Option<u64>,
+    /// Bytes the module holds (requested sizes, all types) and their high-water mark.
+    live_bytes: u64,
+    hwm: u64,
     freed: Vec<(u64, usize, Layout)>,
 }
 
@@ -184,6 +187,8 @@ fn allocate(c: &mut Ctx, size: usize, ty: u64, flags: i32, what: &str) -> u64 {
         let t = s.types.entry(ty).or_default();
         t.live += 1;
         t.bytes += size as u64;
+        s.live_bytes += size as u64;
+        s.hwm = s.hwm.max(s.live_bytes);
     });
     addr
 }
@@ -233,6 +238,7 @@ fn release(c: &mut Ctx, addr: u64, ty: u64, what: &str) -> usize {
             t.live -= 1;
             t.bytes -= b.size as u64;
         }
+        s.live_bytes -= b.size as u64;
         s.freed.push((addr, class, b.layout));
     });
     b.size
@@ -412,6 +418,17 @@ pub fn leaks(symbolize: &dyn Fn(u64) -> String) -> (Vec<String>, Vec<String>) {
 /// Counts for the summary: (mallocs made, live blocks).
 pub fn counts() -> (u64, usize) {
     with(|s| (s.calls, s.blocks.len()))
+}
+
+/// The bytes the module holds now and its high-water mark since the start or the last
+/// [`reset_high_water`] (requested sizes, every malloc type).
+pub fn memory() -> (u64, u64) {
+    with(|s| (s.live_bytes, s.hwm))
+}
+
+/// Starts a new high-water mark from what the module holds now (a workload's own).
+pub fn reset_high_water() {
+    with(|s| s.hwm = s.live_bytes);
 }
 
 #[cfg(test)]
