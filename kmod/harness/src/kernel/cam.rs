@@ -52,6 +52,8 @@ struct Cam {
     paths: HashMap<u64, (u32, u32, u64)>,
     ccbs: HashSet<u64>,
     done: HashSet<u64>,
+    /// The requester waiting for each CCB in flight (woken alone by its `xpt_done`).
+    waiters: HashMap<u64, std::thread::Thread>,
     simq_frozen: u32,
     devq_frozen: u32,
     /// (periph, provider, block size, blocks) once da0 attached.
@@ -250,8 +252,16 @@ pub fn xpt_free_ccb(c: &mut Ctx) -> u64 {
 /// `void xpt_done(union ccb *done_ccb);`
 pub fn xpt_done(c: &mut Ctx) -> u64 {
     let p = c.args.ptr();
-    with(|k| k.done.insert(p));
-    CHANGED.notify_all();
+    let waiter = with(|k| {
+        k.done.insert(p);
+        k.waiters.get(&p).cloned()
+    });
+    match waiter {
+        // Only the requester of this CCB (not every waiter: 32 requesters woken per
+        // completion were most of kldrun's CPU).
+        Some(t) => t.unpark(),
+        None => CHANGED.notify_all(),
+    }
     0
 }
 
@@ -407,31 +417,34 @@ fn submit(t: usize, ccb: u64) -> Result<u32, String> {
         }
         // SAFETY: ccb_h.status of our CCB.
         unsafe { mem::write(ccb + 84, 0u32) };
+        with(|k| k.waiters.insert(ccb, std::thread::current()));
         mutex::lock_as(t, mtx + 24);
         // SAFETY: the SIM's action routine with the SIM mutex held.
         unsafe { threads::call(t, action, &[sim, ccb]) };
         mutex::unlock_as(t, mtx + 24);
-        let mut g = CAM.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let k = g.get_or_insert_with(Cam::default);
-            if k.done.remove(&ccb) {
+            if with(|k| k.done.remove(&ccb)) {
                 break;
             }
             if Instant::now() >= end {
+                with(|k| k.waiters.remove(&ccb));
                 return Err("the SIM did not complete a CCB in 60 s".into());
             }
-            g = CHANGED
-                .wait_timeout(g, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            std::thread::park_timeout(Duration::from_millis(100));
         }
         let st = status(ccb);
-        let k = g.get_or_insert_with(Cam::default);
-        if st & CAM_DEV_QFRZN != 0 {
-            k.devq_frozen = k.devq_frozen.saturating_sub(1); // cam_release_devq
+        let released = with(|k| {
+            k.waiters.remove(&ccb);
+            if st & CAM_DEV_QFRZN != 0 {
+                k.devq_frozen = k.devq_frozen.saturating_sub(1); // cam_release_devq
+                true
+            } else {
+                false
+            }
+        });
+        if released {
+            CHANGED.notify_all();
         }
-        drop(g);
-        CHANGED.notify_all();
         if st & CAM_STATUS_MASK == CAM_REQUEUE_REQ {
             continue;
         }
