@@ -135,6 +135,8 @@ fuzz:
 
 bench: demo-deps
 	$(CARGO) build --release -p iscsi-initiator --features std --bin iscsi-initiator
+	$(CARGO) build --release -p kldrun
+	OUT=$(KMOD_OUT) kmod/scripts/build-kld.sh
 	python3 scripts/bench.py
 	@echo
 	@echo "== The same workloads across the simulated fabric (IPoIB, the gateway, tgtd): IOPS in"

@@ -393,11 +393,12 @@ pub trait BootEnv {
     /// Registers the SIM (with what `XPT_PATH_INQ` answers and `openings` tagged commands) and
     /// starts CAM's scan of its bus.
     fn cam_register(&mut self, inq: cam::PathInq, openings: u32) -> Result<(), NetError>;
-    /// The next CCB the action routine queued, if any (does not wait).
-    fn cam_next(&mut self) -> Option<CamRequest>;
+    /// The next CCB the action routine queued, if any (does not wait). Its CDB and data
+    /// buffers come from `pool` (so that steady state allocates nothing).
+    fn cam_next(&mut self, pool: &mut cam::BufferPool) -> Option<CamRequest>;
     /// Completes an `XPT_SCSI_IO` CCB (freezing the device queue first when the status says
-    /// `CAM_DEV_QFRZN`).
-    fn cam_done_io(&mut self, done: ScsiIoDone);
+    /// `CAM_DEV_QFRZN`). Its buffers go back to the SIM's pool afterwards.
+    fn cam_done_io(&mut self, done: &ScsiIoDone);
     /// Completes another CCB with a status.
     fn cam_done(&mut self, token: u64, status: cam::CamStatus);
     /// Freezes or releases the SIM queue.
@@ -899,7 +900,7 @@ fn serve_once<E: BootEnv>(
     state: &mut BootState,
     logins: &mut u32,
 ) {
-    while let Some(req) = env.cam_next() {
+    while let Some(req) = env.cam_next(&mut sim.pool) {
         let (token, outcome) = match req {
             CamRequest::Io(io) => (io.token, sim.scsi_io(client.session_mut(), io)),
             CamRequest::Abort { token, victim } => {
@@ -908,7 +909,10 @@ fn serve_once<E: BootEnv>(
             CamRequest::ResetDev { token } => (token, sim.reset_dev(client.session_mut(), token)),
         };
         match outcome {
-            Outcome::Io(done) => env.cam_done_io(done),
+            Outcome::Io(done) => {
+                env.cam_done_io(&done);
+                sim.pool.put(done.data);
+            }
             Outcome::Done(status) => env.cam_done(token, status),
             Outcome::Queued => {}
         }
@@ -916,7 +920,10 @@ fn serve_once<E: BootEnv>(
     client.step(SERVE_TICK);
     while let Some(c) = client.next_completion() {
         match sim.complete(c) {
-            Some(Ok(done)) => env.cam_done_io(done),
+            Some(Ok(done)) => {
+                env.cam_done_io(&done);
+                sim.pool.put(done.data);
+            }
             Some(Err((token, status))) => env.cam_done(token, status),
             None => {}
         }

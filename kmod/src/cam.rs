@@ -288,6 +288,55 @@ pub struct Sim {
     open: Vec<Open>,
     tmfs: Vec<Tmf>,
     frozen: bool,
+    /// Buffers of finished commands, for the next ones.
+    pub pool: BufferPool,
+}
+
+/// Data and CDB buffers kept from finished commands for the next ones, so that a command in
+/// steady state allocates nothing: at most [`BufferPool::MAX`] buffers of
+/// [`BufferPool::MAX_BYTES`] bytes in all (beyond that they are freed).
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    spare: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl BufferPool {
+    /// Buffers kept at most.
+    pub const MAX: usize = 64;
+    /// Bytes (capacity) kept at most.
+    pub const MAX_BYTES: usize = 8 << 20;
+
+    /// `len` zero bytes: the smallest kept buffer that holds them, else a new one.
+    pub fn take(&mut self, len: usize) -> Vec<u8> {
+        let best = self
+            .spare
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        match best {
+            Some(i) => {
+                let mut b = self.spare.swap_remove(i);
+                self.bytes -= b.capacity();
+                b.resize(len, 0);
+                b
+            }
+            None => vec![0u8; len],
+        }
+    }
+
+    /// Keeps `b` for a later [`BufferPool::take`] (or frees it when the pool is full).
+    pub fn put(&mut self, mut b: Vec<u8>) {
+        let cap = b.capacity();
+        if cap == 0 || self.spare.len() >= Self::MAX || self.bytes + cap > Self::MAX_BYTES {
+            return;
+        }
+        b.clear();
+        self.bytes += cap;
+        self.spare.push(b);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -315,6 +364,7 @@ impl Sim {
             open: Vec::new(),
             tmfs: Vec::new(),
             frozen: false,
+            pool: BufferPool::default(),
         }
     }
 
@@ -381,9 +431,10 @@ impl Sim {
         if self.frozen || session.is_recovering() {
             return done(CamStatus::REQUEUE_REQ);
         }
+        self.pool.put(io.cdb);
         let (dir, buffer) = match io.dir {
             DataDir::None => (Direction::None, Vec::new()),
-            DataDir::In => (Direction::Read, vec![0u8; io.dxfer_len as usize]),
+            DataDir::In => (Direction::Read, self.pool.take(io.dxfer_len as usize)),
             DataDir::Out => (Direction::Write, io.data),
         };
         match session.submit(self.lun, cdb, dir, buffer, io.dxfer_len) {
@@ -444,6 +495,12 @@ impl Sim {
             } => {
                 let at = self.open.iter().position(|o| o.handle == handle)?;
                 let open = self.open.swap_remove(at);
+                let buffer = if open.dir == DataDir::In {
+                    buffer
+                } else {
+                    self.pool.put(buffer);
+                    Vec::new()
+                };
                 Some(Ok(finish(open, result, buffer)))
             }
             Completion::TaskManagement { handle, response } => {

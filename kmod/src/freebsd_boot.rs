@@ -650,7 +650,7 @@ impl BootEnv for KernelBootEnv {
         }
     }
 
-    fn cam_next(&mut self) -> Option<CamRequest> {
+    fn cam_next(&mut self, pool: &mut cam::BufferPool) -> Option<CamRequest> {
         let mut c = CcbInfo::ZERO;
         // SAFETY: `c` is a valid out-struct.
         if unsafe { shim::isboot_cam_next(&mut c) } == 0 {
@@ -670,13 +670,15 @@ impl BootEnv for KernelBootEnv {
                     _ => DataDir::None,
                 };
                 let cdb = if usize::from(c.cdb_len) <= c.cdb.len() {
-                    c.cdb[..usize::from(c.cdb_len)].to_vec()
+                    let mut b = pool.take(usize::from(c.cdb_len));
+                    b.copy_from_slice(&c.cdb[..usize::from(c.cdb_len)]);
+                    b
                 } else {
                     Vec::new() // more than 16 bytes: CAM_REQ_INVALID (cam::Sim)
                 };
                 let mut data = Vec::new();
                 if dir == DataDir::Out {
-                    data = vec![0u8; c.dxfer_len as usize];
+                    data = pool.take(c.dxfer_len as usize);
                     // SAFETY: the CCB is ours until completed; `data` has dxfer_len bytes.
                     unsafe {
                         shim::isboot_ccb_copy_out(c.ccb, data.as_mut_ptr().cast(), c.dxfer_len)
@@ -697,7 +699,7 @@ impl BootEnv for KernelBootEnv {
         })
     }
 
-    fn cam_done_io(&mut self, done: ScsiIoDone) {
+    fn cam_done_io(&mut self, done: &ScsiIoDone) {
         let sense_len = u8::try_from(done.sense.len()).unwrap_or(u8::MAX);
         let data_len = u32::try_from(done.data.len()).unwrap_or(u32::MAX);
         // SAFETY: the token is a CCB the action routine queued and nobody completed yet

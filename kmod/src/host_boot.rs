@@ -32,7 +32,7 @@ use iscsi_initiator::time::{Duration, DurationExt};
 use iscsi_initiator::transport::{Received, StdClock, Transport};
 
 use crate::boot::{BootEnv, BootState, CamRequest, LinkAddr, NetError, NetIf, Route, ScanState};
-use crate::cam::{CamStatus, DataDir, PathInq, QueueEvent, ScsiIo, ScsiIoDone};
+use crate::cam::{self, CamStatus, DataDir, PathInq, QueueEvent, ScsiIo, ScsiIoDone};
 
 fn std_dur(d: Duration) -> std::time::Duration {
     // core's Duration is std's.
@@ -764,13 +764,12 @@ impl BootEnv for HostBoot {
             .map_err(|e| NetError(format!("starting the scan: {e}")))
     }
 
-    fn cam_next(&mut self) -> Option<CamRequest> {
+    fn cam_next(&mut self, _pool: &mut cam::BufferPool) -> Option<CamRequest> {
         self.lock().queue.pop_front()
     }
 
-    fn cam_done_io(&mut self, done: ScsiIoDone) {
-        let token = done.token;
-        self.finish(token, Finished::Io(done));
+    fn cam_done_io(&mut self, done: &ScsiIoDone) {
+        self.finish(done.token, Finished::Io(done.clone()));
     }
 
     fn cam_done(&mut self, token: u64, status: CamStatus) {

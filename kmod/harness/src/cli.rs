@@ -26,9 +26,10 @@ it and checks that it released everything.
                         (prints 'mountroot: daNpK ufs2 / = ENTRY,...'; exit 1 without one)
   --workload verify:BYTES  write a pattern to the last BYTES of da0 through the SIM and read
                         it back (prints 'verify: N bytes, M mismatches'; exit 1 on a mismatch)
-  --workload bench:rand|seq:BS:QD:SECONDS  read BS-byte blocks at random or sequential
-                        offsets of da0 with QD reads in flight for SECONDS; the last line is
-                        'bench: ... iops=N mib_s=N cpu_us_per_io=N'
+  --workload bench:MODE:BS:QD:SECONDS  MODE rand or seq (reads), randwrite or seqwrite:
+                        BS-byte I/Os at random or sequential offsets of da0 with QD in flight
+                        for SECONDS; the last line is 'bench: ... iops=N mib_s=N
+                        cpu_us_per_io=N mallocs=N mem_hwm=N' (kmod/README.md)
   -v, --verbose         trace the linking, every kernel call and the events
   -h, --help            this text
 
@@ -72,11 +73,13 @@ pub struct Config {
 pub enum Workload {
     /// Write a pattern to the last N bytes and read it back.
     Verify(u64),
-    /// Read for `seconds` with `qd` requesters, `bs`-byte reads at random or sequential
-    /// offsets.
+    /// Read (or write) for `seconds` with `qd` requesters, `bs`-byte I/Os at random or
+    /// sequential offsets.
     Bench {
         /// Random (else sequential) offsets.
         random: bool,
+        /// WRITE(16)s (else READ(16)s).
+        write: bool,
         /// Bytes per read (a multiple of the block size).
         bs: u32,
         /// Reads in flight.
@@ -87,14 +90,20 @@ pub enum Workload {
 }
 
 fn bench(spec: &str) -> Result<Workload, String> {
-    let bad = || format!("--workload bench wants rand|seq:BS:QD:SECONDS, not bench:{spec}");
+    let bad = || {
+        format!(
+            "--workload bench wants rand|seq|randwrite|seqwrite:BS:QD:SECONDS, not bench:{spec}"
+        )
+    };
     let p: Vec<&str> = spec.split(':').collect();
     let [mode, bs, qd, secs] = p[..] else {
         return Err(bad());
     };
-    let random = match mode {
-        "rand" => true,
-        "seq" => false,
+    let (random, write) = match mode {
+        "rand" => (true, false),
+        "seq" => (false, false),
+        "randwrite" => (true, true),
+        "seqwrite" => (false, true),
         _ => return Err(bad()),
     };
     let bs = number("--workload bench", bs)?;
@@ -107,6 +116,7 @@ fn bench(spec: &str) -> Result<Workload, String> {
     }
     Ok(Workload::Bench {
         random,
+        write,
         bs: bs as u32,
         qd: qd as u32,
         seconds,
@@ -220,7 +230,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
                     Some(("bench", spec)) => c.workload = Some(bench(spec)?),
                     _ => {
                         return Err(format!(
-                            "--workload wants verify:BYTES or bench:rand|seq:BS:QD:SECONDS, not \
+                            "--workload wants verify:BYTES or bench:MODE:BS:QD:SECONDS, not \
                              {w:?}"
                         ))
                     }
@@ -320,14 +330,28 @@ mod tests {
             c.workload,
             Some(Workload::Bench {
                 random: true,
+                write: false,
                 bs: 4096,
                 qd: 4,
                 seconds: 2
             })
         );
+        let Ok(Parsed::Run(c)) = p(&["--workload", "bench:randwrite:4096:32:1", "m.ko"]) else {
+            panic!("parses");
+        };
+        assert!(matches!(
+            c.workload,
+            Some(Workload::Bench {
+                random: true,
+                write: true,
+                qd: 32,
+                ..
+            })
+        ));
         for bad in [
             "bench:rand:4096:0:2",
             "bench:zig:4096:1:1",
+            "bench:write:4096:1:1",
             "bench:seq:100:1:1",
             "verify:0",
         ] {

@@ -52,6 +52,8 @@ struct Cam {
     paths: HashMap<u64, (u32, u32, u64)>,
     ccbs: HashSet<u64>,
     done: HashSet<u64>,
+    /// The requester waiting for each CCB in flight (woken alone by its `xpt_done`).
+    waiters: HashMap<u64, std::thread::Thread>,
     simq_frozen: u32,
     devq_frozen: u32,
     /// (periph, provider, block size, blocks) once da0 attached.
@@ -250,8 +252,16 @@ pub fn xpt_free_ccb(c: &mut Ctx) -> u64 {
 /// `void xpt_done(union ccb *done_ccb);`
 pub fn xpt_done(c: &mut Ctx) -> u64 {
     let p = c.args.ptr();
-    with(|k| k.done.insert(p));
-    CHANGED.notify_all();
+    let waiter = with(|k| {
+        k.done.insert(p);
+        k.waiters.get(&p).cloned()
+    });
+    match waiter {
+        // Only the requester of this CCB (not every waiter: 32 requesters woken per
+        // completion were most of kldrun's CPU).
+        Some(t) => t.unpark(),
+        None => CHANGED.notify_all(),
+    }
     0
 }
 
@@ -407,31 +417,34 @@ fn submit(t: usize, ccb: u64) -> Result<u32, String> {
         }
         // SAFETY: ccb_h.status of our CCB.
         unsafe { mem::write(ccb + 84, 0u32) };
+        with(|k| k.waiters.insert(ccb, std::thread::current()));
         mutex::lock_as(t, mtx + 24);
         // SAFETY: the SIM's action routine with the SIM mutex held.
         unsafe { threads::call(t, action, &[sim, ccb]) };
         mutex::unlock_as(t, mtx + 24);
-        let mut g = CAM.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let k = g.get_or_insert_with(Cam::default);
-            if k.done.remove(&ccb) {
+            if with(|k| k.done.remove(&ccb)) {
                 break;
             }
             if Instant::now() >= end {
+                with(|k| k.waiters.remove(&ccb));
                 return Err("the SIM did not complete a CCB in 60 s".into());
             }
-            g = CHANGED
-                .wait_timeout(g, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            std::thread::park_timeout(Duration::from_millis(100));
         }
         let st = status(ccb);
-        let k = g.get_or_insert_with(Cam::default);
-        if st & CAM_DEV_QFRZN != 0 {
-            k.devq_frozen = k.devq_frozen.saturating_sub(1); // cam_release_devq
+        let released = with(|k| {
+            k.waiters.remove(&ccb);
+            if st & CAM_DEV_QFRZN != 0 {
+                k.devq_frozen = k.devq_frozen.saturating_sub(1); // cam_release_devq
+                true
+            } else {
+                false
+            }
+        });
+        if released {
+            CHANGED.notify_all();
         }
-        drop(g);
-        CHANGED.notify_all();
         if st & CAM_STATUS_MASK == CAM_REQUEUE_REQ {
             continue;
         }
@@ -439,37 +452,97 @@ fn submit(t: usize, ccb: u64) -> Result<u32, String> {
     }
 }
 
+/// A requester's own CCB and data buffer, reused for every command it sends (as da(4) reuses
+/// its CCBs): nothing is allocated per command.
+#[derive(Debug)]
+pub struct Requester {
+    ccb: u64,
+    buf: u64,
+    len: usize,
+}
+
+impl Requester {
+    /// A CCB and a `len`-byte data buffer.
+    pub fn new(len: usize) -> Self {
+        Requester {
+            ccb: alloc(CCB_SIZE),
+            buf: alloc(len.max(8)),
+            len,
+        }
+    }
+
+    /// The data buffer.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: our buffer of at least `len` bytes; the CCB is not in flight (`&mut self`).
+        unsafe { std::slice::from_raw_parts_mut(self.buf as *mut u8, self.len) }
+    }
+
+    /// One SCSI command to target 0 LUN 0 from kernel thread `t` moving the first `len` bytes
+    /// of the buffer: (CAM status, SCSI status).
+    fn command(&mut self, t: usize, cdb: &[u8], dir: u32, len: usize) -> Result<(u32, u8), String> {
+        assert!(len <= self.len && cdb.len() <= 16);
+        let ccb = self.ccb;
+        // SAFETY: our CCB, not in flight, cleared and filled in as da(4) would.
+        unsafe {
+            std::ptr::write_bytes(ccb as *mut u8, 0, CCB_SIZE);
+            mem::write(ccb + 80, XPT_SCSI_IO);
+            mem::write(ccb + 96, 0u32);
+            mem::write(ccb + 100, 0u32);
+            mem::write(ccb + 104, 0u64);
+            mem::write(ccb + 112, dir);
+            mem::write(ccb + 216, self.buf);
+            mem::write(ccb + 224, len as u32);
+            mem::write(ccb + 480, 252u8);
+            mem::write(ccb + 481, cdb.len() as u8);
+            mem::write_bytes(ccb + 496, cdb);
+        }
+        let st = submit(t, ccb)?;
+        // SAFETY: scsi_status of our CCB.
+        Ok((st, unsafe { mem::read::<u8>(ccb + 484) }))
+    }
+
+    /// READ(16) (or WRITE(16) of the buffer) of `blocks` blocks at `lba`, filling (or sending)
+    /// the buffer's first `blocks` blocks.
+    pub fn rw(&mut self, t: usize, write: bool, lba: u64, blocks: u32) -> Result<(), String> {
+        let (bs, _) = disk().ok_or("no disk")?;
+        let len = blocks as usize * bs as usize;
+        let (op, dir, name) = if write {
+            (0x8a, CAM_DIR_OUT, "WRITE(16)")
+        } else {
+            (0x88, CAM_DIR_IN, "READ(16)")
+        };
+        let (st, ss) = self.command(t, &rw16(op, lba, blocks), dir, len)?;
+        if st & CAM_STATUS_MASK != CAM_REQ_CMP {
+            return Err(format!(
+                "{name} at {lba}: CAM status {st:#x}, SCSI status {ss:#x}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Requester {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with these sizes; the CCB is not in flight (`submit`
+        // returns only after `xpt_done`, or with the bus gone).
+        unsafe {
+            dealloc(self.ccb, CCB_SIZE);
+            dealloc(self.buf, self.len.max(8));
+        }
+    }
+}
+
 /// One SCSI command to target 0 LUN 0 from kernel thread `t`: (CAM status, SCSI status).
 fn scsi(t: usize, cdb: &[u8], dir: u32, data: &mut [u8]) -> Result<(u32, u8), String> {
-    let ccb = alloc(CCB_SIZE);
-    let buf = alloc(data.len().max(8));
-    // SAFETY: a fresh CCB of ours and its data buffer.
-    let r = unsafe {
-        mem::write(ccb + 80, XPT_SCSI_IO);
-        mem::write(ccb + 96, 0u32);
-        mem::write(ccb + 100, 0u32);
-        mem::write(ccb + 104, 0u64);
-        mem::write(ccb + 112, dir);
-        mem::write(ccb + 216, buf);
-        mem::write(ccb + 224, data.len() as u32);
-        mem::write(ccb + 480, 252u8);
-        mem::write(ccb + 481, cdb.len() as u8);
-        mem::write_bytes(ccb + 496, cdb);
-        if dir == CAM_DIR_OUT {
-            mem::write_bytes(buf, data);
-        }
-        let r = submit(t, ccb);
-        if dir == CAM_DIR_IN {
-            data.copy_from_slice(&mem::bytes(buf, data.len()));
-        }
-        r.map(|st| (st, mem::read::<u8>(ccb + 484)))
-    };
-    // SAFETY: allocated above.
-    unsafe {
-        dealloc(ccb, CCB_SIZE);
-        dealloc(buf, data.len().max(8));
+    let mut r = Requester::new(data.len());
+    if dir == CAM_DIR_OUT {
+        r.data_mut().copy_from_slice(data);
     }
-    r
+    let st = r.command(t, cdb, dir, data.len())?;
+    if dir == CAM_DIR_IN {
+        data.copy_from_slice(r.data_mut());
+    }
+    Ok(st)
 }
 
 fn probe(t: usize) -> Result<(u32, u64), String> {

@@ -15,13 +15,14 @@
 //!
 //! Stricter than the kernel, to catch bugs the kernel would let corrupt memory: every block
 //! carries a red zone after the requested size (checked at free, as `options DEBUG_REDZONE`
-//! does); freed blocks are never reused (checked at the end for writes after free); a free of
-//! an address that is not a live block, or with another malloc type than it was allocated
-//! with, is a panic.
+//! does); freed blocks are not reused while in a quarantine of the last [`QUARANTINE`] bytes
+//! freed (checked for writes after free when they leave it, and at the end); a free of an
+//! address that is not a live block, or with another malloc type than it was allocated with,
+//! is a panic.
 
 use super::{kpanic, mem, Ctx};
 use std::alloc::Layout;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 /// `M_NOWAIT`.
@@ -40,6 +41,10 @@ const REDZONE: usize = 16;
 const REDZONE_FILL: u8 = 0x42;
 /// The `INVARIANTS` trash pattern, as a 32-bit word.
 const TRASH: u32 = 0xdead_c0de;
+/// Freed blocks stay allocated (trash-filled, so that writes after free show) until this many
+/// bytes were freed after them; then they are checked and given back. Bounds the memory of
+/// a long run (a benchmark frees a data buffer per I/O).
+pub const QUARANTINE: usize = 256 << 20;
 
 /// The kernel's malloc size classes (`kmemzones[]` in kern_malloc.c, 4 KiB pages).
 const ZONES: [usize; 14] = [
@@ -79,7 +84,14 @@ struct State {
     types: BTreeMap<u64, TypeStats>,
     calls: u64,
     fail_at: Option<u64>,
-    freed: Vec<(u64, usize, Layout)>,
+    /// Bytes the module holds (requested sizes, all types) and their high-water mark.
+    live_bytes: u64,
+    hwm: u64,
+    freed: VecDeque<(u64, usize, Layout)>,
+    /// Bytes in `freed`.
+    freed_bytes: usize,
+    /// Writes after free found in blocks leaving the quarantine.
+    corrupt: Vec<String>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -111,9 +123,39 @@ pub fn register_kernel_type(addr: u64, name: &str) {
 
 fn fill_trash(addr: u64, len: usize) {
     let pat = TRASH.to_le_bytes();
-    let bytes: Vec<u8> = (0..len).map(|i| pat[i % 4]).collect();
-    // SAFETY: only called on blocks kldrun allocated with at least `len` bytes.
-    unsafe { mem::write_bytes(addr, &bytes) };
+    // SAFETY: only called on blocks kldrun allocated with at least `len` bytes, none of which
+    // the module may be using (fresh or being freed).
+    let b = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) };
+    let pat8 = [pat, pat].concat();
+    let mut words = b.chunks_exact_mut(8);
+    for w in &mut words {
+        w.copy_from_slice(&pat8);
+    }
+    for (i, x) in words.into_remainder().iter_mut().enumerate() {
+        *x = pat[i % 4];
+    }
+}
+
+/// The first byte of the `len` bytes at `addr` that is not the trash pattern.
+fn untrashed(addr: u64, len: usize) -> Option<usize> {
+    let pat = TRASH.to_le_bytes();
+    // SAFETY: a freed block kldrun still holds (in the quarantine), `len` bytes long.
+    let b = unsafe { std::slice::from_raw_parts(addr as *const u8, len) };
+    let pat8 = u64::from_le_bytes([pat, pat].concat().try_into().unwrap_or_default());
+    // Whole words first (fast), then the bytes from the first word that differs.
+    let from = b
+        .chunks_exact(8)
+        .position(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()) != pat8)
+        .map_or(len - len % 8, |w| w * 8);
+    b[from..]
+        .iter()
+        .enumerate()
+        .position(|(i, &x)| x != pat[(from + i) % 4])
+        .map(|i| from + i)
+}
+
+fn after_free(addr: u64, len: usize, i: usize) -> String {
+    format!("malloc(9): memory modified after free: block {addr:#x} ({len} bytes), byte {i}")
 }
 
 fn type_name(ty: u64) -> String {
@@ -184,6 +226,8 @@ fn allocate(c: &mut Ctx, size: usize, ty: u64, flags: i32, what: &str) -> u64 {
         let t = s.types.entry(ty).or_default();
         t.live += 1;
         t.bytes += size as u64;
+        s.live_bytes += size as u64;
+        s.hwm = s.hwm.max(s.live_bytes);
     });
     addr
 }
@@ -233,7 +277,21 @@ fn release(c: &mut Ctx, addr: u64, ty: u64, what: &str) -> usize {
             t.live -= 1;
             t.bytes -= b.size as u64;
         }
-        s.freed.push((addr, class, b.layout));
+        s.live_bytes -= b.size as u64;
+        s.freed.push_back((addr, class, b.layout));
+        s.freed_bytes += class;
+        while s.freed_bytes > QUARANTINE {
+            let Some((a, len, layout)) = s.freed.pop_front() else {
+                break;
+            };
+            s.freed_bytes -= len;
+            if let Some(i) = untrashed(a, len) {
+                s.corrupt.push(after_free(a, len, i));
+            }
+            // SAFETY: allocated in `allocate` with this layout, freed by the module, out of
+            // the quarantine once.
+            unsafe { std::alloc::dealloc(a as *mut u8, layout) };
+        }
     });
     b.size
 }
@@ -393,16 +451,11 @@ pub fn leaks(symbolize: &dyn Fn(u64) -> String) -> (Vec<String>, Vec<String>) {
                 ));
             }
         }
-        let mut corrupt = Vec::new();
-        let pat = TRASH.to_le_bytes();
+        let mut corrupt = s.corrupt.clone();
         for &(addr, len, _) in &s.freed {
-            // SAFETY: freed blocks are never returned to the host allocator (see `release`).
-            let data = unsafe { mem::bytes(addr, len) };
-            if let Some(i) = data.iter().enumerate().position(|(i, &b)| b != pat[i % 4]) {
-                corrupt.push(format!(
-                    "malloc(9): memory modified after free: block {addr:#x} ({len} bytes), \
-                     byte {i}"
-                ));
+            // Blocks in the quarantine are still kldrun's (see `release`).
+            if let Some(i) = untrashed(addr, len) {
+                corrupt.push(after_free(addr, len, i));
             }
         }
         (leaks, corrupt)
@@ -412,6 +465,17 @@ pub fn leaks(symbolize: &dyn Fn(u64) -> String) -> (Vec<String>, Vec<String>) {
 /// Counts for the summary: (mallocs made, live blocks).
 pub fn counts() -> (u64, usize) {
     with(|s| (s.calls, s.blocks.len()))
+}
+
+/// The bytes the module holds now and its high-water mark since the start or the last
+/// [`reset_high_water`] (requested sizes, every malloc type).
+pub fn memory() -> (u64, u64) {
+    with(|s| (s.live_bytes, s.hwm))
+}
+
+/// Starts a new high-water mark from what the module holds now (a workload's own).
+pub fn reset_high_water() {
+    with(|s| s.hwm = s.live_bytes);
 }
 
 #[cfg(test)]

@@ -918,10 +918,20 @@ fn mountroot(cfg: &Config) -> i32 {
         }
         Some(crate::cli::Workload::Bench {
             random,
+            write,
             bs: io,
             qd,
             seconds,
-        }) => status = status.max(bench(bs, blocks, random, io, qd, seconds)),
+        }) => {
+            let spec = BenchSpec {
+                random,
+                write,
+                io,
+                qd,
+                seconds,
+            };
+            status = status.max(bench(bs, blocks, spec));
+        }
         None => {}
     }
     cam::provider_open(-1);
@@ -990,17 +1000,39 @@ fn cpu_us() -> u64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// What `--workload bench` runs.
+#[derive(Debug, Clone, Copy)]
+struct BenchSpec {
+    random: bool,
+    write: bool,
+    io: u32,
+    qd: u32,
+    seconds: u64,
+}
+
 /// `--workload bench`: `qd` requesters (kernel threads `g_down0`...) each with one READ(16)
-/// of `io` bytes in flight, at random (xorshift, `io`-aligned) or sequential (each requester
-/// its own stripe, wrapping) offsets, for `seconds`. Prints one `key=value` line.
-fn bench(bs: u32, blocks: u64, random: bool, io: u32, qd: u32, seconds: u64) -> i32 {
+/// (or WRITE(16)) of `io` bytes in flight, at random (xorshift, `io`-aligned) or sequential
+/// (each requester its own stripe, wrapping) offsets, for `seconds`. Each requester reuses
+/// one CCB and one data buffer. Prints one `key=value` line: with the CPU of the whole
+/// process per I/O, the module's malloc(9) calls during the run (`mallocs`) and the high-water
+/// mark of the bytes it held (`mem_hwm`).
+fn bench(bs: u32, blocks: u64, b: BenchSpec) -> i32 {
+    let BenchSpec {
+        random,
+        write,
+        io,
+        qd,
+        seconds,
+    } = b;
     if io % bs != 0 || u64::from(io / bs) > blocks {
-        eprintln!("kldrun: bench: {io}-byte reads do not fit {bs}-byte blocks of da0");
+        eprintln!("kldrun: bench: {io}-byte I/Os do not fit {bs}-byte blocks of da0");
         return crate::EXIT_USAGE;
     }
     let per = u64::from(io / bs);
     let slots = blocks / per;
     let end = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    malloc::reset_high_water();
+    let (mallocs0, _) = malloc::counts();
     let cpu0 = cpu_us();
     let t0 = std::time::Instant::now();
     let workers: Vec<_> = (0..qd)
@@ -1013,6 +1045,10 @@ fn bench(bs: u32, blocks: u64, random: bool, io: u32, qd: u32, seconds: u64) -> 
                 let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(w + 1);
                 let mut seq = slots * u64::from(w) / u64::from(qd);
                 let mut n = 0u64;
+                let mut ccb = cam::Requester::new(io as usize);
+                if write {
+                    ccb.data_mut().fill(0xa5 ^ w as u8);
+                }
                 while std::time::Instant::now() < end {
                     let slot = if random {
                         x ^= x << 13;
@@ -1023,7 +1059,7 @@ fn bench(bs: u32, blocks: u64, random: bool, io: u32, qd: u32, seconds: u64) -> 
                         seq = (seq + 1) % slots;
                         seq
                     };
-                    cam::read_on(t, slot * per, io / bs)?;
+                    ccb.rw(t, write, slot * per, io / bs)?;
                     n += 1;
                 }
                 Ok(n)
@@ -1042,13 +1078,17 @@ fn bench(bs: u32, blocks: u64, random: bool, io: u32, qd: u32, seconds: u64) -> 
     }
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_us().saturating_sub(cpu0);
+    let mallocs = malloc::counts().0 - mallocs0;
+    let (_, hwm) = malloc::memory();
     let line = format!(
-        "bench: mode={} bs={io} qd={qd} seconds={secs:.2} ios={ios} iops={:.0} mib_s={:.2} \
-         cpu_us_per_io={:.1}\n",
+        "bench: mode={}{} bs={io} qd={qd} seconds={secs:.2} ios={ios} iops={:.0} mib_s={:.2} \
+         cpu_us_per_io={:.1} mallocs={mallocs} mallocs_per_io={:.2} mem_hwm={hwm}\n",
         if random { "rand" } else { "seq" },
+        if write { "write" } else { "" },
         ios as f64 / secs,
         ios as f64 * f64::from(io) / secs / (1024.0 * 1024.0),
         cpu as f64 / ios.max(1) as f64,
+        mallocs as f64 / ios.max(1) as f64,
     );
     let _ = std::io::stdout().write_all(line.as_bytes());
     let _ = std::io::stdout().flush();
