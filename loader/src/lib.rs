@@ -34,8 +34,10 @@ pub mod net;
 #[cfg(feature = "std")]
 pub mod sim;
 #[cfg(feature = "std")]
+#[path = "host/storm.rs"]
 pub mod storm;
 #[cfg(feature = "std")]
+#[path = "host/timeline.rs"]
 pub mod timeline;
 
 /// The order ports are tried in by default (the BoIB manual: port 1, then port 2).
