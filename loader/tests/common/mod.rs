@@ -61,25 +61,36 @@ pub fn servers() -> Servers {
             ("domain-name-servers".into(), "192.0.2.53".into()),
             ("root-path".into(), ROOT_PATH.into()),
             ("iscsi-initiator-iqn".into(), INITIATOR.into()),
-            (
-                "ipxe-encap-opts".into(),
-                kea::ipxe_credentials(CHAP_USER, CHAP_SECRET, Some((TARGET_USER, TARGET_SECRET))),
-            ),
+            credentials_option(),
         ],
         valid_lifetime: 3600,
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    let tgtd = Tgtd::try_start(TargetOpts {
-        portal: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 3260))),
+    let tgtd = Tgtd::try_start(demo_target(SocketAddr::from((Ipv4Addr::LOCALHOST, 3260))))
+        .unwrap_or_else(|e| panic!("{e}"));
+    Servers { kea, tgtd }
+}
+
+/// The demo's target on `portal`: the boot disk as LUN 1, with the node's and the target's CHAP
+/// accounts (mutual CHAP).
+pub fn demo_target(portal: SocketAddr) -> TargetOpts {
+    TargetOpts {
+        portal: Some(portal),
         iqn: TARGET.into(),
         ..TargetOpts::bytes(disk()).with_chap(
             CHAP_USER,
             CHAP_SECRET,
             Some((TARGET_USER, TARGET_SECRET)),
         )
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    Servers { kea, tgtd }
+    }
+}
+
+/// Option 175 with the CHAP credentials, as Kea hands them out.
+fn credentials_option() -> (String, String) {
+    (
+        "ipxe-encap-opts".into(),
+        kea::ipxe_credentials(CHAP_USER, CHAP_SECRET, Some((TARGET_USER, TARGET_SECRET))),
+    )
 }
 
 /// The booting node's node GUID (its port 2, the one that boots, has GUID + 2).
@@ -129,24 +140,13 @@ pub fn storm_servers() -> Servers {
         options: vec![
             ("routers".into(), STORM_GATEWAY.to_string()),
             ("root-path".into(), STORM_ROOT_PATH.into()),
-            (
-                "ipxe-encap-opts".into(),
-                kea::ipxe_credentials(CHAP_USER, CHAP_SECRET, Some((TARGET_USER, TARGET_SECRET))),
-            ),
+            credentials_option(),
         ],
         valid_lifetime: 3600,
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    let tgtd = Tgtd::try_start(TargetOpts {
-        portal: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 3260))),
-        iqn: TARGET.into(),
-        ..TargetOpts::bytes(disk()).with_chap(
-            CHAP_USER,
-            CHAP_SECRET,
-            Some((TARGET_USER, TARGET_SECRET)),
-        )
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let tgtd = Tgtd::try_start(demo_target(SocketAddr::from((Ipv4Addr::LOCALHOST, 3260))))
+        .unwrap_or_else(|e| panic!("{e}"));
     Servers { kea, tgtd }
 }
 

@@ -12,9 +12,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 use isboot::boot::{self, BootTunables};
 use isboot::host_boot::{HostBoot, HostDisk};
 use isboot_tests::lab::{self, Peer};
-use isboot_tests::target::{TargetOpts, Tgtd};
-
-use super::{disk, CHAP_SECRET, CHAP_USER, TARGET, TARGET_SECRET, TARGET_USER};
+use isboot_tests::target::Tgtd;
 
 /// What the module's step showed.
 #[derive(Debug)]
@@ -33,25 +31,27 @@ fn mount(disk: &HostDisk) -> Result<isboot_tests::rootfs::Mounted, String> {
     )
 }
 
-/// Runs the boot thread on `table` (call inside the namespace the ROM ran in), prints its
-/// console lines as they come, finds root on the disk it attached (and prints that), logs out.
-pub fn boot(table: ibft::Ibft, mac: [u8; 6]) -> Result<ModuleBoot, String> {
+/// The target's host: a namespace of its own (192.0.2.1, as in the ROM's root path) wired to a
+/// fresh veth `isb0` with `mac` in this one, running tgtd with the demo's disk and accounts.
+fn target_host(mac: [u8; 6]) -> Result<(Peer, Tgtd), String> {
     let peer = Peer::start().map_err(|e| format!("the target's namespace: {e}"))?;
     lab::wire(&peer, "isb0", mac, "tgt0", &["192.0.2.1/24"], &[])
         .map_err(|e| format!("wiring: {e}"))?;
-    let _tgtd = peer
+    let tgtd = peer
         .run(|| {
-            Tgtd::try_start(TargetOpts {
-                portal: Some(SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 3260))),
-                iqn: TARGET.into(),
-                ..TargetOpts::bytes(disk()).with_chap(
-                    CHAP_USER,
-                    CHAP_SECRET,
-                    Some((TARGET_USER, TARGET_SECRET)),
-                )
-            })
+            Tgtd::try_start(super::demo_target(SocketAddr::from((
+                Ipv4Addr::new(192, 0, 2, 1),
+                3260,
+            ))))
         })
         .map_err(|e| format!("tgtd: {e}"))?;
+    Ok((peer, tgtd))
+}
+
+/// Runs the boot thread on `table` (call inside the namespace the ROM ran in), prints its
+/// console lines as they come, finds root on the disk it attached (and prints that), logs out.
+pub fn boot(table: ibft::Ibft, mac: [u8; 6]) -> Result<ModuleBoot, String> {
+    let (_peer, _tgtd) = target_host(mac)?;
     let (mut env, handle) = HostBoot::new(true).map_err(|e| e.to_string())?;
     let t = BootTunables {
         wait_interface: iscsi_initiator::time::Duration::from_secs(10),
@@ -101,22 +101,7 @@ pub fn boot(table: ibft::Ibft, mac: [u8; 6]) -> Result<ModuleBoot, String> {
 /// runs in it) and a fresh target host with tgtd. Prints kldrun's console and its own lines as
 /// they come; `Err` unless it exits 0 with a `mountroot:` line.
 pub fn kldrun(kldrun: &str, ko: &str, table_file: &str, mac: [u8; 6]) -> Result<String, String> {
-    let peer = Peer::start().map_err(|e| format!("the target's namespace: {e}"))?;
-    lab::wire(&peer, "isb0", mac, "tgt0", &["192.0.2.1/24"], &[])
-        .map_err(|e| format!("wiring: {e}"))?;
-    let _tgtd = peer
-        .run(|| {
-            Tgtd::try_start(TargetOpts {
-                portal: Some(SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 3260))),
-                iqn: TARGET.into(),
-                ..TargetOpts::bytes(disk()).with_chap(
-                    CHAP_USER,
-                    CHAP_SECRET,
-                    Some((TARGET_USER, TARGET_SECRET)),
-                )
-            })
-        })
-        .map_err(|e| format!("tgtd: {e}"))?;
+    let (_peer, _tgtd) = target_host(mac)?;
     let args = [
         "--phys".to_string(),
         format!("0x9e620={table_file}"),
