@@ -12,7 +12,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
@@ -21,21 +21,13 @@ use isboot::boot::{self, BootError, BootTunables, Served};
 use isboot::cam::DataDir;
 use isboot::host_boot::{HostBoot, HostDisk, HostHandle};
 use isboot_tests::lab::{self, Peer};
-use isboot_tests::rootfs::{self, RootImage};
+use isboot_tests::rootfs;
 use isboot_tests::target::{TargetOpts, Tgtd};
 use iscsi_initiator::time::Duration;
 
 /// The NIC of every fixture table.
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x9a, 0xbc, 0xde];
 const NODE_IF: &str = "isb0";
-
-fn image() -> &'static RootImage {
-    static IMG: OnceLock<RootImage> = OnceLock::new();
-    IMG.get_or_init(|| {
-        let dir = isboot_tests::TempDir::new("kmod-root").expect("a scratch directory");
-        rootfs::build(&dir.0, 16).unwrap_or_else(|e| panic!("building the root disk: {e}"))
-    })
-}
 
 fn table(name: &str) -> Ibft {
     ibft::parse(&isboot_tests::fixtures::ibft(name))
@@ -49,7 +41,7 @@ fn target_opts(t: &Ibft) -> TargetOpts {
     TargetOpts {
         portal: Some(SocketAddr::from((Ipv4Addr::new(10, 0, 2, 2), 3260))),
         iqn: tgt.name.clone().expect("a target name"),
-        ..TargetOpts::bytes(image().bytes.clone())
+        ..TargetOpts::bytes(rootfs::test_image().bytes.clone())
     }
 }
 
@@ -123,18 +115,7 @@ fn with_lab<T: Send + 'static>(
     target: Option<TargetOpts>,
     f: impl FnOnce(&Peer, Option<Arc<Mutex<Tgtd>>>) -> T + Send + 'static,
 ) -> T {
-    isboot_tests::netns::run(move || {
-        let peer = Peer::start().expect("the peer's namespace");
-        lab::wire(&peer, NODE_IF, MAC, "tgt0", peer_addrs, peer_local)
-            .unwrap_or_else(|e| panic!("wiring: {e}"));
-        let tgtd = target.map(|opts| {
-            Arc::new(Mutex::new(peer.run(move || {
-                Tgtd::try_start(opts).unwrap_or_else(|e| panic!("{e}"))
-            })))
-        });
-        f(&peer, tgtd)
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
+    lab::with_target_host(NODE_IF, MAC, peer_addrs, peer_local, target, f)
 }
 
 fn node_addresses() -> String {
@@ -151,16 +132,6 @@ fn mount(disk: &HostDisk) -> rootfs::Mounted {
     .unwrap_or_else(|e| panic!("mountroot: {e}"))
 }
 
-fn assert_in_order(console: &str, wanted: &[&str]) {
-    let mut at = 0;
-    for w in wanted {
-        match console[at..].find(w) {
-            Some(i) => at += i + w.len(),
-            None => panic!("console lacks {w:?} (in order) in:\n{console}"),
-        }
-    }
-}
-
 #[test]
 fn boots_from_an_ipxe_table_to_a_mountable_root_on_da0p2() {
     let t = table("nochap");
@@ -169,7 +140,7 @@ fn boots_from_an_ipxe_table_to_a_mountable_root_on_da0p2() {
         let b = Booting::start(t, quick());
         assert!(b.wait_hold(StdDuration::from_secs(60)), "{}", b.console());
         let console = b.console();
-        assert_in_order(
+        isboot_tests::assert_in_order(
             &console,
             &[
                 "isboot: boot interface isb0 (MAC 52:54:00:9a:bc:de, PCI 0:3:0)",
@@ -200,18 +171,24 @@ fn boots_from_an_ipxe_table_to_a_mountable_root_on_da0p2() {
         // What da(4) and mountroot do with it.
         let disk = &b.handle.disk;
         let (blocks, bs) = disk.capacity().unwrap();
-        assert_eq!((blocks * u64::from(bs)), image().bytes.len() as u64);
+        assert_eq!(
+            (blocks * u64::from(bs)),
+            rootfs::test_image().bytes.len() as u64
+        );
         let (inq, openings) = disk.path_inq().unwrap();
         assert_eq!((inq.max_target, inq.max_lun), (0, 0));
         assert!(openings >= 1 && inq.maxio >= 4096, "{inq:?} {openings}");
         let m = mount(disk);
         assert_eq!(m.partition, 2, "root is da0p2");
-        assert_eq!(m.entries, image().root_entries);
+        assert_eq!(m.entries, rootfs::test_image().root_entries);
         println!("mountroot: da0p2 ufs2 / = {}", m.entries.join(","));
 
         // READ(10) and READ(16) agree with the image; WRITE(10)/(16) land; the cache syncs.
         let r10 = disk.read10(2048, 8, bs).unwrap();
-        assert_eq!(r10, image().bytes[2048 * 512..2048 * 512 + 8 * 512]);
+        assert_eq!(
+            r10,
+            rootfs::test_image().bytes[2048 * 512..2048 * 512 + 8 * 512]
+        );
         let pattern: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
         let last = blocks - 8;
         disk.write(last, &pattern, bs).unwrap();
@@ -237,7 +214,7 @@ fn mutual_chap_from_the_table() {
         let b = Booting::start(t, quick());
         assert!(b.wait_hold(StdDuration::from_secs(60)));
         let c = b.console();
-        assert_in_order(
+        isboot_tests::assert_in_order(
             &c,
             &[
                 "(mutual CHAP)",
@@ -247,7 +224,7 @@ fn mutual_chap_from_the_table() {
         );
         assert!(!c.contains("Kx9-chap-Secret") && !c.contains("Tz7-target-Secret"));
         let m = mount(&b.handle.disk);
-        assert_eq!(m.entries, image().root_entries);
+        assert_eq!(m.entries, rootfs::test_image().root_entries);
         b.finish().unwrap();
     });
 }
@@ -348,7 +325,7 @@ fn a_missing_interface_is_a_bounded_wait_naming_the_mac() {
         tun.wait_interface = Duration::from_secs(2);
         let (e, c) = expect_failure(Booting::start(t, tun), StdDuration::from_secs(10));
         assert!(matches!(e, BootError::NoInterface { .. }), "{e:?}");
-        assert_in_order(
+        isboot_tests::assert_in_order(
             &c,
             &[
                 "isboot: waiting up to 2 s for the interface with MAC 52:54:00:9a:bc:de",
@@ -389,7 +366,7 @@ fn a_target_behind_the_gateway_gets_a_host_route_and_existing_addresses_stay() {
             lab::ip(&["addr", "add", "198.51.100.7/24", "dev", NODE_IF]).unwrap();
             let b = Booting::start(t, quick());
             assert!(b.wait_hold(StdDuration::from_secs(60)), "{}", b.console());
-            assert_in_order(
+            isboot_tests::assert_in_order(
                 &b.console(),
                 &[
                     "isboot: isb0: added 10.0.3.15/24 from the iBFT",
@@ -409,7 +386,10 @@ fn a_target_behind_the_gateway_gets_a_host_route_and_existing_addresses_stay() {
                 "{routes}"
             );
             assert!(routes.contains("default via 10.0.3.1 dev isb0"), "{routes}");
-            assert_eq!(mount(&b.handle.disk).entries, image().root_entries);
+            assert_eq!(
+                mount(&b.handle.disk).entries,
+                rootfs::test_image().root_entries
+            );
             b.finish().unwrap();
         },
     );
@@ -495,7 +475,10 @@ fn restarts_under_write_and_verify(restarts: u32) {
         assert!(freezes >= 1);
         assert!(b.console().contains("reconnecting"));
         // The disk is still the disk.
-        assert_eq!(mount(&b.handle.disk).entries, image().root_entries);
+        assert_eq!(
+            mount(&b.handle.disk).entries,
+            rootfs::test_image().root_entries
+        );
         b.finish().unwrap();
     });
 }
@@ -505,13 +488,11 @@ fn the_target_restarted_20_times_under_write_and_verify_loses_nothing() {
     restarts_under_write_and_verify(20);
 }
 
-/// The longer run (`ISBOOT_LONG=1`): 100 restarts.
+/// The longer run, 100 restarts (about 4 minutes): `cargo nextest run -p isboot --all-features
+/// --test boot --run-ignored only`.
 #[test]
-fn the_target_restarted_100_times_when_asked() {
-    if std::env::var_os("ISBOOT_LONG").is_none() {
-        println!("skipped: set ISBOOT_LONG=1 for 100 restarts");
-        return;
-    }
+#[ignore = "the long run: about 4 minutes"]
+fn the_target_restarted_100_times() {
     restarts_under_write_and_verify(100);
 }
 

@@ -8,6 +8,7 @@
 use ibft::locate::PhysMemory;
 use isboot::host::{HostMemory, HostPlatform};
 use isboot::{load, unload, LoadError, PublishError, TableSource, Value};
+use isboot_tests::acpi::{seal as checksum_fix, table as acpi_table};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Once;
@@ -65,25 +66,6 @@ fn log_lines() -> Vec<String> {
 }
 
 // --- synthetic firmware memory -----------------------------------------------------------------
-
-fn checksum_fix(table: &mut [u8], at: usize) {
-    table[at] = 0;
-    let sum = table.iter().fold(0u8, |a, &b| a.wrapping_add(b));
-    table[at] = 0u8.wrapping_sub(sum);
-}
-
-fn acpi_table(sig: &[u8; 4], body: &[u8]) -> Vec<u8> {
-    let mut t = vec![0u8; 36];
-    t[..4].copy_from_slice(sig);
-    t[8] = 1;
-    t[10..16].copy_from_slice(b"ISBOOT");
-    t[16..24].copy_from_slice(b"TESTTABL");
-    t.extend_from_slice(body);
-    let len = t.len() as u32;
-    t[4..8].copy_from_slice(&len.to_le_bytes());
-    checksum_fix(&mut t, 9);
-    t
-}
 
 /// An ACPI 2.0 RSDP at `rsdp` pointing at an XSDT at 0x20_0000 that lists an unrelated table
 /// and then `tables` (placed from 0x30_0000 on). The first MiB is zeroed RAM.

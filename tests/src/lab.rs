@@ -9,7 +9,9 @@
 
 use std::io;
 use std::process::Command;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
+
+use crate::target::{TargetOpts, Tgtd};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -127,4 +129,30 @@ pub fn wire(
         ip(&["link", "set", &peer_if, "up"])?;
         Ok(())
     })
+}
+
+/// Runs `f` on a thread in a fresh namespace (the node's) wired by [`wire`] to a peer with
+/// `peer_addrs` (and `peer_local` on its loopback) and, unless `target` is `None`, tgtd serving
+/// there. The target is shared so that `f` can kill and restart it (in the peer, with
+/// [`Peer::run`]). Panics with the reason when the set-up fails.
+pub fn with_target_host<T: Send + 'static>(
+    node_if: &'static str,
+    mac: [u8; 6],
+    peer_addrs: &'static [&'static str],
+    peer_local: &'static [&'static str],
+    target: Option<TargetOpts>,
+    f: impl FnOnce(&Peer, Option<Arc<Mutex<Tgtd>>>) -> T + Send + 'static,
+) -> T {
+    crate::netns::run(move || {
+        let peer = Peer::start().expect("the peer's namespace");
+        wire(&peer, node_if, mac, "tgt0", peer_addrs, peer_local)
+            .unwrap_or_else(|e| panic!("wiring: {e}"));
+        let tgtd = target.map(|opts| {
+            Arc::new(Mutex::new(peer.run(move || {
+                Tgtd::try_start(opts).unwrap_or_else(|e| panic!("{e}"))
+            })))
+        });
+        f(&peer, tgtd)
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
 }

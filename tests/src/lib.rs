@@ -9,10 +9,12 @@
 //!   restarted on demand;
 //! - [`lab`]: a peer host in a namespace of its own, wired to the test's by a veth pair;
 //! - [`rootfs`]: a FreeBSD root disk (GPT, UFS2) and the reading that finds root on it;
+//! - [`acpi`]: ACPI tables for synthetic firmware memory;
 //! - [`fixtures`]: tables and captures from real firmware, kept under `tests/fixtures/`;
 //! - [`ibsim`]: a real OpenSM on ibsim, Debian's InfiniBand fabric simulator, and the
 //!   `infiniband-diags` tools against it.
 
+pub mod acpi;
 pub mod fixtures;
 #[cfg(target_os = "linux")]
 pub mod ibsim;
@@ -83,4 +85,16 @@ pub fn cpu_micros() -> u64 {
     }
     let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
     us(ru.ru_utime) + us(ru.ru_stime)
+}
+
+/// Panics unless every string in `wanted` occurs in `console`, in that order (each after the
+/// end of the one before), showing the whole console.
+pub fn assert_in_order(console: &str, wanted: &[&str]) {
+    let mut at = 0;
+    for w in wanted {
+        match console[at..].find(w) {
+            Some(i) => at += i + w.len(),
+            None => panic!("console lacks {w:?} (in order) in:\n{console}"),
+        }
+    }
 }

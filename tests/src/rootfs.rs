@@ -128,6 +128,15 @@ pub fn build(dir: &Path, size_mib: u64) -> io::Result<RootImage> {
     })
 }
 
+/// A 16 MiB root disk from [`build`], made once per test process and shared.
+pub fn test_image() -> &'static RootImage {
+    static IMG: std::sync::OnceLock<RootImage> = std::sync::OnceLock::new();
+    IMG.get_or_init(|| {
+        let dir = crate::TempDir::new("rootfs").expect("a scratch directory");
+        build(&dir.0, 16).unwrap_or_else(|e| panic!("building the root disk: {e}"))
+    })
+}
+
 /// What mountroot found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mounted {

@@ -14,24 +14,16 @@ mod common;
 
 use common::isboot_ko;
 use isboot_tests::lab::{self, Peer};
-use isboot_tests::rootfs::{self, RootImage};
+use isboot_tests::rootfs;
 use isboot_tests::target::{TargetOpts, Tgtd};
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x9a, 0xbc, 0xde];
 const NODE_IF: &str = "isb0";
-
-fn image() -> &'static RootImage {
-    static IMG: OnceLock<RootImage> = OnceLock::new();
-    IMG.get_or_init(|| {
-        let dir = isboot_tests::TempDir::new("kldrun-root").expect("a scratch directory");
-        rootfs::build(&dir.0, 16).unwrap_or_else(|e| panic!("building the root disk: {e}"))
-    })
-}
 
 fn table(name: &str) -> ibft::Ibft {
     ibft::parse(&isboot_tests::fixtures::ibft(name))
@@ -46,7 +38,7 @@ fn target_opts(name: &str) -> TargetOpts {
     TargetOpts {
         portal: Some(SocketAddr::from((Ipv4Addr::new(10, 0, 2, 2), 3260))),
         iqn: tgt.name.clone().expect("a target name"),
-        ..TargetOpts::bytes(image().bytes.clone())
+        ..TargetOpts::bytes(rootfs::test_image().bytes.clone())
     }
 }
 
@@ -157,42 +149,21 @@ impl Done {
     }
 }
 
-fn assert_in_order(console: &str, wanted: &[&str]) {
-    let mut at = 0;
-    for w in wanted {
-        match console[at..].find(w) {
-            Some(i) => at += i + w.len(),
-            None => panic!("console lacks {w:?} (in order) in:\n{console}"),
-        }
-    }
-}
-
 /// Runs `f` in kldrun's namespace with the wire up and (unless `None`) tgtd serving.
 fn with_lab<T: Send + 'static>(
     target: Option<TargetOpts>,
     f: impl FnOnce(&Peer, Option<Arc<Mutex<Tgtd>>>) -> T + Send + 'static,
 ) -> T {
     let _ = isboot_ko(); // built outside the namespace's time budget
-    let _ = image();
-    isboot_tests::netns::run(move || {
-        let peer = Peer::start().expect("the peer's namespace");
-        lab::wire(&peer, NODE_IF, MAC, "tgt0", &["10.0.2.2/24"], &[])
-            .unwrap_or_else(|e| panic!("wiring: {e}"));
-        let tgtd = target.map(|opts| {
-            Arc::new(Mutex::new(peer.run(move || {
-                Tgtd::try_start(opts).unwrap_or_else(|e| panic!("{e}"))
-            })))
-        });
-        f(&peer, tgtd)
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
+    let _ = rootfs::test_image();
+    lab::with_target_host(NODE_IF, MAC, &["10.0.2.2/24"], &[], target, f)
 }
 
 /// The root entries makefs put on the image, as mountroot prints them.
 fn root_entries() -> String {
     let mut v: Vec<String> = rootfs::mountroot(
         &mut |off, len| {
-            let b = &image().bytes;
+            let b = &rootfs::test_image().bytes;
             Ok(b[off as usize..off as usize + len].to_vec())
         },
         512,
@@ -219,7 +190,7 @@ fn the_real_module_boots_to_a_mountable_root_on_da0p2() {
         let d = c.finish();
         eprintln!("{}", d.all()); // the transcript (cargo test -- --nocapture)
         assert_eq!(d.code, 0, "{}", d.all());
-        assert_in_order(
+        isboot_tests::assert_in_order(
             &d.stdout,
             &[
                 "isboot: boot interface isb0 (MAC 52:54:00:9a:bc:de, PCI 0:3:0)",
@@ -284,7 +255,7 @@ fn the_target_restarted_mid_workload_loses_nothing() {
         assert_eq!(d.code, 0, "{}", d.all());
         // The session broke under the workload and came back, and every byte read back is
         // what was written.
-        assert_in_order(
+        isboot_tests::assert_in_order(
             &d.stdout,
             &[
                 "mountroot: da0p2 ufs2 / = ",
@@ -308,7 +279,7 @@ fn the_target_down_at_load_is_a_bounded_wait_and_a_clear_line() {
         eprintln!("{}", d.all());
         assert_ne!(d.code, 0, "{}", d.all());
         assert!(d.has("Root mount waiting for: isboot"), "{}", d.all());
-        assert_in_order(
+        isboot_tests::assert_in_order(
             &d.stdout,
             &[
                 "isboot: isb0: added 10.0.2.15/24 from the iBFT",

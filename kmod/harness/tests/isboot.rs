@@ -13,6 +13,7 @@ mod common;
 use common::{isboot_ko, kldrun, scratch, Run};
 use isboot::host::{HostMemory, HostPlatform};
 use isboot::tree::{Parent, Step, SysctlTree, ROOTS};
+use isboot_tests::acpi::{seal as checksum_fix, table as acpi_table};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -253,25 +254,6 @@ fn table_in_low_memory_is_found_at_its_address() {
             run.all()
         );
     }
-}
-
-fn checksum_fix(table: &mut [u8], at: usize) {
-    table[at] = 0;
-    let sum = table.iter().fold(0u8, |a, &b| a.wrapping_add(b));
-    table[at] = 0u8.wrapping_sub(sum);
-}
-
-fn acpi_table(sig: &[u8; 4], body: &[u8]) -> Vec<u8> {
-    let mut t = vec![0u8; 36];
-    t[..4].copy_from_slice(sig);
-    t[8] = 1;
-    t[10..16].copy_from_slice(b"ISBOOT");
-    t[16..24].copy_from_slice(b"TESTTABL");
-    t.extend_from_slice(body);
-    let len = t.len() as u32;
-    t[4..8].copy_from_slice(&len.to_le_bytes());
-    checksum_fix(&mut t, 9);
-    t
 }
 
 #[test]

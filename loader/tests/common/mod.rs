@@ -33,10 +33,7 @@ pub const LABEL: &str = "isboot demo disk: FreeBSD root, GPT, UFS2 on p2";
 pub fn disk() -> Vec<u8> {
     static DISK: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     DISK.get_or_init(|| {
-        let dir = isboot_tests::TempDir::new("demo-disk").expect("a scratch directory");
-        let mut d = isboot_tests::rootfs::build(&dir.0, DISK_MIB as u64)
-            .unwrap_or_else(|e| panic!("building the demo disk: {e}"))
-            .bytes;
+        let mut d = isboot_tests::rootfs::test_image().bytes.clone();
         d[..LABEL.len()].copy_from_slice(LABEL.as_bytes());
         d
     })

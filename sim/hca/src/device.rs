@@ -1454,18 +1454,44 @@ impl Device {
         }
     }
 
+    /// What SW2HW_MPT, SW2HW_EQ and SW2HW_CQ check first: the object's number `n` lies within
+    /// the table INIT_HCA sized (2^`log_table`) and above the reserved entries (2^`log_rsvd`),
+    /// and the object is not already in hardware ownership (`owned`).
+    fn check_sw2hw(
+        &mut self,
+        obj: &str,
+        number: &str,
+        n: u32,
+        log_table: u32,
+        log_rsvd: u32,
+        owned: bool,
+    ) -> Result<(), u8> {
+        if u64::from(n) >= 1u64 << log_table.min(32) || u64::from(n) < 1u64 << log_rsvd.min(32) {
+            self.misuse(&format!("{number} outside the usable range"));
+            return Err(stat::BAD_INDEX);
+        }
+        if owned {
+            self.misuse(&format!(
+                "SW2HW_{obj}: the {obj} is already in hardware ownership"
+            ));
+            return Err(stat::BAD_RES_STATE);
+        }
+        Ok(())
+    }
+
     fn sw2hw_mpt(&mut self, index: u32, mem: &HostMem) -> Result<(), u8> {
         use prm::mpt::*;
         let b = self.read_mbox(mem, SIZE)?;
         let table = 1u32 << self.init.log_mpts.min(31);
-        if index < 1 << caps::LOG2_RSVD_MRWS || index >= table {
-            self.misuse("MPT index outside the usable range");
-            return Err(stat::BAD_INDEX);
-        }
-        if self.mpts.contains_key(&index) {
-            self.misuse("SW2HW_MPT on an MPT in hardware ownership");
-            return Err(stat::BAD_RES_STATE);
-        }
+        let owned = self.mpts.contains_key(&index);
+        self.check_sw2hw(
+            "MPT",
+            "MPT index",
+            index,
+            self.init.log_mpts,
+            caps::LOG2_RSVD_MRWS,
+            owned,
+        )?;
         self.icm_entry(
             "dMPT entry",
             self.init.dmpt + u64::from(index) * u64::from(caps::DMPT),
@@ -1540,14 +1566,15 @@ impl Device {
     fn sw2hw_eq(&mut self, eqn: u32, mem: &HostMem) -> Result<(), u8> {
         use prm::eqc::*;
         let b = self.read_mbox(mem, SIZE)?;
-        if eqn >= 1 << self.init.log_eqs || eqn < 1 << caps::LOG2_RSVD_EQS {
-            self.misuse("EQN outside the usable range");
-            return Err(stat::BAD_INDEX);
-        }
-        if self.eqs.contains_key(&eqn) {
-            self.misuse("SW2HW_EQ on an EQ in hardware ownership");
-            return Err(stat::BAD_RES_STATE);
-        }
+        let owned = self.eqs.contains_key(&eqn);
+        self.check_sw2hw(
+            "EQ",
+            "EQN",
+            eqn,
+            self.init.log_eqs,
+            caps::LOG2_RSVD_EQS,
+            owned,
+        )?;
         self.icm_entry(
             "EQ context",
             self.init.eqc + u64::from(eqn) * u64::from(caps::EQC),
@@ -1589,14 +1616,15 @@ impl Device {
     fn sw2hw_cq(&mut self, cqn: u32, mem: &HostMem) -> Result<(), u8> {
         use prm::cqc::*;
         let b = self.read_mbox(mem, SIZE)?;
-        if cqn >= 1 << self.init.log_cqs || cqn < 1 << caps::LOG2_RSVD_CQS {
-            self.misuse("CQN outside the usable range");
-            return Err(stat::BAD_INDEX);
-        }
-        if self.cqs.contains_key(&cqn) {
-            self.misuse("SW2HW_CQ on a CQ in hardware ownership");
-            return Err(stat::BAD_RES_STATE);
-        }
+        let owned = self.cqs.contains_key(&cqn);
+        self.check_sw2hw(
+            "CQ",
+            "CQN",
+            cqn,
+            self.init.log_cqs,
+            caps::LOG2_RSVD_CQS,
+            owned,
+        )?;
         self.icm_entry(
             "CQ context",
             self.init.cqc + u64::from(cqn) * u64::from(caps::CQC),
