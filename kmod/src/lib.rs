@@ -26,6 +26,7 @@ pub mod flow;
 pub mod host;
 #[cfg(feature = "std")]
 pub mod host_boot;
+pub mod iblink;
 pub mod netlink;
 pub mod platform;
 pub mod rtmsg;
