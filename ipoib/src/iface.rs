@@ -57,6 +57,34 @@ pub const BROADCAST_QKEY: u32 = 0x0000_0b1b;
 /// (RFC 4391 §5: 2044 on a 2K IB MTU).
 pub const MAX_IP_MTU: usize = 2044;
 
+/// Who runs ARP on the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArpMode {
+    /// The interface does: it answers requests for its address, resolves next hops itself
+    /// and hands received IPv4 packets to [`Interface::recv`] (the ROM, smoltcp hosts).
+    #[default]
+    Own,
+    /// The host's stack does (an ifnet whose kernel runs ARP with 20-byte addresses, as
+    /// FreeBSD's `if_infiniband.c` does): received IPv4 *and* ARP datagrams are handed to
+    /// [`Interface::recv_frame`] with their destination address, nothing is answered or
+    /// learnt, and a new address is not announced by [`Interface::set_ipv4`] (the kernel
+    /// announces it). [`Interface::announce`] still sends a gratuitous ARP on request (after
+    /// a move to another port, which the kernel does not see).
+    Host,
+}
+
+/// A datagram received in [`ArpMode::Host`]: where it was sent (our address for unicast; the
+/// group's, QPN 0xffffff and its MGID, for multicast), its EtherType and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RxFrame {
+    /// The destination address.
+    pub dst: HwAddr,
+    /// The EtherType of the IPoIB header.
+    pub ether_type: EtherType,
+    /// What follows the 4-byte IPoIB header.
+    pub payload: Vec<u8>,
+}
+
 /// Interface settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
@@ -86,6 +114,8 @@ pub struct Config {
     /// UD receive slots (the driver may give fewer: hermon clamps to 64, and
     /// [`Interface::max_rx_window`] trusts this number).
     pub recv_slots: u32,
+    /// Who runs ARP.
+    pub arp: ArpMode,
 }
 
 impl Default for Config {
@@ -104,6 +134,7 @@ impl Default for Config {
             rx_limit: 256,
             send_slots: 64,
             recv_slots: 64,
+            arp: ArpMode::Own,
         }
     }
 }
@@ -236,6 +267,7 @@ pub struct Interface {
     paths: PathCache,
     pending: VecDeque<Pending>,
     rx: VecDeque<Vec<u8>>,
+    frames: VecDeque<RxFrame>,
     in_flight: BTreeMap<u32, Gid>,
     stats: Stats,
     buf: Vec<u8>,
@@ -305,8 +337,15 @@ impl Interface {
         };
         let qkey = rec.qkey.get();
         let mtu = (mtu_bytes(rec.mtu()) - HEADER_LEN).min(MAX_IP_MTU);
+        // Nothing is left behind in the device when a step fails.
         let send_cq = dev.create_cq(cfg.send_slots.saturating_mul(2))?;
-        let recv_cq = dev.create_cq(cfg.recv_slots.saturating_mul(2))?;
+        let recv_cq = match dev.create_cq(cfg.recv_slots.saturating_mul(2)) {
+            Ok(cq) => cq,
+            Err(e) => {
+                let _ = dev.destroy_cq(send_cq);
+                return Err(e.into());
+            }
+        };
         let qp = dev.create_ud_qp(&UdQpAttr {
             port: cfg.port,
             send_cq,
@@ -314,9 +353,23 @@ impl Interface {
             send_slots: cfg.send_slots,
             recv_slots: cfg.recv_slots,
             qkey: Some(qkey),
-        })?;
-        dev.attach_mcast(qp, &hgid(&mgid))?;
-        let qpn = dev.qp_num(qp)?.0;
+        });
+        let attached = qp.and_then(|qp| {
+            dev.attach_mcast(qp, &hgid(&mgid))?;
+            Ok((qp, dev.qp_num(qp)?.0))
+        });
+        let (qp, qpn) = match attached {
+            Ok(q) => q,
+            Err(e) => {
+                if let Ok(qp) = qp {
+                    let _ = dev.detach_mcast(qp, &hgid(&mgid));
+                    let _ = dev.destroy_qp(qp);
+                }
+                let _ = dev.destroy_cq(send_cq);
+                let _ = dev.destroy_cq(recv_cq);
+                return Err(e.into());
+            }
+        };
         debug!(
             "ipoib: up on port {}: LID {:#x}, QPN {qpn:#x}, P_Key {pkey:#06x}, Q_Key {qkey:#x}, \
              MLID {:#x}, MTU {mtu}",
@@ -344,6 +397,7 @@ impl Interface {
             paths: PathCache::new(cfg.path),
             pending: VecDeque::new(),
             rx: VecDeque::new(),
+            frames: VecDeque::new(),
             in_flight: BTreeMap::new(),
             stats: Stats::default(),
             buf: vec![0u8; 4096],
@@ -358,6 +412,22 @@ impl Interface {
         dev.destroy_cq(self.send_cq)?;
         dev.destroy_cq(self.recv_cq)?;
         left.map_err(Error::from)
+    }
+
+    /// Destroys the QP and CQs without leaving the group through the SA: for a port that
+    /// went down (the SM dropped its memberships already, and an SA request could only time
+    /// out).
+    pub fn release(self, dev: &mut dyn Verbs) -> Result<(), Error> {
+        let _ = dev.detach_mcast(self.qp, &hgid(&self.mgid));
+        dev.destroy_qp(self.qp)?;
+        dev.destroy_cq(self.send_cq)?;
+        dev.destroy_cq(self.recv_cq)?;
+        Ok(())
+    }
+
+    /// Who runs ARP.
+    pub fn arp_mode(&self) -> ArpMode {
+        self.cfg.arp
     }
 
     /// Our link address (flags 0: datagram mode only).
@@ -444,11 +514,15 @@ impl Interface {
         self.gateway = gateway;
         if changed {
             self.neigh.flush();
-            self.announce(dev, now);
+            if self.cfg.arp == ArpMode::Own {
+                self.announce(dev, now);
+            }
         }
     }
 
-    fn announce(&mut self, dev: &mut dyn Verbs, now: Instant) {
+    /// Sends a gratuitous ARP for the configured address on the broadcast group (RFC 5227
+    /// §3's announcement: sender and target address both ours), if one is configured.
+    pub fn announce(&mut self, dev: &mut dyn Verbs, now: Instant) {
         if let Some((ip, _)) = self.ip {
             let r = arp::Repr::gratuitous(self.hw_addr(), ip);
             self.send_arp(dev, now, r, NextHop::Broadcast);
@@ -612,6 +686,12 @@ impl Interface {
         self.rx.pop_front()
     }
 
+    /// Takes the next received frame ([`ArpMode::Host`] only: IPv4 and ARP datagrams with
+    /// their destination address).
+    pub fn recv_frame(&mut self) -> Option<RxFrame> {
+        self.frames.pop_front()
+    }
+
     /// Puts a packet back at the end of the receive queue (for a caller that looked at
     /// everything received and keeps some packets for its IP stack).
     pub fn push_rx(&mut self, packet: Vec<u8>) {
@@ -736,6 +816,19 @@ impl Interface {
                 self.stats.rx_dropped += 1;
                 continue;
             };
+            if self.cfg.arp == ArpMode::Host {
+                let dst = match c.grh {
+                    // A datagram sent to a group carries the group's MGID in its GRH.
+                    Some((_, dgid)) if dgid.0[0] == 0xff => HwAddr {
+                        flags: 0,
+                        qpn: MULTICAST_QPN,
+                        gid: Gid(dgid.0),
+                    },
+                    _ => self.hw_addr(),
+                };
+                self.host_frame(dst, ty, payload, c.slid.0);
+                continue;
+            }
             match ty {
                 EtherType::IPV4 => {
                     self.stats.rx_ipv4 += 1;
@@ -760,6 +853,38 @@ impl Interface {
         }
         self.buf = buf;
         Ok(())
+    }
+
+    /// [`ArpMode::Host`]: hands IPv4 and ARP up untouched; an ARP sender's LID still tells
+    /// where the sender is now (its path is re-resolved when it moved).
+    fn host_frame(&mut self, dst: HwAddr, ty: EtherType, payload: &[u8], slid: u16) {
+        match ty {
+            EtherType::IPV4 => self.stats.rx_ipv4 += 1,
+            EtherType::ARP => {
+                self.stats.rx_arp += 1;
+                if let Ok(r) = arp::Repr::parse(payload) {
+                    if r.sender_hw.gid != self.hw_addr().gid
+                        && self.paths.observe(&r.sender_hw.gid, slid)
+                    {
+                        self.stats.path_stale += 1;
+                        debug!("ipoib: {} now at LID {slid:#x}: path stale", r.sender_ip);
+                    }
+                }
+            }
+            _ => {
+                self.stats.rx_dropped += 1;
+                return;
+            }
+        }
+        if self.frames.len() < self.cfg.rx_limit {
+            self.frames.push_back(RxFrame {
+                dst,
+                ether_type: ty,
+                payload: payload.to_vec(),
+            });
+        } else {
+            self.stats.rx_dropped += 1;
+        }
     }
 
     /// RFC 826's reception algorithm, with the path check: an ARP packet's sender GID arrived

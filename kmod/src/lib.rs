@@ -27,6 +27,7 @@ pub mod host;
 #[cfg(feature = "std")]
 pub mod host_boot;
 pub mod iblink;
+pub mod native;
 pub mod netlink;
 pub mod platform;
 pub mod rtmsg;
