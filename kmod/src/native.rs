@@ -675,3 +675,86 @@ impl Drop for NativeLink {
         self.shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ibft::identity::{mac_for, MacRule};
+
+    const G1: [u8; 8] = [0x00, 0x02, 0xc9, 0x03, 0x00, 0xab, 0x00, 0x11];
+    const G2: [u8; 8] = [0x00, 0x02, 0xc9, 0x03, 0x00, 0xab, 0x00, 0x12];
+    const PCI: PciAddress = PciAddress {
+        bus: 3,
+        device: 0,
+        function: 0,
+    };
+
+    fn nic(mac: ibft::MacAddr) -> Nic {
+        Nic {
+            mac,
+            pci: PCI,
+            ..Nic::default()
+        }
+    }
+
+    #[test]
+    fn the_boot_port_is_the_one_whose_guid_gives_the_nic_mac() {
+        let ports = [(1, G1), (2, G2)];
+        for (rule, guid, port) in [
+            (MacRule::GuidMask, G2, 2),
+            (MacRule::GuidMask, G1, 1),
+            (MacRule::MellanoxLegacy, G2, 2),
+        ] {
+            let mac = mac_for(rule, PortGuid(guid), None).unwrap();
+            assert_eq!(preferred_port(&nic(mac), PCI, &ports), Ok(port), "{rule:?}");
+        }
+        // A MAC no rule gives, on a two-port HCA: both ports fit the PCI address.
+        let other = ibft::MacAddr([0x02, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            preferred_port(&nic(other), PCI, &ports),
+            Err(MatchError::Ambiguous { candidates: 2 })
+        );
+        // One port at that address: the PCI address alone names it.
+        assert_eq!(preferred_port(&nic(other), PCI, &[(2, G2)]), Ok(2));
+    }
+
+    #[test]
+    fn data_rate_from_port_info() {
+        let mut pi = PortInfo::default();
+        pi.link_width_active = 2;
+        pi.link_speed_active_enabled = 0x41;
+        assert_eq!(data_rate(&pi), 32_000_000_000);
+        pi.link_speed_active_enabled = 0x11;
+        assert_eq!(data_rate(&pi), 8_000_000_000);
+        pi.link_width_active = 0x20;
+        assert_eq!(data_rate(&pi), 0);
+    }
+
+    #[test]
+    fn failures_name_the_port_and_the_reason() {
+        let e = NativeError::Ports(alloc::vec![
+            PortFailure {
+                port: 1,
+                error: iface::Error::Hca(hca::Error::PortNotActive {
+                    port: PortNum(1),
+                    state: PortState::DOWN,
+                }),
+            },
+            PortFailure {
+                port: 2,
+                error: iface::Error::PkeyNotInPortTable { pkey: 0x8001 },
+            },
+        ]);
+        let s = alloc::string::ToString::to_string(&e);
+        assert!(s.starts_with("port 1 stays DOWN: no physical link"), "{s}");
+        assert!(
+            s.contains("; port 2: P_Key 0x8001 is not in the port's P_Key table"),
+            "{s}"
+        );
+        assert_eq!(
+            e.port(2),
+            Some(iface::Error::PkeyNotInPortTable { pkey: 0x8001 })
+        );
+        assert_eq!(e.port(3), None);
+    }
+}
