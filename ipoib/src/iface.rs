@@ -255,6 +255,7 @@ pub struct Interface {
     mlid: Lid,
     qkey: u32,
     mcast_sl: u8,
+    group_mtu: u8,
     mtu: usize,
     send_cq: CqId,
     recv_cq: CqId,
@@ -385,6 +386,7 @@ impl Interface {
             mlid: rec.mlid(),
             qkey,
             mcast_sl: rec.sl(),
+            group_mtu: rec.mtu(),
             mtu,
             send_cq,
             recv_cq,
@@ -452,6 +454,19 @@ impl Interface {
     /// The IP MTU.
     pub fn mtu(&self) -> usize {
         self.mtu
+    }
+
+    /// The broadcast group's IB MTU in bytes, as the SA gave it (the IP MTU is 4 less, at
+    /// most [`MAX_IP_MTU`]).
+    pub fn ib_mtu(&self) -> usize {
+        mtu_bytes(self.group_mtu)
+    }
+
+    /// Sets the SA retries of later joins and leaves (the re-join after the port comes back,
+    /// [`Interface::down`]): a caller that polls from a context that must not wait long
+    /// shortens them after bring-up.
+    pub fn set_join_policy(&mut self, policy: RetryPolicy) {
+        self.cfg.join_policy = policy;
     }
 
     /// The partition's P_Key (full-member bit set).

@@ -6,8 +6,10 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use hca_sim::{HcaSpec, LinkId, Loss, NodeId, Sim, SimConfig, SmConfig};
-use ipoib::iface::{self, Error};
+use ipoib::iface::{self, ArpMode, Error};
 use ipoib::neigh::NeighConfig;
+use ipoib::wire::arp;
+use ipoib::wire::ipoib::{EtherType, HwAddr};
 use net_sim::IpHost;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{icmp, tcp};
@@ -536,4 +538,109 @@ fn a_node_told_to_create_the_missing_broadcast_group_does_and_a_second_joins_it(
         IpHost::up(&f.sim, f.nodes[0], plain),
         Err(net_sim::HostError::Ipoib(Error::NoBroadcastGroup { .. }))
     ));
+}
+
+#[test]
+fn in_host_arp_mode_arp_and_ipv4_are_handed_up_with_their_destination_and_nothing_is_answered() {
+    let f = fabric(SimConfig::default(), 2);
+    let mut a = host(&f, 0, A, iface::Config::default());
+    let hcfg = iface::Config {
+        arp: ArpMode::Host,
+        ..iface::Config::default()
+    };
+    let mut b = IpHost::up(&f.sim, f.nodes[1], hcfg).unwrap();
+    assert_eq!(b.ipoib.arp_mode(), ArpMode::Host);
+    assert_eq!(b.ipoib.ib_mtu(), 2048);
+    // A new address is not announced: the host's stack does that.
+    b.set_ipv4(B, 24, None);
+    assert_eq!(b.ipoib.stats().arp_requests, 0);
+    // A has a packet for B: its ARP request reaches B's host stack with the broadcast
+    // address, and B's interface does not answer it.
+    let packet = [
+        0x45, 0, 0, 24, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 10, 192, 0, 2, 20, 1, 2, 3, 4,
+    ];
+    let t = a.now();
+    a.ipoib.send_ipv4(&mut a.dev, t, &packet).unwrap();
+    let mut frames = Vec::new();
+    run(
+        &f.sim,
+        &mut [&mut a, &mut b],
+        Duration::from_millis(100),
+        |hs| {
+            while let Some(fr) = hs[1].ipoib.recv_frame() {
+                frames.push(fr);
+            }
+            false
+        },
+    );
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    let req = &frames[0];
+    assert_eq!(req.ether_type, EtherType::ARP);
+    assert_eq!(req.dst, HwAddr::broadcast(0xffff));
+    let r = arp::Repr::parse(&req.payload).unwrap();
+    assert_eq!((r.sender_ip, r.target_ip), (A, B));
+    assert_eq!(r.sender_hw, a.ipoib.hw_addr());
+    assert_eq!(b.ipoib.stats().arp_replies, 0);
+    assert_eq!(b.ipoib.neighbour(A), None, "nothing learnt either");
+    assert_eq!(a.ipoib.neighbour(B), None);
+    // The host's stack answers through send_frame; A's packet then arrives, to B's address,
+    // as a frame (not on the IPv4 queue).
+    let mut reply = vec![0u8; arp::PACKET_LEN];
+    r.reply_from(b.ipoib.hw_addr()).emit(&mut reply).unwrap();
+    let t = b.now();
+    b.ipoib
+        .send_frame(&mut b.dev, t, &r.sender_hw, EtherType::ARP, &reply)
+        .unwrap();
+    frames.clear();
+    run(
+        &f.sim,
+        &mut [&mut a, &mut b],
+        Duration::from_secs(1),
+        |hs| {
+            while let Some(fr) = hs[1].ipoib.recv_frame() {
+                frames.push(fr);
+            }
+            !frames.is_empty()
+        },
+    );
+    assert_eq!(a.ipoib.neighbour(B), Some(b.ipoib.hw_addr()));
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0].dst, b.ipoib.hw_addr());
+    assert_eq!(frames[0].ether_type, EtherType::IPV4);
+    assert_eq!(frames[0].payload, packet);
+    assert_eq!(b.ipoib.recv(), None);
+    // An explicit announcement is the one ARP it sends of its own.
+    let t = b.now();
+    b.ipoib.announce(&mut b.dev, t);
+    assert_eq!(b.ipoib.stats().arp_requests, 1);
+}
+
+#[test]
+fn a_bring_up_that_fails_after_the_join_leaves_no_queues_behind() {
+    let f = fabric(SimConfig::default(), 1);
+    let mut a = host(&f, 0, A, iface::Config::default());
+    let node = f.nodes[0];
+    // The port stays open; only the interface's QP and CQs come and go.
+    let cfg = iface::Config::default();
+    let again = iface::Interface::up(&mut a.dev, cfg).unwrap();
+    again.down(&mut a.dev).unwrap();
+    let pages = f.sim.dma_pages_in_use(node);
+    // The firmware refuses the QP's first transition (bad resource state).
+    f.sim.fail_next_command(
+        node,
+        hca_sim::prm::op::RST2INIT_QP,
+        hca_sim::prm::stat::BAD_RES_STATE,
+    );
+    let e = iface::Interface::up(&mut a.dev, cfg).unwrap_err();
+    assert!(
+        matches!(e, Error::Hca(hca::Error::Firmware { .. })),
+        "{e:?}"
+    );
+    assert_eq!(f.sim.dma_pages_in_use(node), pages, "CQs and QP freed");
+    // And the next try succeeds.
+    let ok = iface::Interface::up(&mut a.dev, cfg).unwrap();
+    assert!(f.sim.dma_pages_in_use(node) > pages);
+    ok.down(&mut a.dev).unwrap();
+    assert_eq!(f.sim.dma_pages_in_use(node), pages);
+    assert_eq!(f.sim.counters(node).misuse, 0);
 }

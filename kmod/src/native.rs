@@ -146,7 +146,11 @@ impl fmt::Display for NativeError {
 /// The port the iBFT's NIC describes, among the device's `(port, port GUID)` pairs at `pci`:
 /// the NIC's MAC matched against the addresses boot ROMs derive from each port GUID
 /// ([`ibft::identity`]), with its PCI address.
-pub fn preferred_port(nic: &Nic, pci: PciAddress, ports: &[(u8, [u8; 8])]) -> Result<u8, MatchError> {
+pub fn preferred_port(
+    nic: &Nic,
+    pci: PciAddress,
+    ports: &[(u8, [u8; 8])],
+) -> Result<u8, MatchError> {
     let list: Vec<IbPort> = ports
         .iter()
         .map(|&(port, guid)| IbPort {
@@ -312,7 +316,9 @@ impl NativeLink {
                 ..cfg.ipoib
             };
             match Interface::up(dev.as_mut(), icfg) {
-                Ok(iface) => {
+                Ok(mut iface) => {
+                    // From now on joins and leaves run inside `poll` and `shutdown`.
+                    iface.set_join_policy(cfg.failover_join);
                     let now = dev.now();
                     let mut link = NativeLink {
                         baud: read_rate(dev.as_mut(), PortNum(p)),
@@ -366,7 +372,7 @@ impl NativeLink {
         let (ib_mtu, qkey) = self
             .iface
             .as_ref()
-            .map_or((0, 0), |i| (i.mtu() + ipoib::wire::ipoib::HEADER_LEN, i.qkey()));
+            .map_or((0, 0), |i| (i.ib_mtu(), i.qkey()));
         format!(
             "isboot: IPoIB: port {} {what}: LID {:#x}, P_Key {:#06x}, Q_Key {qkey:#x}, IB MTU \
              {ib_mtu}, IP MTU {}, GID {}, QPN {:#08x}",

@@ -67,7 +67,10 @@ fn open(sim: &Sim, node: NodeId) -> Box<dyn hca::Verbs> {
 fn console() -> (Console, Box<dyn FnMut(&str)>) {
     let c: Console = Rc::default();
     let c2 = c.clone();
-    (c, Box::new(move |l: &str| c2.borrow_mut().push(l.to_string())))
+    (
+        c,
+        Box::new(move |l: &str| c2.borrow_mut().push(l.to_string())),
+    )
 }
 
 fn bed_with(cfg: SimConfig, port1: bool, ncfg: NativeConfig) -> Bed {
@@ -275,15 +278,18 @@ fn arp_goes_through_the_kernel_both_ways_and_the_link_answers_none() {
     let t = b.now();
     b.link.transmit(&arp_frame(&bc, &req), t).unwrap();
     assert!(b.run_until(Duration::from_secs(1), |b| b.peer_hw.is_some()));
-    let reply = b
-        .rx
-        .iter()
-        .find_map(|f| {
-            let (d, ty, p) = split(f);
-            (ty == 0x0806).then(|| (d, arp::Repr::parse(p).unwrap()))
-        })
-        .expect("the reply was handed up");
-    assert_eq!(reply.0, b.link.hwaddr(), "a unicast frame carries our address");
+    let reply =
+        b.rx.iter()
+            .find_map(|f| {
+                let (d, ty, p) = split(f);
+                (ty == 0x0806).then(|| (d, arp::Repr::parse(p).unwrap()))
+            })
+            .expect("the reply was handed up");
+    assert_eq!(
+        reply.0,
+        b.link.hwaddr(),
+        "a unicast frame carries our address"
+    );
     assert_eq!(reply.1.operation, Operation::REPLY);
     assert_eq!(reply.1.sender_ip, PEER);
     assert_eq!(reply.1.sender_hw, b.peer.ipoib.hw_addr());
@@ -303,9 +309,16 @@ fn arp_goes_through_the_kernel_both_ways_and_the_link_answers_none() {
     assert!(b.run_until(Duration::from_millis(100), |b| !b.rx.is_empty()));
     assert_eq!(b.rx.len(), 1);
     let (d, ty, p) = split(&b.rx[0]);
-    assert_eq!((d, ty), (bc, 0x0806), "a broadcast frame carries the broadcast address");
+    assert_eq!(
+        (d, ty),
+        (bc, 0x0806),
+        "a broadcast frame carries the broadcast address"
+    );
     let r = arp::Repr::parse(p).unwrap();
-    assert_eq!((r.operation, r.sender_ip, r.target_ip), (Operation::REQUEST, PEER, US));
+    assert_eq!(
+        (r.operation, r.sender_ip, r.target_ip),
+        (Operation::REQUEST, PEER, US)
+    );
     b.run_until(Duration::from_millis(200), |_| false);
     assert_eq!(b.peer.ipoib.neighbour(US), None, "nobody answered");
     let st = b.link.ipoib_stats().unwrap();
@@ -395,14 +408,23 @@ fn a_missing_p_key_is_a_typed_error_and_the_device_is_closed() {
         e.port(1),
         Some(iface::Error::PkeyNotInPortTable { pkey: 0x8001 })
     );
-    let NativeError::Ports(v) = &e else { panic!("{e:?}") };
-    assert_eq!(v.iter().map(|p| p.port).collect::<Vec<_>>(), [2, 1], "port 2 first");
+    let NativeError::Ports(v) = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(
+        v.iter().map(|p| p.port).collect::<Vec<_>>(),
+        [2, 1],
+        "port 2 first"
+    );
     let s = e.to_string();
     assert!(
         s.starts_with("port 2: P_Key 0x8001 is not in the port's P_Key table"),
         "{s}"
     );
-    assert!(console.borrow().iter().any(|l| l.contains("no port came up")));
+    assert!(console
+        .borrow()
+        .iter()
+        .any(|l| l.contains("no port came up")));
     // Closed: no DMA memory left, no misuse, nothing asked of the SA.
     assert_eq!(sim.dma_pages_in_use(node), 0);
     assert_eq!(sim.counters(node).misuse, 0);
@@ -422,7 +444,8 @@ fn shutdown_leaves_the_group_and_closes_the_device() {
     assert_eq!(b.sim.counters(b.node).misuse, 0);
     let t = b.now();
     assert_eq!(
-        b.link.transmit(&frame(&[0; 20], 0x0800, &echo_request(1)), t),
+        b.link
+            .transmit(&frame(&[0; 20], 0x0800, &echo_request(1)), t),
         Err(TxError::BadFrame)
     );
     let bc = b.link.broadcast();
@@ -431,7 +454,11 @@ fn shutdown_leaves_the_group_and_closes_the_device() {
         Err(TxError::LinkDown)
     );
     b.step();
-    assert!(b.console.borrow().iter().any(|l| l.contains("device closed")));
+    assert!(b
+        .console
+        .borrow()
+        .iter()
+        .any(|l| l.contains("device closed")));
 }
 
 #[test]
@@ -441,16 +468,25 @@ fn losing_the_active_port_moves_the_interface_and_the_peer_follows() {
     let old = b.link.hwaddr();
     assert_eq!(b.peer.ipoib.neighbour(US), Some(HwAddr::from_bytes(&old)));
     // Cut port 1 while pings flow.
-    b.sim.set_link(b.cables[0].unwrap(), false, Duration::from_millis(3));
+    b.sim
+        .set_link(b.cables[0].unwrap(), false, Duration::from_millis(3));
     let cut = b.sim.now() + Duration::from_millis(3);
     let mut seq = 2;
-    while !b.events.iter().any(|e| matches!(e, LinkEvent::Moved { .. })) {
+    while !b
+        .events
+        .iter()
+        .any(|e| matches!(e, LinkEvent::Moved { .. }))
+    {
         seq += 1;
         b.ping(seq, Duration::from_millis(20));
         assert!(seq < 50, "no move: {:?}", b.console.borrow());
     }
     let moved_at = b.sim.now();
-    assert!(moved_at - cut < Duration::from_millis(100), "{:?}", moved_at - cut);
+    assert!(
+        moved_at - cut < Duration::from_millis(100),
+        "{:?}",
+        moved_at - cut
+    );
     let Some(&LinkEvent::Moved { from, to, hwaddr }) = b
         .events
         .iter()
@@ -462,14 +498,26 @@ fn losing_the_active_port_moves_the_interface_and_the_peer_follows() {
     assert_eq!(hwaddr, b.link.hwaddr());
     assert_ne!(hwaddr, old);
     assert_eq!(b.link.port(), 2);
-    assert!(!b.events.contains(&LinkEvent::Down), "another port was ready: no Down");
+    assert!(
+        !b.events.contains(&LinkEvent::Down),
+        "another port was ready: no Down"
+    );
     let c = b.console.borrow().join("\n");
-    assert!(c.contains("port 2 now carries the interface (port 1 went down)"), "{c}");
+    assert!(
+        c.contains("port 2 now carries the interface (port 1 went down)"),
+        "{c}"
+    );
     // The gratuitous ARP reached the peer: its neighbour entry names the new GID and QPN.
-    assert!(b.run_until(Duration::from_millis(50), |b| b.peer.ipoib.neighbour(US)
-        == Some(HwAddr::from_bytes(&hwaddr))));
+    assert!(
+        b.run_until(Duration::from_millis(50), |b| b.peer.ipoib.neighbour(US)
+            == Some(HwAddr::from_bytes(&hwaddr)))
+    );
     // Traffic resumes with the same address; the kernel's entry for the peer still holds.
-    assert!(b.ping(100, Duration::from_secs(1)), "{:?}", b.link.ipoib_stats());
+    assert!(
+        b.ping(100, Duration::from_secs(1)),
+        "{:?}",
+        b.link.ipoib_stats()
+    );
     assert_eq!(b.link.ipoib_stats().unwrap().arp_requests, 1);
     // RFC 5227's second announcement, 2 s later.
     b.run_until(Duration::from_millis(2100), |_| false);
@@ -481,7 +529,8 @@ fn losing_the_active_port_moves_the_interface_and_the_peer_follows() {
     assert!(b.run_until(Duration::from_millis(50), |b| b.events == [LinkEvent::Down]));
     let t = b.now();
     assert_eq!(
-        b.link.transmit(&frame(&b.peer_hw.unwrap(), 0x0800, &echo_request(7)), t),
+        b.link
+            .transmit(&frame(&b.peer_hw.unwrap(), 0x0800, &echo_request(7)), t),
         Err(TxError::LinkDown)
     );
     let checks = b.link.stats().port_checks;
@@ -513,7 +562,9 @@ fn the_same_port_coming_back_is_up_again() {
     b.sim.set_link(l2, false, Duration::ZERO);
     assert!(b.run_until(Duration::from_millis(50), |b| b.events == [LinkEvent::Down]));
     b.sim.set_link(l2, true, Duration::from_millis(300));
-    assert!(b.run_until(Duration::from_secs(2), |b| b.events.contains(&LinkEvent::Up)));
+    assert!(b.run_until(Duration::from_secs(2), |b| b
+        .events
+        .contains(&LinkEvent::Up)));
     assert_eq!(b.link.port(), 2);
     assert!(b.ping(2, Duration::from_secs(1)));
 }
@@ -529,7 +580,11 @@ fn a_lid_change_is_reported_and_traffic_resumes() {
         .contains(&LinkEvent::LidChanged { lid: 0x40 })));
     assert_ne!(old, 0x40);
     assert_eq!(b.link.lid(), 0x40);
-    assert!(b.ping(2, Duration::from_secs(2)), "{:?}", b.link.ipoib_stats());
+    assert!(
+        b.ping(2, Duration::from_secs(2)),
+        "{:?}",
+        b.link.ipoib_stats()
+    );
     assert!(b
         .console
         .borrow()
