@@ -7,7 +7,8 @@
 //!   FlexBoot's, and today's iPXE's Ethernet-style one). The `iscsi:` root path a lease
 //!   carries (RFC 4173) is parsed by `iscsi_initiator::rootpath`.
 //!
-//! - [`iface`]: the IPoIB interface over the HCA verbs (bring-up, ARP, routing to a next hop,
+//! - [`iface`]: the IPoIB interface over the HCA verbs (bring-up, ARP — its own, or passed to
+//!   the host's stack in [`iface::ArpMode::Host`] — routing to a next hop,
 //!   the pending queue), on the caches in [`neigh`] (neighbours with expiry, path records with
 //!   retries);
 //! - `phy` (feature `smoltcp`): smoltcp's `phy::Device` in `Medium::Ip` over that interface;

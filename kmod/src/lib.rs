@@ -11,6 +11,10 @@
 //! and synthetic memory images) and, with the `freebsd` feature, `freebsd::FreeBsd` over the
 //! `kernel-bindings` crate, entered from the C shim through `isboot_modevent`.
 //!
+//! The module's own IPoIB link is [`native::NativeLink`]: the HCA the boot ROM used, through
+//! the `hca` verbs and `ipoib`'s interface, behind the [`iblink::IbLink`] seam its ifnet uses
+//! (bring-up in the boot ROM's port order, runtime failover to the other port).
+//!
 //! The crate is `no_std` + `alloc` and never panics on table bytes.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]

@@ -164,6 +164,10 @@ pub fn preferred_port(
     list.get(m.index).map(|p| p.port).ok_or(MatchError::NoPort)
 }
 
+/// Where console lines go (the kernel's `printf`, a test's buffer): one line per call, without
+/// its newline.
+pub type Say = Box<dyn FnMut(&str)>;
+
 /// Counters of the link (the interface's own are in [`NativeLink::ipoib_stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NativeStats {
@@ -191,7 +195,7 @@ pub struct NativeLink {
     dev: Option<Box<dyn Verbs>>,
     iface: Option<Interface>,
     cfg: NativeConfig,
-    say: Box<dyn FnMut(&str)>,
+    say: Say,
     port: u8,
     pkey: u16,
     hwaddr: IbHwAddr,
@@ -257,26 +261,13 @@ fn prefix_of(gid: &hca::wire::Gid) -> [u8; 8] {
     p
 }
 
-fn hex_gid(g: &[u8; 16]) -> String {
-    let mut s = String::new();
-    for (i, pair) in g.chunks(2).enumerate() {
-        if i > 0 {
-            s.push(':');
-        }
-        for b in pair {
-            s.push_str(&format!("{b:02x}"));
-        }
-    }
-    s
-}
-
 impl NativeLink {
     /// Brings the link up on `dev` (opened by the caller): see the module docs. `say` gets one
     /// console line per step now and for every change later. On error the device is closed.
     pub fn up(
         mut dev: Box<dyn Verbs>,
         cfg: NativeConfig,
-        mut say: Box<dyn FnMut(&str)>,
+        mut say: Say,
     ) -> Result<NativeLink, NativeError> {
         let n = dev.num_ports();
         if n == 0 {
@@ -380,7 +371,7 @@ impl NativeLink {
             self.lid,
             self.pkey,
             self.mtu,
-            hex_gid(&HwAddr::from_bytes(&self.hwaddr).gid.0),
+            HwAddr::from_bytes(&self.hwaddr).gid,
             HwAddr::from_bytes(&self.hwaddr).qpn
         )
     }
@@ -581,12 +572,9 @@ impl IbLink for NativeLink {
         }
         let link_up = iface.link_up();
         let lid = iface.port_attr().lid.0;
-        if link_up {
-            if let Some(t) = self.reannounce_at.filter(|&t| t <= now) {
-                let _ = t;
-                iface.announce(dev.as_mut(), now);
-                self.reannounce_at = None;
-            }
+        if link_up && self.reannounce_at.is_some_and(|t| t <= now) {
+            iface.announce(dev.as_mut(), now);
+            self.reannounce_at = None;
         }
         self.hand_up(rx);
         if link_up {
@@ -726,9 +714,11 @@ mod tests {
 
     #[test]
     fn data_rate_from_port_info() {
-        let mut pi = PortInfo::default();
-        pi.link_width_active = 2;
-        pi.link_speed_active_enabled = 0x41;
+        let mut pi = PortInfo {
+            link_width_active: 2,
+            link_speed_active_enabled: 0x41,
+            ..PortInfo::default()
+        };
         assert_eq!(data_rate(&pi), 32_000_000_000);
         pi.link_speed_active_enabled = 0x11;
         assert_eq!(data_rate(&pi), 8_000_000_000);

@@ -16,7 +16,7 @@ use ipoib::iface;
 use ipoib::wire::arp::{self, Operation};
 use ipoib::wire::ipoib::HwAddr;
 use isboot::iblink::{IbLink, LinkEvent, TxError, IB_HDR_LEN};
-use isboot::native::{NativeConfig, NativeError, NativeLink};
+use isboot::native::{NativeConfig, NativeError, NativeLink, Say};
 use net_sim::IpHost;
 
 const US: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
@@ -64,7 +64,7 @@ fn open(sim: &Sim, node: NodeId) -> Box<dyn hca::Verbs> {
     Box::new(Hermon::open(sim.hal(node), HermonConfig::default()).expect("HCA opens"))
 }
 
-fn console() -> (Console, Box<dyn FnMut(&str)>) {
+fn console() -> (Console, Say) {
     let c: Console = Rc::default();
     let c2 = c.clone();
     (
