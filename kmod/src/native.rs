@@ -164,6 +164,14 @@ pub fn preferred_port(
     list.get(m.index).map(|p| p.port).ok_or(MatchError::NoPort)
 }
 
+/// The device's `(port, port GUID)` pairs, for [`preferred_port`] (PortInfo and GUIDInfo read
+/// through the device's own agent; a port that cannot be read is left out).
+pub fn port_guids(dev: &mut dyn Verbs) -> Vec<(u8, [u8; 8])> {
+    (1..=dev.num_ports())
+        .filter_map(|p| dev.query_port(PortNum(p)).ok().map(|a| (p, a.port_guid.0)))
+        .collect()
+}
+
 /// Where console lines go (the kernel's `printf`, a test's buffer): one line per call, without
 /// its newline.
 pub type Say = Box<dyn FnMut(&str)>;

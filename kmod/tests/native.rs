@@ -665,3 +665,45 @@ fn malformed_frames_are_refused_without_panicking() {
     // And the link still works.
     assert!(b.ping(9, Duration::from_secs(1)));
 }
+
+#[test]
+fn the_port_the_ibft_nic_names_is_tried_first() {
+    use ibft::identity::{mac_for, MacRule, PortGuid};
+    use isboot::native::{port_guids, preferred_port};
+    let (sim, node, _cables, _peer) = fabric(SimConfig::default(), true);
+    let mut dev = open(&sim, node);
+    let guids = port_guids(dev.as_mut());
+    assert_eq!(guids.len(), 2);
+    assert_eq!(guids[0].0, 1);
+    assert_eq!(guids[1].0, 2);
+    assert_ne!(guids[0].1, guids[1].1);
+    // The ROM booted from port 2 and wrote iPXE's GUID-derived MAC of it into the NIC.
+    let pci = ibft::PciAddress {
+        bus: 3,
+        device: 0,
+        function: 0,
+    };
+    let nic = ibft::Nic {
+        mac: mac_for(MacRule::GuidMask, PortGuid(guids[1].1), None).unwrap(),
+        pci,
+        ..ibft::Nic::default()
+    };
+    let port = preferred_port(&nic, pci, &guids).unwrap();
+    assert_eq!(port, 2);
+    let (console, say) = console();
+    let link = NativeLink::up(
+        dev,
+        NativeConfig {
+            preferred_port: Some(port),
+            ..NativeConfig::default()
+        },
+        say,
+    )
+    .unwrap();
+    assert_eq!(
+        link.port(),
+        2,
+        "both ports are ACTIVE: the preferred one wins"
+    );
+    assert!(console.borrow()[0].contains("port 2: waiting"));
+}
