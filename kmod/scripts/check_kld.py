@@ -352,6 +352,8 @@ HEADERS = [
     "vm/vm.h", "vm/pmap.h", "machine/pmap.h",
     # the boot thread (kmod/shim/isboot_boot.c)
     "net/if.h", "net/if_var.h", "net/route.h", "netinet/in.h", "geom/geom.h",
+    # the IPoIB interface (kmod/src/freebsd_ifnet.rs)
+    "sys/mbuf.h", "net/if_types.h", "net/infiniband.h", "netinet/if_ether.h",
     "cam/cam.h", "cam/cam_ccb.h",
     "cam/cam_sim.h", "cam/cam_xpt.h", "cam/cam_xpt_sim.h", "cam/cam_periph.h",
 ]

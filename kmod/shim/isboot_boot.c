@@ -37,9 +37,12 @@
 
 #include <net/if.h>
 #include <net/if_var.h>
+#include <net/if_types.h>
+#include <net/infiniband.h>
 #include <net/route.h>
 #include <netinet/in.h>
 #include <netinet/in_var.h>
+#include <netinet/if_ether.h>
 #include <netinet/tcp.h>
 #include <netinet/tcp_fsm.h>
 #include <netlink/netlink.h>
