@@ -39,7 +39,7 @@ use core::fmt::{self, Write};
 use core::net::Ipv4Addr;
 use core::pin::Pin;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use core::time::Duration;
 
 use clock::Instant;
@@ -55,6 +55,7 @@ use kernel_bindings::sync::Mutex;
 
 use crate::freebsd_boot::{bintime_nanos, sbt};
 use crate::iblink::{IbHwAddr, IbLink, LinkEvent, TxError, IB_ADDR_LEN, IB_HDR_LEN};
+use crate::iblink_loop::LoopbackLink;
 
 /// Frames one poll may hand up; more in one poll are dropped (counted as `iqdrops`).
 pub const RX_BATCH: usize = 32;
@@ -66,6 +67,7 @@ const STOP_WAIT: Duration = Duration::from_secs(2);
 const POLL_PERIOD: Duration = Duration::from_millis(1);
 
 const EINVAL: c_int = 22;
+const EBUSY: c_int = 16;
 const ENXIO: c_int = 6;
 const EIO: c_int = 5;
 const EMSGSIZE: c_int = 40;
@@ -380,6 +382,15 @@ struct RxBuf {
 unsafe extern "C" fn poll_main(arg: *mut c_void) {
     // SAFETY: the softc `attach` handed this thread; it outlives the thread (detach waits).
     let sc = unsafe { &*arg.cast::<Softc>() };
+    // The buffers are dropped inside: kthread_exit does not return.
+    poll_loop(sc);
+    sc.exited.store(true, Ordering::Release);
+    // SAFETY: the end of a kernel thread; nothing of its Rust state is alive after this.
+    unsafe { ffi::kthread_exit() }
+}
+
+/// Polls the link until `stop`.
+fn poll_loop(sc: &Softc) {
     let slot = IB_HDR_LEN + sc.ip_mtu as usize;
     let mut rx = RxBuf {
         data: vec![0u8; slot * RX_BATCH],
@@ -435,9 +446,6 @@ unsafe extern "C" fn poll_main(arg: *mut c_void) {
             pause(wait);
         }
     }
-    sc.exited.store(true, Ordering::Release);
-    // SAFETY: the end of a kernel thread; nothing of its Rust state is alive after this.
-    unsafe { ffi::kthread_exit() }
 }
 
 /// Hands the frames of one poll up (`m_devget` + `if_input`) and counts them.
@@ -657,8 +665,62 @@ unsafe extern "C" fn if_ioctl(ifp: *mut IfNet, cmd: c_ulong, data: *mut c_char) 
     }
 }
 
-/// The module's IPoIB interface name (`isbib0`, `isbib1`, ...).
-pub const IF_NAME: &CStr = c"isbib";
+/// The base name of the module's IPoIB interfaces (`isbib0`, `isbib1`, ...).
+pub const IF_NAME: &str = "isbib";
+
+/// The tunable naming the peer address of the diagnostic loopback interface.
+pub const LOOPBACK_TUNABLE: &CStr = c"net.isboot.ipoib_loopback";
+
+/// The diagnostic interface's softc (null when there is none).
+static LOOPBACK: AtomicPtr<Softc> = AtomicPtr::new(ptr::null_mut());
+
+/// At `MOD_LOAD`: with `net.isboot.ipoib_loopback=<IPv4 address>` set, attaches `isbib0` over
+/// a [`LoopbackLink`] whose peer owns that address — the kernel side of the IPoIB interface,
+/// checked without an HCA (`ifconfig isbib0 inet 10.77.0.1/24; ping 10.77.0.2`). Says why
+/// when it cannot.
+pub fn loopback_load() {
+    let mut buf = [0u8; 32];
+    let Some(v) = kernel_bindings::tunable::fetch_str(LOOPBACK_TUNABLE, &mut buf) else {
+        return;
+    };
+    let Some(peer) = core::str::from_utf8(v)
+        .ok()
+        .and_then(|t| t.parse::<Ipv4Addr>().ok())
+    else {
+        console(format_args!(
+            "isboot: {}: not an IPv4 address; no loopback interface",
+            LOOPBACK_TUNABLE.to_str().unwrap_or("")
+        ));
+        return;
+    };
+    match attach(Box::new(LoopbackLink::new(peer)), IF_NAME, 0) {
+        Ok(h) => {
+            console(format_args!(
+                "{}: loopback link, peer {peer} (diagnostic: no HCA)",
+                h.name()
+            ));
+            LOOPBACK.store(h.sc, Ordering::Release);
+        }
+        Err(e) => console(format_args!("isboot: no loopback interface: {e}")),
+    }
+}
+
+/// At `MOD_UNLOAD`: detaches the diagnostic interface, if any; `EBUSY` if its thread would
+/// not stop (the interface stays).
+pub fn loopback_unload() -> c_int {
+    let sc = LOOPBACK.swap(ptr::null_mut(), Ordering::AcqRel);
+    if sc.is_null() {
+        return 0;
+    }
+    match detach(IfHandle { sc }) {
+        Ok(()) => 0,
+        Err((h, e)) => {
+            console(format_args!("{}: {e}; not unloading", h.name()));
+            LOOPBACK.store(h.sc, Ordering::Release);
+            EBUSY
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -27,6 +27,7 @@ pub mod host;
 #[cfg(feature = "std")]
 pub mod host_boot;
 pub mod iblink;
+pub mod iblink_loop;
 pub mod netlink;
 pub mod platform;
 pub mod rtmsg;

@@ -35,6 +35,10 @@ extern "C" {
     /// `int getenv_uint(const char *name, unsigned int *data);` (sys/systm.h)
     pub fn getenv_uint(name: *const c_char, data: *mut u32) -> c_int;
 
+    /// `int getenv_string(const char *name, char *data, int size);` (sys/systm.h): non-zero
+    /// if found; the value is copied NUL-terminated (truncated to `size`).
+    pub fn getenv_string(name: *const c_char, data: *mut c_char, size: c_int) -> c_int;
+
     /// `int getenv_quad(const char *name, quad_t *data);` (sys/systm.h): accepts `0x` hex and
     /// k/m/g/t suffixes.
     pub fn getenv_quad(name: *const c_char, data: *mut i64) -> c_int;

@@ -4,11 +4,17 @@
 //! 10.77.0.2 and echoes pings). kldrun runs in a fresh network namespace; Linux gets an
 //! address on the TUN and pings the peer through kldrun's ARP, framing, mbuf chains and
 //! `if_input`. Needs root (CI is root).
+//!
+//! The real `isboot.ko` is driven the same way: with `net.isboot.ipoib_loopback` set it
+//! attaches its own IPoIB interface (`kmod/src/freebsd_ifnet.rs`) over a software link whose
+//! peer lives in the module (`kmod/src/iblink_loop.rs`), and Linux pings that peer through
+//! the module's ifnet, poll thread and mbuf handling.
 
 mod common;
 
-use common::selftest_ko;
+use common::{isboot_ko, kldrun, selftest_ko};
 use std::io::Read;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,13 +39,9 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn spawn(mode: &str, wait: bool) -> Child {
-    let ko = selftest_ko();
+fn spawn(ko: &Path, tunable: &str, wait: bool) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kldrun"));
-    cmd.arg("--tunable")
-        .arg(format!("kldrun.selftest={mode}"))
-        .arg("--timeout")
-        .arg("60");
+    cmd.arg("--tunable").arg(tunable).arg("--timeout").arg("60");
     if wait {
         cmd.arg("--wait-stdin");
     }
@@ -166,7 +168,7 @@ fn udp(dst: &str, port: u16) {
 #[test]
 fn linux_pings_a_peer_through_the_ipoib_interface_and_its_tun() {
     let r = isboot_tests::netns::run(|| {
-        let child = spawn("ifnet", true);
+        let child = spawn(&selftest_ko(), "kldrun.selftest=ifnet", true);
         wait_for("the TUN isbib0", Duration::from_secs(10), || {
             link("isbib0").is_some()
         });
@@ -220,7 +222,7 @@ fn linux_pings_a_peer_through_the_ipoib_interface_and_its_tun() {
 #[test]
 fn an_interface_never_detached_is_a_leak_and_its_tun_is_closed() {
     let r = isboot_tests::netns::run(|| {
-        let child = spawn("ifnet-leak", false);
+        let child = spawn(&selftest_ko(), "kldrun.selftest=ifnet-leak", false);
         let (code, out, err) = finish(child);
         (code, out, err, link("isbib0").is_none())
     })
@@ -237,4 +239,69 @@ fn an_interface_never_detached_is_a_leak_and_its_tun_is_closed() {
         "{all}"
     );
     assert!(gone, "{all}");
+}
+
+#[test]
+fn isboot_ko_carries_pings_over_its_own_ipoib_interface() {
+    let r = isboot_tests::netns::run(|| {
+        let child = spawn(&isboot_ko(), "net.isboot.ipoib_loopback=10.77.0.2", true);
+        wait_for("the TUN isbib0", Duration::from_secs(10), || {
+            link("isbib0").is_some()
+        });
+        let l = link("isbib0").unwrap();
+        assert!(l.contains("mtu 2044"), "the TUN has the link's IP MTU: {l}");
+        assert!(ip(&["addr", "add", "10.77.0.1/24", "dev", "isbib0"]).0);
+        assert!(ip(&["link", "set", "isbib0", "up"]).0);
+        wait_for("carrier on isbib0", Duration::from_secs(5), || {
+            link("isbib0").is_some_and(|l| l.contains("LOWER_UP"))
+        });
+        let before = ping([10, 77, 0, 2], 3);
+        // Failover to port 2: the interface keeps carrying traffic.
+        udp("10.77.0.2", 10);
+        std::thread::sleep(Duration::from_millis(200));
+        let after = ping([10, 77, 0, 2], 2);
+        // The link goes down: the TUN loses its carrier.
+        udp("10.77.0.2", 9);
+        wait_for("NO-CARRIER on isbib0", Duration::from_secs(5), || {
+            link("isbib0").is_some_and(|l| l.contains("NO-CARRIER"))
+        });
+        let (code, out, err) = finish(child);
+        (before, after, code, out, err, link("isbib0").is_none())
+    })
+    .expect("a network namespace (root)");
+    let (before, after, code, out, err, gone) = r;
+    let all = format!("{out}\n{err}");
+    assert_eq!((before, after), (3, 2), "{all}");
+    assert_eq!(code, 0, "{all}");
+    isboot_tests::assert_in_order(
+        &out,
+        &[
+            "isbib0: link state changed to UP",
+            "isbib0: IPoIB interface on port 1, MTU 2044, gid \
+             fe80:0000:0000:0000:0002:c903:00ab:cd01",
+            "isbib0: loopback link, peer 10.77.0.2 (diagnostic: no HCA)",
+            "isbib0: port 1 down, moved to port 2 (gid fe80:0000:0000:0000:0002:c903:00ab:cd02)",
+            "isbib0: link state changed to DOWN",
+            "isbib0: link down",
+            "isbib0: detached",
+        ],
+    );
+    assert!(err.contains("kldrun: leak check: clean"), "{all}");
+    assert!(gone, "the TUN goes with the interface: {all}");
+}
+
+#[test]
+fn isboot_ko_says_why_a_bad_loopback_tunable_gets_no_interface() {
+    let ko = isboot_ko().display().to_string();
+    let run = kldrun(&["--tunable", "net.isboot.ipoib_loopback=10.77.0", &ko]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains(
+            "isboot: net.isboot.ipoib_loopback: not an IPv4 address; no loopback interface"
+        ),
+        "{}",
+        run.all()
+    );
+    assert!(!run.stdout.contains("isbib0"), "{}", run.all());
+    assert!(run.clean(), "{}", run.all());
 }

@@ -656,7 +656,7 @@ fn with_sock<T>(f: impl FnOnce(i32) -> T) -> std::io::Result<T> {
 fn linux_set_mtu(name: &str, mtu: i32) -> std::io::Result<()> {
     let mut r = ifreq(name);
     r.ifr_ifru.ifru_mtu = mtu;
-    let rc = with_sock(|s| {
+    with_sock(|s| {
         // SAFETY: SIOCSIFMTU with a valid ifreq.
         let rc = unsafe { libc::ioctl(s, libc::SIOCSIFMTU, &r) };
         if rc < 0 {
@@ -664,8 +664,7 @@ fn linux_set_mtu(name: &str, mtu: i32) -> std::io::Result<()> {
         } else {
             Ok(())
         }
-    })?;
-    rc
+    })?
 }
 
 fn linux_up(name: &str) -> bool {
