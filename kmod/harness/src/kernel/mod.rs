@@ -545,8 +545,9 @@ fn depend(md: &Metadata) -> Result<(), String> {
             mem::read::<i32>(md.data + 8),
         )
     };
-    // Modules the emulated kernel has compiled in (GENERIC: `device scbus`, `options NETLINK`).
-    if matches!(md.cval.as_str(), "cam" | "netlink") {
+    // Modules the emulated kernel provides (GENERIC: `device scbus`, `options NETLINK`; the
+    // InfiniBand link layer, if_infiniband, as if its module were loaded).
+    if matches!(md.cval.as_str(), "cam" | "netlink" | "if_infiniband") {
         if min > 1 || max < 1 {
             return Err(format!(
                 "depends on module {} ({min}..{max}); kldrun provides version 1",
