@@ -13,8 +13,8 @@
 //!   [`IbLink::transmit`] called under the link's mutex. Nothing is allocated per packet.
 //! - **receive**: a kernel thread polls the link every millisecond (sooner when
 //!   [`IbLink::poll_at`] asks), copying received frames into its own buffers while it holds
-//!   the mutex, then, without it, hands each up with `m_devget` (which sets `rcvif` and the
-//!   packet length) and `if_input`. The mutex is never held across `if_input`: the stack may
+//!   the mutex, then, without it, reports the poll's link events and hands each frame up
+//!   with `m_devget` (which sets `rcvif` and the packet length) and `if_input`. The mutex is never held across `if_input`: the stack may
 //!   answer at once (an ARP reply) through `if_transmit`, which takes it.
 //! - **link events**: `Up`/`Down` → `if_link_state_change` and one console line; `Moved` →
 //!   the new hardware address written into the interface's link-level address
@@ -433,10 +433,12 @@ fn poll_loop(sc: &Softc) {
             g.link.poll(t, &mut on_rx, &mut on_event);
             (g.link.port(), g.link.poll_at())
         };
-        deliver(sc, &mut rx);
+        // Events first: a frame that came with a move may draw an answer (ARP) that must
+        // carry the new address.
         for ev in events.drain(..) {
             report(sc, &ev, port);
         }
+        deliver(sc, &mut rx);
         let wait = match next {
             Some(at) if at <= t => Duration::ZERO,
             Some(at) => (at - t).min(POLL_PERIOD),

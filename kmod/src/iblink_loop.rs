@@ -6,6 +6,12 @@
 //! port [`PORT_MOVE`] moves the interface from port 1 to port 2 (a new GID: `Moved`), port
 //! [`PORT_DOWN`] takes the link down (`Down`; sends then fail with [`TxError::LinkDown`]).
 //!
+//! After a move the peer forgets the interface's hardware address, as a fabric peer whose
+//! path went away: it asks for it (an ARP request for the interface's IPv4 address, which the
+//! kernel side hands over with [`IbLink::set_ipv4`]) and echoes nothing until a reply carries
+//! the interface's new address. So pings after a move prove that the kernel answers ARP with
+//! the new GID.
+//!
 //! Replies wait in a ring of [`RING`] buffers allocated up front (no allocation per packet);
 //! a full ring refuses the send with [`TxError::NoBuffers`].
 
@@ -64,6 +70,8 @@ pub struct LoopbackLink {
     events: [Option<LinkEvent>; 2],
     ipv4: Option<(Ipv4Addr, u8)>,
     shut: bool,
+    /// The peer knows the interface's current hardware address.
+    resolved: bool,
 }
 
 impl LoopbackLink {
@@ -82,12 +90,18 @@ impl LoopbackLink {
             events: [None, None],
             ipv4: None,
             shut: false,
+            resolved: true,
         }
     }
 
     /// The interface's IPv4 address, as the kernel side told it.
     pub fn ipv4(&self) -> Option<(Ipv4Addr, u8)> {
         self.ipv4
+    }
+
+    /// True while the peer knows the interface's current hardware address.
+    pub fn peer_resolved(&self) -> bool {
+        self.resolved
     }
 
     /// True once [`IbLink::shutdown`] ran.
@@ -105,6 +119,7 @@ impl LoopbackLink {
     /// written by `fill`.
     fn reply(
         &mut self,
+        dst: IbHwAddr,
         ethertype: u16,
         len: usize,
         fill: impl FnOnce(&mut [u8]),
@@ -113,14 +128,13 @@ impl LoopbackLink {
             return Err(TxError::NoBuffers);
         }
         let i = (self.head + self.count) % RING;
-        let me = local_hwaddr(self.port);
         let Some(buf) = self.ring.get_mut(i) else {
             return Err(TxError::NoBuffers);
         };
         let Some(frame) = buf.get_mut(..IB_HDR_LEN + len) else {
             return Err(TxError::BadFrame);
         };
-        frame[..IB_ADDR_LEN].copy_from_slice(&me);
+        frame[..IB_ADDR_LEN].copy_from_slice(&dst);
         frame[20..22].copy_from_slice(&ethertype.to_be_bytes());
         frame[22..24].fill(0);
         fill(&mut frame[IB_HDR_LEN..]);
@@ -135,20 +149,43 @@ impl LoopbackLink {
         let Some(a) = a.get(..56) else {
             return Ok(());
         };
-        let ipoib = a[..6] == [0, 32, 8, 0, 20, 4];
-        let request = a[6..8] == [0, 1];
-        if !ipoib || !request || a[52..56] != self.peer_ip.octets() {
+        if a[..6] != [0, 32, 8, 0, 20, 4] {
+            return Ok(());
+        }
+        let peer_ip = self.peer_ip.octets();
+        let me = local_hwaddr(self.port);
+        if a[6..8] == [0, 2] && a[32..52] == PEER_HWADDR && a[52..56] == peer_ip {
+            // A reply to the peer's request: it knows us again if the address is current.
+            self.resolved = a[8..28] == me;
+            return Ok(());
+        }
+        if a[6..8] != [0, 1] || a[52..56] != peer_ip {
             return Ok(());
         }
         let mut sender = [0u8; 24];
         sender.copy_from_slice(&a[8..32]);
-        let peer_ip = self.peer_ip.octets();
-        self.reply(ETHERTYPE_ARP, 56, |r| {
+        self.reply(me, ETHERTYPE_ARP, 56, |r| {
             r[..6].copy_from_slice(&[0, 32, 8, 0, 20, 4]);
             r[6..8].copy_from_slice(&[0, 2]);
             r[8..28].copy_from_slice(&PEER_HWADDR);
             r[28..32].copy_from_slice(&peer_ip);
             r[32..56].copy_from_slice(&sender);
+        })
+    }
+
+    /// The peer asks (broadcast) for the interface's address.
+    fn ask(&mut self) -> Result<(), TxError> {
+        let Some((ours, _)) = self.ipv4 else {
+            return Ok(());
+        };
+        let peer_ip = self.peer_ip.octets();
+        self.reply(BROADCAST, ETHERTYPE_ARP, 56, |r| {
+            r[..6].copy_from_slice(&[0, 32, 8, 0, 20, 4]);
+            r[6..8].copy_from_slice(&[0, 1]);
+            r[8..28].copy_from_slice(&PEER_HWADDR);
+            r[28..32].copy_from_slice(&peer_ip);
+            r[32..52].fill(0);
+            r[52..56].copy_from_slice(&ours.octets());
         })
     }
 
@@ -162,7 +199,8 @@ impl LoopbackLink {
             return Ok(());
         }
         match p[9] {
-            1 if p[hl] == 8 => self.reply(ETHERTYPE_IP, total, |r| {
+            1 if p[hl] == 8 && !self.resolved => Ok(()),
+            1 if p[hl] == 8 => self.reply(local_hwaddr(self.port), ETHERTYPE_IP, total, |r| {
                 r[..total].copy_from_slice(&p[..total]);
                 r[12..16].copy_from_slice(&p[16..20]);
                 r[16..20].copy_from_slice(&p[12..16]);
@@ -184,6 +222,10 @@ impl LoopbackLink {
                             to: 2,
                             hwaddr: local_hwaddr(2),
                         });
+                        // Without the interface's IPv4 address the peer cannot ask: it
+                        // stays silent (the kernel side never told the link its address).
+                        self.resolved = false;
+                        return self.ask();
                     }
                     _ => {}
                 }
@@ -381,6 +423,7 @@ mod tests {
         );
         assert_eq!(drain(&mut l).0.len(), RING);
 
+        l.set_ipv4(Ipv4Addr::new(10, 77, 0, 1), 24);
         let mv = ipv4(
             17,
             [10, 77, 0, 2],
@@ -388,7 +431,13 @@ mod tests {
         );
         l.transmit(&frame(ETHERTYPE_IP, &mv), Instant::ZERO)
             .unwrap();
-        let (_, ev) = drain(&mut l);
+        let (rx, ev) = drain(&mut l);
+        // The peer's broadcast request for 10.77.0.1.
+        assert_eq!(rx.len(), 1);
+        assert_eq!(&rx[0][..20], &BROADCAST);
+        assert_eq!(&rx[0][24..32], &[0, 32, 8, 0, 20, 4, 0, 1]);
+        assert_eq!(&rx[0][32..52], &PEER_HWADDR);
+        assert_eq!(&rx[0][76..80], &[10, 77, 0, 1]);
         assert_eq!(
             ev,
             [LinkEvent::Moved {
@@ -398,6 +447,25 @@ mod tests {
             }]
         );
         assert_eq!((l.port(), l.hwaddr()), (2, local_hwaddr(2)));
+        // The peer forgot us: no echo until ARP gives it our new address.
+        l.transmit(&frame(ETHERTYPE_IP, &ping), Instant::ZERO)
+            .unwrap();
+        assert!(drain(&mut l).0.is_empty());
+        let mut reply = vec![0, 32, 8, 0, 20, 4, 0, 2];
+        reply.extend_from_slice(&local_hwaddr(1)); // stale
+        reply.extend_from_slice(&[10, 77, 0, 1]);
+        reply.extend_from_slice(&PEER_HWADDR);
+        reply.extend_from_slice(&[10, 77, 0, 2]);
+        l.transmit(&frame(ETHERTYPE_ARP, &reply), Instant::ZERO)
+            .unwrap();
+        assert!(!l.peer_resolved());
+        reply[8..28].copy_from_slice(&local_hwaddr(2));
+        l.transmit(&frame(ETHERTYPE_ARP, &reply), Instant::ZERO)
+            .unwrap();
+        assert!(l.peer_resolved());
+        l.transmit(&frame(ETHERTYPE_IP, &ping), Instant::ZERO)
+            .unwrap();
+        assert_eq!(drain(&mut l).0.len(), 1);
         let down = ipv4(
             17,
             [10, 77, 0, 2],
@@ -411,7 +479,6 @@ mod tests {
             Err(TxError::LinkDown)
         );
         assert_eq!(l.transmit(&[0; 10], Instant::ZERO), Err(TxError::BadFrame));
-        l.set_ipv4(Ipv4Addr::new(10, 77, 0, 1), 24);
         assert_eq!(l.ipv4(), Some((Ipv4Addr::new(10, 77, 0, 1), 24)));
         l.shutdown();
         assert!(l.is_shut());

@@ -256,7 +256,9 @@ fn isboot_ko_carries_pings_over_its_own_ipoib_interface() {
             link("isbib0").is_some_and(|l| l.contains("LOWER_UP"))
         });
         let before = ping([10, 77, 0, 2], 3);
-        // Failover to port 2: the interface keeps carrying traffic.
+        // Failover to port 2: the peer forgets the interface's address and asks for it
+        // (ARP for the address the module got with SIOCSIFADDR); it echoes again only once
+        // kldrun's ARP reply carries the new GID the module wrote through if_getlladdr().
         udp("10.77.0.2", 10);
         std::thread::sleep(Duration::from_millis(200));
         let after = ping([10, 77, 0, 2], 2);
