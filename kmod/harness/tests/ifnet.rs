@@ -256,6 +256,14 @@ fn isboot_ko_carries_pings_over_its_own_ipoib_interface() {
             link("isbib0").is_some_and(|l| l.contains("LOWER_UP"))
         });
         let before = ping([10, 77, 0, 2], 3);
+        // MTU: above the link's IP MTU the module refuses (the TUN keeps 2044); 1500 it takes.
+        assert!(ip(&["link", "set", "isbib0", "mtu", "4000"]).0);
+        wait_for("the refused MTU undone", Duration::from_secs(5), || {
+            link("isbib0").is_some_and(|l| l.contains("mtu 2044"))
+        });
+        assert!(ip(&["link", "set", "isbib0", "mtu", "1500"]).0);
+        std::thread::sleep(Duration::from_millis(300));
+        let mtu_kept = link("isbib0").is_some_and(|l| l.contains("mtu 1500"));
         // Failover to port 2: the peer forgets the interface's address and asks for it
         // (ARP for the address the module got with SIOCSIFADDR); it echoes again only once
         // kldrun's ARP reply carries the new GID the module wrote through if_getlladdr().
@@ -268,12 +276,36 @@ fn isboot_ko_carries_pings_over_its_own_ipoib_interface() {
             link("isbib0").is_some_and(|l| l.contains("NO-CARRIER"))
         });
         let (code, out, err) = finish(child);
-        (before, after, code, out, err, link("isbib0").is_none())
+        let gone = link("isbib0").is_none();
+        (before, after, mtu_kept, code, out, err, gone)
     })
     .expect("a network namespace (root)");
-    let (before, after, code, out, err, gone) = r;
+    let (before, after, mtu_kept, code, out, err, gone) = r;
     let all = format!("{out}\n{err}");
     assert_eq!((before, after), (3, 2), "{all}");
+    assert!(mtu_kept, "{all}");
+    assert!(
+        err.contains(
+            "kldrun: isbib0: MTU 4000 refused (error 22); the TUN keeps the interface's 2044"
+        ),
+        "{all}"
+    );
+    // The module counted what went through it: 5 echo replies and at least 2 ARP answers in,
+    // at least 5 echo requests and an ARP request and reply out, no errors.
+    let stats = err
+        .lines()
+        .find_map(|l| l.strip_prefix("kldrun: isbib0: ipackets "))
+        .unwrap_or_else(|| panic!("no counters at detach: {all}"));
+    let n: Vec<u64> = stats
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [ipackets, ierrors, iqdrops, ibytes, opackets, oerrors, obytes] = n[..] else {
+        panic!("counters: {stats}");
+    };
+    assert!(ipackets >= 7 && ibytes > ipackets * 24, "{stats}");
+    assert!(opackets >= 7 && obytes > opackets * 24, "{stats}");
+    assert_eq!((ierrors, iqdrops, oerrors), (0, 0, 0), "{stats}");
     assert_eq!(code, 0, "{all}");
     isboot_tests::assert_in_order(
         &out,

@@ -28,7 +28,9 @@
 //!   interface are on-link).
 //! - The same thread mirrors what ifconfig(8) would tell the driver: when Linux's `IFF_UP` of
 //!   the TUN changes, the interface's flag follows and the driver gets `SIOCSIFFLAGS` (as
-//!   `ifhwioctl` sends it); each new IPv4 address of the TUN reaches the driver as
+//!   `ifhwioctl` sends it); an MTU set on the TUN goes to the driver as `SIOCSIFMTU` (72 ..=
+//!   65535 first, as `ifhwioctl` checks) and, refused or not applied with `if_setmtu`, the TUN
+//!   gets the interface's MTU back; each new IPv4 address of the TUN reaches the driver as
 //!   `SIOCSIFADDR` with a `struct ifaddr` (as `in_control` sends it).
 //! - **if_input(ifp, m)** (`infiniband_input`): the chain must have a packet header and
 //!   `rcvif` = `ifp`, else the kernel panics; frames shorter than the header, or arriving
@@ -36,7 +38,8 @@
 //!   TUN; ARP → the cache learns the sender, and a request for one of the TUN's addresses is
 //!   answered (through the driver, at once, from the calling thread) and packets waiting for
 //!   that sender go out; anything else counts as `noproto`.
-//! - **infiniband_ifdetach**: the output thread stops, the TUN is closed (and disappears).
+//! - **infiniband_ifdetach**: the output thread stops, the TUN is closed (and disappears);
+//!   the interface's counters (what the driver counted with `if_inc_counter`) are printed.
 //! - **arp_ifinit**: what the driver calls for a new address; kldrun's ARP needs nothing from
 //!   it (the TUN's addresses answer), so it only checks the interface.
 //! - **mbufs**: `m_devget` (a packet-header chain: clusters of 2048 bytes, the last piece in
@@ -64,6 +67,9 @@ const LINK_STATE_UP: i32 = 2;
 const LINK_STATE_DOWN: i32 = 1;
 const SIOCSIFADDR: u64 = 0x8020_690c;
 const SIOCSIFFLAGS: u64 = 0x8020_6910;
+const SIOCSIFMTU: u64 = 0x8020_6934;
+/// `IF_MINMTU`, `IF_MAXMTU` (net/if_var.h): what `ifhwioctl` checks before the driver.
+const IF_MTU_RANGE: std::ops::RangeInclusive<i32> = 72..=65535;
 const ENODEV: u64 = 19;
 const ETHERTYPE_IP: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
@@ -667,6 +673,18 @@ fn linux_set_mtu(name: &str, mtu: i32) -> std::io::Result<()> {
     })?
 }
 
+fn linux_mtu(name: &str) -> Option<i32> {
+    let mut r = ifreq(name);
+    with_sock(|s| {
+        // SAFETY: SIOCGIFMTU into a valid ifreq.
+        let rc = unsafe { libc::ioctl(s, libc::SIOCGIFMTU, &mut r) };
+        // SAFETY: filled by the kernel.
+        (rc == 0).then(|| unsafe { r.ifr_ifru.ifru_mtu })
+    })
+    .ok()
+    .flatten()
+}
+
 fn linux_up(name: &str) -> bool {
     let mut r = ifreq(name);
     with_sock(|s| {
@@ -825,10 +843,19 @@ pub fn infiniband_ifdetach(c: &mut Ctx) -> u64 {
         super::kpanic(c, "infiniband_ifdetach: the interface is not attached");
     }
     stop_bridge(ifp);
-    with_if(ifp, |i| {
+    let stats = with_if(ifp, |i| {
         i.attached = false;
         i.bcast = 0;
+        let k = &i.counters;
+        format!(
+            "{}: ipackets {} ierrors {} iqdrops {} ibytes {} opackets {} oerrors {} obytes {}",
+            i.name, k[0], k[1], k[9], k[5], k[2], k[3], k[6]
+        )
     });
+    if let Some(s) = stats {
+        // What netstat -i would show at the end, kept by the driver's if_inc_counter calls.
+        eprintln!("kldrun: {s}");
+    }
     0
 }
 
@@ -962,13 +989,37 @@ fn arp_request(t: usize, ifp: u64, addrs: &[(Ipv4Addr, Ipv4Addr)], dst: Ipv4Addr
     output(t, ifp, &b, ETHERTYPE_ARP, &req);
 }
 
-/// What `ifhwioctl`/`in_control` would have told the driver: `IFF_UP` and new addresses.
+/// What `ifhwioctl`/`in_control` would have told the driver: `IFF_UP`, an MTU set on the
+/// TUN (`SIOCSIFMTU`: the TUN gets the interface's MTU back when the driver refuses), new
+/// addresses.
 fn sync_driver(t: usize, ifp: u64, name: &str) {
     let up = linux_up(name);
-    let Some((flags, ioctl, softc)) = with_if(ifp, |i| (i.flags, i.ioctl_fn, i.softc)) else {
+    let Some((flags, ioctl, mtu)) = with_if(ifp, |i| (i.flags, i.ioctl_fn, i.mtu)) else {
         return;
     };
-    let _ = softc;
+    if let Some(want) = linux_mtu(name).filter(|m| *m != mtu) {
+        let mut e = 22; // EINVAL, as ifhwioctl answers outside IF_MINMTU..IF_MAXMTU
+        if IF_MTU_RANGE.contains(&want) && ioctl != 0 {
+            let mut ifr = [0u8; 32];
+            for (d, s) in ifr.iter_mut().zip(name.bytes()) {
+                *d = s;
+            }
+            ifr[16..20].copy_from_slice(&want.to_le_bytes());
+            // SAFETY: the driver's if_ioctl with a struct ifreq carrying ifr_mtu.
+            e = unsafe { threads::call(t, ioctl, &[ifp, SIOCSIFMTU, ifr.as_mut_ptr() as u64]) }
+                as i32;
+        }
+        let now = with_if(ifp, |i| i.mtu).unwrap_or(mtu);
+        if e != 0 || now != want {
+            eprintln!(
+                "kldrun: {name}: MTU {want} refused (error {e}); the TUN keeps the interface's \
+                 {now}"
+            );
+            if let Err(err) = linux_set_mtu(name, now) {
+                eprintln!("kldrun: {name}: cannot restore the TUN's MTU: {err}");
+            }
+        }
+    }
     if (flags & IFF_UP != 0) != up {
         let nflags = if up { flags | IFF_UP } else { flags & !IFF_UP };
         with_if(ifp, |i| i.flags = nflags);
