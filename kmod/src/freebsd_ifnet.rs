@@ -81,6 +81,8 @@ pub enum IfError {
     BadName(String),
     /// The link's IP MTU is outside 72..=65535.
     BadMtu(u32),
+    /// `if_alloc` returned NULL (14.0 can, when the link layer's `if_com_alloc` fails).
+    NoIfnet,
     /// The poll thread could not be started (`kproc_kthread_add` error).
     Thread(c_int),
     /// The poll thread did not stop within the wait: the interface is left attached.
@@ -92,6 +94,7 @@ impl fmt::Display for IfError {
         match self {
             IfError::BadName(n) => write!(f, "bad interface name {n:?}"),
             IfError::BadMtu(m) => write!(f, "link IP MTU {m} outside 72..65535"),
+            IfError::NoIfnet => f.write_str("if_alloc(IFT_INFINIBAND) failed"),
             IfError::Thread(e) => write!(f, "cannot start the poll thread (error {e})"),
             IfError::ThreadStuck => f.write_str("the poll thread did not stop"),
         }
@@ -264,12 +267,17 @@ pub fn attach(link: Box<dyn IbLink + Send>, name: &str, unit: u8) -> Result<IfHa
     {
         *d = *s;
     }
+    // SAFETY: allocates an interface of the InfiniBand type (or NULL).
+    let ifp = unsafe { ffi::if_alloc(IFT_INFINIBAND) };
+    if ifp.is_null() {
+        return Err(IfError::NoIfnet);
+    }
     let hwaddr = link.hwaddr();
     let bcast = link.broadcast();
     let baud = link.baudrate();
     let tx = vec![0u8; IB_HDR_LEN + ip_mtu as usize];
     let sc = Box::into_raw(Box::new(Softc {
-        ifp: ptr::null_mut(),
+        ifp,
         name: shown,
         bcast,
         ip_mtu,
@@ -281,8 +289,6 @@ pub fn attach(link: Box<dyn IbLink + Send>, name: &str, unit: u8) -> Result<IfHa
     // name is NUL-terminated: at most 15 bytes in 16 zeroed ones; the addresses are 20 bytes,
     // `bcast` inside the boxed softc that outlives the interface).
     unsafe {
-        let ifp = ffi::if_alloc(IFT_INFINIBAND);
-        (*sc).ifp = ifp;
         ffi::if_initname(ifp, base.as_ptr().cast(), c_int::from(unit));
         ffi::if_setsoftc(ifp, sc.cast());
         ffi::if_setflags(ifp, IFF_BROADCAST | IFF_MULTICAST | IFF_NEEDSEPOCH);
