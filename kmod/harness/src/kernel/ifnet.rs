@@ -678,8 +678,9 @@ fn linux_mtu(name: &str) -> Option<i32> {
     with_sock(|s| {
         // SAFETY: SIOCGIFMTU into a valid ifreq.
         let rc = unsafe { libc::ioctl(s, libc::SIOCGIFMTU, &mut r) };
-        // SAFETY: filled by the kernel.
-        (rc == 0).then(|| unsafe { r.ifr_ifru.ifru_mtu })
+        // SAFETY: the union's mtu member (filled by the kernel when rc is 0).
+        let mtu = unsafe { r.ifr_ifru.ifru_mtu };
+        (rc == 0).then_some(mtu)
     })
     .ok()
     .flatten()
