@@ -39,7 +39,8 @@
 //!   answered (through the driver, at once, from the calling thread) and packets waiting for
 //!   that sender go out; anything else counts as `noproto`.
 //! - **infiniband_ifdetach**: the output thread stops, the TUN is closed (and disappears);
-//!   the interface's counters (what the driver counted with `if_inc_counter`) are printed.
+//!   the interface's counters (what the driver counted with `if_inc_counter`) are printed,
+//!   with the packets still waiting for ARP and those dropped for want of an answer.
 //! - **arp_ifinit**: what the driver calls for a new address; kldrun's ARP needs nothing from
 //!   it (the TUN's addresses answer), so it only checks the interface.
 //! - **mbufs**: `m_devget` (a packet-header chain: clusters of 2048 bytes, the last piece in
@@ -853,9 +854,11 @@ pub fn infiniband_ifdetach(c: &mut Ctx) -> u64 {
             i.name, k[0], k[1], k[9], k[5], k[2], k[3], k[6]
         )
     });
+    let (waiting, dropped) = with_arp(ifp, |a| (a.waiting.len(), a.dropped));
     if let Some(s) = stats {
-        // What netstat -i would show at the end, kept by the driver's if_inc_counter calls.
-        eprintln!("kldrun: {s}");
+        // What netstat -i would show at the end, kept by the driver's if_inc_counter calls,
+        // and what never got an ARP answer.
+        eprintln!("kldrun: {s}; unresolved (ARP): {waiting} waiting, {dropped} dropped");
     }
     0
 }
@@ -1089,6 +1092,9 @@ fn output_loop(t: usize, ifp: u64, fd: i32, stop: &AtomicBool) {
         // SAFETY: poll on our descriptor for 50 ms.
         let n = unsafe { libc::poll(&mut pfd, 1, 50) };
         if n > 0 {
+            // What Linux was told before it sent these reaches the driver first, as on
+            // FreeBSD, where ifconfig's ioctls are done before any packet goes out.
+            sync_driver(t, ifp, &name);
             loop {
                 // SAFETY: read into our buffer.
                 let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
