@@ -13,8 +13,8 @@
 
   6. M_ISBOOT's ks_version is the target kernel's M_VERSION (malloc_init panics otherwise);
      the module metadata decodes to: module "isboot" with handler isboot_modevent, version 1,
-     depending on kernel [FREEBSD_VERSION, end of that major], cam 1 and netlink 1, MOD_LOAD at
-     SI_SUB_ROOT_CONF-1.
+     depending on kernel [FREEBSD_VERSION, end of that major], cam, netlink and if_infiniband
+     1, MOD_LOAD at SI_SUB_ROOT_CONF-1.
 
 Usage: check_kld.py [--freebsd-version=N] [--bindings=ffi.rs] KO DECLCHECK_CMD...   (DECLCHECK_CMD: compiler command reading C on stdin)
 Prints one line per check; exit status 1 if any fails.
@@ -290,9 +290,11 @@ def main():
               # the boot thread: the CAM SIM, and netlink(4) for interfaces and routes
               and ("depend", "cam", 1, 1, 1) in meta
               and ("depend", "netlink", 1, 1, 1) in meta
+              # the IPoIB interface: the InfiniBand link layer (if_infiniband)
+              and ("depend", "if_infiniband", 1, 1, 1) in meta
               and (SI_SUB_ROOT_CONF - 1, SI_ORDER_ANY, "module_register_init") in inits)
         report(ok, "module metadata: isboot v1, handler isboot_modevent, "
-               f"kernel {want_ver}..{want_max}, cam and netlink 1, "
+               f"kernel {want_ver}..{want_max}, cam, netlink and if_infiniband 1, "
                "MOD_LOAD at SI_SUB_ROOT_CONF-1",
                "; ".join(str(m) for m in meta) + "; SYSINITs "
                + ", ".join(f"({a:#x},{b:#x}) {f}" for a, b, f in inits))
@@ -352,6 +354,8 @@ HEADERS = [
     "vm/vm.h", "vm/pmap.h", "machine/pmap.h",
     # the boot thread (kmod/shim/isboot_boot.c)
     "net/if.h", "net/if_var.h", "net/route.h", "netinet/in.h", "geom/geom.h",
+    # the IPoIB interface (kmod/src/freebsd_ifnet.rs)
+    "sys/mbuf.h", "net/if_types.h", "net/infiniband.h", "netinet/if_ether.h",
     "cam/cam.h", "cam/cam_ccb.h",
     "cam/cam_sim.h", "cam/cam_xpt.h", "cam/cam_xpt_sim.h", "cam/cam_periph.h",
 ]

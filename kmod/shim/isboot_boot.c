@@ -37,9 +37,12 @@
 
 #include <net/if.h>
 #include <net/if_var.h>
+#include <net/if_types.h>
+#include <net/infiniband.h>
 #include <net/route.h>
 #include <netinet/in.h>
 #include <netinet/in_var.h>
+#include <netinet/if_ether.h>
 #include <netinet/tcp.h>
 #include <netinet/tcp_fsm.h>
 #include <netlink/netlink.h>
@@ -285,6 +288,12 @@ MALLOC_DECLARE(M_ISBOOT);
 MODULE_DEPEND(isboot, netlink, 1, 1, 1);
 /* The SIM needs CAM. */
 MODULE_DEPEND(isboot, cam, 1, 1, 1);
+/*
+ * The IPoIB interface (kmod/src/freebsd_ifnet.rs) needs the InfiniBand link layer
+ * (infiniband_ifattach, sys/net/if_infiniband.c): module if_infiniband, compiled into the
+ * kernel only with "options OFED" or "device lagg" (sys/conf/files), else if_infiniband.ko.
+ */
+MODULE_DEPEND(isboot, if_infiniband, 1, 1, 1);
 
 static struct isboot_sim {
 	struct mtx		 lock;		/* the SIM mutex (CAM holds it in the action) */

@@ -259,6 +259,7 @@ fn mod_load() -> c_int {
                     return e;
                 }
             }
+            crate::freebsd_ifnet::loopback_load();
             let old = STATE.swap(Box::into_raw(platform), Ordering::AcqRel);
             if !old.is_null() {
                 // SAFETY: a non-null STATE is always a pointer from Box::into_raw, owned by
@@ -334,6 +335,10 @@ fn mod_unload() -> c_int {
     .unwrap_or(0);
     if refused != 0 {
         return refused;
+    }
+    let busy = crate::freebsd_ifnet::loopback_unload();
+    if busy != 0 {
+        return busy;
     }
     let old = STATE.swap(ptr::null_mut(), Ordering::AcqRel);
     if !old.is_null() {

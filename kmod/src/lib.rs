@@ -31,6 +31,7 @@ pub mod host;
 #[cfg(feature = "std")]
 pub mod host_boot;
 pub mod iblink;
+pub mod iblink_loop;
 pub mod native;
 pub mod netlink;
 pub mod platform;
@@ -42,6 +43,8 @@ pub mod tunables;
 pub mod freebsd;
 #[cfg(feature = "freebsd")]
 pub mod freebsd_boot;
+#[cfg(feature = "freebsd")]
+pub mod freebsd_ifnet;
 
 pub use flow::{load, unload, Found, LoadError, Report, TableSource};
 pub use platform::{Platform, PublishError};

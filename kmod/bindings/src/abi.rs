@@ -596,6 +596,34 @@ pub const BOOT_ABI: &[AbiItem] = &[
     AbiItem::Const("NL_RTA_GATEWAY", nl::RTA_GATEWAY as i64),
     AbiItem::Const("C_HARDCLOCK", C_HARDCLOCK as i64),
     AbiItem::Const("SBT_1S", SBT_1S),
+    AbiItem::Const("IFT_INFINIBAND", IFT_INFINIBAND as i64),
+    AbiItem::Const("IFF_UP", IFF_UP as i64),
+    AbiItem::Const("IFF_BROADCAST", IFF_BROADCAST as i64),
+    AbiItem::Const("IFF_NEEDSEPOCH", IFF_NEEDSEPOCH as i64),
+    AbiItem::Const("IFF_MULTICAST", IFF_MULTICAST as i64),
+    AbiItem::Const("IFF_DRV_RUNNING", IFF_DRV_RUNNING as i64),
+    AbiItem::Const("LINK_STATE_DOWN", LINK_STATE_DOWN as i64),
+    AbiItem::Const("LINK_STATE_UP", LINK_STATE_UP as i64),
+    AbiItem::Const("IFCOUNTER_IPACKETS", IFCOUNTER_IPACKETS as i64),
+    AbiItem::Const("IFCOUNTER_IERRORS", IFCOUNTER_IERRORS as i64),
+    AbiItem::Const("IFCOUNTER_OPACKETS", IFCOUNTER_OPACKETS as i64),
+    AbiItem::Const("IFCOUNTER_OERRORS", IFCOUNTER_OERRORS as i64),
+    AbiItem::Const("IFCOUNTER_IBYTES", IFCOUNTER_IBYTES as i64),
+    AbiItem::Const("IFCOUNTER_OBYTES", IFCOUNTER_OBYTES as i64),
+    AbiItem::Const("IFCOUNTER_IQDROPS", IFCOUNTER_IQDROPS as i64),
+    AbiItem::Const("SIOCSIFADDR", SIOCSIFADDR as i64),
+    AbiItem::Const("SIOCSIFFLAGS", SIOCSIFFLAGS as i64),
+    AbiItem::Const("SIOCADDMULTI", SIOCADDMULTI as i64),
+    AbiItem::Const("SIOCDELMULTI", SIOCDELMULTI as i64),
+    AbiItem::Const("SIOCSIFMTU", SIOCSIFMTU as i64),
+    AbiItem::Offset("struct ifreq", "ifr_mtu", IFR_MTU_OFFSET),
+    AbiItem::Const("IF_MINMTU", IF_MINMTU as i64),
+    AbiItem::Const("INFINIBAND_ADDR_LEN", 20),
+    AbiItem::Size("struct infiniband_header", 24),
+    AbiItem::Offset("struct ifaddr", "ifa_addr", 0),
+    AbiItem::Offset("struct ifaddr", "ifa_netmask", IFA_NETMASK_OFFSET),
+    AbiItem::Offset("struct sockaddr", "sa_family", 1),
+    AbiItem::Offset("struct sockaddr_in", "sin_addr", 4),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -674,3 +702,66 @@ pub const ABI: &[AbiItem] = &[
     AbiItem::Const("EINVAL", EINVAL as i64),
     AbiItem::Const("EOPNOTSUPP", EOPNOTSUPP as i64),
 ];
+
+// ---------------------------------------------------------------------------------------------
+// Network interfaces and mbufs (net/if.h, net/if_var.h, net/if_types.h, sys/sockio.h,
+// sys/mbuf.h; the numbers are asserted against the headers in kmod/shim/isboot_abi.h)
+
+opaque! {
+    /// `struct ifnet` (`if_t`): 14 keeps its body private (`net/if_private.h`); drivers use
+    /// the accessor functions.
+    IfNet;
+    /// `struct mbuf`: only handled through real functions (its packet header differs between
+    /// 14 and 15).
+    Mbuf;
+}
+
+/// `IFT_INFINIBAND` (net/if_types.h).
+pub const IFT_INFINIBAND: u8 = 0xc7;
+/// `IFF_UP` (net/if.h).
+pub const IFF_UP: c_int = 0x1;
+/// `IFF_BROADCAST`.
+pub const IFF_BROADCAST: c_int = 0x2;
+/// `IFF_NEEDSEPOCH`: the driver calls `if_input` outside the network epoch (since 13.0).
+pub const IFF_NEEDSEPOCH: c_int = 0x20;
+/// `IFF_MULTICAST`.
+pub const IFF_MULTICAST: c_int = 0x8000;
+/// `IFF_DRV_RUNNING` (driver flags).
+pub const IFF_DRV_RUNNING: c_int = 0x40;
+/// `LINK_STATE_DOWN` (net/if.h).
+pub const LINK_STATE_DOWN: c_int = 1;
+/// `LINK_STATE_UP`.
+pub const LINK_STATE_UP: c_int = 2;
+/// `IFCOUNTER_IPACKETS` (`ift_counter`, net/if.h).
+pub const IFCOUNTER_IPACKETS: c_int = 0;
+/// `IFCOUNTER_IERRORS`.
+pub const IFCOUNTER_IERRORS: c_int = 1;
+/// `IFCOUNTER_OPACKETS`.
+pub const IFCOUNTER_OPACKETS: c_int = 2;
+/// `IFCOUNTER_OERRORS`.
+pub const IFCOUNTER_OERRORS: c_int = 3;
+/// `IFCOUNTER_IBYTES`.
+pub const IFCOUNTER_IBYTES: c_int = 5;
+/// `IFCOUNTER_OBYTES`.
+pub const IFCOUNTER_OBYTES: c_int = 6;
+/// `IFCOUNTER_IQDROPS`.
+pub const IFCOUNTER_IQDROPS: c_int = 9;
+/// `SIOCSIFADDR` = `_IOW('i', 12, struct ifreq)` (sys/sockio.h): what `in_control` sends the
+/// driver for a new address (with a `struct ifaddr *` as data).
+pub const SIOCSIFADDR: core::ffi::c_ulong = 0x8020_690c;
+/// `SIOCSIFFLAGS` = `_IOW('i', 16, struct ifreq)`.
+pub const SIOCSIFFLAGS: core::ffi::c_ulong = 0x8020_6910;
+/// `SIOCADDMULTI` = `_IOW('i', 49, struct ifreq)`.
+pub const SIOCADDMULTI: core::ffi::c_ulong = 0x8020_6931;
+/// `SIOCDELMULTI` = `_IOW('i', 50, struct ifreq)`.
+pub const SIOCDELMULTI: core::ffi::c_ulong = 0x8020_6932;
+/// `SIOCSIFMTU` = `_IOW('i', 52, struct ifreq)`.
+pub const SIOCSIFMTU: core::ffi::c_ulong = 0x8020_6934;
+/// Offset of `ifr_mtu` (`ifr_ifru.ifru_mtu`) in `struct ifreq` (after the 16-byte name).
+pub const IFR_MTU_OFFSET: usize = 16;
+/// `IF_MINMTU` (net/if_var.h).
+pub const IF_MINMTU: c_int = 72;
+/// Offset of `ifa_netmask` in `struct ifaddr` (`ifa_addr` 0, `ifa_dstaddr` 8).
+pub const IFA_NETMASK_OFFSET: usize = 16;
+/// `AF_INET` as `sa_family_t`.
+pub const SA_AF_INET: u8 = 2;

@@ -6,7 +6,7 @@
 //! is declared by the FreeBSD headers (it compiles a reference to each against them).
 
 use crate::abi::{
-    Bintime, MallocType, Proc, RootHoldToken, SysctlCtxList, SysctlHandler, SysctlOid,
+    Bintime, IfNet, MallocType, Mbuf, Proc, RootHoldToken, SysctlCtxList, SysctlHandler, SysctlOid,
     SysctlOidList, Thread,
 };
 use core::ffi::{c_char, c_int, c_void};
@@ -34,6 +34,10 @@ extern "C" {
 
     /// `int getenv_uint(const char *name, unsigned int *data);` (sys/systm.h)
     pub fn getenv_uint(name: *const c_char, data: *mut u32) -> c_int;
+
+    /// `int getenv_string(const char *name, char *data, int size);` (sys/systm.h): non-zero
+    /// if found; the value is copied NUL-terminated (truncated to `size`).
+    pub fn getenv_string(name: *const c_char, data: *mut c_char, size: c_int) -> c_int;
 
     /// `int getenv_quad(const char *name, quad_t *data);` (sys/systm.h): accepts `0x` hex and
     /// k/m/g/t suffixes.
@@ -188,6 +192,115 @@ extern "C" {
     /// (the last thread of a kproc exits the process too); it does `wakeup(curthread)` for a
     /// module waiting on the thread.
     pub fn kthread_exit() -> !;
+
+    // --- network interfaces (net/if_var.h; 14 drivers see `if_t` only through accessors) ---
+
+    /// `if_t if_alloc(u_char type);` (net/if_var.h): `M_WAITOK`, never NULL in 14.
+    pub fn if_alloc(ty: u8) -> *mut IfNet;
+
+    /// `void if_free(if_t);`
+    pub fn if_free(ifp: *mut IfNet);
+
+    /// `void if_initname(if_t, const char *name, int unit);` (the name is copied)
+    pub fn if_initname(ifp: *mut IfNet, name: *const c_char, unit: c_int);
+
+    /// `int if_setsoftc(if_t ifp, void *softc);`
+    pub fn if_setsoftc(ifp: *mut IfNet, softc: *mut c_void) -> c_int;
+
+    /// `void *if_getsoftc(if_t ifp);`
+    pub fn if_getsoftc(ifp: *mut IfNet) -> *mut c_void;
+
+    /// `int if_setflags(if_t ifp, int flags);`
+    pub fn if_setflags(ifp: *mut IfNet, flags: c_int) -> c_int;
+
+    /// `int if_getflags(if_t ifp);`
+    pub fn if_getflags(ifp: *mut IfNet) -> c_int;
+
+    /// `int if_setflagbits(if_t ifp, int set, int clear);`
+    pub fn if_setflagbits(ifp: *mut IfNet, set: c_int, clear: c_int) -> c_int;
+
+    /// `void arp_ifinit(struct ifnet *, struct ifaddr *);` (netinet/if_ether.h): what an
+    /// IPoIB driver does for a new IPv4 address (the gratuitous ARP), as ipoib(4) does.
+    pub fn arp_ifinit(ifp: *mut IfNet, ifa: *mut c_void);
+
+    /// `int if_setdrvflagbits(if_t ifp, int set, int clear);`
+    pub fn if_setdrvflagbits(ifp: *mut IfNet, set: c_int, clear: c_int) -> c_int;
+
+    /// `int if_setmtu(if_t ifp, int mtu);`
+    pub fn if_setmtu(ifp: *mut IfNet, mtu: c_int) -> c_int;
+
+    /// `int if_getmtu(if_t ifp);`
+    pub fn if_getmtu(ifp: *mut IfNet) -> c_int;
+
+    /// `uint64_t if_setbaudrate(if_t ifp, uint64_t baudrate);`
+    pub fn if_setbaudrate(ifp: *mut IfNet, baudrate: u64) -> u64;
+
+    /// `void if_setinitfn(if_t ifp, if_init_fn_t);` (`void (*)(void *)`)
+    pub fn if_setinitfn(ifp: *mut IfNet, f: unsafe extern "C" fn(*mut c_void));
+
+    /// `void if_setioctlfn(if_t ifp, if_ioctl_fn_t);` (`int (*)(if_t, u_long, caddr_t)`)
+    pub fn if_setioctlfn(
+        ifp: *mut IfNet,
+        f: unsafe extern "C" fn(*mut IfNet, core::ffi::c_ulong, *mut c_char) -> c_int,
+    );
+
+    /// `void if_settransmitfn(if_t ifp, if_transmit_fn_t);` (`int (*)(if_t, struct mbuf *)`)
+    pub fn if_settransmitfn(
+        ifp: *mut IfNet,
+        f: unsafe extern "C" fn(*mut IfNet, *mut Mbuf) -> c_int,
+    );
+
+    /// `void if_setqflushfn(if_t ifp, if_qflush_fn_t);` (`void (*)(if_t)`)
+    pub fn if_setqflushfn(ifp: *mut IfNet, f: unsafe extern "C" fn(*mut IfNet));
+
+    /// `void if_input(if_t ifp, struct mbuf *m);` (`int` in early 14 snapshots; the value was
+    /// never meaningful and is not read): hands a received frame to `ifp->if_input`
+    /// (`infiniband_input` on an InfiniBand interface).
+    pub fn if_input(ifp: *mut IfNet, m: *mut Mbuf);
+
+    /// `void if_link_state_change(if_t, int);` (`LINK_STATE_DOWN` 1, `LINK_STATE_UP` 2)
+    pub fn if_link_state_change(ifp: *mut IfNet, state: c_int);
+
+    /// `void if_inc_counter(if_t, ift_counter, int64_t);`
+    pub fn if_inc_counter(ifp: *mut IfNet, counter: c_int, n: i64);
+
+    /// `caddr_t if_getlladdr(if_t ifp);`: the link-level address bytes in the interface's
+    /// `AF_LINK` sockaddr (`IF_LLADDR`). `if_setlladdr()` refuses `IFT_INFINIBAND` with
+    /// `ENODEV` (it rewrites Ethernet-like types only, sys/net/if.c), so an IPoIB driver
+    /// writes the 20 bytes here itself.
+    pub fn if_getlladdr(ifp: *mut IfNet) -> *mut c_char;
+
+    /// `void infiniband_ifattach(struct ifnet *, const uint8_t *hwaddr, const uint8_t
+    /// *bcaddr);` (net/infiniband.h): `if_attach`, then the InfiniBand link layer
+    /// (`if_addrlen` 20, `if_hdrlen` 24, MTU 1500, `infiniband_output`/`infiniband_input`);
+    /// keeps `bcaddr` as `if_broadcastaddr`, so it must outlive the interface.
+    pub fn infiniband_ifattach(ifp: *mut IfNet, hwaddr: *const u8, bcaddr: *const u8);
+
+    /// `void infiniband_ifdetach(struct ifnet *);` (net/infiniband.h)
+    pub fn infiniband_ifdetach(ifp: *mut IfNet);
+
+    // --- mbufs (sys/mbuf.h; only real functions: the `struct mbuf` layout is not used) ----
+
+    /// `u_int m_length(struct mbuf *m, struct mbuf **last);`
+    pub fn m_length(m: *mut Mbuf, last: *mut *mut Mbuf) -> u32;
+
+    /// `void m_copydata(const struct mbuf *m, int off, int len, caddr_t cp);`
+    pub fn m_copydata(m: *const Mbuf, off: c_int, len: c_int, cp: *mut c_char);
+
+    /// `void m_freem(struct mbuf *m);` (NULL is a no-op)
+    pub fn m_freem(m: *mut Mbuf);
+
+    /// `struct mbuf *m_devget(char *buf, int totlen, int off, struct ifnet *ifp,
+    /// void (*copy)(char *from, caddr_t to, u_int len));`: a packet-header chain holding a
+    /// copy of `buf`, `m_pkthdr.len` and `m_pkthdr.rcvif` set (`M_NOWAIT`: NULL when out of
+    /// mbufs).
+    pub fn m_devget(
+        buf: *mut c_char,
+        totlen: c_int,
+        off: c_int,
+        ifp: *mut IfNet,
+        copy: Option<unsafe extern "C" fn(*mut c_char, *mut c_char, u32)>,
+    ) -> *mut Mbuf;
 }
 
 /// KPIs the boot thread's C shim (`kmod/shim/isboot_boot.c`) calls; Rust never calls them.

@@ -24,3 +24,19 @@ pub fn fetch_quad(name: &CStr) -> Option<i64> {
     // SAFETY: as in `fetch_int`.
     (unsafe { ffi::getenv_quad(name.as_ptr(), &mut v) } != 0).then_some(v)
 }
+
+/// `getenv_string(name)` into `buf`: the value's bytes (without the NUL) if the variable is
+/// set; a longer value is cut to `buf.len() - 1` bytes.
+pub fn fetch_str<'a>(name: &CStr, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+    let size = c_int::try_from(buf.len()).ok()?;
+    if size == 0 {
+        return None;
+    }
+    // SAFETY: `name` is NUL-terminated; `buf` is writable for `size` bytes.
+    let found = unsafe { ffi::getenv_string(name.as_ptr(), buf.as_mut_ptr().cast(), size) } != 0;
+    if !found {
+        return None;
+    }
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    buf.get(..n)
+}

@@ -30,6 +30,8 @@ it and checks that it released everything.
                         BS-byte I/Os at random or sequential offsets of da0 with QD in flight
                         for SECONDS; the last line is 'bench: ... iops=N mib_s=N
                         cpu_us_per_io=N mallocs=N mem_hwm=N' (kmod/README.md)
+  --wait-stdin          after the load (and the sysctls), keep the module loaded until stdin
+                        ends, then unload (a test drives its network interface meanwhile)
   -v, --verbose         trace the linking, every kernel call and the events
   -h, --help            this text
 
@@ -64,6 +66,8 @@ pub struct Config {
     pub hold_oid: Option<String>,
     /// `--mountroot`.
     pub mountroot: bool,
+    /// `--wait-stdin`.
+    pub wait_stdin: bool,
     /// `--workload`.
     pub workload: Option<Workload>,
 }
@@ -217,6 +221,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             }
             "--hold-oid" => c.hold_oid = Some(value(&mut it)?),
             "--mountroot" => c.mountroot = true,
+            "--wait-stdin" => c.wait_stdin = true,
             "--workload" => {
                 let w = value(&mut it)?;
                 match w.split_once(':') {

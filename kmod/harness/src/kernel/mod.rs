@@ -5,6 +5,7 @@
 pub mod args;
 pub mod cam;
 pub mod console;
+pub mod ifnet;
 pub mod kenv;
 pub mod kthread;
 pub mod libkern;
@@ -218,6 +219,39 @@ pub fn kpis() -> Vec<Kpi> {
         f("g_provider_by_name", cam::g_provider_by_name, 1),
         f("_sx_xlock", cam::sx_xlock, 4),
         f("_sx_xunlock", cam::sx_xunlock, 3),
+        // network interfaces, the InfiniBand link layer, mbufs (if.c, if_infiniband.c,
+        // uipc_mbuf.c, if_ether.c)
+        f("if_alloc", ifnet::if_alloc, 1),
+        f("if_free", ifnet::if_free, 1),
+        f("if_initname", ifnet::if_initname, 3),
+        f("if_setsoftc", ifnet::if_setsoftc, 2),
+        f("if_getsoftc", ifnet::if_getsoftc, 1),
+        f("if_setflags", ifnet::if_setflags, 2),
+        f("if_getflags", ifnet::if_getflags, 1),
+        f("if_setflagbits", ifnet::if_setflagbits, 3),
+        f("if_setdrvflagbits", ifnet::if_setdrvflagbits, 3),
+        f("if_getdrvflags", ifnet::if_getdrvflags, 1),
+        f("if_setmtu", ifnet::if_setmtu, 2),
+        f("if_getmtu", ifnet::if_getmtu, 1),
+        f("if_setbaudrate", ifnet::if_setbaudrate, 2),
+        f("if_setinitfn", ifnet::if_setinitfn, 2),
+        f("if_setioctlfn", ifnet::if_setioctlfn, 2),
+        f("if_settransmitfn", ifnet::if_settransmitfn, 2),
+        f("if_setqflushfn", ifnet::if_setqflushfn, 2),
+        f("if_inc_counter", ifnet::if_inc_counter, 3),
+        f("if_name", ifnet::if_name, 1),
+        f("if_getlladdr", ifnet::if_getlladdr, 1),
+        f("if_setlladdr", ifnet::if_setlladdr, 3),
+        f("if_link_state_change", ifnet::if_link_state_change, 2),
+        f("if_input", ifnet::if_input, 2),
+        f("infiniband_ifattach", ifnet::infiniband_ifattach, 3),
+        f("infiniband_ifdetach", ifnet::infiniband_ifdetach, 1),
+        f("arp_ifinit", ifnet::arp_ifinit, 2),
+        f("m_devget", ifnet::m_devget, 5),
+        f("m_length", ifnet::m_length, 2),
+        f("m_copydata", ifnet::m_copydata, 4),
+        f("m_freem", ifnet::m_freem, 1),
+        f("m_free", ifnet::m_free, 1),
     ];
     v.extend(data::kpis());
     v
@@ -511,8 +545,9 @@ fn depend(md: &Metadata) -> Result<(), String> {
             mem::read::<i32>(md.data + 8),
         )
     };
-    // Modules the emulated kernel has compiled in (GENERIC: `device scbus`, `options NETLINK`).
-    if matches!(md.cval.as_str(), "cam" | "netlink") {
+    // Modules the emulated kernel provides (GENERIC: `device scbus`, `options NETLINK`; the
+    // InfiniBand link layer, if_infiniband, as if its module were loaded).
+    if matches!(md.cval.as_str(), "cam" | "netlink" | "if_infiniband") {
         if min > 1 || max < 1 {
             return Err(format!(
                 "depends on module {} ({min}..{max}); kldrun provides version 1",
@@ -565,7 +600,8 @@ fn sysinits(l: &Loaded, set: &str) -> Vec<Sysinit> {
         .collect()
 }
 
-fn verbose(msg: impl FnOnce() -> String) {
+/// Prints a `-v` trace line.
+pub fn verbose(msg: impl FnOnce() -> String) {
     if VERBOSE.load(Ordering::Relaxed) {
         eprintln!("kldrun: {}", msg());
     }
@@ -768,6 +804,12 @@ pub fn run(cfg: &Config) -> i32 {
             }
         }
 
+        if cfg.wait_stdin {
+            set_phase("loaded (--wait-stdin)");
+            eprintln!("kldrun: {file}: loaded; unloading at the end of stdin");
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        }
+
         // Shutdown, then kldunload: MOD_QUIESCE and MOD_UNLOAD, newest module first.
         let mut mods: Vec<module::Module> =
             module::modules().into_iter().filter(|m| m.loaded).collect();
@@ -849,6 +891,7 @@ pub fn run(cfg: &Config) -> i32 {
         leaks.push(format!("kthread: still running: {}", running.join(", ")));
     }
     leaks.extend(socket::leaks());
+    leaks.extend(ifnet::leaks(&sym));
     for l in &leaks {
         eprintln!("kldrun: leak: {l}");
     }
@@ -859,14 +902,16 @@ pub fn run(cfg: &Config) -> i32 {
         let (mallocs, _) = malloc::counts();
         eprintln!(
             "kldrun: leak check: clean ({mallocs} mallocs, {} oids, {} mappings, {} kenv \
-             strings, {} kernel threads exited, {} sockets closed, {} root holds released: all \
-             released)",
+             strings, {} kernel threads exited, {} sockets closed, {} root holds released, {} \
+             interfaces and {} mbufs freed: all released)",
             sysctl::oids_added(),
             pmap::mappings_made(),
             kenv::copies_made(),
             kthread::counts().1,
             socket::created(),
             kthread::holds_taken(),
+            ifnet::counts().0,
+            ifnet::counts().1,
         );
     }
     report_stacks();
