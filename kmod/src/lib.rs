@@ -37,6 +37,8 @@ pub mod tunables;
 pub mod freebsd;
 #[cfg(feature = "freebsd")]
 pub mod freebsd_boot;
+#[cfg(feature = "freebsd")]
+pub mod freebsd_hca;
 
 pub use flow::{load, unload, Found, LoadError, Report, TableSource};
 pub use platform::{Platform, PublishError};
