@@ -12,6 +12,7 @@ pub mod malloc;
 pub mod mem;
 pub mod module;
 pub mod mutex;
+pub mod pci;
 pub mod pmap;
 pub mod preload;
 pub mod printf;
@@ -219,6 +220,7 @@ pub fn kpis() -> Vec<Kpi> {
         f("_sx_xlock", cam::sx_xlock, 4),
         f("_sx_xunlock", cam::sx_xunlock, 3),
     ];
+    v.extend(pci::kpis());
     v.extend(data::kpis());
     v
 }
@@ -634,6 +636,12 @@ pub fn run(cfg: &Config) -> i32 {
         eprintln!("kldrun: cannot set up: {e}");
         return crate::EXIT_CRASH;
     }
+    if let Some(h) = &cfg.hca {
+        if let Err(e) = pci::init(h) {
+            eprintln!("kldrun: --hca: {e}");
+            return crate::EXIT_CRASH;
+        }
+    }
     watchdog(cfg.timeout);
 
     // kldload: link.
@@ -849,6 +857,11 @@ pub fn run(cfg: &Config) -> i32 {
         leaks.push(format!("kthread: still running: {}", running.join(", ")));
     }
     leaks.extend(socket::leaks());
+    leaks.extend(pci::leaks(&sym));
+    if let Some(line) = pci::summary() {
+        eprintln!("{line}");
+    }
+    pci::stop();
     for l in &leaks {
         eprintln!("kldrun: leak: {l}");
     }
