@@ -345,9 +345,12 @@ mod tests {
 
     #[test]
     fn hca_option() {
-        let Parsed::Run(c) = p(&["--hca", "81:00.0,port1=down,loss=5,guid=0x2c9030000abcd", "m.ko"])
-            .unwrap()
-        else {
+        let Parsed::Run(c) = p(&[
+            "--hca",
+            "81:00.0,port1=down,loss=5,guid=0x2c9030000abcd",
+            "m.ko",
+        ])
+        .unwrap() else {
             panic!("run");
         };
         assert_eq!(
@@ -368,8 +371,19 @@ mod tests {
         let h = c.hca.unwrap();
         assert_eq!((h.bus, h.device, h.function), (3, 0x1f, 7));
         assert_eq!(h.owner.as_deref(), Some("mlx4_core0"));
-        for bad in ["81:00", "81:20.0", "81:00.8", "x:00.0", "81:00.0,loss=101", "81:00.0,guid=0", "81:00.0,fast"] {
-            assert!(p(&["--hca", bad, "m.ko"]).unwrap_err().contains("--hca"), "{bad}");
+        for bad in [
+            "81:00",
+            "81:20.0",
+            "81:00.8",
+            "x:00.0",
+            "81:00.0,loss=101",
+            "81:00.0,guid=0",
+            "81:00.0,fast",
+        ] {
+            assert!(
+                p(&["--hca", bad, "m.ko"]).unwrap_err().contains("--hca"),
+                "{bad}"
+            );
         }
     }
 

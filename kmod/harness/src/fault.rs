@@ -325,9 +325,15 @@ mod tests {
             Some((MmioOp::Load(9), 8))
         );
         // mov %esi, 0x14(%rdi)  (disp8)
-        assert_eq!(decode_mmio(&[0x89, 0x77, 0x14]), Some((MmioOp::Store(6), 3)));
+        assert_eq!(
+            decode_mmio(&[0x89, 0x77, 0x14]),
+            Some((MmioOp::Store(6), 3))
+        );
         // mov %r12d, (%r13)  (REX.RB, mod 1 disp8 0 because r13 needs one)
-        assert_eq!(decode_mmio(&[0x45, 0x89, 0x65, 0x00]), Some((MmioOp::Store(12), 4)));
+        assert_eq!(
+            decode_mmio(&[0x45, 0x89, 0x65, 0x00]),
+            Some((MmioOp::Store(12), 4))
+        );
         // movl $0x12345678, 0x10(%rax)
         assert_eq!(
             decode_mmio(&[0xc7, 0x40, 0x10, 0x78, 0x56, 0x34, 0x12]),

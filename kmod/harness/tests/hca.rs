@@ -77,9 +77,17 @@ fn counters(r: &Run) -> (u64, u64, u64, u64) {
 /// Exit 1 only because no disk came (no interface is there to boot from), nothing left behind.
 fn ended_without_a_disk_and_clean(r: &Run) {
     assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.stderr.contains("kldrun: mountroot: no disk"), "{}", r.all());
+    assert!(
+        r.stderr.contains("kldrun: mountroot: no disk"),
+        "{}",
+        r.all()
+    );
     assert!(r.clean(), "{}", r.all());
-    assert!(!r.stderr.contains("page fault") && !r.stderr.contains("panic"), "{}", r.all());
+    assert!(
+        !r.stderr.contains("page fault") && !r.stderr.contains("panic"),
+        "{}",
+        r.all()
+    );
 }
 
 #[test]
@@ -125,8 +133,10 @@ fn both_ports_cabled_both_come_up() {
 fn a_function_another_driver_owns_is_refused_without_touching_it() {
     let r = run("hca-owned", "81:00.0,owner=mlx4_core0");
     assert!(
-        r.stdout.lines().any(|l| l
-            == "isboot: pci0:129:0:0 is owned by mlx4_core0; using the existing interface path only"),
+        r.stdout.lines().any(|l| {
+            l
+            == "isboot: pci0:129:0:0 is owned by mlx4_core0; using the existing interface path only"
+        }),
         "{}",
         r.all()
     );
@@ -139,8 +149,10 @@ fn a_function_another_driver_owns_is_refused_without_touching_it() {
 fn a_table_naming_another_function_gets_a_clear_line() {
     let r = run("hca-elsewhere", "82:00.0");
     assert!(
-        r.stdout.lines().any(|l| l
-            == "isboot: pci0:129:0:0: no such PCI function (the iBFT NIC's); no native HCA to open"),
+        r.stdout.lines().any(|l| {
+            l
+            == "isboot: pci0:129:0:0: no such PCI function (the iBFT NIC's); no native HCA to open"
+        }),
         "{}",
         r.all()
     );
@@ -168,7 +180,16 @@ fn verbose_mode_shows_each_pci_bar_and_dma_call() {
             "kldrun: hca: bus_release_resource(BAR2) = 0",
         ],
     );
-    assert!(r.clean(), "{}", r.stderr.lines().rev().take(20).collect::<Vec<_>>().join("\n"));
+    assert!(
+        r.clean(),
+        "{}",
+        r.stderr
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 #[test]

@@ -125,11 +125,16 @@ pub fn bar_of(addr: u64) -> Option<(u8, usize)> {
     BAR_RANGES.iter().find_map(|r| {
         let lo = r[0].load(Ordering::Acquire);
         let hi = r[1].load(Ordering::Acquire);
-        (lo != 0 && addr >= lo && addr < hi).then(|| (r[2].load(Ordering::Acquire) as u8, (addr - lo) as usize))
+        (lo != 0 && addr >= lo && addr < hi)
+            .then(|| (r[2].load(Ordering::Acquire) as u8, (addr - lo) as usize))
     })
 }
 
-fn device_thread(o: HcaOpts, ready: mpsc::Sender<Result<[usize; 2], String>>, rx: mpsc::Receiver<(Req, mpsc::SyncSender<Reply>)>) {
+fn device_thread(
+    o: HcaOpts,
+    ready: mpsc::Sender<Result<[usize; 2], String>>,
+    rx: mpsc::Receiver<(Req, mpsc::SyncSender<Reply>)>,
+) {
     use std::net::{Ipv4Addr, SocketAddr};
     let world = net_sim::World::new(net_sim::FabricConfig {
         gateway: Ipv4Addr::new(10, 77, 0, 1),
@@ -193,7 +198,9 @@ fn device_thread(o: HcaOpts, ready: mpsc::Sender<Result<[usize; 2], String>>, rx
         let now = world.sim.now();
         if target > now {
             world.gw.poll();
-            world.sim.run_for((target - now).min(Duration::from_millis(20)));
+            world
+                .sim
+                .run_for((target - now).min(Duration::from_millis(20)));
         }
     }
 }
@@ -321,17 +328,30 @@ pub fn init(o: &HcaOpts) -> Result<(), String> {
     let impl_table = leak_words(15);
     let unsupported = super::stub_of("busdma_unsupported");
     for (i, name) in [
-        "", "", "", "", "", "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
         "busdma_mem_alloc",
         "busdma_mem_free",
-        "", "", "", "", "",
+        "",
+        "",
+        "",
+        "",
+        "",
         "busdma_map_unload",
         "busdma_map_sync",
     ]
     .iter()
     .enumerate()
     {
-        let f = if name.is_empty() { unsupported } else { super::stub_of(name) };
+        let f = if name.is_empty() {
+            unsupported
+        } else {
+            super::stub_of(name)
+        };
         // SAFETY: inside the leaked table.
         unsafe { mem::write(impl_table + i as u64 * 8, f) };
     }
@@ -363,7 +383,10 @@ fn with<T>(c: &Ctx, f: impl FnOnce(&mut State) -> T) -> T {
         Some(s) => f(s),
         None => {
             drop(g);
-            kpanic(c, "kldrun: a PCI device pointer the kernel never handed out (no --hca)")
+            kpanic(
+                c,
+                "kldrun: a PCI device pointer the kernel never handed out (no --hca)",
+            )
         }
     }
 }
@@ -378,14 +401,26 @@ fn verbose(msg: impl FnOnce() -> String) {
 
 /// `device_t pci_find_dbsf(uint32_t domain, uint8_t bus, uint8_t slot, uint8_t func);`
 pub fn pci_find_dbsf(c: &mut Ctx) -> u64 {
-    let (d, b, s, f) = (c.args.uint(), c.args.uint() as u8, c.args.uint() as u8, c.args.uint() as u8);
+    let (d, b, s, f) = (
+        c.args.uint(),
+        c.args.uint() as u8,
+        c.args.uint() as u8,
+        c.args.uint() as u8,
+    );
     let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
     let r = match g.as_ref() {
-        Some(st) if d == 0 && (st.opts.bus, st.opts.device, st.opts.function) == (b, s, f) => st.dev,
+        Some(st) if d == 0 && (st.opts.bus, st.opts.device, st.opts.function) == (b, s, f) => {
+            st.dev
+        }
         _ => 0,
     };
     drop(g);
-    verbose(|| format!("pci_find_dbsf({d}, {b}, {s}, {f}) = {}", if r == 0 { "NULL" } else { "the simulated HCA" }));
+    verbose(|| {
+        format!(
+            "pci_find_dbsf({d}, {b}, {s}, {f}) = {}",
+            if r == 0 { "NULL" } else { "the simulated HCA" }
+        )
+    });
     r
 }
 
@@ -415,12 +450,21 @@ pub fn device_get_nameunit(c: &mut Ctx) -> u64 {
         if dev == st.bus {
             Some(st.bus_name)
         } else if dev == st.dev {
-            Some(if st.opts.owner.is_some() { st.owner_name } else { 0 })
+            Some(if st.opts.owner.is_some() {
+                st.owner_name
+            } else {
+                0
+            })
         } else {
             None
         }
     })
-    .unwrap_or_else(|| kpanic(c, &format!("device_get_nameunit: {dev:#x} is not a device_t")))
+    .unwrap_or_else(|| {
+        kpanic(
+            c,
+            &format!("device_get_nameunit: {dev:#x} is not a device_t"),
+        )
+    })
 }
 
 /// `driver_t *device_get_driver(device_t dev);`
@@ -443,8 +487,15 @@ pub fn device_get_driver(c: &mut Ctx) -> u64 {
 /// `int device_is_attached(device_t dev);`
 pub fn device_is_attached(c: &mut Ctx) -> u64 {
     let dev = c.args.ptr();
-    with(c, |st| known(st, dev).then(|| u64::from(dev == st.bus || st.opts.owner.is_some())))
-        .unwrap_or_else(|| kpanic(c, &format!("device_is_attached: {dev:#x} is not a device_t")))
+    with(c, |st| {
+        known(st, dev).then(|| u64::from(dev == st.bus || st.opts.owner.is_some()))
+    })
+    .unwrap_or_else(|| {
+        kpanic(
+            c,
+            &format!("device_is_attached: {dev:#x} is not a device_t"),
+        )
+    })
 }
 
 /// `kobj_method_t *kobj_lookup_method(kobj_class_t cls, kobj_method_t **cep, kobjop_desc_t
@@ -457,7 +508,12 @@ pub fn kobj_lookup_method(c: &mut Ctx) -> u64 {
         }
         Some(st.methods.get(&desc).copied().unwrap_or(desc + 8))
     })
-    .unwrap_or_else(|| kpanic(c, &format!("kobj_lookup_method: {cls:#x} is not a kobj class")));
+    .unwrap_or_else(|| {
+        kpanic(
+            c,
+            &format!("kobj_lookup_method: {cls:#x} is not a kobj class"),
+        )
+    });
     if cep != 0 {
         // SAFETY: `cep` points into the ops cache KOBJOPLOOKUP read.
         unsafe { mem::write(cep, m) };
@@ -473,7 +529,10 @@ pub fn kobj_error_method(_: &mut Ctx) -> u64 {
 fn check_child(c: &Ctx, bus: u64, child: u64, what: &str) {
     let ok = with(c, |st| bus == st.bus && child == st.dev);
     if !ok {
-        kpanic(c, &format!("{what}: not the simulated HCA on pci0 ({bus:#x}, {child:#x})"));
+        kpanic(
+            c,
+            &format!("{what}: not the simulated HCA on pci0 ({bus:#x}, {child:#x})"),
+        );
     }
 }
 
@@ -498,7 +557,13 @@ pub fn pci_read_config_method(c: &mut Ctx) -> u64 {
 
 /// The bus's `PCI_WRITE_CONFIG(dev, child, reg, val, width)`.
 pub fn pci_write_config_method(c: &mut Ctx) -> u64 {
-    let (bus, child, reg, val, width) = (c.args.ptr(), c.args.ptr(), c.args.int(), c.args.uint(), c.args.int());
+    let (bus, child, reg, val, width) = (
+        c.args.ptr(),
+        c.args.ptr(),
+        c.args.int(),
+        c.args.uint(),
+        c.args.int(),
+    );
     check_child(c, bus, child, "PCI_WRITE_CONFIG");
     if !(0..4096).contains(&reg) || !matches!(width, 1 | 2 | 4) || reg % width != 0 {
         return 0;
@@ -574,12 +639,24 @@ pub fn bus_alloc_resource(c: &mut Ctx) -> u64 {
         BAR_RANGES[slot][1].store(addr + len as u64, Ordering::Release);
         BAR_RANGES[slot][0].store(addr, Ordering::Release);
         let res = leak_words(4);
-        st.resources.insert(res, Resource { bar, rid, addr, len, slot, caller });
+        st.resources.insert(
+            res,
+            Resource {
+                bar,
+                rid,
+                addr,
+                len,
+                slot,
+                caller,
+            },
+        );
         Ok((res, bar, addr, len))
     });
     match r {
         Ok((res, bar, addr, len)) => {
-            verbose(|| format!("bus_alloc_resource(BAR{bar}) = {res:#x}: {len:#x} bytes at {addr:#x} (no access: MMIO faults into the device model)"));
+            verbose(|| {
+                format!("bus_alloc_resource(BAR{bar}) = {res:#x}: {len:#x} bytes at {addr:#x} (no access: MMIO faults into the device model)")
+            });
             res
         }
         Err(e) => {
@@ -613,7 +690,9 @@ pub fn bus_release_resource(c: &mut Ctx) -> u64 {
             0
         }
         None => {
-            verbose(|| format!("bus_release_resource({ty}, {rid:#x}, {res:#x}) = EINVAL: not an allocated resource"));
+            verbose(|| {
+                format!("bus_release_resource({ty}, {rid:#x}, {res:#x}) = EINVAL: not an allocated resource")
+            });
             EINVAL
         }
     }
@@ -682,20 +761,36 @@ pub fn bus_dma_tag_create(c: &mut Ctx) -> u64 {
         }
         // 14's common_bus_dma_tag_create: alignment a power of two, at least one segment;
         // filters are refused from 15 on, and nobody should pass one (bus_dma(9)).
-        if filter != 0 || alignment == 0 || !alignment.is_power_of_two() || nsegments < 1 || maxsize == 0 {
+        if filter != 0
+            || alignment == 0
+            || !alignment.is_power_of_two()
+            || nsegments < 1
+            || maxsize == 0
+        {
             return Err("bad arguments");
         }
         let tag = leak_words(16);
         // SAFETY: a tag starts with its impl pointer (struct bus_dma_tag_common).
         unsafe { mem::write(tag, st.impl_table) };
-        st.tags.insert(tag, Tag { alignment, maxsize, nsegments, maxsegsz, caller });
+        st.tags.insert(
+            tag,
+            Tag {
+                alignment,
+                maxsize,
+                nsegments,
+                maxsegsz,
+                caller,
+            },
+        );
         // SAFETY: the module passes `&tag`.
         unsafe { mem::write(dmat, tag) };
         Ok(tag)
     });
     match r {
         Ok(t) => {
-            verbose(|| format!("bus_dma_tag_create(align {alignment:#x}, maxsize {maxsize:#x}, nsegments {nsegments}) = 0: {t:#x}"));
+            verbose(|| {
+                format!("bus_dma_tag_create(align {alignment:#x}, maxsize {maxsize:#x}, nsegments {nsegments}) = 0: {t:#x}")
+            });
             0
         }
         Err(e) => {
@@ -730,7 +825,12 @@ pub fn busdma_mem_alloc(c: &mut Ctx) -> u64 {
         kpanic(c, &format!("bus_dmamem_alloc: {tag:#x} is not a tag"));
     };
     if t.alignment > PAGE {
-        verbose(|| format!("bus_dmamem_alloc: alignment {:#x} > a page: ENOMEM", t.alignment));
+        verbose(|| {
+            format!(
+                "bus_dmamem_alloc: alignment {:#x} > a page: ENOMEM",
+                t.alignment
+            )
+        });
         return ENOMEM;
     }
     let pages = t.maxsize.div_ceil(PAGE) as usize;
@@ -741,7 +841,17 @@ pub fn busdma_mem_alloc(c: &mut Ctx) -> u64 {
     }
     let map = leak_words(2);
     with(c, |st| {
-        st.maps.insert(map, Map { tag, pa, va, pages, loaded: false, caller });
+        st.maps.insert(
+            map,
+            Map {
+                tag,
+                pa,
+                va,
+                pages,
+                loaded: false,
+                caller,
+            },
+        );
     });
     // SAFETY: the module passes `&vaddr` and `&map`.
     unsafe {
@@ -760,17 +870,36 @@ pub fn busdma_mem_free(c: &mut Ctx) -> u64 {
         _ => None,
     });
     let Some(m) = m else {
-        kpanic(c, &format!("bus_dmamem_free: {va:#x}/{map:#x} was not allocated from tag {tag:#x}"));
+        kpanic(
+            c,
+            &format!("bus_dmamem_free: {va:#x}/{map:#x} was not allocated from tag {tag:#x}"),
+        );
     };
-    request(Req::Free { pa: m.pa, va: m.va, pages: m.pages });
-    verbose(|| format!("bus_dmamem_free(bus address {:#x}, {} pages)", m.pa, m.pages));
+    request(Req::Free {
+        pa: m.pa,
+        va: m.va,
+        pages: m.pages,
+    });
+    verbose(|| {
+        format!(
+            "bus_dmamem_free(bus address {:#x}, {} pages)",
+            m.pa, m.pages
+        )
+    });
     0
 }
 
 /// `int bus_dmamap_load(dmat, map, buf, buflen, callback, callback_arg, flags);`
 pub fn bus_dmamap_load(c: &mut Ctx) -> u64 {
-    let (tag, map, buf, buflen, cb, arg, _flags) =
-        (c.args.ptr(), c.args.ptr(), c.args.ptr(), c.args.ptr(), c.args.ptr(), c.args.ptr(), c.args.int());
+    let (tag, map, buf, buflen, cb, arg, _flags) = (
+        c.args.ptr(),
+        c.args.ptr(),
+        c.args.ptr(),
+        c.args.ptr(),
+        c.args.ptr(),
+        c.args.ptr(),
+        c.args.int(),
+    );
     let r = with(c, |st| {
         let t = *st.tags.get(&tag)?;
         let m = st.maps.get_mut(&map)?;
@@ -793,7 +922,10 @@ pub fn bus_dmamap_load(c: &mut Ctx) -> u64 {
             verbose(|| format!("bus_dmamap_load({buf:#x}, {buflen:#x}) = {e}"));
             return e;
         }
-        None => kpanic(c, &format!("bus_dmamap_load: {map:#x} is not a map of tag {tag:#x}")),
+        None => kpanic(
+            c,
+            &format!("bus_dmamap_load: {map:#x} is not a map of tag {tag:#x}"),
+        ),
     };
     // One segment, { ds_addr, ds_len }, for the callback (run before returning).
     let segs = Box::new([seg, buflen]);
@@ -814,7 +946,10 @@ pub fn busdma_map_unload(c: &mut Ctx) -> u64 {
         _ => false,
     });
     if !ok {
-        kpanic(c, &format!("bus_dmamap_unload: {map:#x} is not a map of tag {tag:#x}"));
+        kpanic(
+            c,
+            &format!("bus_dmamap_unload: {map:#x} is not a map of tag {tag:#x}"),
+        );
     }
     0
 }
@@ -823,12 +958,20 @@ pub fn busdma_map_unload(c: &mut Ctx) -> u64 {
 /// that the map is loaded.
 pub fn busdma_map_sync(c: &mut Ctx) -> u64 {
     let (tag, map, op) = (c.args.ptr(), c.args.ptr(), c.args.int());
-    let ok = with(c, |st| st.maps.get(&map).is_some_and(|m| m.tag == tag && m.loaded));
+    let ok = with(c, |st| {
+        st.maps.get(&map).is_some_and(|m| m.tag == tag && m.loaded)
+    });
     if !ok {
-        kpanic(c, &format!("bus_dmamap_sync: {map:#x} is not a loaded map of tag {tag:#x}"));
+        kpanic(
+            c,
+            &format!("bus_dmamap_sync: {map:#x} is not a loaded map of tag {tag:#x}"),
+        );
     }
     if !(1..=15).contains(&op) {
-        kpanic(c, &format!("bus_dmamap_sync: op {op:#x} is not BUS_DMASYNC_*"));
+        kpanic(
+            c,
+            &format!("bus_dmamap_sync: op {op:#x} is not BUS_DMASYNC_*"),
+        );
     }
     SYNCS.fetch_add(1, Ordering::Relaxed);
     0
@@ -851,9 +994,18 @@ fn desc_init(addr: u64, id: u32) {
 
 /// The KPIs of this file.
 pub fn kpis() -> Vec<Kpi> {
-    let f = |name: &'static str, func: super::KpiFn, n: u8| Kpi { name, kind: Kind::Func(func, n) };
-    let i = |name: &'static str, func: super::KpiFn, n: u8| Kpi { name, kind: Kind::Internal(func, n) };
-    let d = |name: &'static str, init: fn(u64)| Kpi { name, kind: Kind::Data(24, init) };
+    let f = |name: &'static str, func: super::KpiFn, n: u8| Kpi {
+        name,
+        kind: Kind::Func(func, n),
+    };
+    let i = |name: &'static str, func: super::KpiFn, n: u8| Kpi {
+        name,
+        kind: Kind::Internal(func, n),
+    };
+    let d = |name: &'static str, init: fn(u64)| Kpi {
+        name,
+        kind: Kind::Data(24, init),
+    };
     vec![
         f("pci_find_dbsf", pci_find_dbsf, 4),
         f("device_get_parent", device_get_parent, 1),
@@ -874,7 +1026,11 @@ pub fn kpis() -> Vec<Kpi> {
         f("bus_dmamap_load", bus_dmamap_load, 7),
         i("pci_read_config_method", pci_read_config_method, 4),
         i("pci_write_config_method", pci_write_config_method, 5),
-        i("pci_enable_busmaster_method", pci_enable_busmaster_method, 2),
+        i(
+            "pci_enable_busmaster_method",
+            pci_enable_busmaster_method,
+            2,
+        ),
         i("busdma_mem_alloc", busdma_mem_alloc, 4),
         i("busdma_mem_free", busdma_mem_free, 3),
         i("busdma_map_unload", busdma_map_unload, 2),
@@ -894,7 +1050,12 @@ pub fn leaks(symbolize: &dyn Fn(u64) -> String) -> Vec<String> {
     };
     let mut v = Vec::new();
     for r in st.resources.values() {
-        v.push(format!("hca: BAR{} (rid {:#x}) from {} not released (bus_release_resource)", r.bar, r.rid, symbolize(r.caller)));
+        v.push(format!(
+            "hca: BAR{} (rid {:#x}) from {} not released (bus_release_resource)",
+            r.bar,
+            r.rid,
+            symbolize(r.caller)
+        ));
     }
     for m in st.maps.values() {
         v.push(format!(
@@ -905,12 +1066,18 @@ pub fn leaks(symbolize: &dyn Fn(u64) -> String) -> Vec<String> {
         ));
     }
     for t in st.tags.values() {
-        v.push(format!("busdma: tag (maxsize {:#x}) from {} not destroyed (bus_dma_tag_destroy)", t.maxsize, symbolize(t.caller)));
+        v.push(format!(
+            "busdma: tag (maxsize {:#x}) from {} not destroyed (bus_dma_tag_destroy)",
+            t.maxsize,
+            symbolize(t.caller)
+        ));
     }
     drop(g);
     let (pages, _) = request(Req::PagesInUse);
     if pages != 0 && pages != u64::MAX && v.is_empty() {
-        v.push(format!("hca: the device model still holds {pages} DMA pages"));
+        v.push(format!(
+            "hca: the device model still holds {pages} DMA pages"
+        ));
     }
     v
 }
