@@ -103,7 +103,7 @@ fn the_module_opens_the_simulated_hca_reports_its_ports_and_closes_it() {
                 "isboot: pci0:129:0:0: port 1: DOWN, LID 0x0, port GUID {:016x}",
                 GUID + 1
             ),
-            &format!("isboot: pci0:129:0:0: port 2: ACTIVE, LID 0x"),
+            "isboot: pci0:129:0:0: port 2: ACTIVE, LID 0x",
             &format!("port GUID {:016x}", GUID + 2),
             "isboot: native IPoIB interface: not yet available; closing the HCA",
             "isboot: no interface with MAC 52:54:00:9a:bc:de appeared within 1 s",

@@ -72,9 +72,11 @@ enum Req {
 }
 
 type Reply = (u64, u64);
+/// A request and where its answer goes.
+type Letter = (Req, mpsc::SyncSender<Reply>);
 
 /// The device thread's mailbox.
-static DEVICE: Mutex<Option<mpsc::Sender<(Req, mpsc::SyncSender<Reply>)>>> = Mutex::new(None);
+static DEVICE: Mutex<Option<mpsc::Sender<Letter>>> = Mutex::new(None);
 
 /// Counters of what the module did to the device (printed at the end).
 pub static MMIO_READS: AtomicU64 = AtomicU64::new(0);
@@ -133,7 +135,7 @@ pub fn bar_of(addr: u64) -> Option<(u8, usize)> {
 fn device_thread(
     o: HcaOpts,
     ready: mpsc::Sender<Result<[usize; 2], String>>,
-    rx: mpsc::Receiver<(Req, mpsc::SyncSender<Reply>)>,
+    rx: mpsc::Receiver<Letter>,
 ) {
     use std::net::{Ipv4Addr, SocketAddr};
     let world = net_sim::World::new(net_sim::FabricConfig {
