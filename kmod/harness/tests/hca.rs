@@ -130,6 +130,22 @@ fn both_ports_cabled_both_come_up() {
 }
 
 #[test]
+fn a_fabric_that_loses_everything_leaves_the_cabled_port_in_init() {
+    // loss=100: the link trains, but no SMP of the subnet manager reaches the port; the report
+    // comes after the bounded wait (net.isboot.wait_interface, 1 s here) with what it saw.
+    let r = run("hca-loss", "81:00.0,port1=down,loss=100");
+    assert!(r.stdout.contains("port 1: DOWN"), "{}", r.all());
+    assert!(r.stdout.contains("port 2: INIT, LID 0x0"), "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("isboot: native IPoIB interface: not yet available; closing the HCA"),
+        "{}",
+        r.all()
+    );
+    ended_without_a_disk_and_clean(&r);
+}
+
+#[test]
 fn a_function_another_driver_owns_is_refused_without_touching_it() {
     let r = run("hca-owned", "81:00.0,owner=mlx4_core0");
     assert!(

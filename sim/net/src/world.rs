@@ -33,7 +33,8 @@ pub struct FabricConfig {
     /// Whether the gateway relays DHCP at all (binding `relay`:67); a fabric whose node is
     /// addressed statically (from an iBFT) does without.
     pub dhcp_relay: bool,
-    /// Per-mille of fabric packets dropped (a [`hca_sim::Loss`] middleware; 0: none).
+    /// Per-mille of fabric packets dropped once the gateway is up (a [`hca_sim::Loss`]
+    /// middleware; 0: none).
     pub loss_permille: u32,
     /// `(fabric port, loopback service)`: what the gateway forwards (the iSCSI target).
     pub forwards: Vec<(u16, SocketAddr)>,
@@ -89,11 +90,6 @@ impl World {
             sim.connect(node, 1, sw);
         }
         sim.connect(node, 2, sw);
-        if cfg.loss_permille > 0 {
-            sim.add_fault(Box::new(hca_sim::Loss {
-                permille: cfg.loss_permille,
-            }));
-        }
         let gw = Gateway::start(
             &sim,
             g,
@@ -108,6 +104,11 @@ impl World {
                 ipoib: iface::Config::default(),
             },
         )?;
+        if cfg.loss_permille > 0 {
+            sim.add_fault(Box::new(hca_sim::Loss {
+                permille: cfg.loss_permille,
+            }));
+        }
         Ok(Self {
             sim,
             gw,
