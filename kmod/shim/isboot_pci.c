@@ -22,9 +22,20 @@
 #include <sys/bus.h>
 #include <sys/kobj.h>
 #include <machine/bus.h>
+#include <machine/resource.h>
+#include <sys/rman.h>
 #include <sys/bus_dma.h>
+#include <dev/pci/pcireg.h>
+
+#include <stddef.h>
 
 #include "isboot_pci.h"
+
+#define	ISBOOT_ABI_SIZE(t, n)		_Static_assert(sizeof(t) == (n), "sizeof(" #t ")");
+#define	ISBOOT_ABI_ALIGN(t, n)		_Static_assert(_Alignof(t) == (n), "_Alignof(" #t ")");
+#define	ISBOOT_ABI_OFFSET(t, f, n)	_Static_assert(offsetof(t, f) == (n), "offsetof(" #t ", " #f ")");
+#define	ISBOOT_ABI_CONST(c, v)		_Static_assert((c) == (v), #c);
+#include "isboot_pci_abi.h"
 
 /* --- pci_if.h, as generated from 14's sys/dev/pci/pci_if.m --------------------------------- */
 

@@ -30,33 +30,18 @@ use core::ptr::{self, NonNull};
 
 use hca::hal::{Bar, DmaDirection, DmaSync, Duration, Hal, Instant, PhysAddr, PAGE_SIZE};
 use ibft::PciAddress;
-use kernel_bindings::abi::Bintime;
+use kernel_bindings::abi::{
+    pcir_bar, Bintime, BUS_DMASYNC_POSTREAD, BUS_DMASYNC_POSTWRITE, BUS_DMASYNC_PREREAD,
+    BUS_DMASYNC_PREWRITE, BUS_DMA_COHERENT, BUS_DMA_NOWAIT, BUS_DMA_ZERO, RF_ACTIVE,
+    SYS_RES_MEMORY, X86_BUS_SPACE_MEM,
+};
 use kernel_bindings::ffi::{self, hca_kpis as k, shim};
 
 use crate::boot::NativeError;
 use crate::freebsd_boot::{bintime_nanos, sbt};
 
-/// `SYS_RES_MEMORY` (machine/resource.h).
-const SYS_RES_MEMORY: c_int = 3;
-/// `RF_ACTIVE` (sys/rman.h).
-const RF_ACTIVE: u32 = 0x0002;
-/// `X86_BUS_SPACE_MEM` (x86/include/bus.h): the memory space tag.
-const X86_BUS_SPACE_MEM: u64 = 1;
-/// `PCIR_BAR(x)` (dev/pci/pcireg.h): `0x10 + 4 * x`.
-const fn pcir_bar(x: u8) -> c_int {
-    0x10 + 4 * x as c_int
-}
 /// `BUS_SPACE_MAXADDR` (amd64).
 const BUS_SPACE_MAXADDR: u64 = u64::MAX;
-/// busdma flags (sys/bus_dma.h).
-const BUS_DMA_NOWAIT: c_int = 0x01;
-const BUS_DMA_COHERENT: c_int = 0x04;
-const BUS_DMA_ZERO: c_int = 0x08;
-/// `bus_dmamap_sync` operations (sys/bus_dma.h).
-const BUS_DMASYNC_PREREAD: c_int = 1;
-const BUS_DMASYNC_POSTREAD: c_int = 2;
-const BUS_DMASYNC_PREWRITE: c_int = 4;
-const BUS_DMASYNC_POSTWRITE: c_int = 8;
 /// `C_HARDCLOCK` (sys/callout.h), as the boot thread's sleeps use it.
 const C_HARDCLOCK: c_int = 0x0100;
 
