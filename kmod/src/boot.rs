@@ -902,7 +902,9 @@ fn report_hca<E: BootEnv>(
         let attrs: Vec<Option<hca::verbs::PortAttr>> = (1..=ports)
             .map(|p| verbs.query_port(PortNum(p)).ok())
             .collect();
-        if settled(&attrs) || verbs.now().saturating_since(start) >= settle {
+        // An unload ends the wait too (the module waits for this thread).
+        if settled(&attrs) || verbs.now().saturating_since(start) >= settle || env.stop_requested()
+        {
             break attrs;
         }
         verbs.delay(Duration::from_millis(100));
