@@ -32,6 +32,30 @@ pub enum DmaDirection {
     Both,
 }
 
+/// A DMA ownership change, as busdma's `bus_dmamap_sync(9)` operations name them.
+///
+/// On a cache-coherent platform without bounce buffers (x86 with the memory the Hal hands out)
+/// these do nothing; a Hal over an IOMMU, bounce pages or non-coherent caches copies or flushes
+/// here. The driver calls [`Dma::sync`]:
+/// - [`DmaSync::PreWrite`] after it wrote memory the device will read, before it tells the
+///   device (the HCR go bit, a doorbell, a doorbell record);
+/// - [`DmaSync::PreRead`] before it hands memory to the device to write (a receive buffer, a
+///   ring the device fills);
+/// - [`DmaSync::PostRead`] after the device wrote and before the driver reads what it wrote
+///   (CQEs, EQEs, the output mailbox, received payloads);
+/// - [`DmaSync::PostWrite`] after the device finished reading memory the driver wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DmaSync {
+    /// `BUS_DMASYNC_PREREAD`: the device is about to write the buffer.
+    PreRead,
+    /// `BUS_DMASYNC_POSTREAD`: the device wrote it; the driver is about to read.
+    PostRead,
+    /// `BUS_DMASYNC_PREWRITE`: the driver wrote it; the device is about to read.
+    PreWrite,
+    /// `BUS_DMASYNC_POSTWRITE`: the device finished reading it.
+    PostWrite,
+}
+
 /// A PCI memory BAR index as the device's programming interface numbers them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Bar(pub u8);
@@ -68,6 +92,13 @@ pub unsafe trait Hal: Clone {
     /// given, the memory must not be used afterwards, and the device must have been told to stop
     /// using it.
     unsafe fn dma_dealloc(&self, paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize);
+
+    /// Synchronises one allocation from [`Hal::dma_alloc`] for an ownership change (see
+    /// [`DmaSync`] for when the driver calls it). The default does nothing: right for
+    /// cache-coherent memory without bounce buffers (the ROM, the simulator).
+    fn dma_sync(&self, paddr: PhysAddr, pages: usize, op: DmaSync) {
+        let _ = (paddr, pages, op);
+    }
 
     /// Bytes of `bar` that are mapped.
     fn bar_len(&self, bar: Bar) -> usize;
@@ -147,6 +178,11 @@ impl<H: Hal> Dma<H> {
             Some(end) if end <= self.len() => Ok(()),
             _ => Err(Error::DmaOutOfBounds),
         }
+    }
+
+    /// Synchronises the whole buffer for an ownership change ([`DmaSync`] says when).
+    pub fn sync(&self, op: DmaSync) {
+        self.hal.dma_sync(self.paddr, self.pages, op);
     }
 
     /// Reads a big-endian dword at `off` (must be 4-byte aligned).

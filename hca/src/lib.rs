@@ -19,7 +19,7 @@ pub mod verbs;
 pub mod wire;
 
 pub use error::Error;
-pub use hal::{Bar, Dma, DmaDirection, Duration, Hal, Instant, PhysAddr};
+pub use hal::{Bar, Dma, DmaDirection, DmaSync, Duration, Hal, Instant, PhysAddr};
 pub use verbs::Verbs;
 
 use alloc::boxed::Box;

@@ -247,6 +247,10 @@ pub struct ReceivedMad {
 
 /// A verbs-like device.
 pub trait Verbs {
+    /// The firmware revision (major, minor, sub-minor), when the device reports one.
+    fn firmware_version(&self) -> Option<(u16, u16, u16)> {
+        None
+    }
     /// Number of physical ports.
     fn num_ports(&self) -> u8;
     /// The clock of the underlying Hal.

@@ -32,6 +32,8 @@ echo "build-kld: cc isboot_shim.c (FreeBSD headers from ziglang $ZIG_VERSION, __
 "${ZIG[@]}" cc "${SHIM_CFLAGS[@]}" -c "$KMOD_DIR/shim/isboot_shim.c" -o "$OUT/isboot_shim.o"
 echo "build-kld: cc isboot_boot.c"
 "${ZIG[@]}" cc "${SHIM_CFLAGS[@]}" -c "$KMOD_DIR/shim/isboot_boot.c" -o "$OUT/isboot_boot.o"
+echo "build-kld: cc isboot_pci.c"
+"${ZIG[@]}" cc "${SHIM_CFLAGS[@]}" -c "$KMOD_DIR/shim/isboot_pci.c" -o "$OUT/isboot_pci.o"
 
 # --- 2. the Rust half -------------------------------------------------------------------------
 echo "build-kld: cargo build (Debian $(/usr/bin/rustc --version | cut -d' ' -f1-2), -Zbuild-std=core,alloc, $RUST_TARGET)"
@@ -53,7 +55,7 @@ echo "build-kld: ld.lld -m elf_x86_64_fbsd -r"
 # --gc-sections then drops what nothing reaches from it or from the linker sets (kld.lds keeps
 # those, and merges the sections as FreeBSD's ldscript.kmod.amd64 does).
 "${ZIG[@]}" ld.lld -m elf_x86_64_fbsd -r -d --gc-sections -u isboot_modevent \
-    -T "$KMOD_DIR/scripts/kld.lds" -o "$OUT/isboot.ko.full" "$OUT/isboot_shim.o" "$OUT/isboot_boot.o" "$RUST_LIB"
+    -T "$KMOD_DIR/scripts/kld.lds" -o "$OUT/isboot.ko.full" "$OUT/isboot_shim.o" "$OUT/isboot_boot.o" "$OUT/isboot_pci.o" "$RUST_LIB"
 
 # bsd.kmod.mk (EXPORT_SYMS unset) localizes every defined global so that modules do not clash.
 # (readelf, not nm: binutils' nm tries its LLVM plugin on these objects.)

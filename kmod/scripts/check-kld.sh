@@ -13,10 +13,11 @@ KO="${1:-$OUT/isboot.ko}"
 
 echo "check-kld: $KO"
 status=0
-n=$(cat "$KMOD_DIR/shim/isboot_abi.h" "$KMOD_DIR/shim/isboot_boot_abi.h" | grep -c '^ISBOOT_ABI_')
+n=$(cat "$KMOD_DIR/shim/isboot_abi.h" "$KMOD_DIR/shim/isboot_boot_abi.h" "$KMOD_DIR/shim/isboot_pci_abi.h" | grep -c '^ISBOOT_ABI_')
 if "${ZIG[@]}" cc "${SHIM_CFLAGS[@]}" -c -o "$GEN_DIR/shim-check.o" "$KMOD_DIR/shim/isboot_shim.c" &&
-    "${ZIG[@]}" cc "${SHIM_CFLAGS[@]}" -c -o "$GEN_DIR/boot-check.o" "$KMOD_DIR/shim/isboot_boot.c"; then
-    echo "ok    shim _Static_asserts hold against the FreeBSD headers: $n (kmod/shim/isboot_abi.h, isboot_boot_abi.h)"
+    "${ZIG[@]}" cc "${SHIM_CFLAGS[@]}" -c -o "$GEN_DIR/boot-check.o" "$KMOD_DIR/shim/isboot_boot.c" &&
+    "${ZIG[@]}" cc "${SHIM_CFLAGS[@]}" -c -o "$GEN_DIR/pci-check.o" "$KMOD_DIR/shim/isboot_pci.c"; then
+    echo "ok    shim _Static_asserts hold against the FreeBSD headers: $n (kmod/shim/isboot_abi.h, isboot_boot_abi.h, isboot_pci_abi.h)"
 else
     echo "FAIL  shim _Static_asserts"
     status=1

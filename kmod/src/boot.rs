@@ -356,6 +356,89 @@ pub enum ScanState {
     Failed(String),
 }
 
+/// `pci0:B:D:F`, as pciconf(8) and the kernel's messages write a PCI selector (domain 0).
+#[derive(Clone, Copy, Debug)]
+pub struct PciSel(pub PciAddress);
+
+impl fmt::Display for PciSel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.0;
+        write!(f, "pci0:{}:{}:{}", p.bus, p.device, p.function)
+    }
+}
+
+/// Why the module's own HCA driver did not open the iBFT NIC's device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NativeError {
+    /// This platform has no native driver (the [`BootEnv`] default): only an existing
+    /// interface can be the boot interface.
+    Unavailable,
+    /// No PCI function at the address the iBFT names.
+    NoDevice(PciAddress),
+    /// Another driver owns the function (e.g. `mlx4_core0`); the module never touches it.
+    Owned {
+        /// The function.
+        pci: PciAddress,
+        /// The owner's name and unit.
+        owner: String,
+    },
+    /// The function is not an HCA the module drives.
+    Unsupported {
+        /// The function.
+        pci: PciAddress,
+        /// Its PCI vendor id.
+        vendor: u16,
+        /// Its PCI device id.
+        device: u16,
+    },
+    /// A bus resource (a BAR, a DMA tag, bus mastering) could not be had.
+    Resource {
+        /// The function.
+        pci: PciAddress,
+        /// What, in words.
+        what: String,
+    },
+    /// The driver could not bring the device up.
+    Driver {
+        /// The function.
+        pci: PciAddress,
+        /// The driver's error.
+        error: hca::Error,
+    },
+}
+
+impl fmt::Display for NativeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NativeError::Unavailable => f.write_str("no native HCA driver on this platform"),
+            NativeError::NoDevice(p) => write!(
+                f,
+                "{}: no such PCI function (the iBFT NIC's); no native HCA to open",
+                PciSel(*p)
+            ),
+            NativeError::Owned { pci, owner } => write!(
+                f,
+                "{} is owned by {owner}; using the existing interface path only",
+                PciSel(*pci)
+            ),
+            NativeError::Unsupported {
+                pci,
+                vendor,
+                device,
+            } => write!(
+                f,
+                "{}: {vendor:04x}:{device:04x} is not an HCA isboot drives; using the existing \
+                 interface path only",
+                PciSel(*pci)
+            ),
+            NativeError::Resource { pci, what } => write!(f, "{}: {what}", PciSel(*pci)),
+            NativeError::Driver { pci, error } => {
+                write!(f, "{}: the HCA did not come up: {error}", PciSel(*pci))
+            }
+        }
+    }
+}
+
 /// The kernel around the boot thread: the FreeBSD platform, or a host double in tests.
 pub trait BootEnv {
     /// The iSCSI connection (kernel sockets). Its `recv` returns early (as a timeout) when a
@@ -412,6 +495,13 @@ pub trait BootEnv {
     /// Publishes the boot thread's state for `sysctl net.isboot` (the device, the NIC, the
     /// target, the session state, reconnects, the last error).
     fn publish_state(&mut self, state: &BootState);
+    /// Opens the HCA at `pci` with the module's own driver, when no existing interface is the
+    /// boot interface. It must refuse (and not touch the hardware) when another driver owns
+    /// the function. The default: no native driver.
+    fn open_native_hca(&mut self, pci: PciAddress) -> Result<Box<dyn hca::Verbs>, NativeError> {
+        let _ = pci;
+        Err(NativeError::Unavailable)
+    }
 }
 
 /// What `sysctl net.isboot` shows of the boot thread.
@@ -680,6 +770,7 @@ fn wait_interface<E: BootEnv>(
     let end = start + t.wait_interface;
     let mut announced = false;
     let mut found: Option<NetIf> = None;
+    let mut tried_native = false;
     loop {
         // An unload during the wait ends it (the module waits for this thread).
         if env.stop_requested() {
@@ -708,6 +799,11 @@ fn wait_interface<E: BootEnv>(
             if i.link_up {
                 return Ok(i.name.clone());
             }
+        } else if found.is_none() && !tried_native {
+            // No existing interface is the boot interface: the module's own driver may open
+            // the HCA (only if no other driver owns it: coexistence with mlx4ib/ipoib).
+            tried_native = true;
+            native_hca(env, plan, t);
         }
         if !announced {
             match &found {
@@ -740,6 +836,108 @@ fn wait_interface<E: BootEnv>(
         }
         clock.sleep(POLL);
     }
+}
+
+/// How long the report of a freshly opened HCA waits for its ports to settle (the subnet
+/// manager's sweep makes a cabled port ACTIVE).
+const PORT_SETTLE: Duration = Duration::from_secs(10);
+
+/// Opens the iBFT NIC's HCA with the module's own driver, says what it reported and hands it
+/// to [`attach_native_link`]. Failures are said on the console; the wait for an existing
+/// interface goes on either way.
+#[inline(never)]
+fn native_hca<E: BootEnv>(env: &mut E, plan: &BootPlan, t: &BootTunables) {
+    let mut verbs = match env.open_native_hca(plan.pci) {
+        Ok(v) => v,
+        Err(NativeError::Unavailable) => return,
+        Err(e) => {
+            say!(env, "{e}");
+            return;
+        }
+    };
+    report_hca(
+        env,
+        plan.pci,
+        verbs.as_mut(),
+        t.wait_interface.min(PORT_SETTLE),
+    );
+    attach_native_link(env, verbs, &plan.nic);
+}
+
+/// Says what the opened HCA reported: its firmware, its ports (opened, so that their links
+/// train and the subnet manager can configure them) and their states once they settled (every
+/// port ACTIVE or DOWN with at least one ACTIVE, or `settle` passed), and their GUIDs.
+#[inline(never)]
+fn report_hca<E: BootEnv>(
+    env: &mut E,
+    pci: PciAddress,
+    verbs: &mut dyn hca::Verbs,
+    settle: Duration,
+) {
+    use hca::verbs::PortNum;
+    use hca::wire::smp::PortState;
+    let ports = verbs.num_ports();
+    match verbs.firmware_version() {
+        Some((a, b, c)) => say!(
+            env,
+            "{}: HCA up: firmware {a}.{b}.{c}, {ports} port(s)",
+            PciSel(pci)
+        ),
+        None => say!(env, "{}: HCA up: {ports} port(s)", PciSel(pci)),
+    }
+    for p in 1..=ports {
+        if let Err(e) = verbs.open_port(PortNum(p)) {
+            say!(env, "{}: port {p}: cannot open: {e}", PciSel(pci));
+        }
+    }
+    let start = verbs.now();
+    let settled = |a: &[Option<hca::verbs::PortAttr>]| {
+        let states: Vec<PortState> = a.iter().flatten().map(|a| a.state).collect();
+        states.contains(&PortState::ACTIVE)
+            && states
+                .iter()
+                .all(|s| *s == PortState::ACTIVE || *s == PortState::DOWN)
+    };
+    let attrs = loop {
+        let attrs: Vec<Option<hca::verbs::PortAttr>> = (1..=ports)
+            .map(|p| verbs.query_port(PortNum(p)).ok())
+            .collect();
+        // An unload ends the wait too (the module waits for this thread).
+        if settled(&attrs) || verbs.now().saturating_since(start) >= settle || env.stop_requested()
+        {
+            break attrs;
+        }
+        verbs.delay(Duration::from_millis(100));
+    };
+    for (i, a) in attrs.iter().enumerate() {
+        let p = i + 1;
+        match a {
+            Some(a) => say!(
+                env,
+                "{}: port {p}: {}, LID {:#x}, port GUID {:016x}",
+                PciSel(pci),
+                a.state,
+                a.lid.0,
+                u64::from_be_bytes(a.port_guid.0)
+            ),
+            None => say!(env, "{}: port {p}: cannot query", PciSel(pci)),
+        }
+    }
+}
+
+/// Where the module's own IPoIB link (the `native` IbLink) and its ifnet attach to the opened
+/// HCA: the interface that then appears is found by the wait for the boot interface.
+///
+/// PLACEHOLDER: the link and the ifnet glue are not wired in yet; this says so and closes the
+/// HCA (dropping the driver resets the device and returns its memory and BARs).
+#[inline(never)]
+fn attach_native_link<E: BootEnv>(env: &mut E, verbs: Box<dyn hca::Verbs>, nic: &Nic) {
+    let _ = nic;
+    say!(
+        env,
+        "native IPoIB interface: not yet available; closing the HCA"
+    );
+    drop(verbs);
 }
 
 fn configure<E: BootEnv>(env: &mut E, plan: &BootPlan, ifname: &str) -> Result<(), BootError> {

@@ -767,6 +767,13 @@ impl BootEnv for KernelBootEnv {
     fn publish_state(&mut self, state: &BootState) {
         self.shared.lock().boot = state.clone();
     }
+
+    fn open_native_hca(
+        &mut self,
+        pci: ibft::PciAddress,
+    ) -> Result<Box<dyn hca::Verbs>, crate::boot::NativeError> {
+        crate::freebsd_hca::open(pci, &|line| kernel_bindings::console::print_line(line))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

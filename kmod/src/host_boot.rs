@@ -11,6 +11,7 @@
 
 extern crate std;
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -31,7 +32,9 @@ use iscsi_initiator::session::Portal;
 use iscsi_initiator::time::{Duration, DurationExt};
 use iscsi_initiator::transport::{Received, StdClock, Transport};
 
-use crate::boot::{BootEnv, BootState, CamRequest, LinkAddr, NetError, NetIf, Route, ScanState};
+use crate::boot::{
+    BootEnv, BootState, CamRequest, LinkAddr, NativeError, NetError, NetIf, Route, ScanState,
+};
 use crate::cam::{self, CamStatus, DataDir, PathInq, QueueEvent, ScsiIo, ScsiIoDone};
 
 fn std_dur(d: Duration) -> std::time::Duration {
@@ -465,8 +468,8 @@ fn probe(disk: &HostDisk) -> ScanState {
 }
 
 /// The host kernel for the boot thread.
-#[derive(Debug)]
 pub struct HostBoot {
+    native: Option<NativeOpener>,
     lines: Arc<Mutex<Vec<String>>>,
     echo: bool,
     cam: Arc<CamShared>,
@@ -475,6 +478,27 @@ pub struct HostBoot {
     state: Arc<Mutex<BootState>>,
     hold: Arc<AtomicBool>,
     seed: u64,
+}
+
+/// What opens the iBFT NIC's HCA for [`BootEnv::open_native_hca`] on the host (a test gives
+/// one over the device model); without one there is no native driver.
+pub type NativeOpener =
+    Box<dyn FnMut(ibft::PciAddress) -> Result<Box<dyn hca::Verbs>, NativeError> + Send>;
+
+impl fmt::Debug for HostBoot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostBoot")
+            .field("native", &self.native.is_some())
+            .field("echo", &self.echo)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostBoot {
+    /// Gives the double a native HCA driver.
+    pub fn set_native(&mut self, open: NativeOpener) {
+        self.native = Some(open);
+    }
 }
 
 /// What a test holds on to while the boot thread runs.
@@ -535,6 +559,7 @@ impl HostBoot {
         };
         Ok((
             Self {
+                native: None,
                 lines,
                 echo,
                 cam,
@@ -594,6 +619,16 @@ fn parse_mac<const N: usize>(s: &str) -> Option<[u8; N]> {
 impl BootEnv for HostBoot {
     type Transport = HostTransport;
     type Clock = StdClock;
+
+    fn open_native_hca(
+        &mut self,
+        pci: ibft::PciAddress,
+    ) -> Result<Box<dyn hca::Verbs>, NativeError> {
+        match self.native.as_mut() {
+            Some(open) => open(pci),
+            None => Err(NativeError::Unavailable),
+        }
+    }
 
     fn console(&self, line: fmt::Arguments<'_>) {
         let s = format!("{line}");

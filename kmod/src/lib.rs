@@ -44,6 +44,8 @@ pub mod freebsd;
 #[cfg(feature = "freebsd")]
 pub mod freebsd_boot;
 #[cfg(feature = "freebsd")]
+pub mod freebsd_hca;
+#[cfg(feature = "freebsd")]
 pub mod freebsd_ifnet;
 
 pub use flow::{load, unload, Found, LoadError, Report, TableSource};

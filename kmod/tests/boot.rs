@@ -17,9 +17,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use ibft::{ChapType, Ibft};
+use isboot::boot::NativeError;
 use isboot::boot::{self, BootError, BootTunables, Served};
 use isboot::cam::DataDir;
-use isboot::host_boot::{HostBoot, HostDisk, HostHandle};
+use isboot::host_boot::{HostBoot, HostDisk, HostHandle, NativeOpener};
 use isboot_tests::lab::{self, Peer};
 use isboot_tests::rootfs;
 use isboot_tests::target::{TargetOpts, Tgtd};
@@ -61,7 +62,14 @@ struct Booting {
 
 impl Booting {
     fn start(table: Ibft, t: BootTunables) -> Booting {
+        Self::start_with(table, t, None)
+    }
+
+    fn start_with(table: Ibft, t: BootTunables, native: Option<NativeOpener>) -> Booting {
         let (mut env, handle) = HostBoot::new(true).expect("the host kernel double");
+        if let Some(n) = native {
+            env.set_native(n);
+        }
         let thread = std::thread::Builder::new()
             .name("isboot".into())
             .spawn(move || boot::run(&mut env, &table, &t))
@@ -315,6 +323,91 @@ fn the_target_down_at_load_is_a_bounded_wait_with_a_line() {
             "{c}"
         );
     });
+}
+
+/// A native driver over the device model: a switch with the subnet manager and a dual-port
+/// ConnectX (node GUID 0x0002c90300005670) with only port 2 cabled.
+fn simulated_hca(seen: Arc<Mutex<Vec<ibft::PciAddress>>>) -> NativeOpener {
+    Box::new(move |pci| {
+        seen.lock().unwrap().push(pci);
+        let sim = hca_sim::Sim::new(hca_sim::SimConfig {
+            seed: 3,
+            ..hca_sim::SimConfig::default()
+        });
+        let sw = sim.add_switch();
+        sim.attach_sm(sw);
+        let node = sim.add_hca(hca_sim::HcaSpec::connectx(0x0002_c903_0000_5670, 2));
+        sim.connect(node, 2, sw);
+        hca::probe(sim.hal(node), hca::hermon::Config::default())
+            .map_err(|error| NativeError::Driver { pci, error })
+    })
+}
+
+#[test]
+fn with_no_interface_the_native_hca_is_opened_reported_and_closed() {
+    let t = table("nochap");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let opener = simulated_hca(seen.clone());
+    isboot_tests::netns::run(move || {
+        let mut tun = quick();
+        tun.wait_interface = Duration::from_secs(2);
+        let (e, c) = expect_failure(
+            Booting::start_with(t, tun, Some(opener)),
+            StdDuration::from_secs(20),
+        );
+        assert!(matches!(e, BootError::NoInterface { .. }), "{e:?}");
+        isboot_tests::assert_in_order(
+            &c,
+            &[
+                "isboot: pci0:0:3:0: HCA up: firmware 2.9.1200, 2 port(s)",
+                "isboot: pci0:0:3:0: port 1: DOWN, LID 0x0, port GUID 0002c90300005671",
+                "isboot: pci0:0:3:0: port 2: ACTIVE, LID 0x",
+                "port GUID 0002c90300005672",
+                "isboot: native IPoIB interface: not yet available; closing the HCA",
+                "isboot: waiting up to 2 s for the interface with MAC 52:54:00:9a:bc:de",
+                "isboot: no interface with MAC 52:54:00:9a:bc:de appeared within 2 s",
+            ],
+        );
+    })
+    .unwrap();
+    // Once, with the table's PCI function (0:3:0).
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![ibft::PciAddress {
+            bus: 0,
+            device: 3,
+            function: 0
+        }]
+    );
+}
+
+#[test]
+fn a_refused_native_hca_is_one_line_and_the_wait_goes_on() {
+    let t = table("nochap");
+    isboot_tests::netns::run(move || {
+        let mut tun = quick();
+        tun.wait_interface = Duration::from_secs(1);
+        let owned: NativeOpener = Box::new(|pci| {
+            Err(NativeError::Owned {
+                pci,
+                owner: "mlx4_core0".into(),
+            })
+        });
+        let (e, c) = expect_failure(
+            Booting::start_with(t, tun, Some(owned)),
+            StdDuration::from_secs(10),
+        );
+        assert!(matches!(e, BootError::NoInterface { .. }), "{e:?}");
+        isboot_tests::assert_in_order(
+            &c,
+            &[
+                "isboot: pci0:0:3:0 is owned by mlx4_core0; using the existing interface path only",
+                "isboot: waiting up to 1 s for the interface with MAC 52:54:00:9a:bc:de",
+            ],
+        );
+        assert!(!c.contains("HCA up"), "{c}");
+    })
+    .unwrap();
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub mod regs;
 use alloc::vec::Vec;
 use log::{debug, warn};
 
-use crate::hal::{dma_fence, Bar, Dma, DmaDirection, Duration, Hal, Instant, PAGE_SIZE};
+use crate::hal::{dma_fence, Bar, Dma, DmaDirection, DmaSync, Duration, Hal, Instant, PAGE_SIZE};
 use crate::verbs::{
     AddressHandle, Completion, CompletionKind, CqId, Event, MadDest, PortAttr, PortNum, QpId,
     ReceivedMad, UdQpAttr, Verbs, WrId,
@@ -298,6 +298,12 @@ pub struct Hermon<H: Hal> {
 
 impl<H: Hal> Hermon<H> {
     /// Resets and brings up the device. `hal` must be mapped onto a hermon-class device.
+    ///
+    /// A bring-up that fails after the reset resets the device again before returning, so
+    /// that it stops using the memory handed to it (the firmware area, ICM, mailboxes). The
+    /// buffers themselves are returned to the Hal as the failed bring-up unwinds, which is
+    /// before that reset: a Hal whose freed memory could be reused at once should keep it until
+    /// its last clone goes (the FreeBSD Hal does).
     pub fn open(hal: H, cfg: Config) -> Result<Self, Error> {
         if hal.bar_len(Bar::BAR0) < regs::CONFIG_BAR_SIZE {
             return Err(Error::BarTooSmall {
@@ -311,6 +317,14 @@ impl<H: Hal> Hermon<H> {
                 needed: regs::UAR_BAR_MIN_SIZE,
             });
         }
+        let keep = hal.clone();
+        Self::bring_up(hal, cfg).inspect_err(|_| {
+            regs::write_be(&keep, Bar::BAR0, regs::RESET_OFFSET, regs::RESET_MAGIC);
+            dma_fence();
+        })
+    }
+
+    fn bring_up(hal: H, cfg: Config) -> Result<Self, Error> {
         reset(&hal, &cfg)?;
         let mbox_in = Dma::new(&hal, 1, DmaDirection::ToDevice)?;
         let mbox_out = Dma::new(&hal, 1, DmaDirection::FromDevice)?;
@@ -553,6 +567,8 @@ impl<H: Hal> Hermon<H> {
             // Owner = 1: hardware owns it (§2.6).
             self.eq_ring.write(i * prm::eqe::SIZE + 31, &[0x80])?;
         }
+        // The initialised ring is the device's from SW2HW_EQ on.
+        self.eq_ring.sync(DmaSync::PreWrite);
         let mtt = self.alloc_mtt(self.eq_ring.paddr(), self.eq_ring.pages())?;
         let mut eqc = Prm::<{ prm::eqc::DWORDS }>::default();
         eqc.set(prm::eqc::ST, 0xa);
@@ -755,9 +771,17 @@ impl<H: Hal> Hermon<H> {
             counter = qp.rq_pi & 0xffff;
             db_page_off = qp.db * 8;
         }
-        // The WQE must be visible before the doorbell record that publishes it.
+        // The WQE must be visible before the doorbell record that publishes it; the receive
+        // slot is the device's to write.
+        {
+            let qp = self.qp(id)?;
+            qp.ring.sync(DmaSync::PreWrite);
+            qp.slots.sync(DmaSync::PreRead);
+        }
         dma_fence();
-        self.db_page.write_be32(db_page_off, counter)
+        self.db_page.write_be32(db_page_off, counter)?;
+        self.db_page.sync(DmaSync::PreWrite);
+        Ok(())
     }
 
     fn ring_send_doorbell(&self, qpn: u32) {
@@ -808,6 +832,9 @@ impl<H: Hal> Hermon<H> {
         // Everything but the ownership dword first; then make the WQE whole (§2.8).
         dma_fence();
         qp.ring.write(off, &b[..4])?;
+        // The WQE and the send slot it gathers from are the device's to read now.
+        qp.ring.sync(DmaSync::PreWrite);
+        qp.slots.sync(DmaSync::PreWrite);
         let qpn = qp.qpn;
         let wr = qp.sq_pi;
         qp.sq_pi = qp.sq_pi.wrapping_add(1);
@@ -846,6 +873,10 @@ impl<H: Hal> Hermon<H> {
 }
 
 impl<H: Hal> Verbs for Hermon<H> {
+    fn firmware_version(&self) -> Option<(u16, u16, u16)> {
+        Some((self.fw.major, self.fw.minor, self.fw.subminor))
+    }
+
     fn num_ports(&self) -> u8 {
         self.caps.num_ports
     }
@@ -931,6 +962,8 @@ impl<H: Hal> Verbs for Hermon<H> {
     fn poll_event(&mut self) -> Result<Option<Event>, Error> {
         let idx = (self.eq_ci & (EQ_ENTRIES - 1)) as usize;
         let mut b = [0u8; prm::eqe::SIZE];
+        // The device writes EQEs: sync before looking at one.
+        self.eq_ring.sync(DmaSync::PostRead);
         self.eq_ring.read(idx * prm::eqe::SIZE, &mut b)?;
         let Some(ev) = entries::decode_eqe(&b, self.eq_ci & EQ_ENTRIES != 0) else {
             return Ok(None);
@@ -971,6 +1004,8 @@ impl<H: Hal> Verbs for Hermon<H> {
             // All CQEs start hardware-owned: owner = 1 (§2.5).
             ring.write(i * prm::cqe::SIZE + 31, &[0x80])?;
         }
+        // The initialised ring is the device's from SW2HW_CQ on.
+        ring.sync(DmaSync::PreWrite);
         let mtt = self.alloc_mtt(ring.paddr(), ring.pages())?;
         let db = self.alloc_db()?;
         let cqn = self.caps.rsvd_cqs + index as u32;
@@ -1117,6 +1152,8 @@ impl<H: Hal> Verbs for Hermon<H> {
             let cq = self.cq(cq_id)?;
             let idx = (cq.ci & (cq.entries - 1)) as usize;
             let mut b = [0u8; prm::cqe::SIZE];
+            // The device writes CQEs: sync before looking at one.
+            cq.ring.sync(DmaSync::PostRead);
             cq.ring.read(idx * prm::cqe::SIZE, &mut b)?;
             let Some(cqe) = entries::decode_cqe(&b, cq.ci & cq.entries != 0) else {
                 return Ok(None);
@@ -1128,6 +1165,7 @@ impl<H: Hal> Verbs for Hermon<H> {
             let db = cq.db;
             let cqn = cq.cqn;
             self.db_page.write_be32(db * 8, ci & 0x00ff_ffff)?;
+            self.db_page.sync(DmaSync::PreWrite);
             (cqe, cqn)
         };
         let qpn = cqe.qpn;
@@ -1185,6 +1223,8 @@ impl<H: Hal> Verbs for Hermon<H> {
             comp.byte_len = payload;
             let n = (payload as usize).min(buf.len()).min(RECV_CAPACITY);
             let qp = self.qp(id)?;
+            // The device wrote the receive slot: sync before copying it out.
+            qp.slots.sync(DmaSync::PostRead);
             qp.slots.read(slot_off + GRH_AREA, &mut buf[..n])?;
             if cqe.grh {
                 let mut g = [0u8; 40];
@@ -1455,7 +1495,10 @@ impl<H: Hal> BootRef<'_, H> {
         } else {
             (0, 0)
         };
-        // The input mailbox must be visible to the device before the go bit.
+        // The input mailbox must be visible to the device before the go bit, and the output
+        // mailbox is the device's to write.
+        self.mbox_in.sync(DmaSync::PreWrite);
+        self.mbox_out.sync(DmaSync::PreRead);
         dma_fence();
         let base = regs::HCR_BASE;
         for (i, v) in [in_h, in_l, cmd.in_mod(), out_h, out_l, 0]
@@ -1469,6 +1512,8 @@ impl<H: Hal> BootRef<'_, H> {
         let done = self.wait_idle(C::OPCODE)?;
         // The output mailbox is read after the device cleared go.
         dma_fence();
+        self.mbox_in.sync(DmaSync::PostWrite);
+        self.mbox_out.sync(DmaSync::PostRead);
         if done.status() != 0 {
             let status = cmd::FwStatus(done.status());
             debug!("hermon: command {:?} status {status:?}", C::OPCODE);

@@ -765,3 +765,60 @@ pub const IF_MINMTU: c_int = 72;
 pub const IFA_NETMASK_OFFSET: usize = 16;
 /// `AF_INET` as `sa_family_t`.
 pub const SA_AF_INET: u8 = 2;
+// --- the HCA (kmod/src/freebsd_hca.rs), asserted in kmod/shim/isboot_pci_abi.h ----------------
+
+/// `SYS_RES_MEMORY` (machine/resource.h).
+pub const SYS_RES_MEMORY: c_int = 3;
+/// `RF_ACTIVE` (sys/rman.h).
+pub const RF_ACTIVE: u32 = 0x0002;
+/// `PCIR_BAR(x)` (dev/pci/pcireg.h): `0x10 + 4 * x`.
+pub const fn pcir_bar(x: u8) -> c_int {
+    0x10 + 4 * x as c_int
+}
+/// `X86_BUS_SPACE_MEM` (x86/include/bus.h).
+pub const X86_BUS_SPACE_MEM: u64 = 1;
+/// `BUS_DMA_NOWAIT` (sys/bus_dma.h).
+pub const BUS_DMA_NOWAIT: c_int = 0x01;
+/// `BUS_DMA_COHERENT`.
+pub const BUS_DMA_COHERENT: c_int = 0x04;
+/// `BUS_DMA_ZERO`.
+pub const BUS_DMA_ZERO: c_int = 0x08;
+/// `BUS_DMASYNC_PREREAD` (sys/bus_dma.h).
+pub const BUS_DMASYNC_PREREAD: c_int = 1;
+/// `BUS_DMASYNC_POSTREAD`.
+pub const BUS_DMASYNC_POSTREAD: c_int = 2;
+/// `BUS_DMASYNC_PREWRITE`.
+pub const BUS_DMASYNC_PREWRITE: c_int = 4;
+/// `BUS_DMASYNC_POSTWRITE`.
+pub const BUS_DMASYNC_POSTWRITE: c_int = 8;
+
+/// What `isboot_pci_abi.h` asserts, as the Rust side has it.
+pub const HCA_ABI: &[AbiItem] = &[
+    AbiItem::Const("SYS_RES_MEMORY", SYS_RES_MEMORY as i64),
+    AbiItem::Const("RF_ACTIVE", RF_ACTIVE as i64),
+    AbiItem::Const("PCIR_BAR(0)", pcir_bar(0) as i64),
+    AbiItem::Const("PCIR_BAR(2)", pcir_bar(2) as i64),
+    AbiItem::Const("X86_BUS_SPACE_MEM", X86_BUS_SPACE_MEM as i64),
+    AbiItem::Const("BUS_DMA_NOWAIT", BUS_DMA_NOWAIT as i64),
+    AbiItem::Const("BUS_DMA_COHERENT", BUS_DMA_COHERENT as i64),
+    AbiItem::Const("BUS_DMA_ZERO", BUS_DMA_ZERO as i64),
+    AbiItem::Const("BUS_DMASYNC_PREREAD", BUS_DMASYNC_PREREAD as i64),
+    AbiItem::Const("BUS_DMASYNC_POSTREAD", BUS_DMASYNC_POSTREAD as i64),
+    AbiItem::Const("BUS_DMASYNC_PREWRITE", BUS_DMASYNC_PREWRITE as i64),
+    AbiItem::Const("BUS_DMASYNC_POSTWRITE", BUS_DMASYNC_POSTWRITE as i64),
+    AbiItem::Size(
+        "bus_dma_segment_t",
+        core::mem::size_of::<crate::ffi::hca_kpis::BusDmaSegment>(),
+    ),
+    AbiItem::Offset(
+        "bus_dma_segment_t",
+        "ds_addr",
+        core::mem::offset_of!(crate::ffi::hca_kpis::BusDmaSegment, ds_addr),
+    ),
+    AbiItem::Offset(
+        "bus_dma_segment_t",
+        "ds_len",
+        core::mem::offset_of!(crate::ffi::hca_kpis::BusDmaSegment, ds_len),
+    ),
+    AbiItem::Size("struct kobjop_desc", core::mem::size_of::<[u64; 3]>()),
+];

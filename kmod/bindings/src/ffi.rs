@@ -303,6 +303,120 @@ extern "C" {
     ) -> *mut Mbuf;
 }
 
+/// The KPIs of the module's HCA access (`kmod/src/freebsd_hca.rs`): newbus, PCI, resources and
+/// busdma. Every one is a real function on FreeBSD 14 amd64; their inline companions
+/// (`pci_read_config`, `bus_dmamem_alloc`...) are in the shim (`isboot_pci.c`). Devices, tags,
+/// maps and resources are opaque pointers.
+pub mod hca_kpis {
+    use core::ffi::{c_char, c_int, c_uint, c_void};
+
+    /// `bus_dma_segment_t` (sys/bus_dma.h, LP64): `{ bus_addr_t ds_addr; bus_size_t ds_len; }`.
+    #[repr(C)]
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct BusDmaSegment {
+        /// The segment's bus address.
+        pub ds_addr: u64,
+        /// Its length.
+        pub ds_len: u64,
+    }
+
+    /// `typedef void bus_dmamap_callback_t(void *, bus_dma_segment_t *, int, int);`
+    pub type BusDmamapCallback =
+        unsafe extern "C" fn(arg: *mut c_void, segs: *mut BusDmaSegment, nseg: c_int, error: c_int);
+
+    extern "C" {
+        /// `device_t pci_find_dbsf(uint32_t domain, uint8_t bus, uint8_t slot, uint8_t func);`
+        /// (dev/pci/pcivar.h): the PCI function at that address, NULL if there is none.
+        pub fn pci_find_dbsf(domain: u32, bus: u8, slot: u8, func: u8) -> *mut c_void;
+        /// `driver_t *device_get_driver(device_t dev);` (sys/bus.h): NULL when no driver
+        /// claimed it.
+        pub fn device_get_driver(dev: *mut c_void) -> *mut c_void;
+        /// `int device_is_attached(device_t dev);` (sys/bus.h): non-zero after a successful
+        /// attach.
+        pub fn device_is_attached(dev: *mut c_void) -> c_int;
+        /// `const char *device_get_nameunit(device_t dev);` (sys/bus.h)
+        pub fn device_get_nameunit(dev: *mut c_void) -> *const c_char;
+        /// ```c
+        /// struct resource *bus_alloc_resource(device_t dev, int type, int *rid,
+        ///     rman_res_t start, rman_res_t end, rman_res_t count, u_int flags);
+        /// ```
+        /// (sys/bus.h; `bus_alloc_resource_any` is the inline passing `0, ~0, 1`)
+        pub fn bus_alloc_resource(
+            dev: *mut c_void,
+            ty: c_int,
+            rid: *mut c_int,
+            start: u64,
+            end: u64,
+            count: u64,
+            flags: c_uint,
+        ) -> *mut c_void;
+        /// `int bus_release_resource(device_t dev, int type, int rid, struct resource *r);`
+        /// (14's sys/bus.h: the four-argument form is the real function there; 15 made it
+        /// `bus_release_resource(dev, r)` and kept the old one as `bus_release_resource_old`.
+        /// The module's metadata requires a 14.x kernel.)
+        pub fn bus_release_resource(
+            dev: *mut c_void,
+            ty: c_int,
+            rid: c_int,
+            r: *mut c_void,
+        ) -> c_int;
+        /// `bus_space_tag_t rman_get_bustag(struct resource *);` (sys/rman.h; a `uint64_t` on
+        /// amd64: `X86_BUS_SPACE_MEM` 1 for memory)
+        pub fn rman_get_bustag(r: *mut c_void) -> u64;
+        /// `bus_space_handle_t rman_get_bushandle(struct resource *);` (sys/rman.h; on amd64
+        /// the memory tag's handle is the mapping's kernel virtual address)
+        pub fn rman_get_bushandle(r: *mut c_void) -> u64;
+        /// `void *rman_get_virtual(struct resource *);` (sys/rman.h)
+        pub fn rman_get_virtual(r: *mut c_void) -> *mut c_void;
+        /// `rman_res_t rman_get_size(struct resource *);` (sys/rman.h)
+        pub fn rman_get_size(r: *mut c_void) -> u64;
+        /// `bus_dma_tag_t bus_get_dma_tag(device_t dev);` (sys/bus.h)
+        pub fn bus_get_dma_tag(dev: *mut c_void) -> *mut c_void;
+        /// ```c
+        /// int bus_dma_tag_create(bus_dma_tag_t parent, bus_size_t alignment,
+        ///     bus_addr_t boundary, bus_addr_t lowaddr, bus_addr_t highaddr,
+        ///     bus_dma_filter_t *filtfunc, void *filtfuncarg, bus_size_t maxsize,
+        ///     int nsegments, bus_size_t maxsegsz, int flags, bus_dma_lock_t *lockfunc,
+        ///     void *lockfuncarg, bus_dma_tag_t *dmat);
+        /// ```
+        /// (14's sys/bus_dma.h; `filtfunc` must be NULL)
+        #[allow(clippy::too_many_arguments)]
+        pub fn bus_dma_tag_create(
+            parent: *mut c_void,
+            alignment: u64,
+            boundary: u64,
+            lowaddr: u64,
+            highaddr: u64,
+            filtfunc: *mut c_void,
+            filtfuncarg: *mut c_void,
+            maxsize: u64,
+            nsegments: c_int,
+            maxsegsz: u64,
+            flags: c_int,
+            lockfunc: *mut c_void,
+            lockfuncarg: *mut c_void,
+            dmat: *mut *mut c_void,
+        ) -> c_int;
+        /// `int bus_dma_tag_destroy(bus_dma_tag_t dmat);` (sys/bus_dma.h)
+        pub fn bus_dma_tag_destroy(dmat: *mut c_void) -> c_int;
+        /// ```c
+        /// int bus_dmamap_load(bus_dma_tag_t dmat, bus_dmamap_t map, void *buf,
+        ///     bus_size_t buflen, bus_dmamap_callback_t *callback, void *callback_arg,
+        ///     int flags);
+        /// ```
+        /// (sys/bus_dma.h; with `BUS_DMA_NOWAIT` the callback runs before it returns)
+        pub fn bus_dmamap_load(
+            dmat: *mut c_void,
+            map: *mut c_void,
+            buf: *mut c_void,
+            buflen: u64,
+            callback: BusDmamapCallback,
+            callback_arg: *mut c_void,
+            flags: c_int,
+        ) -> c_int;
+    }
+}
+
 /// KPIs the boot thread's C shim (`kmod/shim/isboot_boot.c`) calls; Rust never calls them.
 /// They are declared here so that every KPI the module uses is listed, with its prototype, in
 /// one place (and `check_kld.py` checks these names against the FreeBSD headers too). Struct
@@ -311,6 +425,24 @@ pub mod shim_kpis {
     use core::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
     extern "C" {
+        /// `device_t device_get_parent(device_t dev);` (sys/bus.h): the bus whose kobj
+        /// methods `pci_read_config(9)` and friends dispatch on.
+        pub fn device_get_parent(dev: *mut c_void) -> *mut c_void;
+        /// `kobj_method_t *kobj_lookup_method(kobj_class_t cls, kobj_method_t **cep,
+        /// kobjop_desc_t desc);` (sys/kobj.h): the cache-miss path of `KOBJOPLOOKUP`, which
+        /// the generated `PCI_READ_CONFIG` etc. (isboot_pci.c) expand to.
+        pub fn kobj_lookup_method(
+            cls: *mut c_void,
+            cep: *mut *mut c_void,
+            desc: *mut c_void,
+        ) -> *mut c_void;
+        /// `extern struct kobjop_desc pci_read_config_desc;` (pci_if.h, generated from
+        /// sys/dev/pci/pci_if.m)
+        pub static pci_read_config_desc: [u64; 3];
+        /// `extern struct kobjop_desc pci_write_config_desc;` (pci_if.h)
+        pub static pci_write_config_desc: [u64; 3];
+        /// `extern struct kobjop_desc pci_enable_busmaster_desc;` (pci_if.h)
+        pub static pci_enable_busmaster_desc: [u64; 3];
         /// `int socreate(int dom, struct socket **aso, int type, int proto,
         /// struct ucred *cred, struct thread *td);` (sys/socketvar.h)
         pub fn socreate(
@@ -461,6 +593,34 @@ pub mod shim {
 
         /// `SYSCTL_NODE(_net, OID_AUTO, isboot, ...)` → `struct sysctl_oid sysctl___net_isboot;`
         pub static mut sysctl___net_isboot: SysctlOid;
+    }
+
+    // --- the HCA's shim (kmod/shim/isboot_pci.c, prototypes in isboot_pci.h) -------------------
+    extern "C" {
+        /// `uint32_t isboot_pci_read_config(device_t dev, int reg, int width);`:
+        /// `pci_read_config(9)`.
+        pub fn isboot_pci_read_config(dev: *mut c_void, reg: c_int, width: c_int) -> u32;
+        /// `void isboot_pci_write_config(device_t dev, int reg, uint32_t val, int width);`:
+        /// `pci_write_config(9)`.
+        pub fn isboot_pci_write_config(dev: *mut c_void, reg: c_int, val: u32, width: c_int);
+        /// `int isboot_pci_enable_busmaster(device_t dev);`: `pci_enable_busmaster(9)`.
+        pub fn isboot_pci_enable_busmaster(dev: *mut c_void) -> c_int;
+        /// `int isboot_dmamem_alloc(bus_dma_tag_t, void **vaddr, int flags, bus_dmamap_t *)`:
+        /// `bus_dmamem_alloc(9)`.
+        pub fn isboot_dmamem_alloc(
+            tag: *mut c_void,
+            vaddr: *mut *mut c_void,
+            flags: c_int,
+            mapp: *mut *mut c_void,
+        ) -> c_int;
+        /// `void isboot_dmamem_free(bus_dma_tag_t, void *vaddr, bus_dmamap_t)`:
+        /// `bus_dmamem_free(9)`.
+        pub fn isboot_dmamem_free(tag: *mut c_void, vaddr: *mut c_void, map: *mut c_void);
+        /// `void isboot_dmamap_unload(bus_dma_tag_t, bus_dmamap_t)`: `bus_dmamap_unload(9)`.
+        pub fn isboot_dmamap_unload(tag: *mut c_void, map: *mut c_void);
+        /// `void isboot_dmamap_sync(bus_dma_tag_t, bus_dmamap_t, int op)`:
+        /// `bus_dmamap_sync(9)`.
+        pub fn isboot_dmamap_sync(tag: *mut c_void, map: *mut c_void, op: c_int);
     }
 
     // --- the boot thread's shim (kmod/shim/isboot_boot.c, prototypes in isboot_boot.h) --------

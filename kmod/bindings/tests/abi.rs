@@ -1,12 +1,13 @@
 //! The numbers `kmod/shim/isboot_abi.h` asserts against the FreeBSD headers are the numbers the
 //! Rust bindings use.
 
-use kernel_bindings::abi::{AbiItem, ABI, BOOT_ABI, KERNEL_LAYOUTS};
+use kernel_bindings::abi::{AbiItem, ABI, BOOT_ABI, HCA_ABI, KERNEL_LAYOUTS};
 
-/// `isboot_abi.h` (the module) and `isboot_boot_abi.h` (the boot thread), one after the other.
+/// `isboot_abi.h` (the module), `isboot_boot_abi.h` (the boot thread) and `isboot_pci_abi.h`
+/// (the HCA), one after the other.
 fn header() -> String {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shim/");
-    ["isboot_abi.h", "isboot_boot_abi.h"]
+    ["isboot_abi.h", "isboot_boot_abi.h", "isboot_pci_abi.h"]
         .iter()
         .map(|f| std::fs::read_to_string(format!("{dir}{f}")).expect("read the ABI header"))
         .collect::<Vec<_>>()
@@ -16,6 +17,7 @@ fn header() -> String {
 fn rust_items() -> Vec<AbiItem> {
     ABI.iter()
         .chain(BOOT_ABI)
+        .chain(HCA_ABI)
         .chain(KERNEL_LAYOUTS)
         .copied()
         .collect()

@@ -32,6 +32,13 @@ it and checks that it released everything.
                         cpu_us_per_io=N mallocs=N mem_hwm=N' (kmod/README.md)
   --wait-stdin          after the load (and the sysctls), keep the module loaded until stdin
                         ends, then unload (a test drives its network interface meanwhile)
+  --hca BUS:DEV.FN[,guid=HEX][,port1=down][,loss=PCT][,owner=NAME]
+                        a simulated dual-port ConnectX at that PCI function (hex, as lspci
+                        writes it: 81:00.0) on a fabric with a subnet manager (hca-sim):
+                        pci_find_dbsf finds it, its BARs fault into the device model, busdma
+                        memory is the model's host memory. guid: the node GUID (default
+                        0x0002c90300001234); port1=down: port 1 has no cable; loss: percent of
+                        fabric packets dropped; owner: a driver (e.g. mlx4_core0) owns it
   -v, --verbose         trace the linking, every kernel call and the events
   -h, --help            this text
 
@@ -70,6 +77,81 @@ pub struct Config {
     pub wait_stdin: bool,
     /// `--workload`.
     pub workload: Option<Workload>,
+    /// `--hca`.
+    pub hca: Option<HcaOpts>,
+}
+
+/// `--hca`: the simulated HCA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HcaOpts {
+    /// PCI bus.
+    pub bus: u8,
+    /// PCI device (slot).
+    pub device: u8,
+    /// PCI function.
+    pub function: u8,
+    /// The node GUID.
+    pub guid: u64,
+    /// Port 1 has no cable.
+    pub port1_down: bool,
+    /// Percent of fabric packets dropped.
+    pub loss_pct: u32,
+    /// A driver that owns the function (its name and unit).
+    pub owner: Option<String>,
+}
+
+/// The default node GUID of `--hca` (Mellanox's OUI 00:02:c9).
+pub const HCA_DEFAULT_GUID: u64 = 0x0002_c903_0000_1234;
+
+fn hca_opts(spec: &str) -> Result<HcaOpts, String> {
+    let bad = |why: &str| {
+        format!(
+            "--hca wants BUS:DEV.FN[,guid=HEX][,port1=down][,loss=PCT][,owner=NAME] ({why}), \
+             not {spec:?}"
+        )
+    };
+    let mut parts = spec.split(',');
+    let bdf = parts.next().unwrap_or("");
+    let (bus, rest) = bdf.split_once(':').ok_or_else(|| bad("no BUS:"))?;
+    let (dev, func) = rest.split_once('.').ok_or_else(|| bad("no .FN"))?;
+    let hex = |v: &str, max: u32, what: &str| -> Result<u8, String> {
+        match u32::from_str_radix(v, 16) {
+            Ok(n) if n <= max && !v.is_empty() => Ok(n as u8),
+            _ => Err(bad(&format!("{what} 0..{max:#x} in hex"))),
+        }
+    };
+    let mut o = HcaOpts {
+        bus: hex(bus, 0xff, "bus")?,
+        device: hex(dev, 0x1f, "device")?,
+        function: hex(func, 7, "function")?,
+        guid: HCA_DEFAULT_GUID,
+        port1_down: false,
+        loss_pct: 0,
+        owner: None,
+    };
+    for p in parts {
+        match p.split_once('=') {
+            Some(("guid", v)) => {
+                let v = v.strip_prefix("0x").unwrap_or(v);
+                o.guid = u64::from_str_radix(v, 16)
+                    .ok()
+                    .filter(|g| *g != 0)
+                    .ok_or_else(|| bad("guid: a non-zero hex number"))?;
+            }
+            Some(("port1", "down")) => o.port1_down = true,
+            Some(("port1", "up")) => o.port1_down = false,
+            Some(("loss", v)) => {
+                o.loss_pct = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= 100)
+                    .ok_or_else(|| bad("loss: a percentage 0..100"))?;
+            }
+            Some(("owner", v)) if !v.is_empty() && v.len() < 32 => o.owner = Some(v.to_string()),
+            _ => return Err(bad(&format!("unknown part {p:?}"))),
+        }
+    }
+    Ok(o)
 }
 
 /// What to run on the disk the module exposed.
@@ -222,6 +304,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "--hold-oid" => c.hold_oid = Some(value(&mut it)?),
             "--mountroot" => c.mountroot = true,
             "--wait-stdin" => c.wait_stdin = true,
+            "--hca" => {
+                if c.hca.is_some() {
+                    return Err("one --hca at a time".into());
+                }
+                c.hca = Some(hca_opts(&value(&mut it)?)?);
+            }
             "--workload" => {
                 let w = value(&mut it)?;
                 match w.split_once(':') {
@@ -259,6 +347,50 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hca_option() {
+        let Parsed::Run(c) = p(&[
+            "--hca",
+            "81:00.0,port1=down,loss=5,guid=0x2c9030000abcd",
+            "m.ko",
+        ])
+        .unwrap() else {
+            panic!("run");
+        };
+        assert_eq!(
+            c.hca,
+            Some(HcaOpts {
+                bus: 0x81,
+                device: 0,
+                function: 0,
+                guid: 0x2c9030000abcd,
+                port1_down: true,
+                loss_pct: 5,
+                owner: None,
+            })
+        );
+        let Parsed::Run(c) = p(&["--hca=3:1f.7,owner=mlx4_core0", "m.ko"]).unwrap() else {
+            panic!("run");
+        };
+        let h = c.hca.unwrap();
+        assert_eq!((h.bus, h.device, h.function), (3, 0x1f, 7));
+        assert_eq!(h.owner.as_deref(), Some("mlx4_core0"));
+        for bad in [
+            "81:00",
+            "81:20.0",
+            "81:00.8",
+            "x:00.0",
+            "81:00.0,loss=101",
+            "81:00.0,guid=0",
+            "81:00.0,fast",
+        ] {
+            assert!(
+                p(&["--hca", bad, "m.ko"]).unwrap_err().contains("--hca"),
+                "{bad}"
+            );
+        }
+    }
 
     fn p(args: &[&str]) -> Result<Parsed, String> {
         parse(args.iter().map(|s| s.to_string()))

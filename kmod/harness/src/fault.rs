@@ -10,6 +10,15 @@
 //!   table) at the faulting instruction;
 //! - anything else: a fault in kldrun while it served an import (named) — typically a bad
 //!   pointer the module handed to a KPI, which the kernel would fault on just the same.
+//!
+//! One fault is not an error: an access to a BAR of the `--hca` device
+//! ([`crate::kernel::pci`]), mapped with no access on purpose. The module's
+//! `bus_space_read_4`/`write_4` is a plain 32-bit `mov` (amd64 `x86/include/bus.h`), so the
+//! handler decodes the faulting instruction — `8B /r` (load), `89 /r` (store), `C7 /0 id`
+//! (store of an immediate), with an optional REX prefix (W clear), ModRM, SIB and
+//! displacement — performs the access on the device model, writes a loaded value into the
+//! destination register (zero-extended, as a 32-bit `mov` does) and steps past the instruction.
+//! Any other instruction touching a BAR ends the run: "kldrun: unsupported MMIO instruction".
 
 use crate::kstack::{thread_name, MAX_THREADS, THREADS};
 use std::fmt::Write;
@@ -62,7 +71,142 @@ pub fn symbolize(addr: u64, out: &mut impl Write) -> std::fmt::Result {
     }
 }
 
+/// A decoded 32-bit MMIO `mov`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MmioOp {
+    /// `mov r32, m32`: load into the register numbered so (0 = eax ... 15 = r15d).
+    Load(u8),
+    /// `mov m32, r32`: store of the register's low 32 bits.
+    Store(u8),
+    /// `mov m32, imm32`.
+    StoreImm(u32),
+}
+
+/// Decodes the instruction at the start of `code` (at most 15 bytes, x86-64 mode): the 32-bit
+/// `mov` forms with a memory operand. Returns the operation and the instruction's length.
+pub fn decode_mmio(code: &[u8]) -> Option<(MmioOp, usize)> {
+    let mut i = 0;
+    let mut rex = 0u8;
+    let b = *code.first()?;
+    if (0x40..=0x4f).contains(&b) {
+        rex = b;
+        i += 1;
+    }
+    if rex & 0x08 != 0 {
+        return None; // REX.W: a 64-bit access
+    }
+    let op = *code.get(i)?;
+    i += 1;
+    let modrm = *code.get(i)?;
+    i += 1;
+    let md = modrm >> 6;
+    let reg = ((modrm >> 3) & 7) | if rex & 0x04 != 0 { 8 } else { 0 };
+    let rm = modrm & 7;
+    if md == 3 {
+        return None; // a register operand: not a memory access
+    }
+    if rm == 4 {
+        let sib = *code.get(i)?;
+        i += 1;
+        if md == 0 && sib & 7 == 5 {
+            i += 4; // no base: disp32
+        }
+    } else if md == 0 && rm == 5 {
+        i += 4; // RIP-relative disp32
+    }
+    i += match md {
+        1 => 1,
+        2 => 4,
+        _ => 0,
+    };
+    let op = match op {
+        0x8b => MmioOp::Load(reg),
+        0x89 => MmioOp::Store(reg),
+        0xc7 if reg & 7 == 0 => {
+            let imm = code.get(i..i + 4)?;
+            i += 4;
+            MmioOp::StoreImm(u32::from_le_bytes([imm[0], imm[1], imm[2], imm[3]]))
+        }
+        _ => return None,
+    };
+    (i <= code.len()).then_some((op, i))
+}
+
+/// The `ucontext_t` general register index of x86 register number `r` (0 = rax ... 15 = r15).
+fn greg(r: u8) -> usize {
+    (match r {
+        0 => libc::REG_RAX,
+        1 => libc::REG_RCX,
+        2 => libc::REG_RDX,
+        3 => libc::REG_RBX,
+        4 => libc::REG_RSP,
+        5 => libc::REG_RBP,
+        6 => libc::REG_RSI,
+        7 => libc::REG_RDI,
+        8 => libc::REG_R8,
+        9 => libc::REG_R9,
+        10 => libc::REG_R10,
+        11 => libc::REG_R11,
+        12 => libc::REG_R12,
+        13 => libc::REG_R13,
+        14 => libc::REG_R14,
+        _ => libc::REG_R15,
+    }) as usize
+}
+
+/// Emulates an access to a `--hca` BAR; false if `addr` is not in one.
+fn mmio_fault(addr: u64, uctx: *mut libc::c_void) -> bool {
+    let Some((bar, off)) = crate::kernel::pci::bar_of(addr) else {
+        return false;
+    };
+    let uc = uctx as *mut libc::ucontext_t;
+    // SAFETY: the kernel passes a valid ucontext_t; RIP points at the faulting instruction,
+    // which is in mapped, readable code (it was just fetched).
+    let (rip, code) = unsafe {
+        let rip = (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] as u64;
+        (rip, std::slice::from_raw_parts(rip as *const u8, 15))
+    };
+    let Some((op, len)) = decode_mmio(code).filter(|_| off % 4 == 0) else {
+        let mut m = Buf { b: [0; 512], n: 0 };
+        let _ = write!(m, "kldrun: unsupported MMIO instruction at ");
+        let _ = symbolize(rip, &mut m);
+        let _ = write!(m, " (BAR{bar}+{off:#x}; bytes");
+        for b in &code[..8] {
+            let _ = write!(m, " {b:02x}");
+        }
+        let _ = m.write_str("): only 32-bit mov loads and stores are emulated\n");
+        // SAFETY: write(2) and _exit(2); the buffer is valid for `n` bytes.
+        unsafe {
+            libc::write(2, m.b.as_ptr().cast(), m.n);
+            libc::_exit(crate::EXIT_CRASH);
+        }
+    };
+    // SAFETY: the signal's ucontext_t, written back when the handler returns.
+    unsafe {
+        let g = &mut (*uc).uc_mcontext.gregs;
+        match op {
+            MmioOp::Load(r) => {
+                let v = crate::kernel::pci::mmio(bar, off, None);
+                g[greg(r)] = i64::from(v); // a 32-bit mov zero-extends
+            }
+            MmioOp::Store(r) => {
+                crate::kernel::pci::mmio(bar, off, Some(g[greg(r)] as u32));
+            }
+            MmioOp::StoreImm(v) => {
+                crate::kernel::pci::mmio(bar, off, Some(v));
+            }
+        }
+        g[libc::REG_RIP as usize] = (rip + len as u64) as i64;
+    }
+    true
+}
+
 extern "C" fn on_fault(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler.
+    let fault_addr = unsafe { (*info).si_addr() as u64 };
+    if sig == libc::SIGSEGV && mmio_fault(fault_addr, uctx) {
+        return;
+    }
     // SAFETY: the kernel passes a valid siginfo_t and ucontext_t to an SA_SIGINFO handler.
     let (addr, rip, rsp) = unsafe {
         let addr = (*info).si_addr() as u64;
@@ -165,4 +309,42 @@ pub fn install() -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mov_forms_decode_with_their_lengths() {
+        // mov (%rax), %eax
+        assert_eq!(decode_mmio(&[0x8b, 0x00, 0x90]), Some((MmioOp::Load(0), 2)));
+        // mov 0x680(%rcx,%rdx,1), %r9d  (REX.R, SIB, disp32)
+        assert_eq!(
+            decode_mmio(&[0x44, 0x8b, 0x8c, 0x11, 0x80, 0x06, 0x00, 0x00]),
+            Some((MmioOp::Load(9), 8))
+        );
+        // mov %esi, 0x14(%rdi)  (disp8)
+        assert_eq!(
+            decode_mmio(&[0x89, 0x77, 0x14]),
+            Some((MmioOp::Store(6), 3))
+        );
+        // mov %r12d, (%r13)  (REX.RB, mod 1 disp8 0 because r13 needs one)
+        assert_eq!(
+            decode_mmio(&[0x45, 0x89, 0x65, 0x00]),
+            Some((MmioOp::Store(12), 4))
+        );
+        // movl $0x12345678, 0x10(%rax)
+        assert_eq!(
+            decode_mmio(&[0xc7, 0x40, 0x10, 0x78, 0x56, 0x34, 0x12]),
+            Some((MmioOp::StoreImm(0x1234_5678), 7))
+        );
+        // 64-bit mov, a register operand, a byte load, movzwl: refused
+        assert_eq!(decode_mmio(&[0x48, 0x8b, 0x00]), None);
+        assert_eq!(decode_mmio(&[0x8b, 0xc0]), None);
+        assert_eq!(decode_mmio(&[0x8a, 0x00]), None);
+        assert_eq!(decode_mmio(&[0x0f, 0xb7, 0x00]), None);
+        // truncated
+        assert_eq!(decode_mmio(&[0xc7, 0x00, 0x01]), None);
+    }
 }

@@ -218,6 +218,35 @@ fn the_real_module_boots_to_a_mountable_root_on_da0p2() {
 }
 
 #[test]
+fn an_existing_interface_for_the_nic_leaves_the_hca_at_its_function_untouched() {
+    // Coexistence (mlx4ib/ipoib, or any driver's interface): the table's NIC is at PCI 0:3:0,
+    // where kldrun puts a simulated HCA; the interface with the table's MAC is there, so the
+    // module boots through it and never touches the function.
+    with_lab(Some(target_opts("nochap")), |_, _tgtd| {
+        let d = Child::spawn("nochap", &["--mountroot", "--hca", "00:03.0"]).finish();
+        eprintln!("{}", d.all());
+        assert_eq!(d.code, 0, "{}", d.all());
+        isboot_tests::assert_in_order(
+            &d.stdout,
+            &[
+                "isboot: boot interface isb0 (MAC 52:54:00:9a:bc:de, PCI 0:3:0)",
+                &format!("mountroot: da0p2 ufs2 / = {}", root_entries()),
+            ],
+        );
+        assert!(!d.stdout.contains("pci0:0:3:0"), "{}", d.all());
+        assert!(
+            d.stderr.contains(
+                "kldrun: hca pci0:0:3:0: 0 MMIO reads, 0 MMIO writes, 0 config accesses, 0 DMA \
+                 syncs"
+            ),
+            "{}",
+            d.all()
+        );
+        assert!(d.clean(), "{}", d.all());
+    });
+}
+
+#[test]
 fn mutual_chap_from_the_table() {
     let opts = target_opts("mutual").with_chap(
         "node-chap",

@@ -104,6 +104,8 @@ pub fn world_with_capture(pcap: Option<&Path>) -> World {
         prefix: 24,
         relay: RELAY,
         dhcp_server: SocketAddr::from((Ipv4Addr::LOCALHOST, kea::PORT)),
+        dhcp_relay: true,
+        loss_permille: 0,
         forwards: vec![(3260, SocketAddr::from((Ipv4Addr::LOCALHOST, 3260)))],
         node_guid: NODE_GUID,
         port1_connected: false,

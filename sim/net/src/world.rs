@@ -30,6 +30,12 @@ pub struct FabricConfig {
     pub relay: Ipv4Addr,
     /// The real DHCP server.
     pub dhcp_server: SocketAddr,
+    /// Whether the gateway relays DHCP at all (binding `relay`:67); a fabric whose node is
+    /// addressed statically (from an iBFT) does without.
+    pub dhcp_relay: bool,
+    /// Per-mille of fabric packets dropped once the gateway is up (a [`hca_sim::Loss`]
+    /// middleware; 0: none).
+    pub loss_permille: u32,
     /// `(fabric port, loopback service)`: what the gateway forwards (the iSCSI target).
     pub forwards: Vec<(u16, SocketAddr)>,
     /// The booting node's node GUID (its port GUIDs follow from it).
@@ -90,7 +96,7 @@ impl World {
             GatewayConfig {
                 address: cfg.gateway,
                 prefix: cfg.prefix,
-                relay: Some(RelayConfig {
+                relay: cfg.dhcp_relay.then_some(RelayConfig {
                     giaddr: cfg.relay,
                     server: cfg.dhcp_server,
                 }),
@@ -98,6 +104,11 @@ impl World {
                 ipoib: iface::Config::default(),
             },
         )?;
+        if cfg.loss_permille > 0 {
+            sim.add_fault(Box::new(hca_sim::Loss {
+                permille: cfg.loss_permille,
+            }));
+        }
         Ok(Self {
             sim,
             gw,

@@ -13,6 +13,7 @@ pub mod malloc;
 pub mod mem;
 pub mod module;
 pub mod mutex;
+pub mod pci;
 pub mod pmap;
 pub mod preload;
 pub mod printf;
@@ -253,6 +254,7 @@ pub fn kpis() -> Vec<Kpi> {
         f("m_freem", ifnet::m_freem, 1),
         f("m_free", ifnet::m_free, 1),
     ];
+    v.extend(pci::kpis());
     v.extend(data::kpis());
     v
 }
@@ -670,6 +672,12 @@ pub fn run(cfg: &Config) -> i32 {
         eprintln!("kldrun: cannot set up: {e}");
         return crate::EXIT_CRASH;
     }
+    if let Some(h) = &cfg.hca {
+        if let Err(e) = pci::init(h) {
+            eprintln!("kldrun: --hca: {e}");
+            return crate::EXIT_CRASH;
+        }
+    }
     watchdog(cfg.timeout);
 
     // kldload: link.
@@ -892,6 +900,11 @@ pub fn run(cfg: &Config) -> i32 {
     }
     leaks.extend(socket::leaks());
     leaks.extend(ifnet::leaks(&sym));
+    leaks.extend(pci::leaks(&sym));
+    if let Some(line) = pci::summary() {
+        eprintln!("{line}");
+    }
+    pci::stop();
     for l in &leaks {
         eprintln!("kldrun: leak: {l}");
     }

@@ -25,6 +25,10 @@ const PCPU_SIZE: usize = 4096;
 thread_local! {
     /// The `%gs` base this host thread has now.
     static GS: Cell<u64> = const { Cell::new(0) };
+    /// Whether this host thread has its alternate signal stack (the fault handler must not
+    /// run on a kernel stack: an overflow leaves none, and `--hca`'s MMIO emulation needs
+    /// more room than a kernel stack's remainder).
+    static ALTSTACK: Cell<bool> = const { Cell::new(false) };
 }
 
 fn set_gs(base: u64) {
@@ -100,6 +104,10 @@ pub fn td(index: usize) -> u64 {
 /// arguments.
 pub unsafe fn call(index: usize, f: u64, args: &[u64]) -> u64 {
     let t = get(index).expect("a kernel thread of kldrun's");
+    if !ALTSTACK.get() {
+        crate::fault::install_altstack().expect("sigaltstack");
+        ALTSTACK.set(true);
+    }
     let prev = GS.get();
     set_gs(t.pcpu.as_ptr() as u64);
     // SAFETY: forwarded contract.

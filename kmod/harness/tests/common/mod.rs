@@ -79,6 +79,9 @@ pub fn isboot_ko() -> PathBuf {
             "kmod/scripts/kld.lds",
             "ibft/src",
             "ibft/Cargo.toml",
+            "hca/src",
+            "hca/Cargo.toml",
+            "clock/src",
             "secret/src",
             "secret/Cargo.toml",
         ]
