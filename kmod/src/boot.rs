@@ -574,6 +574,9 @@ const POLL: Duration = Duration::from_millis(100);
 /// The longest the serving loop sleeps in one receive (the transport returns earlier when a
 /// CCB arrives or data comes in).
 const SERVE_TICK: Duration = Duration::from_millis(500);
+/// The same while waiting for CAM to attach the disk: the attachment itself wakes nothing, and
+/// the root mount hold should go as soon as it is there.
+const DISK_TICK: Duration = Duration::from_millis(10);
 
 macro_rules! say {
     ($env:expr, $($arg:tt)*) => {
@@ -675,12 +678,14 @@ fn run_inner<E: BootEnv>(
         match env.cam_scan() {
             ScanState::Attached(dev) => {
                 state.timing.disk = Some(ms_since(clock, started));
-                attached = Some(dev)
+                attached = Some(dev);
+                // Straight to the release: a serving turn here could wait a whole tick.
+                continue;
             }
             ScanState::Failed(why) => return Err(BootError::Disk(why)),
             ScanState::Scanning => {}
         }
-        serve_once(env, &mut client, &mut sim, state, &mut logins);
+        serve_once(env, &mut client, &mut sim, state, &mut logins, DISK_TICK);
         if client.clock().now() >= end && attached.is_none() {
             return Err(BootError::Disk(format!(
                 "CAM did not attach the LUN within {} s (net.isboot.wait_disk)",
@@ -704,7 +709,7 @@ fn run_inner<E: BootEnv>(
     env.publish_state(state);
 
     while !env.stop_requested() {
-        serve_once(env, &mut client, &mut sim, state, &mut logins);
+        serve_once(env, &mut client, &mut sim, state, &mut logins, SERVE_TICK);
     }
     say!(env, "logging out of {}", plan.target_name);
     match client.logout(Duration::from_secs(5)) {
@@ -954,6 +959,7 @@ fn serve_once<E: BootEnv>(
     sim: &mut Sim,
     state: &mut BootState,
     logins: &mut u32,
+    tick: Duration,
 ) {
     while let Some(req) = env.cam_next(&mut sim.pool) {
         let (token, outcome) = match req {
@@ -972,7 +978,7 @@ fn serve_once<E: BootEnv>(
             Outcome::Queued => {}
         }
     }
-    client.step(SERVE_TICK);
+    client.step(tick);
     while let Some(c) = client.next_completion() {
         match sim.complete(c) {
             Some(Ok(done)) => {

@@ -444,6 +444,10 @@ pub unsafe extern "C" fn state_sysctl(
 // ---------------------------------------------------------------------------------------------
 // BootEnv
 
+/// How often [`BootEnv::cam_scan`] looks for the disk (a lookup of the da(4) unit and its
+/// GEOM provider): the delay between the attachment and the root mount hold's release.
+const SCAN_POLL: Duration = Duration::from_millis(10);
+
 /// The FreeBSD kernel around the boot thread.
 pub struct KernelBootEnv {
     shared: Pin<&'static Mutex<SharedState>>,
@@ -774,11 +778,13 @@ impl BootEnv for KernelBootEnv {
         unsafe { shim::isboot_cam_freeze(c_int::from(ev == QueueEvent::Freeze)) };
     }
 
+    /// Looks at CAM at most every [`SCAN_POLL`] (the boot thread asks every turn of its
+    /// disk wait).
     fn cam_scan(&mut self) -> ScanState {
         let now = KernelClock.now();
         if self
             .last_scan
-            .is_some_and(|t| now.saturating_since(t) < Duration::from_millis(100))
+            .is_some_and(|t| now.saturating_since(t) < SCAN_POLL)
         {
             return ScanState::Scanning;
         }

@@ -148,6 +148,9 @@ fn boots_from_an_ipxe_table_to_a_mountable_root_on_da0p2() {
             "{ms:?} in {wall} ms"
         );
         assert!(ms.windows(2).all(|w| w[0] <= w[1]), "not in order: {ms:?}");
+        // The hold goes as soon as the disk is there (not after a serving turn of 500 ms).
+        let (disk, hold) = (ms[3].unwrap_or(0), ms[4].unwrap_or(0));
+        assert!(hold - disk < 250, "the hold waited after the disk: {ms:?}");
         let console = b.console();
         isboot_tests::assert_in_order(
             &console,

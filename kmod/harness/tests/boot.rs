@@ -250,6 +250,11 @@ fn the_real_module_boots_to_a_mountable_root_on_da0p2() {
         assert!(ms.windows(2).all(|w| w[0] <= w[1]), "not in order: {ms:?}");
         // The login is a TCP connection and a round trip or more to tgtd: not free.
         assert!(ms[2] > ms[1], "login took no time: {ms:?}");
+        // The hold goes as soon as the disk is there (not after a serving turn of 500 ms).
+        assert!(
+            ms[4] - ms[3] < 250,
+            "the hold waited after the disk: {ms:?}"
+        );
         // The module added the table's address on the Linux interface.
         let a = lab::ip(&["-o", "-4", "addr", "show", "dev", NODE_IF]).unwrap_or_default();
         assert!(a.contains("10.0.2.15/24"), "{a}");
