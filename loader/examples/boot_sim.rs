@@ -165,7 +165,7 @@ fn storm(n: usize, rate: Option<hca_sim::LinkRate>, timeline: Option<String>) ->
             rep.gateway_ipoib.path_queries,
             rep.nodes_rx_no_wqe
         );
-        if let Some(u) = udp_counters() {
+        if let Some(u) = common::UdpCounters::read() {
             println!("{u}");
         }
         let ms = rep.boot_ms();
@@ -213,57 +213,6 @@ fn storm(n: usize, rate: Option<hca_sim::LinkRate>, timeline: Option<String>) ->
             eprintln!("boot_sim: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The namespace's UDP counters (`/proc/thread-self/net/snmp`: this thread's namespace, where
-/// Kea and the gateway's relay socket are), as a line: datagrams the kernel dropped because a
-/// socket's receive buffer was full are DHCP messages lost between the relay and Kea.
-fn udp_counters() -> Option<String> {
-    let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").ok()?;
-    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
-    let names: Vec<&str> = udp.next()?.split_whitespace().skip(1).collect();
-    let values: Vec<&str> = udp.next()?.split_whitespace().skip(1).collect();
-    let get = |k: &str| {
-        names
-            .iter()
-            .position(|n| *n == k)
-            .and_then(|i| values.get(i).copied())
-            .unwrap_or("?")
-    };
-    // Which sockets dropped (`/proc/net/udp`: local address in hex, the last column drops).
-    let mut who = String::new();
-    if let Ok(t) = std::fs::read_to_string("/proc/thread-self/net/udp") {
-        for l in t.lines().skip(1) {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let (Some(local), Some(drops)) = (f.get(1), f.last()) else {
-                continue;
-            };
-            if *drops != "0" {
-                who.push_str(&format!(" {} ({drops})", hex_addr(local)));
-            }
-        }
-    }
-    Some(format!(
-        "host UDP (Kea and the relay): {} datagrams in, {} dropped for a full receive buffer{}",
-        get("InDatagrams"),
-        get("RcvbufErrors"),
-        if who.is_empty() {
-            String::new()
-        } else {
-            format!(", at{who}")
-        }
-    ))
-}
-
-/// `0100007F:0043` (`/proc/net/udp`'s little-endian address, port) as `127.0.0.1:67`.
-fn hex_addr(s: &str) -> String {
-    let Some((a, p)) = s.split_once(':') else {
-        return s.to_string();
-    };
-    match (u32::from_str_radix(a, 16), u16::from_str_radix(p, 16)) {
-        (Ok(a), Ok(p)) => format!("{}:{p}", std::net::Ipv4Addr::from(a.swap_bytes())),
-        _ => s.to_string(),
     }
 }
 
