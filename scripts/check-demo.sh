@@ -38,6 +38,12 @@ elif [ "$(stat -c %s "$pcap")" -lt 4096 ]; then
 fi
 svg="$(dirname "$log")/demo-timeline.svg"
 [ -f "$svg" ] && head -c 300 "$svg" | grep -q '<svg ' || { echo "check-demo: missing: the SVG timeline $svg" >&2; fail=1; }
+# The real module's stages (its net.isboot.timing) in a lane of their own after the ROM's.
+for stage in interface address login disk "hold released"; do
+    grep -q "data-stage=\"isboot.ko: $stage\"" "$svg" 2>/dev/null || { echo "check-demo: missing: the module's stage \"$stage\" in $svg" >&2; fail=1; }
+done
+grep -q 'isboot.ko under kldrun: real time after the hand-off' "$svg" 2>/dev/null || { echo "check-demo: missing: the module lane's label in $svg" >&2; fail=1; }
+need '^net\.isboot\.timing\.hold_released_ms: [0-9]+$' "the real module's stage times"
 need '^isboot: .*-> iqn\.2026-11\.org\.example:boot at 192\.0\.2\.1:3260 LUN 1 \(mutual CHAP\)' "the module's load line"
 need '^hw\.ibft\.target\.0\.chap_type: mutual$' "the sysctl tree, to its last target leaf"
 need '^isboot: LUN 1 of iqn\.2026-11\.org\.example:boot at 192\.0\.2\.1:3260 is da0; releasing the root mount hold$' "the boot thread attaching the disk"

@@ -111,7 +111,7 @@ pub struct Config {
     pub rx_limit: usize,
     /// UD send slots.
     pub send_slots: u32,
-    /// UD receive slots (the driver may give fewer: hermon clamps to 64, and
+    /// UD receive slots (the driver may give fewer: hermon clamps to 1024, and
     /// [`Interface::max_rx_window`] trusts this number).
     pub recv_slots: u32,
     /// Who runs ARP.
@@ -120,7 +120,7 @@ pub struct Config {
 
 impl Default for Config {
     /// Port 1, P_Key 0xffff, 15 s for the port (iPXE's wait), 32 pending packets, 64 send
-    /// and 64 receive slots (the most the hermon driver gives a QP).
+    /// and 64 receive slots (a page of memory each: what a boot ROM can spare).
     fn default() -> Self {
         Self {
             port: PortNum(1),

@@ -520,6 +520,45 @@ pub struct BootState {
     pub reconnects: u32,
     /// `net.isboot.last_error`: the last thing that went wrong, in words (never a secret).
     pub last_error: String,
+    /// `net.isboot.timing.*`: when each stage was reached.
+    pub timing: StageTimes,
+}
+
+/// When the boot thread reached each stage, in milliseconds since it started (MOD_LOAD starts
+/// it just before returning, so this is also, within a scheduling delay, the time since the
+/// module's load). `None` until the stage is reached; a failed boot leaves the later stages
+/// `None` (except `hold_released`, which every ending sets).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// `interface_ms`: the boot interface found with its link up.
+    pub interface: Option<u32>,
+    /// `address_ms`: its address and routes configured.
+    pub address: Option<u32>,
+    /// `login_ms`: the iSCSI login done.
+    pub login: Option<u32>,
+    /// `disk_ms`: CAM attached the disk (`daN` announced).
+    pub disk: Option<u32>,
+    /// `hold_released_ms`: the root mount hold released.
+    pub hold_released: Option<u32>,
+}
+
+impl StageTimes {
+    /// The stages' sysctl leaf names (under `net.isboot.timing`) with their times, in the
+    /// order the boot reaches them.
+    pub fn stages(&self) -> [(&'static str, Option<u32>); 5] {
+        [
+            ("interface_ms", self.interface),
+            ("address_ms", self.address),
+            ("login_ms", self.login),
+            ("disk_ms", self.disk),
+            ("hold_released_ms", self.hold_released),
+        ]
+    }
+}
+
+/// Milliseconds from `start` to the clock's now, saturating at `u32::MAX` (49 days).
+fn ms_since<C: Clock>(clock: &C, start: iscsi_initiator::time::Instant) -> u32 {
+    u32::try_from(clock.now().saturating_since(start).total_millis()).unwrap_or(u32::MAX)
 }
 
 /// Why the boot thread stopped before the disk was there.
@@ -625,6 +664,9 @@ const POLL: Duration = Duration::from_millis(100);
 /// The longest the serving loop sleeps in one receive (the transport returns earlier when a
 /// CCB arrives or data comes in).
 const SERVE_TICK: Duration = Duration::from_millis(500);
+/// The same while waiting for CAM to attach the disk: the attachment itself wakes nothing, and
+/// the root mount hold should go as soon as it is there.
+const DISK_TICK: Duration = Duration::from_millis(10);
 
 macro_rules! say {
     ($env:expr, $($arg:tt)*) => {
@@ -643,7 +685,10 @@ pub struct Served {
 /// On failure the hold is released and the error said on the console before returning.
 pub fn run<E: BootEnv>(env: &mut E, table: &Ibft, t: &BootTunables) -> Result<Served, BootError> {
     let mut state = BootState::default();
-    let r = run_inner(env, table, t, &mut state);
+    // One handle for every stage: a fresh handle may count from an origin of its own.
+    let clock = env.clock();
+    let started = clock.now();
+    let r = run_inner(env, table, t, &mut state, (&clock, started));
     if let Err(e) = &r {
         say!(env, "{e}");
         if *e != BootError::Stopped {
@@ -657,6 +702,10 @@ pub fn run<E: BootEnv>(env: &mut E, table: &Ibft, t: &BootTunables) -> Result<Se
         env.publish_state(&state);
     }
     env.release_hold();
+    if state.timing.hold_released.is_none() {
+        state.timing.hold_released = Some(ms_since(&clock, started));
+        env.publish_state(&state);
+    }
     r.map(|()| Served { state })
 }
 
@@ -665,6 +714,7 @@ fn run_inner<E: BootEnv>(
     table: &Ibft,
     t: &BootTunables,
     state: &mut BootState,
+    (clock, started): (&E::Clock, iscsi_initiator::time::Instant),
 ) -> Result<(), BootError> {
     let plan = BootPlan::from_table(table).map_err(BootError::Plan)?;
     state.target = format!(
@@ -679,6 +729,7 @@ fn run_inner<E: BootEnv>(
 
     let ifname = wait_interface(env, &plan, t)?;
     state.nic = ifname.clone();
+    state.timing.interface = Some(ms_since(clock, started));
     env.publish_state(state);
     if plan.vlan != 0 {
         return Err(BootError::Vlan {
@@ -687,11 +738,13 @@ fn run_inner<E: BootEnv>(
         });
     }
     configure(env, &plan, &ifname)?;
+    state.timing.address = Some(ms_since(clock, started));
 
     state.session_state = String::from("logging in");
     env.publish_state(state);
     let mut client = login(env, &plan, &ifname, t)?;
     state.session_state = String::from("logged in");
+    state.timing.login = Some(ms_since(clock, started));
     env.publish_state(state);
 
     let burst = client.session().params().max_burst_length;
@@ -713,11 +766,16 @@ fn run_inner<E: BootEnv>(
             return Err(BootError::Stopped);
         }
         match env.cam_scan() {
-            ScanState::Attached(dev) => attached = Some(dev),
+            ScanState::Attached(dev) => {
+                state.timing.disk = Some(ms_since(clock, started));
+                attached = Some(dev);
+                // Straight to the release: a serving turn here could wait a whole tick.
+                continue;
+            }
             ScanState::Failed(why) => return Err(BootError::Disk(why)),
             ScanState::Scanning => {}
         }
-        serve_once(env, &mut client, &mut sim, state, &mut logins);
+        serve_once(env, &mut client, &mut sim, state, &mut logins, DISK_TICK);
         if client.clock().now() >= end && attached.is_none() {
             return Err(BootError::Disk(format!(
                 "CAM did not attach the LUN within {} s (net.isboot.wait_disk)",
@@ -737,9 +795,11 @@ fn run_inner<E: BootEnv>(
     state.device = dev;
     env.publish_state(state);
     env.release_hold();
+    state.timing.hold_released = Some(ms_since(clock, started));
+    env.publish_state(state);
 
     while !env.stop_requested() {
-        serve_once(env, &mut client, &mut sim, state, &mut logins);
+        serve_once(env, &mut client, &mut sim, state, &mut logins, SERVE_TICK);
     }
     say!(env, "logging out of {}", plan.target_name);
     match client.logout(Duration::from_secs(5)) {
@@ -1097,6 +1157,7 @@ fn serve_once<E: BootEnv>(
     sim: &mut Sim,
     state: &mut BootState,
     logins: &mut u32,
+    tick: Duration,
 ) {
     while let Some(req) = env.cam_next(&mut sim.pool) {
         let (token, outcome) = match req {
@@ -1115,7 +1176,7 @@ fn serve_once<E: BootEnv>(
             Outcome::Queued => {}
         }
     }
-    client.step(SERVE_TICK);
+    client.step(tick);
     while let Some(c) = client.next_completion() {
         match sim.complete(c) {
             Some(Ok(done)) => {

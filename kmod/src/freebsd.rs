@@ -18,7 +18,7 @@ use crate::platform::{Platform, PublishError};
 use crate::tree::{Parent, Step, SysctlTree, Value};
 const _: () = assert!(crate::tree::ROOTS.len() == 2); // Root(0) hw.ibft, Root(1) net.isboot
 use crate::boot::{BootPlan, BootTunables};
-use crate::freebsd_boot::{self, SharedState, STATE_OIDS};
+use crate::freebsd_boot::{self, SharedState, STATE_OIDS, TIMING_OIDS};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::cell::OnceCell;
@@ -135,6 +135,32 @@ impl FreeBsd {
                 if let Err(e) = r {
                     log::warn!("net.isboot.{name}: {e}");
                 }
+            }
+            match ctx.add_node(
+                Node::NetIsboot,
+                "timing",
+                "ms from the boot thread's start to each boot stage",
+            ) {
+                Ok(node) => {
+                    for (name, arg2, descr) in TIMING_OIDS {
+                        // SAFETY: as above.
+                        let r = unsafe {
+                            ctx.add_proc(
+                                node,
+                                name,
+                                ProcKind::Int,
+                                freebsd_boot::state_sysctl,
+                                raw.cast(),
+                                arg2,
+                                descr,
+                            )
+                        };
+                        if let Err(e) = r {
+                            log::warn!("net.isboot.timing.{name}: {e}");
+                        }
+                    }
+                }
+                Err(e) => log::warn!("net.isboot.timing: {e}"),
             }
         }
         // SAFETY: as in `shared()`; the state outlives the thread (unload waits for it).

@@ -356,8 +356,42 @@ pub const STATE_OIDS: [(&str, i64, &str); 6] = [
     ),
 ];
 
+/// The `net.isboot.timing.*` oids (`CTLTYPE_INT`, milliseconds, -1 until reached): name,
+/// `arg2` (the stage's index in [`crate::boot::StageTimes::stages`] plus [`TIMING_ARG2`]),
+/// description.
+pub const TIMING_OIDS: [(&str, i64, &str); 5] = [
+    (
+        "interface_ms",
+        TIMING_ARG2,
+        "ms from the boot thread's start to the boot interface up (-1: not yet)",
+    ),
+    (
+        "address_ms",
+        TIMING_ARG2 + 1,
+        "ms from the boot thread's start to its address configured (-1: not yet)",
+    ),
+    (
+        "login_ms",
+        TIMING_ARG2 + 2,
+        "ms from the boot thread's start to the iSCSI login (-1: not yet)",
+    ),
+    (
+        "disk_ms",
+        TIMING_ARG2 + 3,
+        "ms from the boot thread's start to CAM attaching the disk (-1: not yet)",
+    ),
+    (
+        "hold_released_ms",
+        TIMING_ARG2 + 4,
+        "ms from the boot thread's start to the root mount hold's release (-1: not yet)",
+    ),
+];
+
+/// The first `arg2` of [`TIMING_OIDS`].
+pub const TIMING_ARG2: i64 = 10;
+
 /// The handler of the boot-state oids: `arg1` is the [`Mutex<SharedState>`], `arg2` the
-/// field ([`STATE_OIDS`]). The value is copied under the mutex and handed to
+/// field ([`STATE_OIDS`], [`TIMING_OIDS`]). The value is copied under the mutex and handed to
 /// `sysctl_handle_string`/`sysctl_handle_int` after it is released (they copy out to user
 /// space, which may fault and sleep).
 ///
@@ -375,6 +409,17 @@ pub unsafe extern "C" fn state_sysctl(
     let shared = unsafe { &*arg1.cast::<Mutex<SharedState>>() };
     // SAFETY: pinned on the heap (Shared), never moved.
     let shared = unsafe { Pin::new_unchecked(shared) };
+    if arg2 >= TIMING_ARG2 {
+        let stage = usize::try_from(arg2 - TIMING_ARG2).unwrap_or(usize::MAX);
+        let times = shared.lock().boot.timing;
+        let mut v: c_int = times
+            .stages()
+            .get(stage)
+            .and_then(|(_, ms)| *ms)
+            .map_or(-1, |ms| c_int::try_from(ms).unwrap_or(c_int::MAX));
+        // SAFETY: `v` is a valid int for the call; the oid is read-only.
+        return unsafe { ffi::sysctl_handle_int(oidp, ptr::addr_of_mut!(v).cast(), 0, req) };
+    }
     if arg2 == 4 {
         let mut v: u32 = shared.lock().boot.reconnects;
         // SAFETY: `v` is a valid u_int for the call; the oid is read-only.
@@ -398,6 +443,10 @@ pub unsafe extern "C" fn state_sysctl(
 
 // ---------------------------------------------------------------------------------------------
 // BootEnv
+
+/// How often [`BootEnv::cam_scan`] looks for the disk (a lookup of the da(4) unit and its
+/// GEOM provider): the delay between the attachment and the root mount hold's release.
+const SCAN_POLL: Duration = Duration::from_millis(10);
 
 /// The FreeBSD kernel around the boot thread.
 pub struct KernelBootEnv {
@@ -729,11 +778,13 @@ impl BootEnv for KernelBootEnv {
         unsafe { shim::isboot_cam_freeze(c_int::from(ev == QueueEvent::Freeze)) };
     }
 
+    /// Looks at CAM at most every [`SCAN_POLL`] (the boot thread asks every turn of its
+    /// disk wait).
     fn cam_scan(&mut self) -> ScanState {
         let now = KernelClock.now();
         if self
             .last_scan
-            .is_some_and(|t| now.saturating_since(t) < Duration::from_millis(100))
+            .is_some_and(|t| now.saturating_since(t) < SCAN_POLL)
         {
             return ScanState::Scanning;
         }

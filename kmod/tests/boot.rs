@@ -145,8 +145,20 @@ fn boots_from_an_ipxe_table_to_a_mountable_root_on_da0p2() {
     let t = table("nochap");
     let opts = target_opts(&t);
     with_lab(&["10.0.2.2/24"], &[], Some(opts), move |_, _tgtd| {
+        let started = StdInstant::now();
         let b = Booting::start(t, quick());
         assert!(b.wait_hold(StdDuration::from_secs(60)), "{}", b.console());
+        // Every stage reached, in order, within the time the boot took.
+        let ms = stage_times(&b);
+        let wall = started.elapsed().as_millis() as u32;
+        assert!(
+            ms.iter().all(|v| v.is_some_and(|v| v <= wall)),
+            "{ms:?} in {wall} ms"
+        );
+        assert!(ms.windows(2).all(|w| w[0] <= w[1]), "not in order: {ms:?}");
+        // The hold goes as soon as the disk is there (not after a serving turn of 500 ms).
+        let (disk, hold) = (ms[3].unwrap_or(0), ms[4].unwrap_or(0));
+        assert!(hold - disk < 250, "the hold waited after the disk: {ms:?}");
         let console = b.console();
         isboot_tests::assert_in_order(
             &console,
@@ -262,6 +274,12 @@ fn one_way_chap() {
 }
 
 fn expect_failure(b: Booting, limit: StdDuration) -> (BootError, String) {
+    let (e, console, _) = expect_failure_state(b, limit);
+    (e, console)
+}
+
+/// [`expect_failure`], and the state the thread published last.
+fn expect_failure_state(b: Booting, limit: StdDuration) -> (BootError, String, boot::BootState) {
     let start = StdInstant::now();
     assert!(
         b.wait_hold(limit),
@@ -270,13 +288,26 @@ fn expect_failure(b: Booting, limit: StdDuration) -> (BootError, String) {
     );
     let waited = start.elapsed();
     let console = b.console();
+    let handle = b.handle.clone();
     let e = b.finish().expect_err("the boot must fail");
     assert!(waited <= limit, "took {waited:?}");
     assert!(
         console.contains("isboot: giving up; releasing the root mount hold"),
         "{console}"
     );
-    (e, console)
+    (e, console, handle.state())
+}
+
+/// The stages' times as the thread published them, once the hold's release is among them.
+fn stage_times(b: &Booting) -> [Option<u32>; 5] {
+    let end = StdInstant::now() + StdDuration::from_secs(5);
+    loop {
+        let t = b.handle.state().timing;
+        if t.hold_released.is_some() || StdInstant::now() >= end {
+            return t.stages().map(|(_, ms)| ms);
+        }
+        std::thread::sleep(StdDuration::from_millis(10));
+    }
 }
 
 #[test]
@@ -316,11 +347,20 @@ fn the_target_down_at_load_is_a_bounded_wait_with_a_line() {
     with_lab(&["10.0.2.2/24"], &[], None, move |_, _| {
         let mut tun = quick();
         tun.wait_login = Duration::from_secs(3);
-        let (e, c) = expect_failure(Booting::start(t, tun), StdDuration::from_secs(15));
+        let (e, c, st) = expect_failure_state(Booting::start(t, tun), StdDuration::from_secs(15));
         assert!(matches!(e, BootError::Login { .. }), "{e:?}");
         assert!(
             c.contains("isboot: 10.0.2.2:3260: login refused: target unreachable"),
             "{c}"
+        );
+        // The stages after the address were never reached; the hold went after the 3 s wait.
+        let tm = st.timing;
+        let address = tm.address.expect("the address stage");
+        assert!(tm.interface.is_some_and(|i| i <= address), "{tm:?}");
+        assert_eq!((tm.login, tm.disk), (None, None), "{tm:?}");
+        assert!(
+            tm.hold_released.is_some_and(|h| h >= address + 3000),
+            "{tm:?}"
         );
     });
 }

@@ -165,6 +165,9 @@ fn storm(n: usize, rate: Option<hca_sim::LinkRate>, timeline: Option<String>) ->
             rep.gateway_ipoib.path_queries,
             rep.nodes_rx_no_wqe
         );
+        if let Some(u) = common::UdpCounters::read() {
+            println!("{u}");
+        }
         let ms = rep.boot_ms();
         let booted = ms.len();
         if let Some(path) = &timeline {
@@ -255,16 +258,35 @@ fn main() -> ExitCode {
         let events = sim.take_events();
         let stages = loader::timeline::stages(&timing, &events, 1);
         println!("rom: {}", loader::timeline::summary(&stages));
-        if let Some(path) = &timeline {
-            let svg = loader::timeline::boot_svg(
-                "isboot: the ROM's boot on the simulated fabric",
+        // The timeline, and again with the module's lane once the real module has run.
+        let write_timeline = |module: &[loader::timeline::Stage]| -> Result<(), String> {
+            let Some(path) = &timeline else {
+                return Ok(());
+            };
+            let svg = loader::timeline::boot_svg_with_module(
+                if module.is_empty() {
+                    "isboot: the ROM's boot on the simulated fabric"
+                } else {
+                    "isboot: the ROM's boot on the simulated fabric, then isboot.ko's"
+                },
                 &stages,
+                module,
                 &events,
                 1,
             );
             std::fs::write(path, svg).map_err(|e| format!("{path}: {e}"))?;
-            println!("timeline: the boot's stages and the fabric's events in {path}");
-        }
+            if module.is_empty() {
+                println!("timeline: the boot's stages and the fabric's events in {path}");
+            } else {
+                println!(
+                    "timeline: isboot.ko's stages (net.isboot.timing, real time after the \
+                     hand-off) added to {path}"
+                );
+            }
+            Ok(())
+        };
+        write_timeline(&[])?;
+        let rom_end = stages.last().map_or(timing.start_ns, |s| s.end_ns);
         // The capture is closed whether the boot worked or not: a failed boot's packets are
         // the ones worth reading.
         let captured = match &pcap {
@@ -339,7 +361,12 @@ fn main() -> ExitCode {
             println!("== module's SIM, root mount holds), the ROM's table at 0x9e620 of its memory. Until");
             println!("== the in-kernel IPoIB issue lands, the module reaches the target over an");
             println!("== Ethernet-style interface (a veth with the table's MAC).");
-            common::module::kldrun(k, ko, table, mac)?;
+            let stdout = common::module::kldrun(k, ko, table, mac)?;
+            if timeline.is_some() {
+                let module = loader::timeline::module_stages(&stdout, rom_end)?;
+                println!("isboot.ko: {}", loader::timeline::summary(&module));
+                write_timeline(&module)?;
+            }
         }
         Ok(())
     });

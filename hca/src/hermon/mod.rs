@@ -65,6 +65,12 @@ const SPECIAL_QPS: u32 = 8;
 const MAX_QPS: u32 = 32;
 const MAX_CQS: u32 = 32;
 const MTT_ENTRIES: u32 = 1024;
+/// Most send or receive slots a QP gets. Each is a page of DMA memory, so a ROM asks for few
+/// (64); a host serving a whole fabric wants a deeper receive ring (Linux IPoIB posts 256 by
+/// default, `IPOIB_RX_RING_SIZE` in `drivers/infiniband/ulp/ipoib/ipoib.h`, up to 8192).
+pub const MAX_QP_SLOTS: u32 = 1024;
+/// Most entries a CQ gets (twice [`MAX_QP_SLOTS`]: a ring's completions and room to spare).
+const MAX_CQ_ENTRIES: u32 = 2 * MAX_QP_SLOTS;
 const EQ_ENTRIES: u32 = 8;
 /// Per-slot buffer size: a 40-byte GRH area, then up to 4032 bytes of payload.
 const SLOT: usize = PAGE_SIZE;
@@ -623,8 +629,11 @@ impl<H: Hal> Hermon<H> {
         self.check_port(port)?;
         let snd_cqn = self.cq(send_cq)?.cqn;
         let rcv_cqn = self.cq(recv_cq)?.cqn;
-        let send_slots = send_slots.clamp(1, 64).next_power_of_two();
-        let rq_entries = recv_slots.clamp(1, 64).next_power_of_two();
+        let send_slots = send_slots.clamp(1, MAX_QP_SLOTS).next_power_of_two();
+        let rq_entries = recv_slots.clamp(1, MAX_QP_SLOTS).next_power_of_two();
+        if log2_ceil(u64::from(rq_entries)) > self.caps.log_max_qp_sz {
+            return Err(Error::NoResources);
+        }
         // Send ring headroom the hardware requires (§2.7): requested + 1 + 2048/128.
         let sq_entries = (send_slots + 1 + 16).next_power_of_two();
         if log2_ceil(u64::from(sq_entries)) > self.caps.log_max_qp_sz {
@@ -983,7 +992,7 @@ impl<H: Hal> Verbs for Hermon<H> {
     }
 
     fn create_cq(&mut self, entries: u32) -> Result<CqId, Error> {
-        let entries = entries.clamp(2, 256).next_power_of_two();
+        let entries = entries.clamp(2, MAX_CQ_ENTRIES).next_power_of_two();
         if log2_ceil(u64::from(entries)) > self.caps.log_max_cq_sz {
             return Err(Error::NoResources);
         }

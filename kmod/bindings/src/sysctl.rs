@@ -7,7 +7,7 @@
 
 use crate::abi::{
     SysctlCtxList, SysctlOidList, CTLFLAG_MPSAFE, CTLFLAG_NOFETCH, CTLFLAG_RD, CTLFLAG_TUN,
-    CTLTYPE_NODE, CTLTYPE_STRING, CTLTYPE_U64, CTLTYPE_UINT, OID_AUTO,
+    CTLTYPE_INT, CTLTYPE_NODE, CTLTYPE_STRING, CTLTYPE_U64, CTLTYPE_UINT, OID_AUTO,
 };
 use crate::ffi;
 use alloc_crate::boxed::Box;
@@ -246,6 +246,8 @@ pub enum ProcKind {
     String,
     /// An unsigned int (`CTLTYPE_UINT`, format `IU`).
     Uint,
+    /// A signed int (`CTLTYPE_INT`, format `I`).
+    Int,
 }
 
 impl SysctlContext {
@@ -269,6 +271,7 @@ impl SysctlContext {
         let (ty, fmt) = match kind {
             ProcKind::String => (CTLTYPE_STRING, c"A"),
             ProcKind::Uint => (CTLTYPE_UINT, c"IU"),
+            ProcKind::Int => (CTLTYPE_INT, c"I"),
         };
         self.add(parent, name, ty | RD, arg1, arg2, Some(handler), fmt, descr)
             .map(drop)

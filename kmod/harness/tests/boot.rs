@@ -174,9 +174,44 @@ fn root_entries() -> String {
     v.join(",")
 }
 
+/// The `net.isboot.timing` leaves, in the order the boot reaches them.
+const STAGES: [&str; 5] = [
+    "interface_ms",
+    "address_ms",
+    "login_ms",
+    "disk_ms",
+    "hold_released_ms",
+];
+
+/// The `net.isboot.timing.NAME: MS` values kldrun's `--sysctl` printed, in [`STAGES`]' order
+/// (the order sysctl(8) lists them in is the kernel's, not the boot's). Fails unless each stage
+/// is there exactly once.
+fn stage_times(stdout: &str) -> Vec<i64> {
+    let found: Vec<(&str, i64)> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("net.isboot.timing."))
+        .map(|l| {
+            let (name, v) = l.split_once(": ").unwrap_or_else(|| panic!("{l}"));
+            (name, v.parse().unwrap_or_else(|_| panic!("{l}")))
+        })
+        .collect();
+    assert_eq!(found.len(), STAGES.len(), "{found:?}\n{stdout}");
+    STAGES
+        .iter()
+        .map(|s| {
+            found
+                .iter()
+                .find(|(n, _)| n == s)
+                .unwrap_or_else(|| panic!("no net.isboot.timing.{s}\n{stdout}"))
+                .1
+        })
+        .collect()
+}
+
 #[test]
 fn the_real_module_boots_to_a_mountable_root_on_da0p2() {
     with_lab(Some(target_opts("nochap")), |_, _tgtd| {
+        let t0 = Instant::now();
         let c = Child::spawn(
             "nochap",
             &[
@@ -188,6 +223,7 @@ fn the_real_module_boots_to_a_mountable_root_on_da0p2() {
             ],
         );
         let d = c.finish();
+        let wall_ms = t0.elapsed().as_millis() as i64;
         eprintln!("{}", d.all()); // the transcript (cargo test -- --nocapture)
         assert_eq!(d.code, 0, "{}", d.all());
         isboot_tests::assert_in_order(
@@ -204,6 +240,20 @@ fn the_real_module_boots_to_a_mountable_root_on_da0p2() {
                 "net.isboot.session_state: logged in",
                 "net.isboot.device: da0",
             ],
+        );
+        // The boot thread's stages, in the order it reaches them, each within this run.
+        let ms = stage_times(&d.stdout);
+        assert!(
+            ms.iter().all(|&v| (0..=wall_ms).contains(&v)),
+            "{ms:?} in {wall_ms} ms"
+        );
+        assert!(ms.windows(2).all(|w| w[0] <= w[1]), "not in order: {ms:?}");
+        // The login is a TCP connection and a round trip or more to tgtd: not free.
+        assert!(ms[2] > ms[1], "login took no time: {ms:?}");
+        // The hold goes as soon as the disk is there (not after a serving turn of 500 ms).
+        assert!(
+            ms[4] - ms[3] < 250,
+            "the hold waited after the disk: {ms:?}"
         );
         // The module added the table's address on the Linux interface.
         let a = lab::ip(&["-o", "-4", "addr", "show", "dev", NODE_IF]).unwrap_or_default();
@@ -302,7 +352,13 @@ fn the_target_down_at_load_is_a_bounded_wait_and_a_clear_line() {
     with_lab(None, |_, _| {
         let d = Child::spawn(
             "nochap",
-            &["--tunable", "net.isboot.wait_login=3", "--mountroot"],
+            &[
+                "--tunable",
+                "net.isboot.wait_login=3",
+                "--mountroot",
+                "--sysctl",
+                "net.isboot.timing",
+            ],
         )
         .finish();
         eprintln!("{}", d.all());
@@ -324,6 +380,12 @@ fn the_target_down_at_load_is_a_bounded_wait_and_a_clear_line() {
             .filter(|l| *l == "Root mount waiting for: isboot")
             .count();
         assert!((2..=8).contains(&waits), "{waits} waits\n{}", d.all());
+        // The stages it never reached stay -1; the hold's release comes after the 3 s login
+        // wait.
+        let ms = stage_times(&d.stdout);
+        assert!(ms[0] >= 0 && ms[1] >= ms[0], "{ms:?}");
+        assert_eq!((ms[2], ms[3]), (-1, -1), "{ms:?}");
+        assert!(ms[4] >= ms[1] + 3000, "{ms:?}");
         assert!(
             d.stderr.contains("kldrun: mountroot: no disk"),
             "{}",

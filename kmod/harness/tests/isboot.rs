@@ -126,8 +126,14 @@ fn assert_like_host(run: &Run, console: &[String], tree: &SysctlTree) {
         .filter(|l| l.starts_with("hw.ibft") || l.starts_with("net.isboot"))
         .collect();
     // The boot state (handler-backed oids the module adds for its boot thread; the host flow
-    // has no thread): present, in the kernel's order, before the tunables.
-    const BOOT_STATE: [&str; 6] = [
+    // has no thread), then its stage times under net.isboot.timing: present, in the kernel's
+    // order, before the tunables.
+    const BOOT_STATE: [&str; 11] = [
+        "net.isboot.timing.hold_released_ms:",
+        "net.isboot.timing.disk_ms:",
+        "net.isboot.timing.login_ms:",
+        "net.isboot.timing.address_ms:",
+        "net.isboot.timing.interface_ms:",
         "net.isboot.last_error:",
         "net.isboot.reconnects:",
         "net.isboot.session_state:",
@@ -539,8 +545,8 @@ fn leak_check_clean_after_unload_and_catching_held_oids() {
     for want in [
         "kldrun: leak: malloc(9): ",
         " of type isboot not freed",
-        "kldrun: leak: sysctl(9): 53 oids still registered: hw.ibft.acpi_table, ",
-        "kldrun: leak: sysctl(9): 53 sysctl_ctx entries not freed",
+        "kldrun: leak: sysctl(9): 59 oids still registered: hw.ibft.acpi_table, ",
+        "kldrun: leak: sysctl(9): 59 sysctl_ctx entries not freed",
     ] {
         assert!(run.stderr.contains(want), "{want}\n{}", run.all());
     }

@@ -203,6 +203,12 @@ pub fn run(cfg: &StormConfig) -> Result<StormReport, String> {
                     capacity: 64.max(cfg.nodes + 16),
                     ..ipoib::neigh::PathConfig::default()
                 },
+                // A receive ring for the fabric, not a ROM's 64 slots: every node's DISCOVER
+                // (broadcast) arrives in the same millisecond of a storm, and with 64 slots all
+                // but 64 were lost and retransmitted 4 s later (RFC 2131 §4.1) — the first
+                // bottleneck at 256 nodes. A Linux gateway posts 256 by default and is tuned
+                // up to 8192 (ipoib's recv_queue_size); here the driver's most, 1024.
+                recv_slots: hca::hermon::MAX_QP_SLOTS,
                 ..ipoib::iface::Config::default()
             },
         },

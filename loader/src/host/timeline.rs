@@ -102,9 +102,58 @@ pub fn summary(stages: &[Stage]) -> String {
     s
 }
 
+/// The `sysctl net.isboot.timing` leaves of the module's boot thread, in the order it reaches
+/// them, with the names its stages get on the timeline.
+pub const MODULE_STAGES: [(&str, &str); 5] = [
+    ("interface_ms", "isboot.ko: interface"),
+    ("address_ms", "isboot.ko: address"),
+    ("login_ms", "isboot.ko: login"),
+    ("disk_ms", "isboot.ko: disk"),
+    ("hold_released_ms", "isboot.ko: hold released"),
+];
+
+/// The module's stages from `sysctl net.isboot.timing` output (`net.isboot.timing.NAME: MS`
+/// lines, in any order, among others), placed from `handoff_ns` on: each stage runs from the
+/// previous one's end (the first from the hand-off) to the time the module reached it. The
+/// module's times are real milliseconds since its boot thread started, so the lane shows
+/// real time after the hand-off, not simulated time. Stages not reached (-1) end the list;
+/// a missing or unreadable leaf, or times going backwards, is an error.
+pub fn module_stages(sysctl: &str, handoff_ns: u64) -> Result<Vec<Stage>, String> {
+    let mut out = Vec::new();
+    let mut at = handoff_ns;
+    for (leaf, name) in MODULE_STAGES {
+        let key = format!("net.isboot.timing.{leaf}: ");
+        let v = sysctl
+            .lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .ok_or_else(|| format!("no net.isboot.timing.{leaf} in the module's sysctl output"))?;
+        let ms: i64 = v
+            .trim()
+            .parse()
+            .map_err(|_| format!("net.isboot.timing.{leaf}: {v:?} is not a number"))?;
+        if ms < 0 {
+            break;
+        }
+        let end = handoff_ns.saturating_add((ms as u64).saturating_mul(1_000_000));
+        if end < at {
+            return Err(format!(
+                "net.isboot.timing.{leaf} ({ms} ms) is before the stage it follows"
+            ));
+        }
+        out.push(Stage {
+            name: name.to_string(),
+            start_ns: at,
+            end_ns: end,
+        });
+        at = end;
+    }
+    Ok(out)
+}
+
 /// A stage's colour (fixed per name, so rows read alike).
 fn colour(name: &str) -> &'static str {
     match name {
+        n if n.starts_with("isboot.ko: ") => "#16a085",
         "probe" => "#9e9e9e",
         "SA join" => "#8e44ad",
         "DHCP" => "#2e86c1",
@@ -173,6 +222,20 @@ pub struct Row {
 pub fn svg(
     title: &str,
     rows: &[Row],
+    events: &[FabricEvent],
+    start_ns: u64,
+    end_ns: u64,
+    name_of: &dyn Fn(NodeId) -> String,
+) -> String {
+    svg_with_module(title, rows, 0, events, start_ns, end_ns, name_of)
+}
+
+/// [`svg`] whose last `module_rows` rows are the module's lane (real time after the hand-off,
+/// see [`module_stages`]): a line and a label set them apart, and the axis says so.
+fn svg_with_module(
+    title: &str,
+    rows: &[Row],
+    module_rows: usize,
     events: &[FabricEvent],
     start_ns: u64,
     end_ns: u64,
@@ -340,6 +403,22 @@ pub fn svg(
             }
         }
     }
+    // The module's lane: a separator and its label.
+    if module_rows > 0 && module_rows <= rows.len() {
+        let first = rows.len() - module_rows;
+        let y = rows_top + row_h * first as f64;
+        let handoff = rows[first].stages.first().map_or(LEFT, |st| x(st.start_ns));
+        s.push_str(&format!(
+            "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#16a085\"/>\n\
+             <line x1=\"{handoff:.1}\" y1=\"{TOP}\" x2=\"{handoff:.1}\" y2=\"{axis_y:.1}\" \
+             stroke=\"#16a085\" stroke-dasharray=\"2,2\"><title>hand-off to the OS</title></line>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#16a085\" \
+             data-lane=\"module\">isboot.ko under kldrun: real time after the hand-off</text>\n",
+            LEFT + plot_w,
+            LEFT + 4.0,
+            y - 3.0,
+        ));
+    }
     // The axis.
     let step = tick_step(span_ms);
     s.push_str(&format!(
@@ -360,10 +439,14 @@ pub fn svg(
         t += step;
     }
     s.push_str(&format!(
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">simulated time since power-on \
-         (ms)</text>\n",
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n",
         LEFT + plot_w / 2.0,
-        axis_y + 36.0
+        axis_y + 36.0,
+        if module_rows > 0 {
+            "ms: simulated time since power-on, then isboot.ko's real time after the hand-off"
+        } else {
+            "simulated time since power-on (ms)"
+        }
     ));
     // The legend.
     let mut lx = LEFT;
@@ -375,12 +458,18 @@ pub fn svg(
         "login",
         "boot blocks",
         "iBFT",
-    ] {
+        "isboot.ko: ",
+    ]
+    .into_iter()
+    .filter(|n| module_rows > 0 || !n.starts_with("isboot.ko"))
+    {
+        let fill = colour(name);
+        let name = name.trim_end_matches(": ");
         s.push_str(&format!(
             "<rect x=\"{lx:.1}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{}\"/>\n\
              <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{name}</text>\n",
             axis_y + 52.0,
-            colour(name),
+            fill,
             lx + 16.0,
             axis_y + 62.0
         ));
@@ -408,16 +497,34 @@ fn fmt_ms(t: f64) -> String {
 
 /// One boot drawn as a timeline: a row per stage.
 pub fn boot_svg(title: &str, stages: &[Stage], events: &[FabricEvent], node: NodeId) -> String {
+    boot_svg_with_module(title, stages, &[], events, node)
+}
+
+/// [`boot_svg`] with the module's stages ([`module_stages`], placed after the ROM's end) in a
+/// lane of their own below the ROM's, labelled as real time after the hand-off.
+pub fn boot_svg_with_module(
+    title: &str,
+    stages: &[Stage],
+    module: &[Stage],
+    events: &[FabricEvent],
+    node: NodeId,
+) -> String {
     let start = stages.first().map_or(0, |s| s.start_ns);
-    let end = stages.last().map_or(start, |s| s.end_ns);
+    let end = stages
+        .iter()
+        .chain(module)
+        .map(|s| s.end_ns)
+        .max()
+        .unwrap_or(start);
     let rows: Vec<Row> = stages
         .iter()
+        .chain(module)
         .map(|s| Row {
             label: s.name.clone(),
             stages: std::vec![s.clone()],
         })
         .collect();
-    svg(title, &rows, events, start, end, &|n| {
+    svg_with_module(title, &rows, module.len(), events, start, end, &|n| {
         if n == node {
             "node".to_string()
         } else {
@@ -495,6 +602,85 @@ mod tests {
         assert_eq!(st[2].end_ns, 5_150_000_000);
         assert_eq!(st[3].ms(), 50.0);
         assert!(summary(&st).starts_with("stages: probe 2.0 ms, link wait port 1 5000.0 ms"));
+    }
+
+    const MODULE_SYSCTL: &str = "net.isboot.timing.hold_released_ms: 1145\n\
+        net.isboot.timing.disk_ms: 641\n\
+        net.isboot.timing.login_ms: 104\n\
+        net.isboot.timing.address_ms: 102\n\
+        net.isboot.timing.interface_ms: 101\n\
+        net.isboot.device: da0\n";
+
+    #[test]
+    fn the_module_stages_follow_the_handoff_in_boot_order() {
+        let m = module_stages(MODULE_SYSCTL, 5_321_000_000).unwrap();
+        let names: Vec<&str> = m.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, MODULE_STAGES.map(|(_, n)| n));
+        assert_eq!(m[0].start_ns, 5_321_000_000);
+        assert_eq!(m[0].end_ns, 5_321_000_000 + 101_000_000);
+        assert_eq!(m[2].ms(), 2.0);
+        assert_eq!(m[4].end_ns, 5_321_000_000 + 1_145_000_000);
+        assert!(m.windows(2).all(|w| w[0].end_ns == w[1].start_ns));
+        // A boot that failed at the login: the stages up to the address, then the end.
+        let failed = MODULE_SYSCTL
+            .replace("login_ms: 104", "login_ms: -1")
+            .replace("disk_ms: 641", "disk_ms: -1");
+        assert_eq!(module_stages(&failed, 0).unwrap().len(), 2);
+        // Missing, unreadable or backwards: an error naming the leaf.
+        let e = module_stages("net.isboot.device: da0", 0).unwrap_err();
+        assert!(e.contains("net.isboot.timing.interface_ms"), "{e}");
+        let e = module_stages(&MODULE_SYSCTL.replace("641", "x"), 0).unwrap_err();
+        assert!(e.contains("disk_ms"), "{e}");
+        let e = module_stages(&MODULE_SYSCTL.replace("641", "50"), 0).unwrap_err();
+        assert!(e.contains("disk_ms (50 ms)"), "{e}");
+    }
+
+    #[test]
+    fn the_module_lane_is_drawn_after_the_rom() {
+        let st = stages(&timing(), &events(), 1);
+        let rom_end = st.last().unwrap().end_ns;
+        let m = module_stages(MODULE_SYSCTL, rom_end).unwrap();
+        let svg = boot_svg_with_module("with the module", &st, &m, &events(), 1);
+        for s in st.iter().chain(&m) {
+            assert!(
+                svg.contains(&format!("data-stage=\"{}\"", s.name)),
+                "{}",
+                s.name
+            );
+        }
+        assert!(svg.contains("real time after the hand-off"));
+        assert!(svg.contains("then isboot.ko's real time after the hand-off"));
+        // Without the module: no lane.
+        let plain = boot_svg("plain", &st, &events(), 1);
+        assert!(!plain.contains("data-lane") && !plain.contains("isboot.ko"));
+        // The module's first bar starts where the ROM's last ends (same x).
+        let x_of = |svg: &str, stage: &str| -> f64 {
+            let i = svg.find(&format!("data-stage=\"{stage}\"")).unwrap();
+            let rect = &svg[svg[..i].rfind("<rect").unwrap()..i];
+            let x = rect.split("x=\"").nth(1).unwrap();
+            x[..x.find('"').unwrap()].parse().unwrap()
+        };
+        let rom_last = st.last().unwrap();
+        let x_end = x_of(&svg, &rom_last.name);
+        let i = svg
+            .find(&format!("data-stage=\"{}\"", rom_last.name))
+            .unwrap();
+        let rect = &svg[svg[..i].rfind("<rect").unwrap()..i];
+        let w: f64 = rect
+            .split("width=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // (A bar is at least 1.5 px wide, so the ROM's 1 ms iBFT bar may reach past it.)
+        let x_module = x_of(&svg, "isboot.ko: interface");
+        assert!(
+            x_module > x_end && x_module <= x_end + w + 0.1,
+            "{x_module} {x_end} {w}"
+        );
     }
 
     #[test]

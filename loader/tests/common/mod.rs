@@ -165,3 +165,77 @@ pub fn storm_config(nodes: usize) -> loader::storm::StormConfig {
         boot: boot_config(),
     }
 }
+
+/// The UDP counters of this thread's network namespace (`/proc/thread-self/net/snmp` and
+/// `/proc/thread-self/net/udp`), where Kea and the gateway's relay socket are: datagrams the
+/// kernel dropped because a socket's receive buffer was full are DHCP messages lost between
+/// the relay and Kea.
+#[derive(Debug, Clone, Default)]
+pub struct UdpCounters {
+    /// `InDatagrams`.
+    pub in_datagrams: u64,
+    /// `RcvbufErrors`.
+    pub rcvbuf_errors: u64,
+    /// The sockets that dropped: local address, drops.
+    pub dropped_at: Vec<(String, u64)>,
+}
+
+impl UdpCounters {
+    /// Now (`None` where /proc does not say).
+    pub fn read() -> Option<Self> {
+        let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").ok()?;
+        let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
+        let names: Vec<&str> = udp.next()?.split_whitespace().skip(1).collect();
+        let values: Vec<&str> = udp.next()?.split_whitespace().skip(1).collect();
+        let get = |k: &str| {
+            names
+                .iter()
+                .position(|n| *n == k)
+                .and_then(|i| values.get(i))
+                .and_then(|v| v.parse().ok())
+        };
+        let mut dropped_at = Vec::new();
+        // Local address in hex, little-endian, and the drops in the last column.
+        if let Ok(t) = std::fs::read_to_string("/proc/thread-self/net/udp") {
+            for l in t.lines().skip(1) {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let (Some(local), Some(drops)) = (f.get(1), f.last()) else {
+                    continue;
+                };
+                if let Ok(d @ 1..) = drops.parse::<u64>() {
+                    dropped_at.push((hex_addr(local), d));
+                }
+            }
+        }
+        Some(Self {
+            in_datagrams: get("InDatagrams")?,
+            rcvbuf_errors: get("RcvbufErrors")?,
+            dropped_at,
+        })
+    }
+}
+
+impl std::fmt::Display for UdpCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "host UDP (Kea and the relay): {} datagrams in, {} dropped for a full receive buffer",
+            self.in_datagrams, self.rcvbuf_errors
+        )?;
+        for (i, (a, d)) in self.dropped_at.iter().enumerate() {
+            write!(f, "{} {a} ({d})", if i == 0 { ", at" } else { "," })?;
+        }
+        Ok(())
+    }
+}
+
+/// `0100007F:0043` (`/proc/net/udp`'s little-endian address, port) as `127.0.0.1:67`.
+fn hex_addr(s: &str) -> String {
+    let Some((a, p)) = s.split_once(':') else {
+        return s.to_string();
+    };
+    match (u32::from_str_radix(a, 16), u16::from_str_radix(p, 16)) {
+        (Ok(a), Ok(p)) => format!("{}:{p}", Ipv4Addr::from(a.swap_bytes())),
+        _ => s.to_string(),
+    }
+}

@@ -99,7 +99,8 @@ pub fn boot(table: ibft::Ibft, mac: [u8; 6]) -> Result<ModuleBoot, String> {
 /// 0x9e620 of its physical memory (`table_file`), over the same kind of wire as [`boot`]: a
 /// fresh veth `isb0` with the table's MAC in this namespace (kldrun, spawned from this thread,
 /// runs in it) and a fresh target host with tgtd. Prints kldrun's console and its own lines as
-/// they come; `Err` unless it exits 0 with a `mountroot:` line.
+/// they come; `Err` unless it exits 0 with a `mountroot:` line, else kldrun's whole stdout
+/// (the console and the `--sysctl` lines, `net.isboot.timing.*` among them).
 pub fn kldrun(kldrun: &str, ko: &str, table_file: &str, mac: [u8; 6]) -> Result<String, String> {
     let (_peer, _tgtd) = target_host(mac)?;
     let args = [
@@ -125,7 +126,7 @@ pub fn kldrun(kldrun: &str, ko: &str, table_file: &str, mac: [u8; 6]) -> Result<
         .find(|l| l.starts_with("mountroot: "))
         .map(str::to_string);
     match (out.status.success(), mountroot) {
-        (true, Some(m)) => Ok(m),
+        (true, Some(_)) => Ok(stdout.into_owned()),
         (ok, m) => Err(format!(
             "kldrun {}: {}",
             out.status,

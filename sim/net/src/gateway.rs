@@ -16,6 +16,7 @@
 //! loopback connect is waited for, at most [`CONNECT_TIMEOUT`]. Use it inside
 //! `isboot_tests::netns::run` so that every socket stays on a private loopback.
 
+use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
@@ -41,6 +42,14 @@ const TCP_BUF: usize = 64 * 1024;
 /// fresh one, so with a single listener every SYN after the first in the same round was
 /// refused — the first bottleneck of a boot storm (`loader::storm`).
 pub const BACKLOG: usize = 32;
+/// Server replies waiting to be broadcast on the fabric, at most; and client requests waiting
+/// to be relayed to the server.
+const REPLY_QUEUE: usize = 4096;
+const RELAY_QUEUE: usize = 4096;
+/// Client requests relayed to the server per [`Gateway::poll`].
+const REQUESTS_PER_ROUND: usize = 32;
+/// Server replies broadcast on the fabric per [`Gateway::poll`].
+const REPLIES_PER_ROUND: usize = 16;
 
 /// The relay side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +122,10 @@ pub struct Gateway {
     relay: Option<UdpSocket>,
     listeners: Vec<Listener>,
     conns: Vec<Conn>,
+    /// Server replies read from the relay socket, not yet on the fabric.
+    replies: VecDeque<Vec<u8>>,
+    /// Client requests (with `giaddr` set) not yet sent to the server.
+    requests: VecDeque<Vec<u8>>,
     stats: GatewayStats,
 }
 
@@ -181,6 +194,8 @@ impl Gateway {
             relay,
             listeners,
             conns: Vec::new(),
+            replies: VecDeque::new(),
+            requests: VecDeque::new(),
             stats: GatewayStats::default(),
         })
     }
@@ -198,23 +213,17 @@ impl Gateway {
     /// One round: the fabric side (relay interception first), server replies, new
     /// connections, and the splices. Never blocks beyond a loopback connect.
     pub fn poll(&mut self) {
-        let relay = self.relay.as_ref();
         let server = self.cfg.relay;
         let stats = &mut self.stats;
+        let requests = &mut self.requests;
         self.host.poll_with(|_, p| {
             let Some(d) = udp::parse(p).filter(|d| d.dst_port == DHCP_SERVER_PORT) else {
                 return true;
             };
-            if let (Some(sock), Some(r)) = (relay, server) {
+            if let Some(r) = server {
                 let mut msg = d.payload.to_vec();
-                if relay_request(&mut msg, r.giaddr, MAX_HOPS) {
-                    match sock.send_to(&msg, r.server) {
-                        Ok(_) => stats.dhcp_requests += 1,
-                        Err(e) => {
-                            log::debug!("gateway: relay send: {e}");
-                            stats.dhcp_dropped += 1;
-                        }
-                    }
+                if relay_request(&mut msg, r.giaddr, MAX_HOPS) && requests.len() < RELAY_QUEUE {
+                    requests.push_back(msg);
                 } else {
                     stats.dhcp_dropped += 1;
                 }
@@ -223,6 +232,7 @@ impl Gateway {
             }
             false
         });
+        self.relay_requests();
         self.relay_replies();
         self.accept();
         self.splice();
@@ -230,19 +240,43 @@ impl Gateway {
         self.host.poll();
     }
 
+    /// Sends queued client requests to the server, at most [`REQUESTS_PER_ROUND`] a round:
+    /// the whole fabric's DISCOVERs of a storm arrive in the same round, and sent at once they
+    /// overflowed the server's socket buffer (Linux's default, 208 KiB: the namespace's UDP
+    /// `RcvbufErrors`), so that a third of 256 nodes retransmitted 4 s later (RFC 2131 §4.1).
+    fn relay_requests(&mut self) {
+        let (Some(sock), Some(r)) = (self.relay.as_ref(), self.cfg.relay) else {
+            return;
+        };
+        for _ in 0..REQUESTS_PER_ROUND {
+            let Some(msg) = self.requests.pop_front() else {
+                return;
+            };
+            match sock.send_to(&msg, r.server) {
+                Ok(_) => self.stats.dhcp_requests += 1,
+                Err(e) => {
+                    log::debug!("gateway: relay send: {e}");
+                    self.stats.dhcp_dropped += 1;
+                }
+            }
+        }
+    }
+
     fn relay_replies(&mut self) {
         let (Some(sock), Some(r)) = (self.relay.as_ref(), self.cfg.relay) else {
             return;
         };
+        // Everything the server sent is taken off the socket at once (a burst of answers to a
+        // storm's DISCOVERs overflowed its receive buffer while the gateway read 16 a round),
+        // into a bounded queue.
         let mut buf = [0u8; 1500];
-        // Bounded: at most 16 replies a round.
-        for _ in 0..16 {
-            let (n, _from) = match sock.recv_from(&mut buf) {
-                Ok(x) => x,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+        loop {
+            let n = match sock.recv_from(&mut buf) {
+                Ok((n, _from)) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {
                     log::debug!("gateway: relay recv: {e}");
-                    return;
+                    break;
                 }
             };
             let m = &buf[..n];
@@ -251,12 +285,24 @@ impl Gateway {
                 self.stats.dhcp_dropped += 1;
                 continue;
             }
+            if self.replies.len() >= REPLY_QUEUE {
+                self.stats.dhcp_dropped += 1;
+                continue;
+            }
+            self.replies.push_back(m.to_vec());
+        }
+        // Onto the fabric at most 16 a round: each is a broadcast every node receives, and a
+        // booting node's receive ring is a ROM's 64 slots.
+        for _ in 0..REPLIES_PER_ROUND {
+            let Some(m) = self.replies.pop_front() else {
+                return;
+            };
             let Some(pkt) = udp::emit(&Datagram {
                 src: self.cfg.address,
                 dst: Ipv4Addr::BROADCAST,
                 src_port: DHCP_SERVER_PORT,
                 dst_port: DHCP_CLIENT_PORT,
-                payload: m,
+                payload: &m,
             }) else {
                 continue;
             };
