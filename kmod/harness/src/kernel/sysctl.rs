@@ -1049,11 +1049,23 @@ fn show(thread: usize, addr: u64, path: &str) -> Result<Option<String>, String> 
     if err != 0 {
         return Err(format!("{path}: error {err} from its handler (size probe)"));
     }
-    let want = (need as usize) * 2;
-    let (err, v, _) = root_call(thread, addr, Some(want));
-    if err != 0 {
-        return Err(format!("{path}: error {err} from its handler"));
-    }
+    // Twice the probed size, as sysctl(8) asks; a value that grew past that between the probe
+    // and the read (a state string changing while the boot thread runs) answers ENOMEM with
+    // the size it needs now (`oldidx` counts on past the buffer): ask again with that, as a
+    // sysctl(3) caller must for values that change.
+    let mut want = (need as usize) * 2;
+    let mut tries = 0;
+    let v = loop {
+        let (err, v, need) = root_call(thread, addr, Some(want));
+        if err == 0 {
+            break v;
+        }
+        tries += 1;
+        if err != ENOMEM || tries == 4 {
+            return Err(format!("{path}: error {err} from its handler"));
+        }
+        want = (need as usize).max(want) * 2;
+    };
     if v.is_empty() && kind != CTLTYPE_STRING {
         return Ok(None);
     }
