@@ -308,6 +308,8 @@ static struct isboot_sim {
 	path_id_t		 path_id;
 	struct isboot_pathinq	 inq;
 	char			 device[16];	/* "da0" once attached */
+	struct mtx		*wake_mtx;	/* the receive ring's mutex (freebsd_boot.rs) */
+	const void		*wake_chan;	/* ... and the channel its reader sleeps on */
 } isboot_sim;
 
 static void
@@ -393,7 +395,16 @@ isboot_cam_action(struct cam_sim *sim, union ccb *ccb)
 		ccb->ccb_h.status = CAM_REQ_INPROG;
 		TAILQ_INSERT_TAIL(&isboot_sim.queue, &ccb->ccb_h, sim_links.tqe);
 		atomic_add_int(&isboot_sim.pending, 1);
-		/* The boot thread picks it up within a receive slice (freebsd_boot.rs). */
+		/*
+		 * Wake the boot thread if it sleeps in its receive (freebsd_boot.rs). It checks
+		 * `pending` and goes to sleep with wake_mtx held, so taking wake_mtx here means the
+		 * wakeup finds it asleep or it sees the CCB (lock order: SIM mutex, then wake_mtx).
+		 */
+		if (isboot_sim.wake_mtx != NULL) {
+			mtx_lock(isboot_sim.wake_mtx);
+			wakeup(isboot_sim.wake_chan);
+			mtx_unlock(isboot_sim.wake_mtx);
+		}
 		return;
 	default:
 		ccb->ccb_h.status = CAM_FUNC_NOTAVAIL;
@@ -503,6 +514,22 @@ isboot_disk_opens(const char *name)
 	n = pp != NULL ? pp->acr + pp->acw + pp->ace : -1;
 	g_topology_unlock();
 	return (n);
+}
+
+/*
+ * The mutex and channel the action routine wakes after queueing a CCB (NULL: none). Set
+ * under the SIM mutex once it exists, so that the action routine never sees a mutex that is
+ * being destroyed.
+ */
+void
+isboot_cam_set_wake(struct mtx *m, const void *chan)
+{
+	if (isboot_sim.inited)
+		mtx_lock(&isboot_sim.lock);
+	isboot_sim.wake_mtx = m;
+	isboot_sim.wake_chan = chan;
+	if (isboot_sim.inited)
+		mtx_unlock(&isboot_sim.lock);
 }
 
 u_int

@@ -36,6 +36,7 @@ struct isboot_ccb {
 };
 
 struct socket;
+struct mtx;
 
 int	isboot_so_create(int dom, int type, int proto, struct socket **sop);
 int	isboot_so_close(struct socket *so);
@@ -52,6 +53,7 @@ int	isboot_if_addr4(const char *name, uint32_t addr, uint32_t mask);
 int	isboot_cam_register(const struct isboot_pathinq *inq, uint32_t openings);
 int	isboot_cam_device(char *name, size_t len);
 int	isboot_disk_opens(const char *name);
+void	isboot_cam_set_wake(struct mtx *m, const void *chan);
 u_int	isboot_cam_pending(void);
 int	isboot_cam_next(struct isboot_ccb *out);
 void	isboot_ccb_copy_out(union ccb *ccb, void *dst, uint32_t len);

@@ -11,12 +11,16 @@
 //!   an `RTM_ADD` on a routing socket ([`crate::rtmsg`]). The socket calls run in the socket's
 //!   vnet: nothing here writes `curthread->td_vnet`, whose offset differs between 14 and 15.
 //! - **transport**: a kernel TCP socket (`socreate`, `soconnect` and a wait on the handshake,
-//!   `TCP_NODELAY`, `SO_KEEPALIVE`, `SO_SNDTIMEO`), `sosend`/`soreceive` through a uio. A
-//!   receive blocks in `soreceive` with `SO_RCVTIMEO` of at most [`RX_SLICE`]: data wakes it
-//!   at once; a CCB that CAM queues meanwhile is seen at the end of the slice (the action
-//!   routine cannot wake a thread asleep in `soreceive` without the socket buffer's lock,
-//!   whose place in `struct socket` differs between releases). So an idle disk's next
-//!   command waits at most one slice; a busy one is woken by its data.
+//!   `TCP_NODELAY`, `SO_KEEPALIVE`, `SO_SNDTIMEO`). Sends are `sosend` through a uio from the
+//!   boot thread. Receives: a receive thread per connection (`kproc_kthread_add`) blocks in
+//!   `soreceive` and appends what arrives to a ring allocated once per transport, then
+//!   `wakeup(9)`s the boot thread, which sleeps on the ring with `_sleep` (`msleep_sbt` on the
+//!   ring's mutex) for at most what the session asked. CAM's action routine, after queueing a
+//!   CCB, takes the same mutex and `wakeup`s the same channel, so a new command wakes the boot
+//!   thread at once. Nothing reads `struct socket` (its socket buffer locks moved between 14
+//!   and 15): the receive thread is unblocked for a close by `soshutdown(SHUT_RD)`, and looks
+//!   at its stop flag at least every [`RX_POLL`] (`SO_RCVTIMEO`). It ends on end of stream or
+//!   an error, which the session sees as a closed connection as soon as the ring is drained.
 //! - **CAM**: the SIM lives in the shim (`isboot_boot.c`): its action routine answers what
 //!   needs no target and queues `XPT_SCSI_IO`, `XPT_ABORT` and `XPT_RESET_DEV` for this
 //!   thread, which decides them with [`crate::cam::Sim`] and completes them through the shim.
@@ -54,8 +58,6 @@ use crate::cam::{self, CamStatus, DataDir, QueueEvent, ScsiIo, ScsiIoDone};
 use crate::netlink::{self, Link};
 use crate::rtmsg;
 
-/// The longest a receive sleeps in `soreceive` before it looks for new CCBs.
-pub const RX_SLICE: Duration = Duration::from_millis(5);
 /// How long a send may block on a full socket buffer before the connection counts as lost.
 const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 /// Kernel stack pages for the boot thread (4 is the default): the session, the login and
@@ -170,46 +172,247 @@ impl Clock for KernelClock {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The transport: a kernel TCP socket
+// The transport: a kernel TCP socket, read by a receive thread into a ring
 
-/// The session's TCP connection.
+/// What the receive thread and the boot thread share, behind the ring's mutex.
+#[derive(Debug)]
+struct RxState {
+    /// The ring's storage ([`RX_RING`] bytes, allocated once per transport). The receive
+    /// thread writes only the free part (outside the mutex, while it is in `soreceive`), the
+    /// boot thread reads only the filled part.
+    buf: *mut u8,
+    /// Where the filled part starts.
+    head: usize,
+    /// How many bytes are filled.
+    len: usize,
+    /// The connection's socket (the receive thread's, until it ends).
+    so: *mut Socket,
+    /// The receive thread runs (set before it starts, cleared as its last act).
+    running: bool,
+    /// The boot thread asks the receive thread to end.
+    stop: bool,
+    /// The stream ended: 0 for end of stream, else the `soreceive` error.
+    ended: Option<c_int>,
+    /// The end was reported to the session already.
+    reported: bool,
+}
+
+// SAFETY: the pointers are the ring's storage and the socket, which the two threads use as
+// described on the fields, with the indices under the mutex.
+unsafe impl Send for RxState {}
+
+type Rx = Pin<Box<Mutex<RxState>>>;
+
+/// The receive ring's size: room for several PDUs of the largest data segment the login
+/// offers, so that the receive thread rarely waits for the boot thread.
+pub const RX_RING: usize = 512 * 1024;
+/// `SO_RCVTIMEO` of the receive thread: it looks at `stop` this often even if
+/// `soshutdown(SHUT_RD)` did not wake it.
+pub const RX_POLL: Duration = Duration::from_secs(1);
+/// How long [`KernelTransport::close`] waits for the receive thread to end.
+const RX_JOIN: Duration = Duration::from_secs(5);
+/// `SHUT_RD` (sys/socket.h).
+const SHUT_RD: c_int = 0;
+
+/// The channel the boot thread sleeps on for data, CCBs or the end of the stream.
+fn data_chan(rx: Pin<&Mutex<RxState>>) -> *const c_void {
+    ptr::from_ref(rx.get_ref()).cast()
+}
+
+/// The channel the receive thread sleeps on while the ring is full (a different address in
+/// the same object: FreeBSD wait channels are only addresses).
+fn space_chan(rx: Pin<&Mutex<RxState>>) -> *const c_void {
+    ptr::from_ref(rx.get_ref())
+        .cast::<u8>()
+        .wrapping_add(1)
+        .cast()
+}
+
+/// The session's TCP connection: `sosend` from the boot thread; a receive thread per
+/// connection blocks in `soreceive` and fills a ring, and the boot thread's receive sleeps on
+/// the ring (`_sleep`), woken by the receive thread's data or by CAM's action routine when it
+/// queues a CCB (`isboot_cam_set_wake`).
 #[derive(Debug)]
 pub struct KernelTransport {
     so: *mut Socket,
-    /// The `SO_RCVTIMEO` last set, in microseconds.
-    rcvtimeo_us: u64,
+    rx: Rx,
+    /// The ring's storage (`Box::into_raw`; freed with the transport, after the receive
+    /// thread ended).
+    ring: *mut [u8],
 }
 
-// SAFETY: the socket is used by the boot thread alone (the transport moves into it).
+// SAFETY: the socket is used by the boot thread alone (the transport moves into it) and by
+// the receive thread it starts and joins.
 unsafe impl Send for KernelTransport {}
 
 impl KernelTransport {
     fn new() -> Self {
+        let ring = Box::into_raw(vec![0u8; RX_RING].into_boxed_slice());
+        let rx = Mutex::new_boxed(
+            c"isboot rx",
+            RxState {
+                buf: ring.cast::<u8>(),
+                head: 0,
+                len: 0,
+                so: ptr::null_mut(),
+                running: false,
+                stop: false,
+                ended: None,
+                reported: false,
+            },
+        );
+        // SAFETY: the mutex is initialised and pinned; it outlives the registration (Drop
+        // clears it first).
+        unsafe { shim::isboot_cam_set_wake(rx.as_ref().raw(), data_chan(rx.as_ref())) };
         Self {
             so: ptr::null_mut(),
-            rcvtimeo_us: 0,
+            rx,
+            ring,
         }
     }
 
-    fn set_rcvtimeo(&mut self, d: Duration) {
-        let us = d.total_micros().max(1000);
-        if us != self.rcvtimeo_us {
-            // SAFETY: `so` is a live socket of ours.
-            unsafe { shim::isboot_so_setopt_timeout(self.so, SO_RCVTIMEO, us) };
-            self.rcvtimeo_us = us;
+    /// Starts the receive thread on the socket just connected.
+    fn start_rx(&mut self) -> Result<(), c_int> {
+        {
+            let mut st = self.rx.as_ref().lock();
+            st.head = 0;
+            st.len = 0;
+            st.so = self.so;
+            st.running = true;
+            st.stop = false;
+            st.ended = None;
+            st.reported = false;
         }
+        let arg: *const Mutex<RxState> = self.rx.as_ref().get_ref();
+        let mut p = ptr::null_mut();
+        let mut td = ptr::null_mut();
+        // SAFETY: `rx_main` gets the pinned ring, which outlives the thread (close joins it
+        // before the transport goes); a constant "%s" format with a NUL-terminated argument.
+        let error = unsafe {
+            ffi::kproc_kthread_add(
+                rx_main,
+                arg.cast_mut().cast(),
+                &mut p,
+                &mut td,
+                0,
+                0,
+                c"isboot".as_ptr(),
+                c"%s".as_ptr(),
+                c"isboot rx".as_ptr(),
+            )
+        };
+        if error != 0 {
+            self.rx.as_ref().lock().running = false;
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Ends the receive thread: `soshutdown(SHUT_RD)` wakes it in `soreceive`, `stop` (with
+    /// a wakeup) out of its wait for room; waits for it (bounded). false if it did not end.
+    fn stop_rx(&mut self) -> bool {
+        let rx = self.rx.as_ref();
+        {
+            let mut st = rx.lock();
+            if !st.running {
+                return true;
+            }
+            st.stop = true;
+            // SAFETY: a channel address; wakeup(9) takes any.
+            unsafe { ffi::wakeup(space_chan(rx)) };
+        }
+        // SAFETY: the socket is live (closed only after the thread ended).
+        unsafe { ffi::soshutdown(self.so, SHUT_RD) };
+        let clock = KernelClock;
+        let end = clock.now() + RX_JOIN;
+        let mut st = rx.lock();
+        while st.running {
+            let left = end.saturating_since(clock.now());
+            if left.is_zero() {
+                return false;
+            }
+            st.sleep(data_chan(rx), c"isbrxj", sbt(left));
+        }
+        true
     }
 }
 
 impl Drop for KernelTransport {
     fn drop(&mut self) {
         self.close();
+        // SAFETY: no argument is kept; afterwards the action routine wakes nobody.
+        unsafe { shim::isboot_cam_set_wake(ptr::null_mut(), ptr::null()) };
+        // The ring goes unless a receive thread that did not end still writes to it (see
+        // `close`); then it and the socket are left to it.
+        if !self.rx.as_ref().lock().running {
+            // SAFETY: from Box::into_raw in `new`, freed once; no thread uses it any more.
+            drop(unsafe { Box::from_raw(self.ring) });
+        }
     }
+}
+
+/// The receive thread: `soreceive` into the ring's free part, `wakeup` the boot thread, until
+/// the end of the stream, an error or `stop`.
+unsafe extern "C" fn rx_main(arg: *mut c_void) {
+    // SAFETY: the pinned ring of `start_rx`, alive until this thread clears `running` (the
+    // transport waits for that before freeing it).
+    let rx = unsafe { Pin::new_unchecked(&*arg.cast::<Mutex<RxState>>()) };
+    let mut st = rx.lock();
+    loop {
+        while st.len >= RX_RING && !st.stop {
+            st.sleep(space_chan(rx), c"isbrxq", 0);
+        }
+        if st.stop {
+            break;
+        }
+        let tail = (st.head + st.len) % RX_RING;
+        let room = (RX_RING - st.len).min(RX_RING - tail);
+        // SAFETY: `tail + room <= RX_RING` within the ring's storage.
+        let at = unsafe { st.buf.add(tail) };
+        let so = st.so;
+        drop(st);
+        let mut got = 0usize;
+        // SAFETY: the free part [tail, tail + room) is this thread's alone until `len` grows.
+        let error = unsafe { shim::isboot_so_recv(so, at.cast(), room, 0, &mut got) };
+        st = rx.lock();
+        let got = got.min(room);
+        if got > 0 {
+            st.len += got;
+            // SAFETY: a channel address.
+            unsafe { ffi::wakeup(data_chan(rx)) };
+        }
+        match error {
+            0 if got > 0 => {}
+            0 => {
+                st.ended = Some(0);
+                break;
+            }
+            // The RX_POLL timeout: look at `stop`.
+            EWOULDBLOCK | EINTR => {}
+            e => {
+                st.ended = Some(e);
+                break;
+            }
+        }
+    }
+    if st.ended.is_none() {
+        st.ended = Some(0);
+    }
+    st.running = false;
+    // SAFETY: a channel address (the boot thread may wait for data or for this end).
+    unsafe { ffi::wakeup(data_chan(rx)) };
+    drop(st);
+    // SAFETY: the end of a kernel thread; nothing of this thread's Rust state is alive.
+    unsafe { ffi::kthread_exit() }
 }
 
 impl Transport for KernelTransport {
     fn connect(&mut self, portal: &Portal, timeout: Duration) -> bool {
         self.close();
+        if self.rx.as_ref().lock().running {
+            // A receive thread that did not end still owns the ring.
+            return false;
+        }
         let Ok(addr) = portal.host.parse::<Ipv4Addr>() else {
             return false;
         };
@@ -225,6 +428,7 @@ impl Transport for KernelTransport {
             shim::isboot_so_setopt_int(so, IPPROTO_TCP, TCP_NODELAY, 1);
             shim::isboot_so_setopt_int(so, SOL_SOCKET, SO_KEEPALIVE, 1);
             shim::isboot_so_setopt_timeout(so, SO_SNDTIMEO, SEND_TIMEOUT.total_micros());
+            shim::isboot_so_setopt_timeout(so, SO_RCVTIMEO, RX_POLL.total_micros());
         }
         let ms = u32::try_from(timeout.total_millis()).unwrap_or(u32::MAX);
         // SAFETY: as above.
@@ -236,16 +440,33 @@ impl Transport for KernelTransport {
             return false;
         }
         self.so = so;
-        self.rcvtimeo_us = 0;
+        if let Err(e) = self.start_rx() {
+            log::warn!("starting the receive thread: {}", errno_text(e));
+            // SAFETY: ours, closed once (the pointer is cleared); no thread uses it.
+            unsafe { shim::isboot_so_close(self.so) };
+            self.so = ptr::null_mut();
+            return false;
+        }
         true
     }
 
     fn close(&mut self) {
-        if !self.so.is_null() {
-            // SAFETY: a socket of ours, closed once (the pointer is cleared).
-            unsafe { shim::isboot_so_close(self.so) };
-            self.so = ptr::null_mut();
+        if self.so.is_null() {
+            return;
         }
+        if self.stop_rx() {
+            // SAFETY: a socket of ours, closed once (the pointer is cleared); its receive
+            // thread has ended.
+            unsafe { shim::isboot_so_close(self.so) };
+        } else {
+            // The thread still uses the socket and the ring: leave both to it rather than
+            // free them under it.
+            log::warn!(
+                "the receive thread did not end within {} s: socket left open",
+                RX_JOIN.as_secs()
+            );
+        }
+        self.so = ptr::null_mut();
     }
 
     fn send(&mut self, data: &[u8]) -> Option<usize> {
@@ -270,28 +491,47 @@ impl Transport for KernelTransport {
         }
         let clock = KernelClock;
         let end = clock.now() + timeout;
+        let rx = self.rx.as_ref();
+        let mut st = rx.lock();
         loop {
-            let left = end.saturating_since(clock.now());
-            self.set_rcvtimeo(left.min(RX_SLICE));
-            let mut got = 0usize;
-            // SAFETY: `buf` is valid and writable for its length; `got` is ours.
-            let error = unsafe {
-                shim::isboot_so_recv(self.so, buf.as_mut_ptr().cast(), buf.len(), 0, &mut got)
-            };
-            let got = got.min(buf.len());
-            match error {
-                0 if got > 0 => return Received::Data(got),
-                // End of stream.
-                0 => return Received::Closed,
-                EWOULDBLOCK | EINTR if got > 0 => return Received::Data(got),
-                EWOULDBLOCK | EINTR => {
-                    // SAFETY: reads an integer the action routine updates atomically.
-                    if unsafe { shim::isboot_cam_pending() } > 0 || clock.now() >= end {
-                        return Received::Timeout;
+            if st.len > 0 {
+                let n = st.len.min(buf.len());
+                let head = st.head;
+                let first = n.min(RX_RING - head);
+                // SAFETY: [head, head + first) and [0, n - first) are in the filled part of
+                // the ring (head < RX_RING, n <= len), which the receive thread does not
+                // touch; `buf` has room for n bytes.
+                unsafe {
+                    ptr::copy_nonoverlapping(st.buf.add(head), buf.as_mut_ptr(), first);
+                    ptr::copy_nonoverlapping(st.buf, buf.as_mut_ptr().add(first), n - first);
+                }
+                let was_full = st.len >= RX_RING;
+                st.head = (head + n) % RX_RING;
+                st.len -= n;
+                if was_full {
+                    // SAFETY: a channel address.
+                    unsafe { ffi::wakeup(space_chan(rx)) };
+                }
+                return Received::Data(n);
+            }
+            if let Some(e) = st.ended {
+                if !st.reported {
+                    st.reported = true;
+                    if e != 0 {
+                        log::debug!("receive: {}", errno_text(e));
                     }
                 }
-                _ => return Received::Closed,
+                return Received::Closed;
             }
+            // SAFETY: reads an integer the action routine updates atomically.
+            if unsafe { shim::isboot_cam_pending() } > 0 {
+                return Received::Timeout;
+            }
+            let left = end.saturating_since(clock.now());
+            if left.is_zero() {
+                return Received::Timeout;
+            }
+            st.sleep(data_chan(rx), c"isbrecv", sbt(left));
         }
     }
 }

@@ -6,8 +6,8 @@
 //! is declared by the FreeBSD headers (it compiles a reference to each against them).
 
 use crate::abi::{
-    Bintime, IfNet, MallocType, Mbuf, Proc, RootHoldToken, SysctlCtxList, SysctlHandler, SysctlOid,
-    SysctlOidList, Thread,
+    Bintime, IfNet, MallocType, Mbuf, Proc, RootHoldToken, Socket, SysctlCtxList, SysctlHandler,
+    SysctlOid, SysctlOidList, Thread,
 };
 use core::ffi::{c_char, c_int, c_void};
 
@@ -155,6 +155,33 @@ extern "C" {
     /// `int pause_sbt(const char *wmesg, sbintime_t sbt, sbintime_t pr, int flags);`
     /// (sys/systm.h; `pause(9)` is an inline calling it with `tick_sbt * timo, 0, C_HARDCLOCK`)
     pub fn pause_sbt(wmesg: *const c_char, sbt: i64, pr: i64, flags: c_int) -> c_int;
+
+    /// ```c
+    /// int _sleep(const void *chan, struct lock_object *lock, int pri, const char *wmesg,
+    ///         sbintime_t sbt, sbintime_t pr, int flags);
+    /// ```
+    /// (sys/systm.h; `msleep_sbt(chan, mtx, pri, wmesg, bt, pr, flags)` is a macro calling it
+    /// with `&(mtx)->lock_object`, `msleep` the same with `tick_sbt * timo, 0, C_HARDCLOCK`.)
+    /// Sleeps on `chan`, releasing `lock` once on the sleep queue and re-taking it before
+    /// returning (not with `PDROP`); `sbt` 0: no timeout. 0 when woken, `EWOULDBLOCK` after
+    /// the timeout (sys/kern/kern_synch.c).
+    pub fn _sleep(
+        chan: *const c_void,
+        lock: *mut c_void,
+        pri: c_int,
+        wmesg: *const c_char,
+        sbt: i64,
+        pr: i64,
+        flags: c_int,
+    ) -> c_int;
+
+    /// `void wakeup(const void *chan);` (sys/systm.h): wakes every thread asleep on `chan`.
+    pub fn wakeup(chan: *const c_void);
+
+    /// `int soshutdown(struct socket *so, int how);` (sys/socketvar.h; 15 spells `how` as
+    /// `enum shutdown_how`, the same int). `SHUT_RD` (0) marks the receive side closed and
+    /// wakes a thread blocked in `soreceive`, which then returns end of stream.
+    pub fn soshutdown(so: *mut Socket, how: c_int) -> c_int;
 
     /// `void arc4random_buf(void *, size_t);` (sys/libkern.h)
     pub fn arc4random_buf(buf: *mut c_void, len: usize);
@@ -624,7 +651,7 @@ pub mod shim {
     }
 
     // --- the boot thread's shim (kmod/shim/isboot_boot.c, prototypes in isboot_boot.h) --------
-    use crate::abi::{Ccb, CcbInfo, PathInqInfo, Socket};
+    use crate::abi::{Ccb, CcbInfo, Mtx, PathInqInfo, Socket};
     use core::ffi::{c_char, c_int, c_uint, c_void};
 
     extern "C" {
@@ -680,6 +707,9 @@ pub mod shim {
         pub fn isboot_cam_device(name: *mut c_char, len: usize) -> c_int;
         /// `int isboot_disk_opens(const char *name);`: the opens of its GEOM provider, or -1.
         pub fn isboot_disk_opens(name: *const c_char) -> c_int;
+        /// `void isboot_cam_set_wake(struct mtx *mtx, const void *chan);`: after queueing a
+        /// CCB, the action routine does `wakeup(chan)` with `mtx` held (NULL: no wakeup).
+        pub fn isboot_cam_set_wake(mtx: *mut Mtx, chan: *const c_void);
         /// `u_int isboot_cam_pending(void);`: CCBs queued for the thread.
         pub fn isboot_cam_pending() -> c_uint;
         /// `int isboot_cam_next(struct isboot_ccb *out);`: 1 and the oldest queued CCB.

@@ -59,6 +59,12 @@ impl<T> Mutex<T> {
         }
     }
 
+    /// The `struct mtx` itself (for C code that locks it with `mtx_lock`, and as the
+    /// `struct lock_object *` of `_sleep`: `lock_object` is at offset 0).
+    pub fn raw(self: Pin<&Self>) -> *mut Mtx {
+        self.get_ref().mtx.get()
+    }
+
     /// Locks the mutex (may sleep; not from interrupt filters or with a spin mutex held).
     pub fn lock(self: Pin<&Self>) -> MutexGuard<'_, T> {
         let this = self.get_ref();
@@ -81,6 +87,29 @@ impl<T> Drop for Mutex<T> {
 #[derive(Debug)]
 pub struct MutexGuard<'a, T> {
     mutex: &'a Mutex<T>,
+}
+
+impl<T> MutexGuard<'_, T> {
+    /// `msleep_sbt(chan, mtx, 0, wmesg, sbt, 0, C_HARDCLOCK)`: releases the mutex and sleeps
+    /// on `chan` until a `wakeup(chan)` or `sbt` (32.32 seconds; 0: no timeout) has passed,
+    /// then re-takes the mutex. A `wakeup(chan)` by a thread holding this mutex cannot be
+    /// missed: the sleeper is on the sleep queue before the mutex is released. 0 when woken,
+    /// `EWOULDBLOCK` after the timeout; spurious wakeups happen (callers re-check).
+    pub fn sleep(&mut self, chan: *const core::ffi::c_void, wmesg: &'static CStr, sbt: i64) -> i32 {
+        // SAFETY: this guard proves the mutex is held by this thread and initialised; `wmesg`
+        // is static. `_sleep` returns with the mutex held again (no PDROP).
+        unsafe {
+            ffi::_sleep(
+                chan,
+                self.mutex.mtx.get().cast(),
+                0,
+                wmesg.as_ptr(),
+                sbt.max(0),
+                0,
+                crate::abi::C_HARDCLOCK,
+            )
+        }
+    }
 }
 
 impl<T> Deref for MutexGuard<'_, T> {

@@ -18,6 +18,7 @@ pub mod pmap;
 pub mod preload;
 pub mod printf;
 pub mod socket;
+pub mod synch;
 pub mod sysctl;
 pub mod threads;
 
@@ -185,6 +186,9 @@ pub fn kpis() -> Vec<Kpi> {
         f("kthread_exit", kthread::kthread_exit, 0),
         f("binuptime", kthread::binuptime, 1),
         f("pause_sbt", kthread::pause_sbt, 4),
+        f("_sleep", synch::sleep, 7),
+        f("wakeup", synch::wakeup, 1),
+        f("wakeup_one", synch::wakeup_one, 1),
         f("arc4random_buf", kthread::arc4random_buf, 2),
         f("root_mount_hold", kthread::root_mount_hold, 1),
         f("root_mount_rel", kthread::root_mount_rel, 1),
@@ -194,6 +198,7 @@ pub fn kpis() -> Vec<Kpi> {
         f("soconnect", socket::soconnect, 3),
         f("sosend", socket::sosend, 7),
         f("soreceive", socket::soreceive, 6),
+        f("soshutdown", socket::soshutdown, 2),
         f("so_setsockopt", socket::so_setsockopt, 5),
         f("sogetopt", socket::sogetopt, 2),
         f("ifioctl", socket::ifioctl, 4),

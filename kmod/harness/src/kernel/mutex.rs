@@ -309,3 +309,17 @@ pub fn unlock_as(thread: usize, w: u64) {
     };
     mtx_unlock_flags(&mut c);
 }
+
+/// Whether `w` is the lock word of an initialised (not destroyed) mutex, and its lock word
+/// (the owner's `struct thread *` and flag bits) — for `_sleep`'s interlock.
+pub fn state_of(w: u64) -> Option<u64> {
+    let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref()
+        .is_some_and(|m| m.contains_key(&w))
+        .then(|| word(w))
+}
+
+/// `MTX_RECURSED` of a lock word.
+pub fn recursed(v: u64) -> bool {
+    v & MTX_RECURSED != 0
+}

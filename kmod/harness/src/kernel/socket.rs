@@ -450,6 +450,29 @@ pub fn soreceive(c: &mut Ctx) -> u64 {
     }
     let iovs = uio_iovs(uio);
     let total: usize = iovs.iter().map(|(_, l)| l).sum();
+    if let [(base, len)] = iovs[..] {
+        if kind == Kind::Inet {
+            // One iovec: receive into the caller's buffer (no copy, no allocation).
+            let n = loop {
+                // SAFETY: recv(2) into the caller's iovec (UIO_SYSSPACE), valid for `len`.
+                let n = unsafe { libc::recv(fd, base as *mut libc::c_void, len, 0) };
+                if n < 0 && last_errno() == libc::EINTR {
+                    continue;
+                }
+                break n;
+            };
+            if n < 0 {
+                let e = last_errno();
+                return if e == libc::EAGAIN {
+                    F_EWOULDBLOCK as u64
+                } else {
+                    errno_to_freebsd(e) as u64
+                };
+            }
+            uio_advance(uio, n as usize);
+            return 0;
+        }
+    }
     let mut buf = vec![0u8; total];
     let n = loop {
         // SAFETY: recv(2) into our buffer.
@@ -482,6 +505,26 @@ pub fn soreceive(c: &mut Ctx) -> u64 {
         at += k;
     }
     uio_advance(uio, n);
+    0
+}
+
+/// `int soshutdown(struct socket *so, int how);` — `SHUT_RD` (0), `SHUT_WR` (1), `SHUT_RDWR`
+/// (2) are Linux's numbers too: shutdown(2) on the Linux socket, which, as FreeBSD's
+/// `socantrcvmore` does, wakes a thread blocked in `soreceive` with end of stream. Another
+/// `how` is `EINVAL`; a socket not connected `ENOTCONN` (as `soshutdown` checks `SS_ISCONNECTED`).
+pub fn soshutdown(c: &mut Ctx) -> u64 {
+    let so = c.args.ptr();
+    let how = c.args.int();
+    let Some((fd, _)) = sock(so) else {
+        return F_EINVAL as u64;
+    };
+    if !(0..=2).contains(&how) {
+        return F_EINVAL as u64;
+    }
+    // SAFETY: our descriptor; plain shutdown(2).
+    if unsafe { libc::shutdown(fd, how) } < 0 {
+        return errno_to_freebsd(last_errno()) as u64;
+    }
     0
 }
 
