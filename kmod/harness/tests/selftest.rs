@@ -3,7 +3,8 @@
 //! calling convention (stack arguments, a `va_list` passed on, `%b`, `%D`), a stack overflow
 //! caught at the guard, a panic with its backtrace, a page fault, a timeout, everything a
 //! module can leave behind named, a red-zone overrun, a refused `MOD_LOAD`, and a handler of
-//! the module's own calling `SYSCTL_OUT` and `mtx_owned()` reading `curthread`.
+//! the module's own calling `SYSCTL_OUT` and `mtx_owned()` reading `curthread`, and
+//! `msleep_sbt` (`_sleep`) with `wakeup` between two threads.
 
 mod common;
 
@@ -207,4 +208,29 @@ fn the_modules_own_handler_and_curthread() {
     );
     assert!(run.clean(), "{}", run.all());
     assert!(run.high_water("sysctl").unwrap() > 64, "{}", run.all());
+}
+
+#[test]
+fn msleep_times_out_and_wakeup_from_another_thread_ends_it() {
+    let run = selftest("sleep", &[]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(
+        run.lines(),
+        [
+            "selftest: mode sleep",
+            // EWOULDBLOCK after the whole timeout, the mutex held again
+            "selftest: timeout 35 owned 1 slept >= 100 ms",
+            // the waker took the mutex (released by the sleep) and woke it: 0, long before
+            // the 10 s timeout
+            "selftest: woken 0 flag 1 owned 1 within 5 s 1",
+            // PDROP: not re-taken
+            "selftest: pdrop 35 owned 0",
+            "selftest: MOD_SHUTDOWN",
+            "selftest: MOD_QUIESCE",
+            "selftest: MOD_UNLOAD",
+        ],
+        "{}",
+        run.all()
+    );
+    assert!(run.clean(), "{}", run.all());
 }

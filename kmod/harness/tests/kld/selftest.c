@@ -4,7 +4,8 @@
  * C calling convention of printf(9) with many arguments and FreeBSD's own formats, a va_list
  * handed on, a stack overflow, a panic, a page fault, a loop that never ends, things left
  * behind at unload, a handler of its own calling SYSCTL_OUT, a refused MOD_LOAD, and an
- * IPoIB interface (mode "ifnet", see below) whose far end is a tiny peer inside this module.
+ * IPoIB interface (mode "ifnet", see below) whose far end is a tiny peer inside this module,
+ * and msleep(9)/wakeup(9) between two threads (mode "sleep").
  *
  * What it does is chosen with the tunable kldrun.selftest=<mode>.
  */
@@ -16,6 +17,8 @@
 #include <sys/malloc.h>
 #include <sys/lock.h>
 #include <sys/mutex.h>
+#include <sys/proc.h>
+#include <sys/kthread.h>
 #include <sys/sysctl.h>
 #include <sys/syslog.h>
 #include <sys/linker.h>
@@ -337,6 +340,63 @@ ifnet_detach(void)
 	printf("selftest: detached isbib0\n");
 }
 
+/*
+ * Mode "sleep": msleep_sbt(9) (_sleep) times out with EWOULDBLOCK and the mutex held again;
+ * a wakeup(9) from another thread, which can take the mutex only because the sleeper
+ * released it, ends the sleep at once with 0; PDROP returns without the mutex.
+ */
+static struct mtx sl_mtx;
+static int sl_flag, sl_waker_done;
+
+static void
+sleep_waker(void *arg)
+{
+	pause_sbt("stwake", SBT_1MS * 50, 0, C_HARDCLOCK);
+	mtx_lock(&sl_mtx);
+	sl_flag = 1;
+	wakeup(&sl_flag);
+	mtx_unlock(&sl_mtx);
+	mtx_lock(&sl_mtx);
+	sl_waker_done = 1;
+	wakeup_one(&sl_waker_done);
+	mtx_unlock(&sl_mtx);
+	kthread_exit();
+}
+
+static void
+sleep_test(void)
+{
+	struct proc *p = NULL;
+	struct thread *td = NULL;
+	sbintime_t t0, ms;
+	int error;
+
+	mtx_init(&sl_mtx, "selftest sleep", NULL, MTX_DEF);
+	mtx_lock(&sl_mtx);
+	t0 = sbinuptime();
+	error = msleep_sbt(&sl_flag, &sl_mtx, 0, "sttmo", SBT_1MS * 100, 0, 0);
+	ms = (sbinuptime() - t0) / SBT_1MS;
+	printf("selftest: timeout %d owned %d slept %s\n", error, mtx_owned(&sl_mtx),
+	    ms >= 100 ? ">= 100 ms" : "< 100 ms");
+	error = kproc_kthread_add(sleep_waker, NULL, &p, &td, 0, 0, "stwaker", "%s", "stwaker");
+	if (error != 0)
+		printf("selftest: kproc_kthread_add %d\n", error);
+	t0 = sbinuptime();
+	while (!sl_flag) {
+		error = msleep_sbt(&sl_flag, &sl_mtx, 0, "stwait", SBT_1S * 10, 0, 0);
+		if (error != 0)
+			break;
+	}
+	ms = (sbinuptime() - t0) / SBT_1MS;
+	printf("selftest: woken %d flag %d owned %d within 5 s %d\n", error, sl_flag,
+	    mtx_owned(&sl_mtx), ms < 5000);
+	while (!sl_waker_done)
+		msleep_sbt(&sl_waker_done, &sl_mtx, 0, "stdone", SBT_1S * 10, 0, 0);
+	error = msleep_sbt(&sl_waker_done, &sl_mtx, PDROP, "stdrop", SBT_1MS * 10, 0, 0);
+	printf("selftest: pdrop %d owned %d\n", error, mtx_owned(&sl_mtx));
+	mtx_destroy(&sl_mtx);
+}
+
 static int
 selftest_load(void)
 {
@@ -379,6 +439,8 @@ selftest_load(void)
 		ifnet_attach(0);
 	} else if (same(mode, "ifnet-leak")) {
 		ifnet_attach(1);
+	} else if (same(mode, "sleep")) {
+		sleep_test();
 	} else if (same(mode, "sysctl")) {
 		sysctl_ctx_init(&ctx);
 		ctx_ready = 1;
