@@ -95,6 +95,8 @@ impl<T> MutexGuard<'_, T> {
     /// then re-takes the mutex. A `wakeup(chan)` by a thread holding this mutex cannot be
     /// missed: the sleeper is on the sleep queue before the mutex is released. 0 when woken,
     /// `EWOULDBLOCK` after the timeout; spurious wakeups happen (callers re-check).
+    // `chan` is only an address (the sleep queue's key), never dereferenced.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn sleep(&mut self, chan: *const core::ffi::c_void, wmesg: &'static CStr, sbt: i64) -> i32 {
         // SAFETY: this guard proves the mutex is held by this thread and initialised; `wmesg`
         // is static. `_sleep` returns with the mutex held again (no PDROP).
