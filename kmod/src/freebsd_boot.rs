@@ -235,7 +235,8 @@ fn space_chan(rx: Pin<&Mutex<RxState>>) -> *const c_void {
 #[derive(Debug)]
 pub struct KernelTransport {
     so: *mut Socket,
-    rx: Rx,
+    /// Dropped with the transport unless a receive thread that did not end still uses it.
+    rx: core::mem::ManuallyDrop<Rx>,
     /// The ring's storage (`Box::into_raw`; freed with the transport, after the receive
     /// thread ended).
     ring: *mut [u8],
@@ -266,7 +267,7 @@ impl KernelTransport {
         unsafe { shim::isboot_cam_set_wake(rx.as_ref().raw(), data_chan(rx.as_ref())) };
         Self {
             so: ptr::null_mut(),
-            rx,
+            rx: core::mem::ManuallyDrop::new(rx),
             ring,
         }
     }
@@ -342,11 +343,15 @@ impl Drop for KernelTransport {
         self.close();
         // SAFETY: no argument is kept; afterwards the action routine wakes nobody.
         unsafe { shim::isboot_cam_set_wake(ptr::null_mut(), ptr::null()) };
-        // The ring goes unless a receive thread that did not end still writes to it (see
-        // `close`); then it and the socket are left to it.
+        // The ring and its mutex go unless a receive thread that did not end still uses them
+        // (see `close`); then they and the socket are left to it.
         if !self.rx.as_ref().lock().running {
-            // SAFETY: from Box::into_raw in `new`, freed once; no thread uses it any more.
-            drop(unsafe { Box::from_raw(self.ring) });
+            // SAFETY: from Box::into_raw in `new`, freed once; the mutex is dropped once,
+            // here; no thread uses either any more.
+            unsafe {
+                drop(Box::from_raw(self.ring));
+                core::mem::ManuallyDrop::drop(&mut self.rx);
+            }
         }
     }
 }

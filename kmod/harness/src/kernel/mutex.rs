@@ -16,6 +16,7 @@
 
 use super::{kpanic, mem, threads, Ctx};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 /// `MTX_SPIN`.
@@ -48,6 +49,15 @@ struct Info {
 
 static STATE: Mutex<Option<HashMap<u64, Info>>> = Mutex::new(None);
 static RELEASED: Condvar = Condvar::new();
+/// Threads waiting in [`RELEASED`] (changed and read with [`STATE`] held): an unlock with no
+/// waiter skips the host wake-up (a futex system call).
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+fn notify_released() {
+    if WAITERS.load(Ordering::Relaxed) > 0 {
+        RELEASED.notify_all();
+    }
+}
 
 fn word(c: u64) -> u64 {
     // SAFETY: the lock word of a struct mtx the module initialised (the KPI's contract).
@@ -145,7 +155,7 @@ pub fn mtx_destroy(c: &mut Ctx) -> u64 {
         kpanic(c, &format!("mtx_destroy: mutex {} is recursed", info.name));
     }
     set_word(w, MTX_DESTROYED);
-    RELEASED.notify_all();
+    notify_released();
     0
 }
 
@@ -198,7 +208,9 @@ fn lock(c: &mut Ctx, try_only: bool) -> u64 {
         if try_only {
             return 0;
         }
+        WAITERS.fetch_add(1, Ordering::Relaxed);
         g = RELEASED.wait(g).unwrap_or_else(|e| e.into_inner());
+        WAITERS.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -235,7 +247,7 @@ pub fn mtx_unlock_flags(c: &mut Ctx) -> u64 {
         }
     } else {
         set_word(w, MTX_UNOWNED);
-        RELEASED.notify_all();
+        notify_released();
     }
     drop(g);
     0

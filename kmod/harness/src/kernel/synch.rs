@@ -36,6 +36,8 @@ const MTX_LOCK_OFFSET: u64 = 24;
 #[derive(Default)]
 struct Chan {
     generation: u64,
+    /// Threads asleep on the channel: a wakeup without sleepers makes no host call.
+    sleepers: usize,
     cv: Arc<Condvar>,
 }
 
@@ -86,6 +88,7 @@ pub fn sleep(c: &mut Ctx) -> u64 {
     let mut g = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
     let q = g.get_or_insert_with(HashMap::new).entry(chan).or_default();
     let generation = q.generation;
+    q.sleepers += 1;
     let cv = Arc::clone(&q.cv);
     // On the sleep queue (the generation is recorded, QUEUES held): release the interlock.
     if lock != 0 {
@@ -113,6 +116,9 @@ pub fn sleep(c: &mut Ctx) -> u64 {
             }
         }
     };
+    if let Some(q) = g.as_mut().and_then(|m| m.get_mut(&chan)) {
+        q.sleepers -= 1;
+    }
     drop(g);
     if lock != 0 && pri & PDROP == 0 {
         mutex::lock_as(c.thread, w);
@@ -128,7 +134,9 @@ fn wake(chan: u64) {
     let mut g = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(q) = g.as_mut().and_then(|m| m.get_mut(&chan)) {
         q.generation = q.generation.wrapping_add(1);
-        q.cv.notify_all();
+        if q.sleepers > 0 {
+            q.cv.notify_all();
+        }
     }
 }
 
