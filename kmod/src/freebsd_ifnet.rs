@@ -713,6 +713,11 @@ pub fn loopback_load() {
     }
 }
 
+/// Whether the diagnostic interface is attached (it has unit 0).
+pub fn loopback_attached() -> bool {
+    !LOOPBACK.load(Ordering::Acquire).is_null()
+}
+
 /// At `MOD_UNLOAD`: detaches the diagnostic interface, if any; `EBUSY` if its thread would
 /// not stop (the interface stays).
 pub fn loopback_unload() -> c_int {

@@ -52,6 +52,7 @@ fn quick() -> BootTunables {
         wait_login: Duration::from_secs(20),
         wait_disk: Duration::from_secs(30),
         recovery: Duration::ZERO,
+        ..BootTunables::default()
     }
 }
 
