@@ -147,8 +147,8 @@ fn the_module_boots_through_its_own_hca_and_ipoib_interface_on_port_2() {
             "isboot: LUN 1 of iqn.2026-11.org.example:nochap at 10.77.0.1:3260 is da0; releasing \
              the root mount hold",
             &format!("mountroot: da0p2 ufs2 / = {}", root_entries()),
-            "net.isboot.nic: isbib0",
             "net.isboot.session_state: logged in",
+            "net.isboot.nic: isbib0",
             "isboot: logged out",
             "isboot: IPoIB: port 2: left the broadcast group, device closed",
             "isbib0: detached",
