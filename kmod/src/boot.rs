@@ -787,7 +787,7 @@ fn wait_interface<E: BootEnv>(
 ) -> Result<String, BootError> {
     let clock = env.clock();
     let start = clock.now();
-    let end = start + t.wait_interface;
+    let mut end = start + t.wait_interface;
     let mut announced = false;
     let mut found: Option<NetIf> = None;
     let mut tried_native = false;
@@ -823,6 +823,9 @@ fn wait_interface<E: BootEnv>(
                         what: format!("{}: bringing the interface up", i.name),
                         error,
                     })?;
+                    // Look again: the link state follows IFF_UP.
+                    clock.sleep(POLL);
+                    continue;
                 }
             }
             if i.link_up {
@@ -834,7 +837,9 @@ fn wait_interface<E: BootEnv>(
             tried_native = true;
             native = native_hca(env, plan, t, end);
             if native.is_some() {
-                // Look at once: the bring-up may have taken much of the wait.
+                // The link is up by construction (the port is ACTIVE), but the bring-up may
+                // have taken the whole wait: the kernel gets a moment to say so.
+                end = end.max(clock.now() + NATIVE_LINK_GRACE);
                 continue;
             }
         }
@@ -870,6 +875,10 @@ fn wait_interface<E: BootEnv>(
         clock.sleep(POLL);
     }
 }
+
+/// How long the wait for the boot interface goes on after the module attached its own, at
+/// least (its link is up from the start; the kernel's link state follows within moments).
+const NATIVE_LINK_GRACE: Duration = Duration::from_secs(5);
 
 /// How long the report of a freshly opened HCA waits for its ports to settle (the subnet
 /// manager's sweep makes a cabled port ACTIVE).

@@ -197,7 +197,8 @@ fn the_port_carrying_the_session_dies_under_io_and_nothing_is_lost() {
         ],
     );
     assert!(
-        r.stderr.contains("kldrun: hca: port 1's cable is pulled in 1.0 s"),
+        r.stderr
+            .contains("kldrun: hca: port 1's cable is pulled in 1.0 s"),
         "{}",
         r.all()
     );
