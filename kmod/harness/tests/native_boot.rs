@@ -209,3 +209,87 @@ fn the_port_carrying_the_session_dies_under_io_and_nothing_is_lost() {
     assert!(gap < 30_000, "paused {gap} ms\n{}", r.all());
     no_panic_and_clean(&r);
 }
+
+#[test]
+fn two_percent_packet_loss_still_boots() {
+    let r = boot(
+        "native-loss",
+        2,
+        "81:00.0,port1=down,loss=2",
+        &["--mountroot", "--workload", "verify:1048576"],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    isboot_tests::assert_in_order(
+        &r.stdout,
+        &[
+            "isboot: IPoIB: port 2 up: LID 0x",
+            "isboot: logged in to iqn.2026-11.org.example:nochap",
+            &format!("mountroot: da0p2 ufs2 / = {}", root_entries()),
+            "verify: 1048576 bytes, 0 mismatches, max_io_gap_ms=",
+        ],
+    );
+    no_panic_and_clean(&r);
+}
+
+#[test]
+fn a_partition_the_port_lacks_is_a_clear_line_and_the_hold_released() {
+    let r = boot(
+        "native-pkey",
+        2,
+        "81:00.0,port1=down",
+        &[
+            "--tunable",
+            "net.isboot.pkey=0x8001",
+            "--tunable",
+            "net.isboot.wait_interface=3",
+            "--mountroot",
+        ],
+    );
+    // No disk: mountroot fails (exit 1), but nothing is left behind.
+    assert_eq!(r.code, 1, "{}", r.all());
+    isboot_tests::assert_in_order(
+        &r.stdout,
+        &[
+            "isboot: IPoIB: port 2: waiting up to ",
+            "for ACTIVE, P_Key 0x8001",
+            "isboot: IPoIB: port 2: P_Key 0x8001 is not in the port's P_Key table (the subnet \
+             manager has not made this port a member of that partition): port skipped",
+            "isboot: IPoIB: no port came up: port 2: P_Key 0x8001 is not in the port's P_Key \
+             table",
+            "isboot: giving up; releasing the root mount hold",
+            "mountroot: no disk",
+        ],
+    );
+    assert!(!r.stdout.contains("isbib0"), "{}", r.all());
+    assert!(
+        r.stderr.contains("kldrun: mountroot: no disk"),
+        "{}",
+        r.all()
+    );
+    no_panic_and_clean(&r);
+}
+
+#[test]
+fn a_lid_change_under_io_re_resolves_the_paths_and_loses_nothing() {
+    let r = boot(
+        "native-lid",
+        2,
+        "81:00.0,port1=down,lid=2:0x20@1",
+        &["--mountroot", "--workload", "verify:4194304"],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    isboot_tests::assert_in_order(
+        &r.stdout,
+        &[
+            "isboot: IPoIB: port 2 up: LID 0x",
+            &format!("mountroot: da0p2 ufs2 / = {}", root_entries()),
+            "isbib0: port 2 LID changed to 0x20, paths re-resolved",
+            "verify: 4194304 bytes, 0 mismatches, max_io_gap_ms=",
+        ],
+    );
+    eprintln!(
+        "the disk paused for at most {} ms across the LID change",
+        max_io_gap_ms(&r)
+    );
+    no_panic_and_clean(&r);
+}
