@@ -356,9 +356,9 @@ struct PolledLink(NativeLink);
 // driver of the HCA (`freebsd_hca`: bus_space handles, busdma memory and plain data, no
 // thread-local state and nothing borrowed from the boot thread's stack) and the console sink
 // captures nothing (it calls printf(9)). The boot thread gives the link up entirely when it
-// hands it to `freebsd_ifnet::attach`; from then on every access — `if_transmit` from any
-// thread, the poll thread's `poll`, `detach`'s `shutdown` after the poll thread has stopped —
-// takes the interface's mutex, so it is only ever used by one thread at a time.
+// hands it to `freebsd_ifnet::attach`; from then on one thread at a time uses it: `attach`
+// before the interface's poll thread starts, the poll thread alone while it runs (`if_transmit`
+// only queues frames), `detach`'s shutdown after the poll thread has exited.
 unsafe impl Send for PolledLink {}
 
 impl IbLink for PolledLink {
