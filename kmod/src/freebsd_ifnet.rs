@@ -357,7 +357,9 @@ pub fn attach(link: Box<dyn IbLink + Send>, name: &str, unit: u8) -> Result<IfHa
             &mut p,
             &mut td,
             0,
-            0,
+            // The boot thread's stack size: a port move runs the driver's commands and the
+            // SA join on this thread (10.4 KiB measured under kldrun, of 16 with the default).
+            crate::freebsd_boot::THREAD_PAGES,
             c"isboot".as_ptr(),
             c"%s".as_ptr(),
             (*sc).name.as_ptr(),
