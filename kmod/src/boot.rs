@@ -54,6 +54,9 @@ pub struct BootTunables {
     /// `net.isboot.recovery_timeout`: how long a lost session is retried before its commands
     /// fail (zero: for ever — the root disk is worth waiting for).
     pub recovery: Duration,
+    /// `net.isboot.pkey`: the partition of the module's own IPoIB link (the iBFT has no field
+    /// for it).
+    pub pkey: u16,
 }
 
 impl Default for BootTunables {
@@ -63,6 +66,7 @@ impl Default for BootTunables {
             wait_login: Duration::from_secs(60),
             wait_disk: Duration::from_secs(30),
             recovery: Duration::ZERO,
+            pkey: 0xffff,
         }
     }
 }
@@ -502,6 +506,22 @@ pub trait BootEnv {
         let _ = pci;
         Err(NativeError::Unavailable)
     }
+    /// Where the module's own IPoIB link says what it does, now and later from whatever thread
+    /// polls it: one console line per call, given whole (`isboot: IPoIB: ...`). The default
+    /// drops them (a platform without a native driver never brings such a link up).
+    fn native_console(&self) -> crate::native::Say {
+        Box::new(|_: &str| {})
+    }
+    /// Attaches the kernel's interface over the module's own IPoIB link and returns its name.
+    /// The platform keeps the interface for the life of the module (until the boot thread has
+    /// returned and the disk is gone); detaching it shuts the link down and closes the HCA. On
+    /// failure the link is shut down and nothing is left. The default: no such interface.
+    fn attach_native_ifnet(&mut self, link: crate::native::NativeLink) -> Result<String, NetError> {
+        drop(link);
+        Err(NetError(String::from(
+            "no native IPoIB interface on this platform",
+        )))
+    }
 }
 
 /// What `sysctl net.isboot` shows of the boot thread.
@@ -827,17 +847,26 @@ fn wait_interface<E: BootEnv>(
 ) -> Result<String, BootError> {
     let clock = env.clock();
     let start = clock.now();
-    let end = start + t.wait_interface;
+    let mut end = start + t.wait_interface;
     let mut announced = false;
     let mut found: Option<NetIf> = None;
     let mut tried_native = false;
+    // The module's own IPoIB interface, once attached: the boot interface by name (its
+    // 20-byte address is the port's GID, which the wait cannot match against the NIC's MAC
+    // without the HCA's PCI function and port, which rtnetlink does not say).
+    let mut native: Option<String> = None;
     loop {
         // An unload during the wait ends it (the module waits for this thread).
         if env.stop_requested() {
             return Err(BootError::Stopped);
         }
         let ifs = env.interfaces();
-        if let Some(i) = match_interface(plan, &ifs) {
+        let matched = match_interface(plan, &ifs).or_else(|| {
+            native
+                .as_ref()
+                .and_then(|n| ifs.iter().find(|i| &i.name == n))
+        });
+        if let Some(i) = matched {
             if found.as_ref().map(|f| &f.name) != Some(&i.name) {
                 say!(
                     env,
@@ -854,6 +883,9 @@ fn wait_interface<E: BootEnv>(
                         what: format!("{}: bringing the interface up", i.name),
                         error,
                     })?;
+                    // Look again: the link state follows IFF_UP.
+                    clock.sleep(POLL);
+                    continue;
                 }
             }
             if i.link_up {
@@ -863,7 +895,13 @@ fn wait_interface<E: BootEnv>(
             // No existing interface is the boot interface: the module's own driver may open
             // the HCA (only if no other driver owns it: coexistence with mlx4ib/ipoib).
             tried_native = true;
-            native_hca(env, plan, t);
+            native = native_hca(env, plan, t, end);
+            if native.is_some() {
+                // The link is up by construction (the port is ACTIVE), but the bring-up may
+                // have taken the whole wait: the kernel gets a moment to say so.
+                end = end.max(clock.now() + NATIVE_LINK_GRACE);
+                continue;
+            }
         }
         if !announced {
             match &found {
@@ -898,21 +936,30 @@ fn wait_interface<E: BootEnv>(
     }
 }
 
+/// How long the wait for the boot interface goes on after the module attached its own, at
+/// least (its link is up from the start; the kernel's link state follows within moments).
+const NATIVE_LINK_GRACE: Duration = Duration::from_secs(5);
+
 /// How long the report of a freshly opened HCA waits for its ports to settle (the subnet
 /// manager's sweep makes a cabled port ACTIVE).
 const PORT_SETTLE: Duration = Duration::from_secs(10);
 
 /// Opens the iBFT NIC's HCA with the module's own driver, says what it reported and hands it
-/// to [`attach_native_link`]. Failures are said on the console; the wait for an existing
-/// interface goes on either way.
+/// to [`attach_native_link`]: the name of the interface attached over it, if any. Failures are
+/// said on the console; the wait for an existing interface goes on either way.
 #[inline(never)]
-fn native_hca<E: BootEnv>(env: &mut E, plan: &BootPlan, t: &BootTunables) {
+fn native_hca<E: BootEnv>(
+    env: &mut E,
+    plan: &BootPlan,
+    t: &BootTunables,
+    end: iscsi_initiator::time::Instant,
+) -> Option<String> {
     let mut verbs = match env.open_native_hca(plan.pci) {
         Ok(v) => v,
-        Err(NativeError::Unavailable) => return,
+        Err(NativeError::Unavailable) => return None,
         Err(e) => {
             say!(env, "{e}");
-            return;
+            return None;
         }
     };
     report_hca(
@@ -921,7 +968,7 @@ fn native_hca<E: BootEnv>(env: &mut E, plan: &BootPlan, t: &BootTunables) {
         verbs.as_mut(),
         t.wait_interface.min(PORT_SETTLE),
     );
-    attach_native_link(env, verbs, &plan.nic);
+    attach_native_link(env, verbs, plan, t, end)
 }
 
 /// Says what the opened HCA reported: its firmware, its ports (opened, so that their links
@@ -985,19 +1032,62 @@ fn report_hca<E: BootEnv>(
     }
 }
 
-/// Where the module's own IPoIB link (the `native` IbLink) and its ifnet attach to the opened
-/// HCA: the interface that then appears is found by the wait for the boot interface.
-///
-/// PLACEHOLDER: the link and the ifnet glue are not wired in yet; this says so and closes the
-/// HCA (dropping the driver resets the device and returns its memory and BARs).
+/// How long the link's bring-up waits for each port at most (iPXE's 15 s), and at least (a
+/// port the report saw ACTIVE needs no more).
+const PORT_WAIT: Duration = Duration::from_secs(15);
+const MIN_PORT_WAIT: Duration = Duration::from_secs(1);
+
+/// Brings the module's own IPoIB link up on the opened HCA — the port the iBFT NIC names first
+/// (the Mellanox BoIB order), the partition of `net.isboot.pkey` — and attaches the kernel's
+/// interface over it: its name, or `None` when either failed (said on the console; the link
+/// closed the HCA, or the platform shut the link down: nothing is left half-initialised).
 #[inline(never)]
-fn attach_native_link<E: BootEnv>(env: &mut E, verbs: Box<dyn hca::Verbs>, nic: &Nic) {
-    let _ = nic;
-    say!(
-        env,
-        "native IPoIB interface: not yet available; closing the HCA"
-    );
-    drop(verbs);
+fn attach_native_link<E: BootEnv>(
+    env: &mut E,
+    mut verbs: Box<dyn hca::Verbs>,
+    plan: &BootPlan,
+    t: &BootTunables,
+    end: iscsi_initiator::time::Instant,
+) -> Option<String> {
+    use crate::native::{self, NativeConfig, NativeLink};
+    let guids = native::port_guids(verbs.as_mut());
+    let preferred = match native::preferred_port(&plan.nic, plan.pci, &guids) {
+        Ok(p) => {
+            say!(
+                env,
+                "{}: the iBFT NIC (MAC {}) is port {p}; trying it first",
+                PciSel(plan.pci),
+                Mac(plan.mac)
+            );
+            Some(p)
+        }
+        Err(e) => {
+            say!(
+                env,
+                "{}: the iBFT NIC (MAC {}) is no port of this HCA: {e}; trying the ports in \
+                 order",
+                PciSel(plan.pci),
+                Mac(plan.mac)
+            );
+            None
+        }
+    };
+    // Each port waits at most what is left of net.isboot.wait_interface (and 15 s).
+    let left = end.saturating_since(env.clock().now());
+    let cfg = NativeConfig {
+        pkey: t.pkey,
+        preferred_port: preferred,
+        port_wait: left.min(PORT_WAIT).max(MIN_PORT_WAIT),
+        ..NativeConfig::default()
+    };
+    let link = NativeLink::up(verbs, cfg, env.native_console()).ok()?;
+    match env.attach_native_ifnet(link) {
+        Ok(name) => Some(name),
+        Err(e) => {
+            say!(env, "native IPoIB interface: cannot attach it: {e}");
+            None
+        }
+    }
 }
 
 fn configure<E: BootEnv>(env: &mut E, plan: &BootPlan, ifname: &str) -> Result<(), BootError> {

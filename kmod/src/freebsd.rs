@@ -356,6 +356,15 @@ fn mod_unload() -> c_int {
         // SAFETY: no thread serves the SIM any more.
         unsafe { kernel_bindings::ffi::shim::isboot_cam_deregister() };
         freebsd_boot::release_hold(shared);
+        // Then the module's own IPoIB interface: its detach shuts the link down (leaving the
+        // broadcast group) and closes the HCA.
+        if let Some(h) = freebsd_boot::take_native_if(shared) {
+            if let Err((h, e)) = crate::freebsd_ifnet::detach(h) {
+                print_line(format_args!("isboot: {}: {e}; not unloading", h.name()));
+                freebsd_boot::keep_native_if(shared, h);
+                return EBUSY;
+            }
+        }
         0
     })
     .unwrap_or(0);

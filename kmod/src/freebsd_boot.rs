@@ -55,6 +55,8 @@ use crate::boot::{
     self, BootEnv, BootState, BootTunables, CamRequest, LinkAddr, NetError, NetIf, Route, ScanState,
 };
 use crate::cam::{self, CamStatus, DataDir, QueueEvent, ScsiIo, ScsiIoDone};
+use crate::iblink::{IbHwAddr, IbLink, LinkEvent, TxError};
+use crate::native::NativeLink;
 use crate::netlink::{self, Link};
 use crate::rtmsg;
 
@@ -562,6 +564,9 @@ pub struct SharedState {
     /// The thread has returned from [`boot::run`] (it is about to call `kthread_exit`).
     pub exited: bool,
     hold: Option<Hold>,
+    /// The module's own IPoIB interface, once the boot thread attached it; detached at
+    /// unload after the thread has returned and the disk is gone ([`take_native_if`]).
+    native_if: Option<crate::freebsd_ifnet::IfHandle>,
 }
 
 /// The shared state behind its mutex (pinned: the mutex is registered by address).
@@ -576,6 +581,67 @@ pub fn new_shared(hold: *mut RootHoldToken) -> Shared {
             ..SharedState::default()
         },
     )
+}
+
+/// The module's own IPoIB interface, if the boot thread attached one (for unload to detach).
+pub fn take_native_if(shared: Pin<&Mutex<SharedState>>) -> Option<crate::freebsd_ifnet::IfHandle> {
+    shared.lock().native_if.take()
+}
+
+/// Gives an interface back (its detach failed; a later unload tries again).
+pub fn keep_native_if(shared: Pin<&Mutex<SharedState>>, h: crate::freebsd_ifnet::IfHandle) {
+    shared.lock().native_if = Some(h);
+}
+
+/// The module's own IPoIB link as the ifnet holds it.
+struct PolledLink(NativeLink);
+
+// SAFETY: `NativeLink` is not `Send` only because it owns a `Box<dyn hca::Verbs>` and a
+// `Box<dyn FnMut(&str)>`, neither of which is tied to a thread: the verbs are the module's
+// driver of the HCA (`freebsd_hca`: bus_space handles, busdma memory and plain data, no
+// thread-local state and nothing borrowed from the boot thread's stack) and the console sink
+// captures nothing (it calls printf(9)). The boot thread gives the link up entirely when it
+// hands it to `freebsd_ifnet::attach`; from then on one thread at a time uses it: `attach`
+// before the interface's poll thread starts, the poll thread alone while it runs (`if_transmit`
+// only queues frames), `detach`'s shutdown after the poll thread has exited.
+unsafe impl Send for PolledLink {}
+
+impl IbLink for PolledLink {
+    fn hwaddr(&self) -> IbHwAddr {
+        self.0.hwaddr()
+    }
+    fn broadcast(&self) -> IbHwAddr {
+        self.0.broadcast()
+    }
+    fn ip_mtu(&self) -> u32 {
+        self.0.ip_mtu()
+    }
+    fn baudrate(&self) -> u64 {
+        self.0.baudrate()
+    }
+    fn port(&self) -> u8 {
+        self.0.port()
+    }
+    fn transmit(&mut self, frame: &[u8], now: clock::Instant) -> Result<(), TxError> {
+        self.0.transmit(frame, now)
+    }
+    fn poll(
+        &mut self,
+        now: clock::Instant,
+        rx: &mut dyn FnMut(&[u8]),
+        event: &mut dyn FnMut(LinkEvent),
+    ) {
+        self.0.poll(now, rx, event)
+    }
+    fn poll_at(&self) -> Option<clock::Instant> {
+        self.0.poll_at()
+    }
+    fn set_ipv4(&mut self, addr: Ipv4Addr, prefix: u8) {
+        self.0.set_ipv4(addr, prefix)
+    }
+    fn shutdown(&mut self) {
+        self.0.shutdown()
+    }
 }
 
 /// Releases the root-mount hold if it is still held.
@@ -1069,6 +1135,24 @@ impl BootEnv for KernelBootEnv {
         pci: ibft::PciAddress,
     ) -> Result<Box<dyn hca::Verbs>, crate::boot::NativeError> {
         crate::freebsd_hca::open(pci, &|line| kernel_bindings::console::print_line(line))
+    }
+
+    fn native_console(&self) -> crate::native::Say {
+        Box::new(|line: &str| kernel_bindings::console::print_line(format_args!("{line}")))
+    }
+
+    fn attach_native_ifnet(&mut self, link: NativeLink) -> Result<String, NetError> {
+        // The diagnostic loopback interface (net.isboot.ipoib_loopback) may have unit 0.
+        let unit = u8::from(crate::freebsd_ifnet::loopback_attached());
+        let h = crate::freebsd_ifnet::attach(
+            Box::new(PolledLink(link)),
+            crate::freebsd_ifnet::IF_NAME,
+            unit,
+        )
+        .map_err(|e| NetError(format!("{e}")))?;
+        let name = String::from(h.name());
+        self.shared.lock().native_if = Some(h);
+        Ok(name)
     }
 }
 

@@ -9,13 +9,19 @@
 //!   address `llb` lives in the softc, which is freed only after `if_free`.
 //! - **transmit** (`if_transmit`): the frame (already framed by `infiniband_output` with the
 //!   24-byte `struct infiniband_header`) is copied out of the mbuf chain with `m_length` /
-//!   `m_copydata` into a buffer allocated at attach, the chain freed, and
-//!   [`IbLink::transmit`] called under the link's mutex. Nothing is allocated per packet.
-//! - **receive**: a kernel thread polls the link every millisecond (sooner when
-//!   [`IbLink::poll_at`] asks), copying received frames into its own buffers while it holds
-//!   the mutex, then, without it, reports the poll's link events and hands each frame up
-//!   with `m_devget` (which sets `rcvif` and the packet length) and `if_input`. The mutex is never held across `if_input`: the stack may
-//!   answer at once (an ARP reply) through `if_transmit`, which takes it.
+//!   `m_copydata` into one of [`TX_SLOTS`] slots of a queue allocated at attach, under the
+//!   queue's mutex, and the chain freed; the poll thread sends it within a millisecond. A full
+//!   queue is `ENOBUFS`. Nothing is allocated per packet. `if_transmit` runs in the network
+//!   stack's contexts (inside the net epoch, under inpcb locks), where nothing may sleep, and
+//!   the link may sleep (the HCA's commands wait with pause(9)): so only the poll thread calls
+//!   into the link, and no mutex is held while it does (a thread sleeping with a mutex
+//!   another thread blocks on panics the kernel: `propagate_priority`, subr_turnstile.c).
+//! - **receive**: a kernel thread owns the link: every millisecond (sooner when
+//!   [`IbLink::poll_at`] asks, or frames wait) it takes the queued frames (swapping buffers
+//!   under the mutex), sends them with [`IbLink::transmit`] (counting `opackets`/`oerrors`),
+//!   polls the link, copying received frames into its own buffers, then reports the poll's
+//!   link events and hands each frame up with `m_devget` (which sets `rcvif` and the packet
+//!   length) and `if_input`.
 //! - **link events**: `Up`/`Down` → `if_link_state_change` and one console line; `Moved` →
 //!   the new hardware address written into the interface's link-level address
 //!   (`if_getlladdr`: `if_setlladdr` refuses `IFT_INFINIBAND` with `ENODEV`, sys/net/if.c),
@@ -24,7 +30,8 @@
 //!   IP MTU, else `EINVAL`), `SIOCADDMULTI`/`SIOCDELMULTI` (accepted: the link side joins
 //!   only the broadcast group; IPv4 multicast goes out to it), `SIOCSIFADDR` (as ipoib(4):
 //!   `IFF_UP`, and for IPv4 `arp_ifinit` and the address handed to the link for its
-//!   gratuitous ARP after a move); anything else `EINVAL`, as `infiniband_ioctl` answers.
+//!   gratuitous ARP after a move, through the poll thread); anything else `EINVAL`, as
+//!   `infiniband_ioctl` answers.
 //! - **counters**: `if_inc_counter` for ipackets/ibytes/ierrors/iqdrops and
 //!   opackets/obytes/oerrors.
 //! - **detach** ([`detach`]): the thread is stopped (bounded wait), then
@@ -34,6 +41,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_int, c_ulong, c_void, CStr};
 use core::fmt::{self, Write};
 use core::net::Ipv4Addr;
@@ -101,11 +109,22 @@ impl fmt::Display for IfError {
     }
 }
 
-/// What the mutex protects: the link and the transmit buffer.
-struct LinkState {
-    link: Box<dyn IbLink + Send>,
-    /// One frame: the 24-byte header and up to the IP MTU.
-    tx: Vec<u8>,
+/// Frames `if_transmit` may queue for the poll thread; more are refused (`ENOBUFS`).
+pub const TX_SLOTS: usize = 64;
+
+/// What the mutex protects: frames waiting for the poll thread, and an address for the link.
+/// The mutex is held only to copy in and out, never across a call into the link (which may
+/// sleep: the HCA's commands wait with pause(9)).
+struct TxQueue {
+    /// [`TX_SLOTS`] frames of up to the 24-byte header and the IP MTU each.
+    data: Vec<u8>,
+    lens: [usize; TX_SLOTS],
+    /// The oldest frame's slot.
+    head: usize,
+    /// Frames queued.
+    n: usize,
+    /// An address from `SIOCSIFADDR` for [`IbLink::set_ipv4`].
+    ipv4: Option<(Ipv4Addr, u8)>,
 }
 
 /// The driver's softc. Boxed at attach, freed by [`detach`] after `if_free`.
@@ -116,18 +135,35 @@ struct Softc {
     /// The broadcast address `infiniband_ifattach` keeps a pointer to (`if_broadcastaddr`).
     bcast: IbHwAddr,
     ip_mtu: u32,
-    link: Pin<Box<Mutex<LinkState>>>,
+    /// One frame's room: the header and the IP MTU.
+    slot: usize,
+    queue: Pin<Box<Mutex<TxQueue>>>,
+    /// The link: used by [`attach`] before the poll thread starts, then by the poll thread
+    /// alone, then by [`teardown`] after it stopped — never by two threads at once.
+    link: UnsafeCell<Box<dyn IbLink + Send>>,
     stop: AtomicBool,
     exited: AtomicBool,
 }
 
 // SAFETY: the raw `ifp` is the kernel's interface, valid from attach to detach and usable
-// from any thread; everything mutable is behind the mutex or atomic.
+// from any thread; everything mutable is behind the mutex or atomic, except the link, which
+// one thread at a time owns (see `link`).
 unsafe impl Send for Softc {}
 // SAFETY: as above.
 unsafe impl Sync for Softc {}
 
 impl Softc {
+    /// The link.
+    ///
+    /// # Safety
+    /// Only the thread that owns the link now (see the field) calls this, and holds no other
+    /// reference from it.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn link(&self) -> &mut (dyn IbLink + Send) {
+        // SAFETY: the caller's contract.
+        unsafe { &mut **self.link.get() }
+    }
+
     fn name(&self) -> &str {
         let n = self.name.iter().position(|&b| b == 0).unwrap_or(0);
         self.name
@@ -275,13 +311,23 @@ pub fn attach(link: Box<dyn IbLink + Send>, name: &str, unit: u8) -> Result<IfHa
     let hwaddr = link.hwaddr();
     let bcast = link.broadcast();
     let baud = link.baudrate();
-    let tx = vec![0u8; IB_HDR_LEN + ip_mtu as usize];
+    let port = link.port();
+    let slot = IB_HDR_LEN + ip_mtu as usize;
+    let queue = TxQueue {
+        data: vec![0u8; slot * TX_SLOTS],
+        lens: [0; TX_SLOTS],
+        head: 0,
+        n: 0,
+        ipv4: None,
+    };
     let sc = Box::into_raw(Box::new(Softc {
         ifp,
         name: shown,
         bcast,
         ip_mtu,
-        link: Mutex::new_boxed(c"isboot ipoib", LinkState { link, tx }),
+        slot,
+        queue: Mutex::new_boxed(c"isboot ipoib", queue),
+        link: UnsafeCell::new(link),
         stop: AtomicBool::new(false),
         exited: AtomicBool::new(false),
     }));
@@ -311,7 +357,9 @@ pub fn attach(link: Box<dyn IbLink + Send>, name: &str, unit: u8) -> Result<IfHa
             &mut p,
             &mut td,
             0,
-            0,
+            // The boot thread's stack size: a port move runs the driver's commands and the
+            // SA join on this thread (10.4 KiB measured under kldrun, of 16 with the default).
+            crate::freebsd_boot::THREAD_PAGES,
             c"isboot".as_ptr(),
             c"%s".as_ptr(),
             (*sc).name.as_ptr(),
@@ -329,7 +377,7 @@ pub fn attach(link: Box<dyn IbLink + Send>, name: &str, unit: u8) -> Result<IfHa
     console(format_args!(
         "{}: IPoIB interface on port {}, MTU {}, gid {}",
         sc_ref.name(),
-        sc_ref.link.as_ref().lock().link.port(),
+        port,
         ip_mtu,
         gid_text(&hwaddr)
     ));
@@ -370,7 +418,8 @@ unsafe fn teardown(sc: *mut Softc) {
         ffi::infiniband_ifdetach(s.ifp);
         ffi::if_free(s.ifp);
     }
-    s.link.as_ref().lock().link.shutdown();
+    // SAFETY: no other thread uses the softc (the caller's contract).
+    unsafe { s.link() }.shutdown();
     console(format_args!("{}: detached", s.name()));
     drop(s);
 }
@@ -407,12 +456,44 @@ fn poll_loop(sc: &Softc) {
         slot,
     };
     let mut events: Vec<LinkEvent> = Vec::with_capacity(EVENT_BATCH);
+    // The frames taken from the queue: swapped with its buffer under the mutex (no copy).
+    let mut tx_data = vec![0u8; slot * TX_SLOTS];
+    let mut tx_lens = [0usize; TX_SLOTS];
+    // SAFETY: from here to its exit this thread owns the link (attach is done with it,
+    // teardown waits for the exit).
+    let link = unsafe { sc.link() };
     while !sc.stop.load(Ordering::Acquire) {
         let t = now();
         rx.n = 0;
         events.clear();
+        let (head, n, ipv4) = {
+            let mut q = sc.queue.as_ref().lock();
+            core::mem::swap(&mut q.data, &mut tx_data);
+            core::mem::swap(&mut q.lens, &mut tx_lens);
+            let taken = (q.head, q.n, q.ipv4.take());
+            q.head = 0;
+            q.n = 0;
+            taken
+        };
+        if let Some((addr, prefix)) = ipv4 {
+            link.set_ipv4(addr, prefix);
+        }
+        for i in 0..n {
+            let k = (head + i) % TX_SLOTS;
+            let len = tx_lens.get(k).copied().unwrap_or(0);
+            let r = match tx_data.get(k * slot..k * slot + len) {
+                Some(frame) => link.transmit(frame, t),
+                None => Err(TxError::BadFrame),
+            };
+            match r {
+                Ok(()) => {
+                    sc.count(IFCOUNTER_OPACKETS, 1);
+                    sc.count(IFCOUNTER_OBYTES, len as u64);
+                }
+                Err(_) => sc.count(IFCOUNTER_OERRORS, 1),
+            }
+        }
         let (port, next) = {
-            let mut g = sc.link.as_ref().lock();
             let mut on_rx = |frame: &[u8]| {
                 if rx.n >= RX_BATCH {
                     rx.dropped += 1;
@@ -436,8 +517,8 @@ fn poll_loop(sc: &Softc) {
                     events.push(ev);
                 }
             };
-            g.link.poll(t, &mut on_rx, &mut on_event);
-            (g.link.port(), g.link.poll_at())
+            link.poll(t, &mut on_rx, &mut on_event);
+            (link.port(), link.poll_at())
         };
         // Events first: a frame that came with a move may draw an answer (ARP) that must
         // carry the new address.
@@ -445,7 +526,9 @@ fn poll_loop(sc: &Softc) {
             report(sc, &ev, port);
         }
         deliver(sc, &mut rx);
+        let queued = sc.queue.as_ref().lock().n > 0;
         let wait = match next {
+            _ if queued => Duration::ZERO,
             Some(at) if at <= t => Duration::ZERO,
             Some(at) => (at - t).min(POLL_PERIOD),
             None => POLL_PERIOD,
@@ -563,36 +646,44 @@ unsafe extern "C" fn if_transmit(ifp: *mut IfNet, m: *mut Mbuf) -> c_int {
     };
     // SAFETY: a valid chain handed to us.
     let len = unsafe { ffi::m_length(m, ptr::null_mut()) } as usize;
-    let mut g = sc.link.as_ref().lock();
-    let st = &mut *g;
-    if len < IB_HDR_LEN || len > st.tx.len() {
-        drop(g);
+    if len < IB_HDR_LEN || len > sc.slot {
         // SAFETY: as above.
         unsafe { ffi::m_freem(m) };
         sc.count(IFCOUNTER_OERRORS, 1);
         return EMSGSIZE;
     }
-    // SAFETY: `len` bytes of the chain into our buffer of at least `len`; then the chain is
-    // freed (once).
-    unsafe {
-        ffi::m_copydata(m, 0, len as c_int, st.tx.as_mut_ptr().cast());
-        ffi::m_freem(m);
+    let mut q = sc.queue.as_ref().lock();
+    if q.n >= TX_SLOTS {
+        drop(q);
+        // SAFETY: as above.
+        unsafe { ffi::m_freem(m) };
+        sc.count(IFCOUNTER_OERRORS, 1);
+        return ENOBUFS;
     }
-    let r = match st.tx.get(..len) {
-        Some(frame) => st.link.transmit(frame, now()),
-        None => Err(TxError::BadFrame),
+    let k = (q.head + q.n) % TX_SLOTS;
+    let copied = match q.data.get_mut(k * sc.slot..k * sc.slot + len) {
+        Some(d) => {
+            // SAFETY: `len` bytes of the chain into a slot of at least `len`.
+            unsafe { ffi::m_copydata(m, 0, len as c_int, d.as_mut_ptr().cast()) };
+            true
+        }
+        None => false,
     };
-    drop(g);
-    match r {
-        Ok(()) => {
-            sc.count(IFCOUNTER_OPACKETS, 1);
-            sc.count(IFCOUNTER_OBYTES, len as u64);
-            0
+    if copied {
+        if let Some(l) = q.lens.get_mut(k) {
+            *l = len;
         }
-        Err(e) => {
-            sc.count(IFCOUNTER_OERRORS, 1);
-            tx_errno(e)
-        }
+        q.n += 1;
+    }
+    drop(q);
+    // SAFETY: the chain is freed once, after the copy.
+    unsafe { ffi::m_freem(m) };
+    if copied {
+        // Sent (and counted) by the poll thread within a millisecond.
+        0
+    } else {
+        sc.count(IFCOUNTER_OERRORS, 1);
+        EMSGSIZE
     }
 }
 
@@ -664,7 +755,8 @@ unsafe extern "C" fn if_ioctl(ifp: *mut IfNet, cmd: c_ulong, data: *mut c_char) 
                 } else {
                     prefix_len(Ipv4Addr::from(nm.add(4).cast::<[u8; 4]>().read_unaligned()))
                 };
-                sc.link.as_ref().lock().link.set_ipv4(addr, prefix);
+                // The poll thread hands it to the link (which may sleep doing so).
+                sc.queue.as_ref().lock().ipv4 = Some((addr, prefix));
                 ffi::arp_ifinit(ifp, data.cast());
             }
             0
@@ -711,6 +803,11 @@ pub fn loopback_load() {
         }
         Err(e) => console(format_args!("isboot: no loopback interface: {e}")),
     }
+}
+
+/// Whether the diagnostic interface is attached (it has unit 0).
+pub fn loopback_attached() -> bool {
+    !LOOPBACK.load(Ordering::Acquire).is_null()
 }
 
 /// At `MOD_UNLOAD`: detaches the diagnostic interface, if any; `EBUSY` if its thread would

@@ -630,6 +630,20 @@ impl BootEnv for HostBoot {
         }
     }
 
+    fn native_console(&self) -> crate::native::Say {
+        let lines = self.lines.clone();
+        let echo = self.echo;
+        Box::new(move |line: &str| {
+            if echo {
+                std::println!("{line}");
+            }
+            lines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(String::from(line));
+        })
+    }
+
     fn console(&self, line: fmt::Arguments<'_>) {
         let s = format!("{line}");
         if self.echo {

@@ -272,6 +272,9 @@ fn prefix_of(gid: &hca::wire::Gid) -> [u8; 8] {
 impl NativeLink {
     /// Brings the link up on `dev` (opened by the caller): see the module docs. `say` gets one
     /// console line per step now and for every change later. On error the device is closed.
+    // Not inlined: its frame (the interface's configuration and the link under construction)
+    // stays its own rather than adding to the caller's on a 16 KiB kernel stack.
+    #[inline(never)]
     pub fn up(
         mut dev: Box<dyn Verbs>,
         cfg: NativeConfig,

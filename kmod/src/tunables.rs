@@ -128,6 +128,7 @@ impl Tunables {
             wait_login: secs(WAIT_LOGIN, d.wait_login, 1, MAX_WAIT_SECS),
             wait_disk: secs(WAIT_DISK, d.wait_disk, 1, MAX_WAIT_SECS),
             recovery: secs(RECOVERY_TIMEOUT, d.recovery, 0, MAX_RECOVERY_SECS),
+            pkey,
         };
         Self {
             acpi_table,

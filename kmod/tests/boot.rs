@@ -52,6 +52,7 @@ fn quick() -> BootTunables {
         wait_login: Duration::from_secs(20),
         wait_disk: Duration::from_secs(30),
         recovery: Duration::ZERO,
+        ..BootTunables::default()
     }
 }
 
@@ -384,7 +385,7 @@ fn simulated_hca(seen: Arc<Mutex<Vec<ibft::PciAddress>>>) -> NativeOpener {
 }
 
 #[test]
-fn with_no_interface_the_native_hca_is_opened_reported_and_closed() {
+fn with_no_interface_the_native_hca_is_opened_its_link_brought_up_and_closed() {
     let t = table("nochap");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let opener = simulated_hca(seen.clone());
@@ -403,7 +404,14 @@ fn with_no_interface_the_native_hca_is_opened_reported_and_closed() {
                 "isboot: pci0:0:3:0: port 1: DOWN, LID 0x0, port GUID 0002c90300005671",
                 "isboot: pci0:0:3:0: port 2: ACTIVE, LID 0x",
                 "port GUID 0002c90300005672",
-                "isboot: native IPoIB interface: not yet available; closing the HCA",
+                // The table's MAC is no port's: port 1 first, bounded by wait_interface.
+                "isboot: IPoIB: port 1 stays DOWN",
+                "isboot: IPoIB: port 2 up: LID 0x",
+                // The host has no ifnet for the module's own link: it is shut down, and the
+                // HCA closed.
+                "isboot: IPoIB: port 2: left the broadcast group, device closed",
+                "isboot: native IPoIB interface: cannot attach it: no native IPoIB interface \
+                 on this platform",
                 "isboot: waiting up to 2 s for the interface with MAC 52:54:00:9a:bc:de",
                 "isboot: no interface with MAC 52:54:00:9a:bc:de appeared within 2 s",
             ],

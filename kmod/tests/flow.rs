@@ -729,6 +729,7 @@ fn boot_tunables_defaults_range_and_publication() {
             wait_login: Duration::from_secs(3600),
             wait_disk: Duration::from_secs(1),
             recovery: Duration::from_secs(120),
+            pkey: 0xffff,
         }
     );
     assert_eq!(

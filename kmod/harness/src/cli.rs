@@ -1,6 +1,7 @@
 //! The command line.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The usage text (`kldrun --help`).
 pub const USAGE: &str = "\
@@ -25,20 +26,25 @@ it and checks that it released everything.
                         partition's UFS2 superblock and root directory
                         (prints 'mountroot: daNpK ufs2 / = ENTRY,...'; exit 1 without one)
   --workload verify:BYTES  write a pattern to the last BYTES of da0 through the SIM and read
-                        it back (prints 'verify: N bytes, M mismatches'; exit 1 on a mismatch)
+                        it back (prints 'verify: N bytes, M mismatches, max_io_gap_ms=G',
+                        G the longest wait for one I/O; exit 1 on a mismatch)
   --workload bench:MODE:BS:QD:SECONDS  MODE rand or seq (reads), randwrite or seqwrite:
                         BS-byte I/Os at random or sequential offsets of da0 with QD in flight
                         for SECONDS; the last line is 'bench: ... iops=N mib_s=N
                         cpu_us_per_io=N mallocs=N mem_hwm=N' (kmod/README.md)
   --wait-stdin          after the load (and the sysctls), keep the module loaded until stdin
                         ends, then unload (a test drives its network interface meanwhile)
-  --hca BUS:DEV.FN[,guid=HEX][,port1=down][,loss=PCT][,owner=NAME]
+  --hca BUS:DEV.FN[,guid=HEX][,port1=down][,loss=PCT][,owner=NAME][,forward=PORT]
+        [,cut=PORT@SECS][,lid=PORT:LID@SECS]
                         a simulated dual-port ConnectX at that PCI function (hex, as lspci
                         writes it: 81:00.0) on a fabric with a subnet manager (hca-sim):
                         pci_find_dbsf finds it, its BARs fault into the device model, busdma
                         memory is the model's host memory. guid: the node GUID (default
                         0x0002c90300001234); port1=down: port 1 has no cable; loss: percent of
-                        fabric packets dropped; owner: a driver (e.g. mlx4_core0) owns it
+                        fabric packets dropped; owner: a driver (e.g. mlx4_core0) owns it;
+                        forward: the gateway (10.77.0.1) forwards TCP to that port to
+                        127.0.0.1:PORT; cut: the port's cable is pulled SECS after the
+                        workload starts; lid: the SM gives the port a new LID then
   -v, --verbose         trace the linking, every kernel call and the events
   -h, --help            this text
 
@@ -98,6 +104,14 @@ pub struct HcaOpts {
     pub loss_pct: u32,
     /// A driver that owns the function (its name and unit).
     pub owner: Option<String>,
+    /// `forward=PORT`: the gateway forwards fabric TCP to its address on PORT to
+    /// 127.0.0.1:PORT of kldrun's network namespace (the iSCSI target).
+    pub forwards: Vec<u16>,
+    /// `cut=PORT@SECS`: the port's cable pulled SECS after the workload started.
+    pub cuts: Vec<(u8, Duration)>,
+    /// `lid=PORT:LID@SECS`: the subnet manager gives the port a new LID SECS after the
+    /// workload started.
+    pub lids: Vec<(u8, u16, Duration)>,
 }
 
 /// The default node GUID of `--hca` (Mellanox's OUI 00:02:c9).
@@ -106,8 +120,8 @@ pub const HCA_DEFAULT_GUID: u64 = 0x0002_c903_0000_1234;
 fn hca_opts(spec: &str) -> Result<HcaOpts, String> {
     let bad = |why: &str| {
         format!(
-            "--hca wants BUS:DEV.FN[,guid=HEX][,port1=down][,loss=PCT][,owner=NAME] ({why}), \
-             not {spec:?}"
+            "--hca wants BUS:DEV.FN[,guid=HEX][,port1=down][,loss=PCT][,owner=NAME]\
+             [,forward=PORT][,cut=PORT@SECS][,lid=PORT:LID@SECS] ({why}), not {spec:?}"
         )
     };
     let mut parts = spec.split(',');
@@ -128,6 +142,18 @@ fn hca_opts(spec: &str) -> Result<HcaOpts, String> {
         port1_down: false,
         loss_pct: 0,
         owner: None,
+        forwards: Vec::new(),
+        cuts: Vec::new(),
+        lids: Vec::new(),
+    };
+    let port_at = |v: &str| -> Option<(u8, Duration)> {
+        let (port, secs) = v.split_once('@')?;
+        let port = port.parse().ok().filter(|p| (1..=2).contains(p))?;
+        let secs: f64 = secs
+            .parse()
+            .ok()
+            .filter(|s: &f64| (0.0..=3600.0).contains(s))?;
+        Some((port, Duration::from_secs_f64(secs)))
     };
     for p in parts {
         match p.split_once('=') {
@@ -148,6 +174,28 @@ fn hca_opts(spec: &str) -> Result<HcaOpts, String> {
                     .ok_or_else(|| bad("loss: a percentage 0..100"))?;
             }
             Some(("owner", v)) if !v.is_empty() && v.len() < 32 => o.owner = Some(v.to_string()),
+            Some(("forward", v)) => o.forwards.push(
+                v.parse()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| bad("forward: a TCP port"))?,
+            ),
+            Some(("cut", v)) => o
+                .cuts
+                .push(port_at(v).ok_or_else(|| bad("cut: PORT@SECONDS, port 1 or 2"))?),
+            Some(("lid", v)) => {
+                let parsed = v.split_once(':').and_then(|(port, rest)| {
+                    let (lid, at) = rest.split_once('@')?;
+                    let lid = lid
+                        .strip_prefix("0x")
+                        .map_or_else(|| lid.parse().ok(), |h| u16::from_str_radix(h, 16).ok())?;
+                    let (port, d) = port_at(&format!("{port}@{at}"))?;
+                    // Unicast LIDs only (IBA 4.1.3: 0x0001..=0xbfff).
+                    (1..=0xbfff).contains(&lid).then_some((port, lid, d))
+                });
+                o.lids
+                    .push(parsed.ok_or_else(|| bad("lid: PORT:LID@SECONDS, a unicast LID"))?);
+            }
             _ => return Err(bad(&format!("unknown part {p:?}"))),
         }
     }
@@ -368,6 +416,9 @@ mod tests {
                 port1_down: true,
                 loss_pct: 5,
                 owner: None,
+                forwards: Vec::new(),
+                cuts: Vec::new(),
+                lids: Vec::new(),
             })
         );
         let Parsed::Run(c) = p(&["--hca=3:1f.7,owner=mlx4_core0", "m.ko"]).unwrap() else {

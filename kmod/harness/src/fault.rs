@@ -15,7 +15,9 @@
 //! ([`crate::kernel::pci`]), mapped with no access on purpose. The module's
 //! `bus_space_read_4`/`write_4` is a plain 32-bit `mov` (amd64 `x86/include/bus.h`), so the
 //! handler decodes the faulting instruction — `8B /r` (load), `89 /r` (store), `C7 /0 id`
-//! (store of an immediate), with an optional REX prefix (W clear), ModRM, SIB and
+//! (store of an immediate), or a load folded into `03/0B/23/2B/33/3B/85 /r` (add, or, and, sub,
+//! xor, cmp, test: computed by the CPU itself, the status flags copied back), with an optional
+//! REX prefix (W clear), ModRM, SIB and
 //! displacement — performs the access on the device model, writes a loaded value into the
 //! destination register (zero-extended, as a 32-bit `mov` does) and steps past the instruction.
 //! Any other instruction touching a BAR ends the run: "kldrun: unsupported MMIO instruction".
@@ -80,6 +82,64 @@ pub enum MmioOp {
     Store(u8),
     /// `mov m32, imm32`.
     StoreImm(u32),
+    /// `OP r32, m32` (or `test m32, r32`): a load folded into an arithmetic instruction, as
+    /// compilers fold a volatile 32-bit read that is used once (`and eax, [rcx+0x80690]`).
+    Alu(Alu, u8),
+}
+
+/// The arithmetic instructions with a 32-bit memory source operand that kldrun emulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alu {
+    /// `03 /r`
+    Add,
+    /// `0B /r`
+    Or,
+    /// `23 /r`
+    And,
+    /// `2B /r`
+    Sub,
+    /// `33 /r`
+    Xor,
+    /// `3B /r` (flags only)
+    Cmp,
+    /// `85 /r` (flags only)
+    Test,
+}
+
+/// The arithmetic status flags (CF, PF, AF, ZF, SF, OF).
+const STATUS_FLAGS: u64 = 0x8d5;
+
+/// `reg OP mem` computed by the CPU itself: the result and RFLAGS after it.
+pub fn alu(op: Alu, reg: u32, mem: u32) -> (u32, u64) {
+    let mut r = reg;
+    let flags: u64;
+    // SAFETY: register-only arithmetic, then pushfq/pop to read the flags (uses the stack).
+    unsafe {
+        match op {
+            Alu::Add => {
+                std::arch::asm!("add {r:e}, {m:e}", "pushfq", "pop {f}", r = inout(reg) r, m = in(reg) mem, f = out(reg) flags)
+            }
+            Alu::Or => {
+                std::arch::asm!("or {r:e}, {m:e}", "pushfq", "pop {f}", r = inout(reg) r, m = in(reg) mem, f = out(reg) flags)
+            }
+            Alu::And => {
+                std::arch::asm!("and {r:e}, {m:e}", "pushfq", "pop {f}", r = inout(reg) r, m = in(reg) mem, f = out(reg) flags)
+            }
+            Alu::Sub => {
+                std::arch::asm!("sub {r:e}, {m:e}", "pushfq", "pop {f}", r = inout(reg) r, m = in(reg) mem, f = out(reg) flags)
+            }
+            Alu::Xor => {
+                std::arch::asm!("xor {r:e}, {m:e}", "pushfq", "pop {f}", r = inout(reg) r, m = in(reg) mem, f = out(reg) flags)
+            }
+            Alu::Cmp => {
+                std::arch::asm!("cmp {r:e}, {m:e}", "pushfq", "pop {f}", r = inout(reg) r, m = in(reg) mem, f = out(reg) flags)
+            }
+            Alu::Test => {
+                std::arch::asm!("test {m:e}, {r:e}", "pushfq", "pop {f}", r = inout(reg) r, m = in(reg) mem, f = out(reg) flags)
+            }
+        }
+    }
+    (r, flags)
 }
 
 /// Decodes the instruction at the start of `code` (at most 15 bytes, x86-64 mode): the 32-bit
@@ -122,6 +182,13 @@ pub fn decode_mmio(code: &[u8]) -> Option<(MmioOp, usize)> {
     let op = match op {
         0x8b => MmioOp::Load(reg),
         0x89 => MmioOp::Store(reg),
+        0x03 => MmioOp::Alu(Alu::Add, reg),
+        0x0b => MmioOp::Alu(Alu::Or, reg),
+        0x23 => MmioOp::Alu(Alu::And, reg),
+        0x2b => MmioOp::Alu(Alu::Sub, reg),
+        0x33 => MmioOp::Alu(Alu::Xor, reg),
+        0x3b => MmioOp::Alu(Alu::Cmp, reg),
+        0x85 => MmioOp::Alu(Alu::Test, reg),
         0xc7 if reg & 7 == 0 => {
             let imm = code.get(i..i + 4)?;
             i += 4;
@@ -174,7 +241,10 @@ fn mmio_fault(addr: u64, uctx: *mut libc::c_void) -> bool {
         for b in &code[..8] {
             let _ = write!(m, " {b:02x}");
         }
-        let _ = m.write_str("): only 32-bit mov loads and stores are emulated\n");
+        let _ = m.write_str(
+            "): only 32-bit mov loads and stores and ALU loads (add/or/and/sub/xor/cmp/test) are \
+             emulated\n",
+        );
         // SAFETY: write(2) and _exit(2); the buffer is valid for `n` bytes.
         unsafe {
             libc::write(2, m.b.as_ptr().cast(), m.n);
@@ -194,6 +264,15 @@ fn mmio_fault(addr: u64, uctx: *mut libc::c_void) -> bool {
             }
             MmioOp::StoreImm(v) => {
                 crate::kernel::pci::mmio(bar, off, Some(v));
+            }
+            MmioOp::Alu(kind, r) => {
+                let v = crate::kernel::pci::mmio(bar, off, None);
+                let (res, flags) = alu(kind, g[greg(r)] as u32, v);
+                if !matches!(kind, Alu::Cmp | Alu::Test) {
+                    g[greg(r)] = i64::from(res); // 32-bit results zero-extend
+                }
+                let efl = libc::REG_EFL as usize;
+                g[efl] = ((g[efl] as u64 & !STATUS_FLAGS) | (flags & STATUS_FLAGS)) as i64;
             }
         }
         g[libc::REG_RIP as usize] = (rip + len as u64) as i64;
@@ -340,6 +419,20 @@ mod tests {
             Some((MmioOp::StoreImm(0x1234_5678), 7))
         );
         // 64-bit mov, a register operand, a byte load, movzwl: refused
+        // and eax, [rcx+0x80690] (what hermon's MGID_HASH compiled to).
+        assert_eq!(
+            decode_mmio(&[0x23, 0x81, 0x90, 0x06, 0x08, 0x00]),
+            Some((MmioOp::Alu(Alu::And, 0), 6))
+        );
+        assert_eq!(
+            decode_mmio(&[0x41, 0x85, 0x47, 0x08]),
+            Some((MmioOp::Alu(Alu::Test, 0), 4))
+        );
+        assert_eq!(alu(Alu::And, 0xf0, 0x0f).0, 0);
+        assert_ne!(alu(Alu::And, 0xf0, 0x0f).1 & 0x40, 0, "ZF");
+        assert_eq!(alu(Alu::Sub, 1, 2).0, u32::MAX);
+        assert_ne!(alu(Alu::Cmp, 1, 2).1 & 0x1, 0, "CF");
+        assert_eq!(alu(Alu::Cmp, 1, 2).0, 1);
         assert_eq!(decode_mmio(&[0x48, 0x8b, 0x00]), None);
         assert_eq!(decode_mmio(&[0x8b, 0xc0]), None);
         assert_eq!(decode_mmio(&[0x8a, 0x00]), None);

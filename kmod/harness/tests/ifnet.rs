@@ -350,3 +350,33 @@ fn isboot_ko_says_why_a_bad_loopback_tunable_gets_no_interface() {
     assert!(!run.stdout.contains("isbib0"), "{}", run.all());
     assert!(run.clean(), "{}", run.all());
 }
+
+#[test]
+fn an_off_link_destination_is_resolved_through_its_route_s_gateway() {
+    // infiniband_output resolves the route's gateway (arpresolve with RT_HAS_GW); the TUN
+    // loses the next hop, so kldrun asks Linux's FIB for it.
+    isboot_tests::netns::run(|| {
+        for args in [
+            &["link", "add", "gw0", "type", "veth", "peer", "name", "gw1"][..],
+            &["link", "set", "gw1", "up"],
+            &["link", "set", "gw0", "up"],
+            &["addr", "add", "10.9.0.2/24", "dev", "gw0"],
+            &["route", "add", "10.10.0.0/16", "via", "10.9.0.1"],
+        ] {
+            let (ok, out) = ip(args);
+            assert!(ok, "ip {args:?}: {out}");
+        }
+        use kldrun::kernel::ifnet::next_hop;
+        use std::net::Ipv4Addr;
+        assert_eq!(
+            next_hop(Ipv4Addr::new(10, 10, 3, 4)),
+            Some(Ipv4Addr::new(10, 9, 0, 1))
+        );
+        assert_eq!(
+            next_hop(Ipv4Addr::new(10, 9, 0, 7)),
+            Some(Ipv4Addr::new(10, 9, 0, 7))
+        );
+        assert_eq!(next_hop(Ipv4Addr::new(192, 0, 2, 1)), None);
+    })
+    .expect("a network namespace (the test needs root)");
+}

@@ -57,6 +57,9 @@ pub struct World {
     pub gw: Gateway,
     /// The booting node.
     pub node: NodeId,
+    /// The booting node's cables, by port (`[port 1, port 2]`; `None`: no cable), for faults
+    /// ([`Sim::set_link`]).
+    pub node_links: [Option<hca_sim::LinkId>; 2],
     /// The booting node's host stack, once a port is up.
     pub host: Option<IpHost>,
     /// What it was built from.
@@ -86,10 +89,8 @@ impl World {
         let g = sim.add_hca(HcaSpec::connectx(0x0002_c903_00ab_0001, 1));
         sim.connect(g, 1, sw);
         let node = sim.add_hca(HcaSpec::connectx(cfg.node_guid, 2));
-        if cfg.port1_connected {
-            sim.connect(node, 1, sw);
-        }
-        sim.connect(node, 2, sw);
+        let l1 = cfg.port1_connected.then(|| sim.connect(node, 1, sw));
+        let l2 = sim.connect(node, 2, sw);
         let gw = Gateway::start(
             &sim,
             g,
@@ -113,6 +114,7 @@ impl World {
             sim,
             gw,
             node,
+            node_links: [l1, Some(l2)],
             host: None,
             cfg,
         })

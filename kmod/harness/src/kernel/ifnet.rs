@@ -24,8 +24,10 @@
 //!   `infiniband_output` does (only while the interface is `IFF_UP` and `IFF_DRV_RUNNING`).
 //!   Packets waiting for ARP are queued (at most [`ARP_QUEUE`]; the oldest is dropped); a
 //!   request is repeated once a second, and after [`ARP_GIVE_UP`] the waiting packets go.
-//!   The TUN carries no next hop: the destination itself is resolved (routes through the
-//!   interface are on-link).
+//!   The TUN carries no next hop, so kldrun asks Linux's FIB for the destination's route
+//!   (`RTM_GETROUTE`, cached for a second) and resolves its gateway when it has one, else the
+//!   destination — as `infiniband_output` hands `arpresolve` the route's gateway
+//!   (`RT_HAS_GW`, sys/net/if_infiniband.c) and Linux's neighbour layer resolves the nexthop.
 //! - The same thread mirrors what ifconfig(8) would tell the driver: when Linux's `IFF_UP` of
 //!   the TUN changes, the interface's flag follows and the driver gets `SIOCSIFFLAGS` (as
 //!   `ifhwioctl` sends it); an MTU set on the TUN goes to the driver as `SIOCSIFMTU` (72 ..=
@@ -330,6 +332,8 @@ pub fn m_devget(c: &mut Ctx) -> u64 {
 #[derive(Debug, Default)]
 struct Arp {
     cache: HashMap<Ipv4Addr, [u8; ADDR_LEN]>,
+    /// Destination → (next hop, looked up at).
+    routes: HashMap<Ipv4Addr, (Ipv4Addr, Instant)>,
     /// (next hop, frame payload (an IPv4 packet), queued at).
     waiting: VecDeque<(Ipv4Addr, Vec<u8>, Instant)>,
     asked: HashMap<Ipv4Addr, Instant>,
@@ -954,12 +958,26 @@ fn ip_out(t: usize, ifp: u64, name: &str, pkt: &[u8]) {
         }
         return;
     }
+    let now = Instant::now();
+    let cached = with_arp(ifp, |a| {
+        a.routes
+            .get(&dst)
+            .filter(|(_, at)| now.duration_since(*at) < Duration::from_secs(1))
+            .map(|(hop, _)| *hop)
+    });
+    let dst = match cached {
+        Some(hop) => hop,
+        None => {
+            let hop = next_hop(dst).unwrap_or(dst);
+            with_arp(ifp, |a| a.routes.insert(dst, (hop, now)));
+            hop
+        }
+    };
     let known = with_arp(ifp, |a| a.cache.get(&dst).copied());
     if let Some(hw) = known {
         output(t, ifp, &hw, ETHERTYPE_IP, pkt);
         return;
     }
-    let now = Instant::now();
     let ask = with_arp(ifp, |a| {
         if a.waiting.len() >= ARP_QUEUE {
             a.waiting.pop_front();
@@ -978,6 +996,79 @@ fn ip_out(t: usize, ifp: u64, name: &str, pkt: &[u8]) {
     if ask {
         arp_request(t, ifp, &addrs, dst);
     }
+}
+
+/// The gateway of Linux's route to `dst` in kldrun's network namespace (`RTM_GETROUTE` on
+/// rtnetlink, rtnetlink(7)): `Some(dst)` for an on-link route, `None` when there is no route
+/// or rtnetlink cannot be asked.
+pub fn next_hop(dst: Ipv4Addr) -> Option<Ipv4Addr> {
+    const RTM_NEWROUTE: u16 = 24;
+    const RTM_GETROUTE: u16 = 26;
+    const NLM_F_REQUEST: u16 = 1;
+    const RTA_DST: u16 = 1;
+    const RTA_GATEWAY: u16 = 5;
+    // struct nlmsghdr (16), struct rtmsg (12), one rtattr RTA_DST (4 + 4).
+    let mut req = Vec::with_capacity(36);
+    req.extend_from_slice(&36u32.to_ne_bytes());
+    req.extend_from_slice(&RTM_GETROUTE.to_ne_bytes());
+    req.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    req.extend_from_slice(&1u32.to_ne_bytes());
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    req.extend_from_slice(&[libc::AF_INET as u8, 32, 0, 0, 0, 0, 0, 0]);
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    req.extend_from_slice(&8u16.to_ne_bytes());
+    req.extend_from_slice(&RTA_DST.to_ne_bytes());
+    req.extend_from_slice(&dst.octets());
+    // SAFETY: plain socket calls on a descriptor of ours, closed before returning; the
+    // buffers are valid for the lengths given.
+    let reply = unsafe {
+        let fd = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        );
+        if fd < 0 {
+            return None;
+        }
+        let tv = libc::timeval {
+            tv_sec: 1,
+            tv_usec: 0,
+        };
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        );
+        let mut buf = vec![0u8; 4096];
+        let n = if libc::send(fd, req.as_ptr().cast(), req.len(), 0) == req.len() as isize {
+            libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0)
+        } else {
+            -1
+        };
+        libc::close(fd);
+        buf.truncate(usize::try_from(n).ok()?);
+        buf
+    };
+    let u16_at = |b: &[u8], i: usize| Some(u16::from_ne_bytes(b.get(i..i + 2)?.try_into().ok()?));
+    let len = u32::from_ne_bytes(reply.get(0..4)?.try_into().ok()?) as usize;
+    if u16_at(&reply, 4)? != RTM_NEWROUTE || len > reply.len() {
+        return None; // NLMSG_ERROR: no route
+    }
+    let mut i = 16 + 12;
+    while i + 4 <= len {
+        let alen = usize::from(u16_at(&reply, i)?);
+        if alen < 4 {
+            break;
+        }
+        if u16_at(&reply, i + 2)? == RTA_GATEWAY && alen == 8 {
+            let g = reply.get(i + 4..i + 8)?;
+            return Some(Ipv4Addr::new(g[0], g[1], g[2], g[3]));
+        }
+        i += (alen + 3) & !3;
+    }
+    Some(dst)
 }
 
 fn arp_request(t: usize, ifp: u64, addrs: &[(Ipv4Addr, Ipv4Addr)], dst: Ipv4Addr) {

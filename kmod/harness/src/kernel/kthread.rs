@@ -162,7 +162,18 @@ pub fn binuptime(c: &mut Ctx) -> u64 {
 
 /// `int pause_sbt(const char *wmesg, sbintime_t sbt, sbintime_t pr, int flags);`
 pub fn pause_sbt(c: &mut Ctx) -> u64 {
-    let _wmesg = c.args.ptr();
+    let wmesg = c.args.ptr();
+    if let Some(m) = super::mutex::held_by(threads::td(c.thread)) {
+        // SAFETY: the wait message is a NUL-terminated string (the KPI's contract).
+        let w = unsafe { mem::string(wmesg) };
+        super::kpanic(
+            c,
+            &format!(
+                "sleeping thread owns a non-sleepable lock: pause_sbt(\"{w}\") with mutex {m} \
+                 held"
+            ),
+        );
+    }
     let sbt = c.args.ptr() as i64;
     let sbt = sbt.max(1) as u64;
     let secs = sbt >> 32;

@@ -975,6 +975,9 @@ fn mountroot(cfg: &Config) -> i32 {
             }
         }
     }
+    if cfg.workload.is_some() && cfg.hca.is_some() {
+        pci::start_faults();
+    }
     match cfg.workload {
         Some(crate::cli::Workload::Verify(bytes)) => {
             status = status.max(verify(bs, blocks, bytes));
@@ -1016,10 +1019,19 @@ fn verify(bs: u32, blocks: u64, bytes: u64) -> i32 {
             })
             .collect()
     };
+    // The longest wait for one I/O: how long the disk paused (a reconnect, a port move).
+    let mut max_gap = std::time::Duration::ZERO;
+    let mut timed = |f: &mut dyn FnMut() -> Result<Vec<u8>, String>| {
+        let t = std::time::Instant::now();
+        let r = f();
+        max_gap = max_gap.max(t.elapsed());
+        r
+    };
     let mut lba = first;
     while lba < blocks {
         let k = chunk.min(blocks - lba);
-        if let Err(e) = cam::write(lba, &pattern(lba, (k * bs64) as usize)) {
+        let data = pattern(lba, (k * bs64) as usize);
+        if let Err(e) = timed(&mut || cam::write(lba, &data).map(|()| Vec::new())) {
             eprintln!("kldrun: verify: {e}");
             return crate::EXIT_MODULE;
         }
@@ -1029,7 +1041,7 @@ fn verify(bs: u32, blocks: u64, bytes: u64) -> i32 {
     let mut lba = first;
     while lba < blocks {
         let k = chunk.min(blocks - lba);
-        match cam::read(lba, k as u32) {
+        match timed(&mut || cam::read(lba, k as u32)) {
             Ok(d) => {
                 let want = pattern(lba, d.len());
                 mismatches += d.iter().zip(&want).filter(|(a, b)| a != b).count() as u64;
@@ -1041,7 +1053,11 @@ fn verify(bs: u32, blocks: u64, bytes: u64) -> i32 {
         }
         lba += k;
     }
-    let line = format!("verify: {} bytes, {mismatches} mismatches\n", n * bs64);
+    let line = format!(
+        "verify: {} bytes, {mismatches} mismatches, max_io_gap_ms={}\n",
+        n * bs64,
+        max_gap.as_millis()
+    );
     let _ = std::io::stdout().write_all(line.as_bytes());
     let _ = std::io::stdout().flush();
     if mismatches == 0 {

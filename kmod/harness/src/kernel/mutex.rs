@@ -10,6 +10,10 @@
 //! blocks until the owner releases it (threads come in a later stage; a lock no one will
 //! release shows as a `--timeout`).
 //!
+//! Sleeping (`pause_sbt`) while holding a mutex panics at once: a real kernel panics
+//! ("sleeping thread", `propagate_priority` in sys/kern/subr_turnstile.c) as soon as another
+//! thread blocks on the mutex, and WITNESS warns at the sleep itself.
+//!
 //! Simplified: no WITNESS lock-order checking, no priority propagation, spin mutexes do not
 //! disable interrupts (there are none). Mutexes initialised and never destroyed are reported
 //! by the end-of-run check.
@@ -274,6 +278,15 @@ pub fn mtx_sysinit(c: &mut Ctx) -> u64 {
         frame_ptr: c.frame_ptr,
     };
     mtx_init(&mut inner)
+}
+
+/// The name of a mutex the thread `td` (its `struct thread *`) holds, if any.
+pub fn held_by(td: u64) -> Option<String> {
+    let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref()?
+        .iter()
+        .find(|(w, _)| word(**w) & !0x7 == td)
+        .map(|(_, i)| i.name.clone())
 }
 
 /// Mutexes initialised and never destroyed: a line each.

@@ -62,13 +62,26 @@ const PAGE: u64 = 4096;
 /// A request to the device thread.
 #[derive(Debug)]
 enum Req {
-    Read { bar: u8, off: usize },
-    Write { bar: u8, off: usize, val: u32 },
+    Read {
+        bar: u8,
+        off: usize,
+    },
+    Write {
+        bar: u8,
+        off: usize,
+        val: u32,
+    },
     CfgRead(u16),
     CfgWrite(u16, u32),
     Alloc(usize),
-    Free { pa: u64, va: u64, pages: usize },
+    Free {
+        pa: u64,
+        va: u64,
+        pages: usize,
+    },
     PagesInUse,
+    /// The workload started: the fault schedule begins.
+    StartFaults,
 }
 
 type Reply = (u64, u64);
@@ -97,6 +110,11 @@ fn request(r: Req) -> Reply {
         return (u64::MAX, 0);
     }
     rrx.recv().unwrap_or((u64::MAX, 0))
+}
+
+/// The workload started: the `--hca` fault schedule (`cut=`, `lid=`) begins now.
+pub fn start_faults() {
+    request(Req::StartFaults);
 }
 
 /// An MMIO access from the fault handler: `bar` 0 or 2, `off` inside it. Returns the value read
@@ -145,7 +163,11 @@ fn device_thread(
         dhcp_server: SocketAddr::from((Ipv4Addr::LOCALHOST, 67)),
         dhcp_relay: false,
         loss_permille: o.loss_pct * 10,
-        forwards: Vec::new(),
+        forwards: o
+            .forwards
+            .iter()
+            .map(|&p| (p, SocketAddr::from((Ipv4Addr::LOCALHOST, p))))
+            .collect(),
         node_guid: o.guid,
         port1_connected: !o.port1_down,
         seed: 1,
@@ -189,6 +211,25 @@ fn device_thread(
                         (0, 0)
                     }
                     Req::PagesInUse => (world.sim.dma_pages_in_use(world.node) as u64, 0),
+                    Req::StartFaults => {
+                        for &(port, after) in &o.cuts {
+                            if let Some(Some(l)) = world.node_links.get(usize::from(port) - 1) {
+                                world.sim.set_link(*l, false, after);
+                                eprintln!(
+                                    "kldrun: hca: port {port}'s cable is pulled in {:.1} s",
+                                    after.as_secs_f64()
+                                );
+                            }
+                        }
+                        for &(port, lid, after) in &o.lids {
+                            world.sim.change_lid(world.node, port, lid, after);
+                            eprintln!(
+                                "kldrun: hca: port {port} gets LID {lid:#x} in {:.1} s",
+                                after.as_secs_f64()
+                            );
+                        }
+                        (0, 0)
+                    }
                 };
                 let _ = reply.send(out);
             }

@@ -8,8 +8,9 @@
 //!   sleep queue, so a `wakeup` by a thread that takes the same lock is never lost, and taken
 //!   again before returning unless `pri` has `PDROP`. `sbt` is 32.32 fixed-point seconds,
 //!   relative (or absolute uptime with `C_ABSOLUTE`), 0 for no timeout. Returns 0 when woken,
-//!   `EWOULDBLOCK` when the time ran out. `PCATCH` is ignored (kernel threads take no signals),
-//!   as are the priority, `wmesg` and the precision `pr`.
+//!   `EWOULDBLOCK` when the time ran out. A mutex still held besides the interlock panics, as
+//!   the kernel does ("sleeping thread owns a non-sleepable lock"). `PCATCH` is ignored (kernel
+//!   threads take no signals), as are the priority and the precision `pr`.
 //! - `wakeup(chan)`: wakes every thread asleep on `chan`; `wakeup_one(chan)` wakes one
 //!   (simplified: the host wakes all sleepers of the channel; a sleeper woken without reason
 //!   re-checks its condition, as every `_sleep` caller must).
@@ -54,7 +55,7 @@ pub fn sleep(c: &mut Ctx) -> u64 {
     let chan = c.args.ptr();
     let lock = c.args.ptr();
     let pri = c.args.int();
-    let _wmesg = c.args.ptr();
+    let wmesg = c.args.ptr();
     let sbt = c.args.ptr() as i64;
     let _pr = c.args.ptr();
     let flags = c.args.int();
@@ -93,6 +94,19 @@ pub fn sleep(c: &mut Ctx) -> u64 {
     // On the sleep queue (the generation is recorded, QUEUES held): release the interlock.
     if lock != 0 {
         mutex::unlock_as(c.thread, w);
+    }
+    // Any other mutex still held: FreeBSD panics ("sleeping thread owns a non-sleepable
+    // lock", as kldrun's pause_sbt does).
+    if let Some(m) = mutex::held_by(threads::td(c.thread)) {
+        drop(g);
+        // SAFETY: the wait message is a NUL-terminated string (the KPI's contract).
+        let w = unsafe { super::mem::string(wmesg) };
+        kpanic(
+            c,
+            &format!(
+                "sleeping thread owns a non-sleepable lock: _sleep(\"{w}\") with mutex {m} held"
+            ),
+        );
     }
     let woken = loop {
         let now_gen = g
