@@ -721,11 +721,13 @@ pub fn run<E: BootEnv>(env: &mut E, table: &Ibft, t: &BootTunables) -> Result<Se
         state.last_error = format!("{e}");
         env.publish_state(&state);
     }
-    env.release_hold();
+    // The time is published before the release: whoever the release wakes (mountroot, a test
+    // reading net.isboot.timing) sees it.
     if state.timing.hold_released.is_none() {
         state.timing.hold_released = Some(ms_since(&clock, started));
         env.publish_state(&state);
     }
+    env.release_hold();
     r.map(|()| Served { state })
 }
 
@@ -813,10 +815,10 @@ fn run_inner<E: BootEnv>(
         plan.target_port
     );
     state.device = dev;
-    env.publish_state(state);
-    env.release_hold();
+    // Published before the release, so that what the release wakes sees the time too.
     state.timing.hold_released = Some(ms_since(clock, started));
     env.publish_state(state);
+    env.release_hold();
 
     while !env.stop_requested() {
         serve_once(env, &mut client, &mut sim, state, &mut logins, SERVE_TICK);
