@@ -217,6 +217,8 @@ pub struct NativeLink {
     reannounce_at: Option<Instant>,
     stats: NativeStats,
     frame: Vec<u8>,
+    /// The interface's re-join counts (done, failed) last reported.
+    rejoins: (u64, u64),
 }
 
 impl fmt::Debug for NativeLink {
@@ -337,6 +339,7 @@ impl NativeLink {
                         ip: None,
                         next_check: now,
                         reannounce_at: None,
+                        rejoins: (0, 0),
                         stats: NativeStats::default(),
                         frame: Vec::new(),
                         iface: None,
@@ -470,6 +473,8 @@ impl NativeLink {
             new.announce(dev.as_mut(), now);
             self.baud = read_rate(dev.as_mut(), PortNum(p));
             self.adopt(new);
+            // A new interface counts its re-joins from zero.
+            self.rejoins = (0, 0);
             self.reannounce_at = self.ip.map(|_| now + ANNOUNCE_INTERVAL);
             self.up = true;
             self.stats.moves += 1;
@@ -583,6 +588,25 @@ impl IbLink for NativeLink {
         }
         let link_up = iface.link_up();
         let lid = iface.port_attr().lid.0;
+        let st = iface.stats();
+        if (st.rejoins, st.rejoin_failures) != self.rejoins {
+            let line = if st.rejoin_failures != self.rejoins.1 {
+                format!(
+                    "isboot: IPoIB: port {}: the subnet manager asked its clients to re-register \
+                     (SM restart) but the broadcast group could not be re-joined",
+                    self.port
+                )
+            } else {
+                format!(
+                    "isboot: IPoIB: port {}: the subnet manager asked its clients to re-register \
+                     (SM restart): re-joined the broadcast group (MLID {:#x})",
+                    self.port,
+                    iface.mlid().0
+                )
+            };
+            self.rejoins = (st.rejoins, st.rejoin_failures);
+            (self.say)(&line);
+        }
         if link_up && self.reannounce_at.is_some_and(|t| t <= now) {
             iface.announce(dev.as_mut(), now);
             self.reannounce_at = None;
