@@ -815,7 +815,9 @@ impl Interface {
                             }
                             Err(e) => {
                                 self.stats.rejoin_failures += 1;
-                                debug!("ipoib: re-join on the SM's re-register request failed: {e}");
+                                debug!(
+                                    "ipoib: re-join on the SM's re-register request failed: {e}"
+                                );
                             }
                         }
                         self.announce(dev, now);

@@ -17,7 +17,11 @@
 //! follow — and [`LinkEvent::Moved`] is reported. With no ACTIVE port it reports
 //! [`LinkEvent::Down`] and checks the ports again every [`NativeConfig::check_interval`];
 //! `Up` (the same port back) or `Moved` follow. A LID change (SM restart or re-sweep) flushes
-//! the paths, which are re-resolved, and is reported as [`LinkEvent::LidChanged`].
+//! the paths, which are re-resolved, and is reported as [`LinkEvent::LidChanged`]. An SM
+//! restart loses the SM's multicast groups: its first sweep sets PortInfo:ClientReregister
+//! (IBA 14.4.11), the driver reports `Event::ClientReregister` and the interface re-joins the
+//! broadcast group (`ipoib::iface`); the link says so in one line (no [`LinkEvent`]: the
+//! kernel's side has nothing to change).
 //!
 //! Portable (`no_std` + `alloc`), never panics; time is the caller's. Waits are bounded: the
 //! bring-up's per-port wait and SA retries, and during `poll` only the re-join after a move

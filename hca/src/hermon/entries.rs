@@ -85,8 +85,7 @@ pub fn decode_eqe(bytes: &[u8], sw_owner: bool) -> Option<Event> {
         // Linux `handle_port_mgmt_change_event`: a PortInfo change with ClientReregister in
         // `changed_attr` is `IB_EVENT_CLIENT_REREGISTER`.
         prm::eqe::TYPE_PORT_MGMT_CHANGE
-            if sub == prm::eqe::SUBTYPE_PMC_PORT_INFO
-                && e.get(prm::eqe::PMC_CLIENT_REREG) != 0 =>
+            if sub == prm::eqe::SUBTYPE_PMC_PORT_INFO && e.get(prm::eqe::PMC_CLIENT_REREG) != 0 =>
         {
             Event::ClientReregister {
                 port: PortNum(e.get(prm::eqe::PMC_PORT) as u8),

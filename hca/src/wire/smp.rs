@@ -413,6 +413,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn client_reregister_is_bit_7_of_byte_51_and_leaves_subnet_timeout_alone() {
+        let mut pi = PortInfo::default();
+        pi.rest[51 - 38] = 0x12; // SubnetTimeOut 18
+        assert!(!pi.client_reregister());
+        pi.set_client_reregister(true);
+        assert!(pi.client_reregister());
+        assert_eq!(pi.as_bytes()[51], 0x92);
+        pi.set_client_reregister(false);
+        assert_eq!(pi.as_bytes()[51], 0x12);
+    }
+
+    #[test]
     fn layouts() {
         assert_eq!(core::mem::offset_of!(PortInfo, lid), 16);
         assert_eq!(core::mem::offset_of!(PortInfo, master_sm_lid), 18);

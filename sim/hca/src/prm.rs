@@ -672,6 +672,8 @@ pub mod eqe {
     pub const PORT_MGMT_CHANGE_PORT: Loc = Loc::u8(7);
     /// `event.port_mgmt_change.params.port_info.changed_attr`.
     pub const PORT_MGMT_CHANGE_ATTR: Loc = Loc::be32(12);
+    /// `changed_attr & MLX4_EQ_PORT_INFO_CLIENT_REREG_MASK`.
+    pub const PORT_MGMT_CHANGE_CLIENT_REREG: Loc = Loc::be32(12).shr(3).and(1);
     /// `owner & 0x80`.
     pub const OWNER: Loc = Loc::u8(31).bit(7);
     /// `MLX4_EVENT_TYPE_CQ_ERROR`.
