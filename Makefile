@@ -87,8 +87,10 @@ demo: demo-deps
 	@echo "==    boot blocks, the iBFT left in base memory; then isboot.ko's load flow (its"
 	@echo "==    portable half, on the host platform) finding and publishing that table, and its"
 	@echo "==    boot thread logging in again and finding the FreeBSD root on da0p2; then the real"
-	@echo "==    isboot.ko (the FreeBSD kld) under kldrun doing the same from the table the ROM left:"
-	@echo "==    kldrun --phys 0x9e620=target/demo-ibft.bin --mountroot --sysctl net.isboot --sysctl hw.ibft target/kmod/isboot.ko"
+	@echo "==    isboot.ko (the FreeBSD kld) under kldrun doing the same from the table the ROM left,"
+	@echo "==    through the ROM's HCA with its own driver and IPoIB interface isbib0:"
+	@echo "==    kldrun --phys 0x9e620=target/demo-ibft.bin --hca 81:00.0,port1=down,guid=...,forward=3260,..."
+	@echo "==    --mountroot --sysctl net.isboot --sysctl hw.ibft target/kmod/isboot.ko"
 	@echo "==    (In a private network namespace: nothing leaves the machine.)"
 	./target/release/examples/boot_sim target/demo-ibft.bin --pcap target/demo-boot.pcap --timeline target/demo-timeline.svg --kldrun target/release/kldrun:target/kmod/isboot.ko
 	@echo "== Every packet of that boot is in target/demo-boot.pcap: read it with tshark -r target/demo-boot.pcap (add -V for every field) or wireshark target/demo-boot.pcap"
@@ -112,9 +114,9 @@ demo: demo-deps
 	@echo "== The demo showed: a node booting over InfiniBand from port 2 (port 1 dead) through"
 	@echo "== DHCP and a mutual-CHAP iSCSI login, the iBFT it leaves, and the module taking it:"
 	@echo "== its boot thread found the interface, logged in again and found root on da0p2, and the"
-	@echo "== real isboot.ko did it too under kldrun (kernel thread, kernel sockets, CAM SIM, da0)."
-	@echo "== Still to come on a real machine: the same module in a FreeBSD kernel, and its own HCA"
-	@echo "== and IPoIB interface instead of an Ethernet-style one."
+	@echo "== real isboot.ko did it too under kldrun through the same HCA: its own driver, IPoIB on"
+	@echo "== port 2, isbib0, kernel sockets, CAM SIM, da0."
+	@echo "== Still to come on a real machine: the same module in a FreeBSD kernel on a real ConnectX."
 
 # Runs the demo and checks what it printed: the main command cannot break silently.
 demo-check:

@@ -78,6 +78,13 @@ pub enum Event {
         /// Port.
         port: PortNum,
     },
+    /// The SM asked the port's clients to re-register (PortInfo:ClientReregister, IBA
+    /// 14.4.11; event 0x1d with ClientReregister in its changed attributes): an SM restarted
+    /// and lost its multicast groups, so they must be joined again. Re-query the port too.
+    ClientReregister {
+        /// Port.
+        port: PortNum,
+    },
     /// A CQ overran or hit an access error (event 0x04).
     CqError {
         /// Hardware CQ number.
@@ -384,7 +391,8 @@ pub fn wait_port_active<V: Verbs + ?Sized>(
         let mut refresh = now >= next_poll;
         while let Some(ev) = dev.poll_event()? {
             if let Event::PortStateChange { port: p, .. }
-            | Event::PortManagementChange { port: p } = ev
+            | Event::PortManagementChange { port: p }
+            | Event::ClientReregister { port: p } = ev
             {
                 refresh |= p == port;
             }

@@ -283,6 +283,8 @@ fn rows() -> Vec<Row> {
     "EQE", "completion_queue_error.syndrome", 3, 0, 8, "iPXE syndrome at event_data[2]; Linux event.cq_err.syndrome (byte 15)", None, md(m::eqe::CQ_ERR_SYNDROME);
     "EQE", "port_state_change.p", 3, 28, 2, "iPXE hermonprm_port_state_change_st.p; Linux event.port_change.port >> 28", dv(d::eqe::PSC_PORT), md(m::eqe::PORT_CHANGE_PORT);
     "EQE", "port_mgmnt_change.port", 1, 0, 8, "iPXE hermon.h hermonprm_port_mgmnt_change_event_st.port; Linux event.port_mgmt_change.port (byte 7)", dv(d::eqe::PMC_PORT), md(m::eqe::PORT_MGMT_CHANGE_PORT);
+    "EQE", "port_mgmt_change.port_info.changed_attr", 3, 0, 32, "Linux mlx4_eqe event.port_mgmt_change.params.port_info.changed_attr (be32 at byte 12)", None, md(m::eqe::PORT_MGMT_CHANGE_ATTR);
+    "EQE", "port_mgmt_change.port_info.changed_attr.client_rereg", 3, 3, 1, "Linux MLX4_EQ_PORT_INFO_CLIENT_REREG_MASK (1 << 3) of changed_attr", dv(d::eqe::PMC_CLIENT_REREG), md(m::eqe::PORT_MGMT_CHANGE_CLIENT_REREG);
     "EQE", "owner", 7, 7, 1, "iPXE owner; Linux mlx4_eqe.owner & 0x80", dv(d::eqe::OWNER), md(m::eqe::OWNER);
 
     // Completion queue entry.

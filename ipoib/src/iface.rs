@@ -224,6 +224,11 @@ pub struct Stats {
     pub pending_dropped: u64,
     /// Send completions with an error status.
     pub send_errors: u64,
+    /// Broadcast group re-joined because the SM asked the port to re-register (an SM restart
+    /// forgets its groups: IBA 14.4.11, PortInfo:ClientReregister).
+    pub rejoins: u64,
+    /// Such re-joins that failed (the SA did not answer within the join policy).
+    pub rejoin_failures: u64,
 }
 
 /// Where a frame goes next.
@@ -786,6 +791,34 @@ impl Interface {
                         ) {
                             Ok(rec) => self.mlid = rec.mlid(),
                             Err(e) => debug!("ipoib: re-join after link up failed: {e}"),
+                        }
+                        self.announce(dev, now);
+                    }
+                }
+                Event::ClientReregister { port } if port == self.cfg.port => {
+                    // The SM restarted and lost its groups (and perhaps moved LIDs): what
+                    // Linux IPoIB does on IB_EVENT_CLIENT_REREGISTER — re-query the port,
+                    // flush the paths, join the broadcast group again (its MLID may be new)
+                    // and announce ourselves.
+                    self.attr = dev.query_port(port)?;
+                    self.paths.flush();
+                    if self.link_up {
+                        match verbs::sa_join_mcast(
+                            dev,
+                            &self.attr,
+                            &hgid(&self.mgid),
+                            self.cfg.join_policy,
+                        ) {
+                            Ok(rec) => {
+                                self.mlid = rec.mlid();
+                                self.stats.rejoins += 1;
+                            }
+                            Err(e) => {
+                                self.stats.rejoin_failures += 1;
+                                debug!(
+                                    "ipoib: re-join on the SM's re-register request failed: {e}"
+                                );
+                            }
                         }
                         self.announce(dev, now);
                     }

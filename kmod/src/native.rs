@@ -17,7 +17,11 @@
 //! follow — and [`LinkEvent::Moved`] is reported. With no ACTIVE port it reports
 //! [`LinkEvent::Down`] and checks the ports again every [`NativeConfig::check_interval`];
 //! `Up` (the same port back) or `Moved` follow. A LID change (SM restart or re-sweep) flushes
-//! the paths, which are re-resolved, and is reported as [`LinkEvent::LidChanged`].
+//! the paths, which are re-resolved, and is reported as [`LinkEvent::LidChanged`]. An SM
+//! restart loses the SM's multicast groups: its first sweep sets PortInfo:ClientReregister
+//! (IBA 14.4.11), the driver reports `Event::ClientReregister` and the interface re-joins the
+//! broadcast group (`ipoib::iface`); the link says so in one line (no [`LinkEvent`]: the
+//! kernel's side has nothing to change).
 //!
 //! Portable (`no_std` + `alloc`), never panics; time is the caller's. Waits are bounded: the
 //! bring-up's per-port wait and SA retries, and during `poll` only the re-join after a move
@@ -217,6 +221,8 @@ pub struct NativeLink {
     reannounce_at: Option<Instant>,
     stats: NativeStats,
     frame: Vec<u8>,
+    /// The interface's re-join counts (done, failed) last reported.
+    rejoins: (u64, u64),
 }
 
 impl fmt::Debug for NativeLink {
@@ -337,6 +343,7 @@ impl NativeLink {
                         ip: None,
                         next_check: now,
                         reannounce_at: None,
+                        rejoins: (0, 0),
                         stats: NativeStats::default(),
                         frame: Vec::new(),
                         iface: None,
@@ -470,6 +477,8 @@ impl NativeLink {
             new.announce(dev.as_mut(), now);
             self.baud = read_rate(dev.as_mut(), PortNum(p));
             self.adopt(new);
+            // A new interface counts its re-joins from zero.
+            self.rejoins = (0, 0);
             self.reannounce_at = self.ip.map(|_| now + ANNOUNCE_INTERVAL);
             self.up = true;
             self.stats.moves += 1;
@@ -583,6 +592,25 @@ impl IbLink for NativeLink {
         }
         let link_up = iface.link_up();
         let lid = iface.port_attr().lid.0;
+        let st = iface.stats();
+        if (st.rejoins, st.rejoin_failures) != self.rejoins {
+            let line = if st.rejoin_failures != self.rejoins.1 {
+                format!(
+                    "isboot: IPoIB: port {}: the subnet manager asked its clients to re-register \
+                     (SM restart) but the broadcast group could not be re-joined",
+                    self.port
+                )
+            } else {
+                format!(
+                    "isboot: IPoIB: port {}: the subnet manager asked its clients to re-register \
+                     (SM restart): re-joined the broadcast group (MLID {:#x})",
+                    self.port,
+                    iface.mlid().0
+                )
+            };
+            self.rejoins = (st.rejoins, st.rejoin_failures);
+            (self.say)(&line);
+        }
         if link_up && self.reannounce_at.is_some_and(|t| t <= now) {
             iface.announce(dev.as_mut(), now);
             self.reannounce_at = None;

@@ -593,6 +593,73 @@ fn a_lid_change_is_reported_and_traffic_resumes() {
 }
 
 #[test]
+fn after_an_sm_restart_the_link_rejoins_the_broadcast_group_and_broadcast_arp_works_again() {
+    let mut b = bed();
+    assert!(b.ping(1, Duration::from_secs(1)));
+    let bcast = hca::wire::Gid::ipoib_broadcast(0xffff);
+    assert_eq!(b.sim.group_members(&bcast), 2, "the peer and us");
+    let lid = b.link.lid();
+    // The SM restarts: it forgets its groups (members and MLIDs with them); its first sweep
+    // recreates the broadcast group, empty, and sets ClientReregister on every ACTIVE port.
+    b.sim.sm_restart(Duration::ZERO);
+    b.run_until(Duration::from_millis(1), |_| false);
+    assert_eq!(b.sim.stats().sm_restarts, 1);
+    let rejoined = |b: &mut Bed| {
+        b.console
+            .borrow()
+            .iter()
+            .any(|l| l.contains("re-joined the broadcast group"))
+    };
+    assert!(
+        b.run_until(Duration::from_millis(500), rejoined),
+        "{:#?}",
+        b.console.borrow()
+    );
+    let line = b
+        .console
+        .borrow()
+        .iter()
+        .find(|l| l.contains("re-joined"))
+        .cloned()
+        .unwrap();
+    assert!(
+        line.starts_with(
+            "isboot: IPoIB: port 1: the subnet manager asked its clients to re-register (SM \
+             restart): re-joined the broadcast group (MLID 0x"
+        ),
+        "{line}"
+    );
+    let st = b.link.ipoib_stats().unwrap();
+    assert_eq!((st.rejoins, st.rejoin_failures), (1, 0));
+    // OpenSM keeps its GUID-to-LID map across a restart: same LID, no LidChanged.
+    assert_eq!(b.link.lid(), lid);
+    assert!(!b
+        .events
+        .iter()
+        .any(|e| matches!(e, LinkEvent::LidChanged { .. })));
+    b.run_until(Duration::from_millis(200), |_| false);
+    assert_eq!(b.sim.group_members(&bcast), 2, "both members joined again");
+    // Broadcast ARP both ways, which only the rejoined group carries: ours to the peer...
+    assert!(b.arp_peer(2).is_some(), "{:?}", b.link.ipoib_stats());
+    // ...and the peer's to us (its neighbour cache flushed; it has a packet for us).
+    let t = now(&b.sim);
+    b.peer.ipoib.set_ipv4(&mut b.peer.dev, t, None, None);
+    b.peer.set_ipv4(PEER, 24, None);
+    b.rx.clear();
+    let probe = ipv4(PEER, US, 17, b"after the SM restart");
+    let t = b.peer.now();
+    b.peer.ipoib.send_ipv4(&mut b.peer.dev, t, &probe).unwrap();
+    assert!(
+        b.run_until(Duration::from_secs(1), |b| b.rx.iter().any(|f| {
+            let (d, ty, p) = split(f);
+            d == b.link.hwaddr() && ty == 0x0800 && p == &probe[..]
+        })),
+        "the peer's broadcast ARP request reached us and our answer got its packet through"
+    );
+    assert!(b.ping(2, Duration::from_secs(1)));
+}
+
+#[test]
 fn arp_and_ping_succeed_through_two_percent_loss() {
     let mut b = bed();
     b.sim.add_fault(Box::new(Loss { permille: 20 }));

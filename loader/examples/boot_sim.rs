@@ -9,7 +9,9 @@
 //! `boot_sim [OUT.bin] [--pcap FILE] [--kldrun KLDRUN:KO]` also writes the iBFT the ROM left to
 //! OUT.bin, and every packet of the fabric during the boot to FILE, a pcap that `tshark -r FILE`
 //! and Wireshark decode; with `--kldrun` it then runs the real module KO under the kldrun binary
-//! KLDRUN with OUT.bin at 0x9e620 to a mounted root (exit 2 on a usage error). `--timeline FILE.svg` draws the boot's stages and the
+//! KLDRUN with OUT.bin at 0x9e620 and the ROM's HCA (`--hca` at the NIC's PCI function with the
+//! ROM's node GUID, port 1 without a cable, the gateway at the target's address) to a mounted
+//! root, booting over its own IPoIB interface (exit 2 on a usage error). `--timeline FILE.svg` draws the boot's stages and the
 //! fabric's events on the simulated clock; `boot_sim --nodes N` boots N nodes at once on one fabric (a boot storm) and ends with one
 //! `storm:` line (`--rate` sets the links' rate, default QDR 4x).
 
@@ -344,7 +346,7 @@ fn main() -> ExitCode {
         println!(
             "== the interface the iBFT names, the address, a mutual-CHAP login, the disk, root"
         );
-        println!("== (over an Ethernet-style veth until the module has its own IPoIB interface)");
+        println!("== (the host double has no HCA driver: over an Ethernet-style veth with the NIC's MAC)");
         let mac = booted.ibft.nics[0].mac.0;
         let m = common::module::boot(booted.ibft.clone(), mac)?;
         println!("\n== sysctl net.isboot (the boot thread's state)");
@@ -353,15 +355,41 @@ fn main() -> ExitCode {
         }
         if let (Some((k, ko)), Some(table)) = (&kldrun, &out) {
             println!();
-            println!("== isboot.ko itself: the real FreeBSD module, loaded by kldrun into a Linux process");
-            println!("== as FreeBSD's kernel linker would (emulated KPIs: kernel threads, kernel sockets");
-            println!(
-                "== over this namespace's Linux network stack, a small CAM probing da0 through the"
+            let nic = &booted.ibft.nics[0];
+            let hca = format!(
+                "{:02x}:{:02x}.{:x},port1=down,guid={:x},forward=3260,gateway={}/24",
+                nic.pci.bus,
+                nic.pci.device,
+                nic.pci.function,
+                common::NODE_GUID,
+                common::GATEWAY
             );
-            println!("== module's SIM, root mount holds), the ROM's table at 0x9e620 of its memory. Until");
-            println!("== the in-kernel IPoIB issue lands, the module reaches the target over an");
-            println!("== Ethernet-style interface (a veth with the table's MAC).");
-            let stdout = common::module::kldrun(k, ko, table, mac)?;
+            println!("== isboot.ko itself: the real FreeBSD module, loaded by kldrun into a Linux process");
+            println!("== as FreeBSD's kernel linker would (emulated KPIs: kernel threads, kernel sockets,");
+            println!(
+                "== a small CAM probing da0 through the module's SIM, root mount holds), the ROM's"
+            );
+            println!(
+                "== table at 0x9e620 of its memory, and the ROM's HCA again: the same simulated"
+            );
+            println!(
+                "== ConnectX at PCI {:02x}:{:02x}.{:x} with node GUID {:#018x}, port 1 without a cable.",
+                nic.pci.bus,
+                nic.pci.device,
+                nic.pci.function,
+                common::NODE_GUID
+            );
+            println!(
+                "== No interface carries the table's MAC, so the module opens the HCA with its own"
+            );
+            println!(
+                "== driver, brings IPoIB up on port 2, attaches isbib0 and logs in over it to the"
+            );
+            println!(
+                "== target at the fabric's gateway ({}), which forwards 3260 to tgtd.",
+                common::GATEWAY
+            );
+            let stdout = common::module::kldrun(k, ko, table, &hca)?;
             if timeline.is_some() {
                 let module = loader::timeline::module_stages(&stdout, rom_end)?;
                 println!("isboot.ko: {}", loader::timeline::summary(&module));

@@ -82,6 +82,15 @@ pub fn decode_eqe(bytes: &[u8], sw_owner: bool) -> Option<Event> {
             port: PortNum(e.get(prm::eqe::PSC_PORT) as u8),
             up: sub == prm::eqe::SUBTYPE_PORT_ACTIVE,
         },
+        // Linux `handle_port_mgmt_change_event`: a PortInfo change with ClientReregister in
+        // `changed_attr` is `IB_EVENT_CLIENT_REREGISTER`.
+        prm::eqe::TYPE_PORT_MGMT_CHANGE
+            if sub == prm::eqe::SUBTYPE_PMC_PORT_INFO && e.get(prm::eqe::PMC_CLIENT_REREG) != 0 =>
+        {
+            Event::ClientReregister {
+                port: PortNum(e.get(prm::eqe::PMC_PORT) as u8),
+            }
+        }
         prm::eqe::TYPE_PORT_MGMT_CHANGE => Event::PortManagementChange {
             port: PortNum(e.get(prm::eqe::PMC_PORT) as u8),
         },
@@ -173,6 +182,27 @@ mod tests {
         assert_eq!(
             decode_eqe(&b, false),
             Some(Event::PortManagementChange { port: PortNum(1) })
+        );
+        let b = cqe_bytes(|p| {
+            p.set(prm::eqe::EVENT_TYPE, 0x1d);
+            p.set(prm::eqe::EVENT_SUB_TYPE, 0x15);
+            p.set(prm::eqe::PMC_PORT, 2);
+            p.set(prm::eqe::PMC_CLIENT_REREG, 1);
+        });
+        assert_eq!(
+            decode_eqe(&b, false),
+            Some(Event::ClientReregister { port: PortNum(2) })
+        );
+        // A LID change alone (bit 2) stays a management change.
+        let b = cqe_bytes(|p| {
+            p.set(prm::eqe::EVENT_TYPE, 0x1d);
+            p.set(prm::eqe::EVENT_SUB_TYPE, 0x15);
+            p.set(prm::eqe::PMC_PORT, 2);
+            p.set(prm::eqe::PMC_CLIENT_REREG, 0);
+        });
+        assert_eq!(
+            decode_eqe(&b, false),
+            Some(Event::PortManagementChange { port: PortNum(2) })
         );
         let b = cqe_bytes(|p| {
             p.set(prm::eqe::EVENT_TYPE, 0x04);

@@ -578,6 +578,10 @@ pub mod eqe {
     pub const PSC_PORT: Field = f(3, 28, 2);
     /// Port management change event: port.
     pub const PMC_PORT: Field = f(1, 0, 8);
+    /// Port management change of PortInfo (`MLX4_DEV_PMC_SUBTYPE_PORT_INFO`): the
+    /// ClientReregister bit of `changed_attr` (`MLX4_EQ_PORT_INFO_CLIENT_REREG_MASK`, bit 3 of
+    /// dword 3).
+    pub const PMC_CLIENT_REREG: Field = f(3, 3, 1);
     /// Owner.
     pub const OWNER: Field = f(7, 7, 1);
     /// Event type: completion.
@@ -588,6 +592,8 @@ pub mod eqe {
     pub const TYPE_PORT_STATE_CHANGE: u32 = 0x09;
     /// Event type: port management change.
     pub const TYPE_PORT_MGMT_CHANGE: u32 = 0x1d;
+    /// Port management change sub-type: PortInfo (`MLX4_DEV_PMC_SUBTYPE_PORT_INFO`).
+    pub const SUBTYPE_PMC_PORT_INFO: u32 = 0x15;
     /// Port state change sub-type: down.
     pub const SUBTYPE_PORT_DOWN: u32 = 0x01;
     /// Port state change sub-type: active.

@@ -191,7 +191,24 @@ impl Default for PortInfo {
     }
 }
 
+/// Byte 51 of PortInfo: ClientReregister\[7\], MulticastPKeyTrapSuppressionEnabled\[6:5\],
+/// SubnetTimeOut\[4:0\] (IBA 14.2.5.6, Table 155), as an offset into [`PortInfo::rest`].
+const CLIENT_REREG_BYTE: usize = 51 - 38;
+
 impl PortInfo {
+    /// ClientReregister: set by the SM in a `SubnSet(PortInfo)` to ask the port's clients to
+    /// re-register what they had with the SA (multicast joins, service records; IBA 14.4.11).
+    pub fn client_reregister(&self) -> bool {
+        self.rest
+            .get(CLIENT_REREG_BYTE)
+            .is_some_and(|b| b & 0x80 != 0)
+    }
+    /// Sets or clears ClientReregister.
+    pub fn set_client_reregister(&mut self, on: bool) {
+        if let Some(b) = self.rest.get_mut(CLIENT_REREG_BYTE) {
+            *b = (*b & 0x7f) | if on { 0x80 } else { 0 };
+        }
+    }
     /// Port state.
     pub fn port_state(&self) -> PortState {
         PortState(self.link_speed_supported_port_state & 0xf)
@@ -394,6 +411,18 @@ pub fn port_gid(pi: &PortInfo, gi: &GuidInfo) -> Gid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_reregister_is_bit_7_of_byte_51_and_leaves_subnet_timeout_alone() {
+        let mut pi = PortInfo::default();
+        pi.rest[51 - 38] = 0x12; // SubnetTimeOut 18
+        assert!(!pi.client_reregister());
+        pi.set_client_reregister(true);
+        assert!(pi.client_reregister());
+        assert_eq!(pi.as_bytes()[51], 0x92);
+        pi.set_client_reregister(false);
+        assert_eq!(pi.as_bytes()[51], 0x12);
+    }
 
     #[test]
     fn layouts() {

@@ -1,5 +1,6 @@
 //! The command line.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,16 +36,19 @@ it and checks that it released everything.
   --wait-stdin          after the load (and the sysctls), keep the module loaded until stdin
                         ends, then unload (a test drives its network interface meanwhile)
   --hca BUS:DEV.FN[,guid=HEX][,port1=down][,loss=PCT][,owner=NAME][,forward=PORT]
-        [,cut=PORT@SECS][,lid=PORT:LID@SECS]
+        [,gateway=A.B.C.D/N][,cut=PORT@SECS][,lid=PORT:LID@SECS][,smrestart@SECS]
                         a simulated dual-port ConnectX at that PCI function (hex, as lspci
                         writes it: 81:00.0) on a fabric with a subnet manager (hca-sim):
                         pci_find_dbsf finds it, its BARs fault into the device model, busdma
                         memory is the model's host memory. guid: the node GUID (default
                         0x0002c90300001234); port1=down: port 1 has no cable; loss: percent of
                         fabric packets dropped; owner: a driver (e.g. mlx4_core0) owns it;
-                        forward: the gateway (10.77.0.1) forwards TCP to that port to
-                        127.0.0.1:PORT; cut: the port's cable is pulled SECS after the
-                        workload starts; lid: the SM gives the port a new LID then
+                        forward: the gateway forwards TCP to that port to
+                        127.0.0.1:PORT; gateway: its fabric address and subnet (default
+                        10.77.0.1/24); cut: the port's cable is pulled SECS after the
+                        workload starts; lid: the SM gives the port a new LID then;
+                        smrestart: the subnet manager restarts then (its multicast groups
+                        are lost; its next sweep asks every port to re-register)
   -v, --verbose         trace the linking, every kernel call and the events
   -h, --help            this text
 
@@ -107,12 +111,19 @@ pub struct HcaOpts {
     /// `forward=PORT`: the gateway forwards fabric TCP to its address on PORT to
     /// 127.0.0.1:PORT of kldrun's network namespace (the iSCSI target).
     pub forwards: Vec<u16>,
+    /// `gateway=A.B.C.D/N`: the gateway's fabric address and the subnet's prefix length.
+    pub gateway: (Ipv4Addr, u8),
     /// `cut=PORT@SECS`: the port's cable pulled SECS after the workload started.
     pub cuts: Vec<(u8, Duration)>,
     /// `lid=PORT:LID@SECS`: the subnet manager gives the port a new LID SECS after the
     /// workload started.
     pub lids: Vec<(u8, u16, Duration)>,
+    /// `smrestart@SECS`: the subnet manager restarts SECS after the workload started.
+    pub sm_restarts: Vec<Duration>,
 }
+
+/// The default gateway of `--hca`'s fabric.
+pub const HCA_DEFAULT_GATEWAY: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 77, 0, 1), 24);
 
 /// The default node GUID of `--hca` (Mellanox's OUI 00:02:c9).
 pub const HCA_DEFAULT_GUID: u64 = 0x0002_c903_0000_1234;
@@ -121,7 +132,8 @@ fn hca_opts(spec: &str) -> Result<HcaOpts, String> {
     let bad = |why: &str| {
         format!(
             "--hca wants BUS:DEV.FN[,guid=HEX][,port1=down][,loss=PCT][,owner=NAME]\
-             [,forward=PORT][,cut=PORT@SECS][,lid=PORT:LID@SECS] ({why}), not {spec:?}"
+             [,forward=PORT][,gateway=A.B.C.D/N][,cut=PORT@SECS][,lid=PORT:LID@SECS]\
+             [,smrestart@SECS] ({why}), not {spec:?}"
         )
     };
     let mut parts = spec.split(',');
@@ -143,8 +155,10 @@ fn hca_opts(spec: &str) -> Result<HcaOpts, String> {
         loss_pct: 0,
         owner: None,
         forwards: Vec::new(),
+        gateway: HCA_DEFAULT_GATEWAY,
         cuts: Vec::new(),
         lids: Vec::new(),
+        sm_restarts: Vec::new(),
     };
     let port_at = |v: &str| -> Option<(u8, Duration)> {
         let (port, secs) = v.split_once('@')?;
@@ -180,6 +194,23 @@ fn hca_opts(spec: &str) -> Result<HcaOpts, String> {
                     .filter(|p| *p != 0)
                     .ok_or_else(|| bad("forward: a TCP port"))?,
             ),
+            Some(("gateway", v)) => {
+                let parsed = v.split_once('/').and_then(|(a, n)| {
+                    let a: Ipv4Addr = a.parse().ok()?;
+                    let n: u8 = n.parse().ok().filter(|n| (8..=30).contains(n))?;
+                    (!a.is_unspecified() && !a.is_broadcast() && !a.is_multicast())
+                        .then_some((a, n))
+                });
+                o.gateway = parsed.ok_or_else(|| bad("gateway: A.B.C.D/N, N 8..30"))?;
+            }
+            _ if p.starts_with("smrestart@") => {
+                let secs = p["smrestart@".len()..]
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| (0.0..=3600.0).contains(s))
+                    .ok_or_else(|| bad("smrestart@SECONDS"))?;
+                o.sm_restarts.push(Duration::from_secs_f64(secs));
+            }
             Some(("cut", v)) => o
                 .cuts
                 .push(port_at(v).ok_or_else(|| bad("cut: PORT@SECONDS, port 1 or 2"))?),
@@ -417,8 +448,10 @@ mod tests {
                 loss_pct: 5,
                 owner: None,
                 forwards: Vec::new(),
+                gateway: HCA_DEFAULT_GATEWAY,
                 cuts: Vec::new(),
                 lids: Vec::new(),
+                sm_restarts: Vec::new(),
             })
         );
         let Parsed::Run(c) = p(&["--hca=3:1f.7,owner=mlx4_core0", "m.ko"]).unwrap() else {
@@ -427,6 +460,19 @@ mod tests {
         let h = c.hca.unwrap();
         assert_eq!((h.bus, h.device, h.function), (3, 0x1f, 7));
         assert_eq!(h.owner.as_deref(), Some("mlx4_core0"));
+        assert_eq!(h.gateway, HCA_DEFAULT_GATEWAY);
+        let Parsed::Run(c) = p(&[
+            "--hca",
+            "81:00.0,gateway=192.0.2.1/24,smrestart@1.5,forward=3260",
+            "m.ko",
+        ])
+        .unwrap() else {
+            panic!("run");
+        };
+        let h = c.hca.unwrap();
+        assert_eq!(h.gateway, (Ipv4Addr::new(192, 0, 2, 1), 24));
+        assert_eq!(h.sm_restarts, vec![Duration::from_millis(1500)]);
+        assert_eq!(h.forwards, vec![3260]);
         for bad in [
             "81:00",
             "81:20.0",
@@ -435,6 +481,10 @@ mod tests {
             "81:00.0,loss=101",
             "81:00.0,guid=0",
             "81:00.0,fast",
+            "81:00.0,gateway=192.0.2.1",
+            "81:00.0,gateway=192.0.2.1/31",
+            "81:00.0,gateway=0.0.0.0/24",
+            "81:00.0,smrestart@-1",
         ] {
             assert!(
                 p(&["--hca", bad, "m.ko"]).unwrap_err().contains("--hca"),

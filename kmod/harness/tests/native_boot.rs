@@ -293,3 +293,38 @@ fn a_lid_change_under_io_re_resolves_the_paths_and_loses_nothing() {
     );
     no_panic_and_clean(&r);
 }
+
+#[test]
+fn an_sm_restart_under_io_is_answered_by_a_rejoin_and_loses_nothing() {
+    let r = boot(
+        "native-smrestart",
+        2,
+        "81:00.0,port1=down,smrestart@1",
+        &["--mountroot", "--workload", "verify:4194304"],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("kldrun: hca: the subnet manager restarts in 1.0 s"),
+        "{}",
+        r.all()
+    );
+    isboot_tests::assert_in_order(
+        &r.stdout,
+        &[
+            "isboot: IPoIB: port 2 up: LID 0x",
+            &format!("mountroot: da0p2 ufs2 / = {}", root_entries()),
+            "isboot: IPoIB: port 2: the subnet manager asked its clients to re-register (SM \
+             restart): re-joined the broadcast group (MLID 0x",
+            "verify: 4194304 bytes, 0 mismatches, max_io_gap_ms=",
+            "isboot: IPoIB: port 2: left the broadcast group, device closed",
+        ],
+    );
+    // OpenSM keeps its GUID-to-LID map: the LID did not move.
+    assert!(!r.stdout.contains("LID changed"), "{}", r.all());
+    eprintln!(
+        "the disk paused for at most {} ms across the SM restart",
+        max_io_gap_ms(&r)
+    );
+    no_panic_and_clean(&r);
+}

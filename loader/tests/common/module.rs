@@ -1,10 +1,12 @@
 //! After the ROM: isboot.ko's boot thread taking the table the ROM left, on the host double of
 //! the FreeBSD kernel (`isboot::host_boot`), to a root that mounts.
 //!
-//! Until the module has its own IPoIB interface, it reaches the target over an Ethernet-style
-//! interface: a veth in this namespace carrying the MAC the iBFT names (the one the ROM derived
-//! from port 2's GUID), wired to a second namespace — the target's host, 192.0.2.1 as in the
-//! ROM's root path — where a second tgtd serves the same disk image with the same accounts.
+//! The host double has no HCA driver, so its boot thread reaches the target over an
+//! Ethernet-style interface: a veth in this namespace carrying the MAC the iBFT names (the one
+//! the ROM derived from port 2's GUID), wired to a second namespace — the target's host,
+//! 192.0.2.1 as in the ROM's root path — where a second tgtd serves the same disk image with the
+//! same accounts (the module's "existing interface" path). The real `isboot.ko` under kldrun
+//! ([`kldrun`]) instead opens its own simulated HCA and boots over IPoIB.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
@@ -96,16 +98,20 @@ pub fn boot(table: ibft::Ibft, mac: [u8; 6]) -> Result<ModuleBoot, String> {
 }
 
 /// The real `isboot.ko` under kldrun (`kmod/harness`), with the iBFT the ROM left placed at
-/// 0x9e620 of its physical memory (`table_file`), over the same kind of wire as [`boot`]: a
-/// fresh veth `isb0` with the table's MAC in this namespace (kldrun, spawned from this thread,
-/// runs in it) and a fresh target host with tgtd. Prints kldrun's console and its own lines as
-/// they come; `Err` unless it exits 0 with a `mountroot:` line, else kldrun's whole stdout
-/// (the console and the `--sysctl` lines, `net.isboot.timing.*` among them).
-pub fn kldrun(kldrun: &str, ko: &str, table_file: &str, mac: [u8; 6]) -> Result<String, String> {
-    let (_peer, _tgtd) = target_host(mac)?;
+/// 0x9e620 of its physical memory (`table_file`) and its own HCA: `hca` is kldrun's `--hca`
+/// spec (the ROM's ConnectX at the PCI function and with the node GUID the table names, port 1
+/// without a cable, a fabric whose gateway is the target's address and forwards its port to
+/// tgtd on this namespace's loopback, where [`super::servers`] runs it). No interface of this
+/// namespace carries the table's MAC, so the module takes its native path: it opens the HCA,
+/// brings IPoIB up and attaches `isbib0`. Prints kldrun's command line, console and own lines;
+/// `Err` unless it exits 0 with a `mountroot:` line, else kldrun's whole stdout (the console
+/// and the `--sysctl` lines, `net.isboot.timing.*` among them).
+pub fn kldrun(kldrun: &str, ko: &str, table_file: &str, hca: &str) -> Result<String, String> {
     let args = [
         "--phys".to_string(),
         format!("0x9e620={table_file}"),
+        "--hca".into(),
+        hca.into(),
         "--mountroot".into(),
         "--sysctl".into(),
         "net.isboot".into(),

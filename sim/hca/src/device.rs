@@ -1976,11 +1976,13 @@ impl Device {
         });
     }
 
-    /// Port management change event (`MLX4_EVENT_TYPE_PORT_MNG_CHG_EVENT`).
-    pub fn port_mgmt_event(&mut self, mem: &HostMem, port: u8) {
+    /// Port management change event (`MLX4_EVENT_TYPE_PORT_MNG_CHG_EVENT`, sub-type
+    /// `MLX4_DEV_PMC_SUBTYPE_PORT_INFO`) with what changed (`prm::eqe::PMC_*` bits).
+    pub fn port_mgmt_event(&mut self, mem: &HostMem, port: u8, changed_attr: u64) {
         use prm::eqe::*;
-        self.post_event(mem, TYPE_PORT_MNG_CHG, 0, |e| {
+        self.post_event(mem, TYPE_PORT_MNG_CHG, SUBTYPE_PMC_PORT_INFO, |e| {
             PORT_MGMT_CHANGE_PORT.put(e, u64::from(port));
+            PORT_MGMT_CHANGE_ATTR.put(e, changed_attr);
         });
     }
 

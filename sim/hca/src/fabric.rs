@@ -245,6 +245,8 @@ pub struct FabricStats {
     pub sa_errors: u64,
     /// SM sweeps.
     pub sweeps: u64,
+    /// SM restarts.
+    pub sm_restarts: u64,
     /// Ports the SM brought to ACTIVE.
     pub activations: u64,
     /// Packets written to the capture.
@@ -273,6 +275,7 @@ enum Ev {
     SmActivate(NodeId, u8),
     LinkSet(LinkId, bool),
     LidChange(NodeId, u8, u16),
+    SmRestart,
 }
 
 #[derive(Debug)]
@@ -324,6 +327,10 @@ pub struct World {
     /// Configuration.
     pub cfg: SimConfig,
     sm_running: bool,
+    /// The SM restarted: its next sweep recreates the configured groups and asks every
+    /// ACTIVE port to re-register (ClientReregister).
+    sm_restarted: bool,
+    /// The SM's GUID→LID map (OpenSM's `guid2lid` cache: it survives a restart, so LIDs stay).
     lids: HashMap<(NodeId, u8), u16>,
     next_lid: u16,
     groups: BTreeMap<Gid, Group>,
@@ -368,6 +375,7 @@ impl World {
             links: Vec::new(),
             cfg,
             sm_running: false,
+            sm_restarted: false,
             lids: HashMap::new(),
             next_lid: 2,
             groups: BTreeMap::new(),
@@ -467,6 +475,14 @@ impl World {
         self.schedule(delay_ns, Ev::LinkSet(link, up));
     }
 
+    /// Schedules an SM restart `delay_ns` from now: the SM forgets its multicast groups (their
+    /// members with them) and sweeps at once, keeping its GUID→LID map (LIDs stay, as OpenSM's
+    /// `guid2lid` cache keeps them), recreating its configured groups with new MLIDs and setting
+    /// ClientReregister on every ACTIVE port, whose clients must then join again.
+    pub fn schedule_sm_restart(&mut self, delay_ns: u64) {
+        self.schedule(delay_ns, Ev::SmRestart);
+    }
+
     /// Schedules a LID change (the SM reassigns a port's LID).
     pub fn schedule_lid_change(&mut self, node: NodeId, port: u8, lid: u16, delay_ns: u64) {
         self.schedule(delay_ns, Ev::LidChange(node, port, lid));
@@ -564,6 +580,15 @@ impl World {
                 }
             }
             Ev::LinkSet(link, up) => self.set_link(link, up),
+            Ev::SmRestart => {
+                if self.cfg.sm.present {
+                    debug!("hca-sim: SM restart: multicast groups forgotten");
+                    self.groups.clear();
+                    self.sm_restarted = true;
+                    self.stats.sm_restarts += 1;
+                    self.sweep();
+                }
+            }
             Ev::LidChange(node, port, lid) => {
                 self.lids.insert((node, port), lid);
                 if self.nodes[node].dev.ports[usize::from(port) - 1].state != PortState::DOWN {
@@ -615,7 +640,8 @@ impl World {
             return;
         }
         self.sm_running = true;
-        if self.stats.sweeps == 0 {
+        let restarted = std::mem::take(&mut self.sm_restarted);
+        if self.stats.sweeps == 0 || restarted {
             for (pkey, qkey) in self.cfg.sm.ipoib_groups.clone() {
                 let mgid = Gid::ipoib_broadcast(pkey);
                 let mlid = self.alloc_mlid();
@@ -637,6 +663,16 @@ impl World {
         for node in 0..self.nodes.len() {
             for port in 1..=self.nodes[node].dev.ports.len() as u8 {
                 let state = self.nodes[node].dev.ports[usize::from(port) - 1].state;
+                if restarted && state == PortState::ACTIVE {
+                    let lid = self.lids.get(&(node, port)).copied();
+                    let reachable = self
+                        .hops(Endpoint::Sm, Endpoint::Hca { node, port })
+                        .is_some();
+                    if let (Some(lid), true) = (lid, reachable) {
+                        self.sm_reregister_port(node, port, lid);
+                    }
+                    continue;
+                }
                 if state != PortState::INIT && state != PortState::ARMED {
                     continue;
                 }

@@ -327,6 +327,13 @@ impl Sim {
             .schedule_lid_change(node, port, lid, ns(after));
     }
 
+    /// Fault: the subnet manager restarts `after` from now
+    /// ([`fabric::World::schedule_sm_restart`]): its multicast groups are lost and its first
+    /// sweep sets ClientReregister on every ACTIVE port.
+    pub fn sm_restart(&self, after: Duration) {
+        self.world.borrow_mut().schedule_sm_restart(ns(after));
+    }
+
     /// Fault: adds a stage to the packet fault chain.
     pub fn add_fault(&self, m: Box<dyn Middleware>) {
         self.world.borrow_mut().faults.push(m);

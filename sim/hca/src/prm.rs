@@ -670,6 +670,10 @@ pub mod eqe {
     pub const PORT_CHANGE_PORT: Loc = Loc::be32(12).shr(28).and(0x3);
     /// `event.port_mgmt_change.port`.
     pub const PORT_MGMT_CHANGE_PORT: Loc = Loc::u8(7);
+    /// `event.port_mgmt_change.params.port_info.changed_attr`.
+    pub const PORT_MGMT_CHANGE_ATTR: Loc = Loc::be32(12);
+    /// `changed_attr & MLX4_EQ_PORT_INFO_CLIENT_REREG_MASK`.
+    pub const PORT_MGMT_CHANGE_CLIENT_REREG: Loc = Loc::be32(12).shr(3).and(1);
     /// `owner & 0x80`.
     pub const OWNER: Loc = Loc::u8(31).bit(7);
     /// `MLX4_EVENT_TYPE_CQ_ERROR`.
@@ -678,6 +682,14 @@ pub mod eqe {
     pub const TYPE_PORT_CHANGE: u64 = 0x09;
     /// `MLX4_EVENT_TYPE_PORT_MNG_CHG_EVENT`.
     pub const TYPE_PORT_MNG_CHG: u64 = 0x1d;
+    /// `MLX4_DEV_PMC_SUBTYPE_PORT_INFO`: a port management change of PortInfo.
+    pub const SUBTYPE_PMC_PORT_INFO: u64 = 0x15;
+    /// `MLX4_EQ_PORT_INFO_MSTR_SM_LID_CHANGE_MASK`.
+    pub const PMC_SM_LID_CHANGE: u64 = 1 << 0;
+    /// `MLX4_EQ_PORT_INFO_LID_CHANGE_MASK`.
+    pub const PMC_LID_CHANGE: u64 = 1 << 2;
+    /// `MLX4_EQ_PORT_INFO_CLIENT_REREG_MASK`.
+    pub const PMC_CLIENT_REREG: u64 = 1 << 3;
     /// `MLX4_PORT_CHANGE_SUBTYPE_DOWN`.
     pub const SUBTYPE_PORT_DOWN: u64 = 1;
     /// `MLX4_PORT_CHANGE_SUBTYPE_ACTIVE`.

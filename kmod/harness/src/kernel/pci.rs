@@ -157,8 +157,8 @@ fn device_thread(
 ) {
     use std::net::{Ipv4Addr, SocketAddr};
     let world = net_sim::World::new(net_sim::FabricConfig {
-        gateway: Ipv4Addr::new(10, 77, 0, 1),
-        prefix: 24,
+        gateway: o.gateway.0,
+        prefix: o.gateway.1,
         relay: Ipv4Addr::LOCALHOST,
         dhcp_server: SocketAddr::from((Ipv4Addr::LOCALHOST, 67)),
         dhcp_relay: false,
@@ -220,6 +220,13 @@ fn device_thread(
                                     after.as_secs_f64()
                                 );
                             }
+                        }
+                        for &after in &o.sm_restarts {
+                            world.sim.sm_restart(after);
+                            eprintln!(
+                                "kldrun: hca: the subnet manager restarts in {:.1} s",
+                                after.as_secs_f64()
+                            );
                         }
                         for &(port, lid, after) in &o.lids {
                             world.sim.change_lid(world.node, port, lid, after);

@@ -30,6 +30,7 @@ use zerocopy::byteorder::big_endian::{U16, U32, U64};
 use zerocopy::IntoBytes;
 
 use super::{Endpoint, FabricEventKind, NodeId, World};
+use crate::prm;
 
 /// A directed route: egress ports from the requester, ingress ports for the way back (index 0
 /// unused in both).
@@ -183,6 +184,22 @@ impl World {
         self.sm_send_smp(node, port, MadMethod::SET, AttrId::PORT_INFO, pi.as_bytes());
     }
 
+    /// After an SM restart: `Set(PortInfo)` of an ACTIVE port, nothing changed but
+    /// ClientReregister set (OpenSM sets it on its first sweep as master, IBA 14.4.11), so that
+    /// the port's clients join their multicast groups again.
+    pub(super) fn sm_reregister_port(&mut self, node: NodeId, port: u8, lid: u16) {
+        let (_, prefix, sm_sl) = self.sm_view(node, port);
+        let mut pi = self.port_info(node, port);
+        pi.gid_prefix = U64::new(prefix);
+        pi.lid = U16::new(lid);
+        pi.master_sm_lid = U16::new(self.cfg.sm.lid);
+        pi.neighbor_mtu_master_sm_sl = (pi.neighbor_mtu_master_sm_sl & 0xf0) | (sm_sl & 0xf);
+        pi.set_port_state(PortState::NOP);
+        pi.phys_state_link_down_default = 0;
+        pi.set_client_reregister(true);
+        self.sm_send_smp(node, port, MadMethod::SET, AttrId::PORT_INFO, pi.as_bytes());
+    }
+
     /// An SMP answer reached the SM.
     pub(super) fn sm_receive_smp(&mut self, pkt: &UdPacket<'_>) {
         let Ok(m) = Mad::parse(pkt.payload) else {
@@ -330,7 +347,18 @@ impl World {
             return MadStatus::INVALID_FIELD;
         }
         let was_configured = p.state == PortState::ARMED || p.state == PortState::ACTIVE;
-        let moved = p.lid != pi.lid.get() || p.sm_lid != pi.master_sm_lid.get();
+        let mut changed = 0;
+        if p.lid != pi.lid.get() {
+            changed |= prm::eqe::PMC_LID_CHANGE;
+        }
+        if p.sm_lid != pi.master_sm_lid.get() {
+            changed |= prm::eqe::PMC_SM_LID_CHANGE;
+        }
+        // IBA 14.4.11: the SMA passes ClientReregister on to the port's clients; the bit
+        // itself is not kept (a Get reads it as 0).
+        if pi.client_reregister() {
+            changed |= prm::eqe::PMC_CLIENT_REREG;
+        }
         p.lid = pi.lid.get();
         p.sm_lid = pi.master_sm_lid.get();
         p.sm_sl = pi.sm_sl();
@@ -354,8 +382,8 @@ impl World {
             self.stats.activations += 1;
             debug!("hca-sim: node {node} port {port} ACTIVE lid {lid}");
             n.dev.port_state_event(&n.mem, port, true);
-        } else if was_configured && moved {
-            n.dev.port_mgmt_event(&n.mem, port);
+        } else if was_configured && changed != 0 {
+            n.dev.port_mgmt_event(&n.mem, port, changed);
         }
         MadStatus::OK
     }
