@@ -18,6 +18,9 @@ kldrun: the module, the emulated kernel, the module's load, login, logout and th
 kldrun's own figures for the workload alone follow the table (CPU per I/O, the module's
 malloc(9) calls per I/O, the high-water of the bytes it held).
 
+Where the time goes (profiles of both initiators and of kldrun, split into the module, the
+emulation and Linux with scripts/perf-attr.py): docs/bench-profile.md.
+
 Environment: BENCH_SECONDS (per run, default 10), BENCH_ROUNDS (default 2), BENCH_LUN_MIB
 (default 1024), ISCSI_INITIATOR (our binary; default target/release/iscsi-initiator),
 BENCH_WORKLOADS (comma-separated names from the table below; default all), BENCH_MODULE
