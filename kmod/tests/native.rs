@@ -41,6 +41,29 @@ struct Bed {
     peer_hw: Option<[u8; 20]>,
 }
 
+impl Bed {
+    /// A bed around a link that is up on the fabric `f`, with the kernel answering ARP.
+    fn new(
+        f: (Sim, NodeId, [Option<LinkId>; 2], IpHost),
+        link: NativeLink,
+        console: Console,
+    ) -> Self {
+        let (sim, node, cables, peer) = f;
+        Bed {
+            sim,
+            node,
+            cables,
+            peer,
+            link,
+            console,
+            rx: Vec::new(),
+            events: Vec::new(),
+            kernel_arp: true,
+            peer_hw: None,
+        }
+    }
+}
+
 fn now(sim: &Sim) -> Instant {
     Instant::from_nanos(u64::try_from(sim.now().as_nanos()).unwrap())
 }
@@ -79,18 +102,7 @@ fn bed_with(cfg: SimConfig, port1: bool, ncfg: NativeConfig) -> Bed {
     let mut link = NativeLink::up(open(&sim, node), ncfg, say)
         .unwrap_or_else(|e| panic!("{e}\n{:#?}", console.borrow()));
     link.set_ipv4(US, 24);
-    Bed {
-        sim,
-        node,
-        cables,
-        peer,
-        link,
-        console,
-        rx: Vec::new(),
-        events: Vec::new(),
-        kernel_arp: true,
-        peer_hw: None,
-    }
+    Bed::new((sim, node, cables, peer), link, console)
 }
 
 fn bed() -> Bed {
@@ -360,18 +372,7 @@ fn without_a_cable_on_port_1_the_link_comes_up_on_port_2_and_says_why() {
         start = sim.now();
         let (console, say) = console();
         let link = NativeLink::up(dev, cfg, say).unwrap();
-        Bed {
-            sim,
-            node,
-            cables,
-            peer,
-            link,
-            console,
-            rx: Vec::new(),
-            events: Vec::new(),
-            kernel_arp: true,
-            peer_hw: None,
-        }
+        Bed::new((sim, node, cables, peer), link, console)
     };
     let took = b.sim.now() - start;
     assert!(took < wait + Duration::from_millis(200), "{took:?}");

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::isboot_ko;
+use common::{isboot_ko, root_entries};
 use isboot_tests::lab::{self, Peer};
 use isboot_tests::rootfs;
 use isboot_tests::target::{TargetOpts, Tgtd};
@@ -157,21 +157,6 @@ fn with_lab<T: Send + 'static>(
     let _ = isboot_ko(); // built outside the namespace's time budget
     let _ = rootfs::test_image();
     lab::with_target_host(NODE_IF, MAC, &["10.0.2.2/24"], &[], target, f)
-}
-
-/// The root entries makefs put on the image, as mountroot prints them.
-fn root_entries() -> String {
-    let mut v: Vec<String> = rootfs::mountroot(
-        &mut |off, len| {
-            let b = &rootfs::test_image().bytes;
-            Ok(b[off as usize..off as usize + len].to_vec())
-        },
-        512,
-    )
-    .expect("the image's own root")
-    .entries;
-    v.sort();
-    v.join(",")
 }
 
 /// The `net.isboot.timing` leaves, in the order the boot reaches them.

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{isboot_ko, kldrun, scratch, Run};
+use common::{isboot_ko, kldrun, root_entries, scratch, Run};
 use ibft::identity::{mac_for, MacRule, PortGuid};
 use isboot_tests::rootfs;
 use isboot_tests::target::{TargetOpts, Tgtd};
@@ -91,21 +91,6 @@ fn boot(name: &str, port: u64, hca: &str, extra: &[&str]) -> Run {
     // The transcript (cargo test -- --nocapture).
     eprintln!("{}", r.all());
     r
-}
-
-/// The root entries makefs put on the image, as mountroot prints them.
-fn root_entries() -> String {
-    let mut v: Vec<String> = rootfs::mountroot(
-        &mut |off, len| {
-            let b = &rootfs::test_image().bytes;
-            Ok(b[off as usize..off as usize + len].to_vec())
-        },
-        512,
-    )
-    .expect("the image's own root")
-    .entries;
-    v.sort();
-    v.join(",")
 }
 
 fn no_panic_and_clean(r: &Run) {

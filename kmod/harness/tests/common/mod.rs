@@ -219,3 +219,18 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).expect("scratch directory");
     d
 }
+
+/// The root entries makefs put on the image, as mountroot prints them.
+pub fn root_entries() -> String {
+    let mut v: Vec<String> = isboot_tests::rootfs::mountroot(
+        &mut |off, len| {
+            let b = &isboot_tests::rootfs::test_image().bytes;
+            Ok(b[off as usize..off as usize + len].to_vec())
+        },
+        512,
+    )
+    .expect("the image's own root")
+    .entries;
+    v.sort();
+    v.join(",")
+}
