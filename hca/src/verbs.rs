@@ -431,12 +431,23 @@ pub fn sa_join_mcast<V: Verbs + ?Sized>(
         ..Default::default()
     };
     let mask = McMemberMask::MGID | McMemberMask::PORT_GID | McMemberMask::JOIN_STATE;
+    sa_set_mc_member(dev, attr, &rec, mask, policy)
+}
+
+/// SubnAdmSet MCMemberRecord with these components; the answer's record.
+fn sa_set_mc_member<V: Verbs + ?Sized>(
+    dev: &mut V,
+    attr: &PortAttr,
+    rec: &McMemberRecord,
+    mask: McMemberMask,
+    policy: RetryPolicy,
+) -> Result<McMemberRecord, Error> {
     let tid = dev.next_tid();
     let req = sa::sa_request(
         MadMethod::SET,
         AttrId::MC_MEMBER_RECORD,
         mask.bits(),
-        &rec,
+        rec,
         tid,
     );
     let resp = mad_rpc(dev, attr.port, &sa_dest(attr), &req, policy)?;
@@ -497,16 +508,7 @@ pub fn sa_create_join_mcast<V: Verbs + ?Sized>(
         rec.mtu_sel_mtu = (2 << 6) | (mtu & 0x3f);
         mask |= McMemberMask::MTU_SELECTOR | McMemberMask::MTU;
     }
-    let tid = dev.next_tid();
-    let req = sa::sa_request(
-        MadMethod::SET,
-        AttrId::MC_MEMBER_RECORD,
-        mask.bits(),
-        &rec,
-        tid,
-    );
-    let resp = mad_rpc(dev, attr.port, &sa_dest(attr), &req, policy)?;
-    Ok(sa::sa_record(&resp)?)
+    sa_set_mc_member(dev, attr, &rec, mask, policy)
 }
 
 /// Leaves a multicast group (SubnAdmDelete MCMemberRecord).

@@ -446,7 +446,7 @@ unsafe extern "C" fn poll_main(arg: *mut c_void) {
 
 /// Polls the link until `stop`.
 fn poll_loop(sc: &Softc) {
-    let slot = IB_HDR_LEN + sc.ip_mtu as usize;
+    let slot = sc.slot;
     let mut rx = RxBuf {
         data: vec![0u8; slot * RX_BATCH],
         lens: [0; RX_BATCH],
