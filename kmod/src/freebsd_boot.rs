@@ -156,12 +156,18 @@ pub fn bintime_nanos(bt: &Bintime) -> u64 {
     secs.saturating_mul(1_000_000_000).saturating_add(frac_ns)
 }
 
+/// The uptime (`binuptime(9)`): the one clock of the boot thread, the HCA driver and the
+/// interface's poll thread.
+pub fn uptime() -> Instant {
+    let mut bt = Bintime::default();
+    // SAFETY: `bt` is a valid struct bintime for the call.
+    unsafe { ffi::binuptime(&mut bt) };
+    Instant::from_nanos(bintime_nanos(&bt))
+}
+
 impl Clock for KernelClock {
     fn now(&self) -> Instant {
-        let mut bt = Bintime::default();
-        // SAFETY: `bt` is a valid struct bintime for the call.
-        unsafe { ffi::binuptime(&mut bt) };
-        Instant::from_nanos(bintime_nanos(&bt))
+        uptime()
     }
 
     fn sleep(&self, d: Duration) {

@@ -31,14 +31,14 @@ use core::ptr::{self, NonNull};
 use hca::hal::{Bar, DmaDirection, DmaSync, Duration, Hal, Instant, PhysAddr, PAGE_SIZE};
 use ibft::PciAddress;
 use kernel_bindings::abi::{
-    pcir_bar, Bintime, BUS_DMASYNC_POSTREAD, BUS_DMASYNC_POSTWRITE, BUS_DMASYNC_PREREAD,
+    pcir_bar, BUS_DMASYNC_POSTREAD, BUS_DMASYNC_POSTWRITE, BUS_DMASYNC_PREREAD,
     BUS_DMASYNC_PREWRITE, BUS_DMA_COHERENT, BUS_DMA_NOWAIT, BUS_DMA_ZERO, RF_ACTIVE,
     SYS_RES_MEMORY, X86_BUS_SPACE_MEM,
 };
 use kernel_bindings::ffi::{self, hca_kpis as k, shim};
 
 use crate::boot::NativeError;
-use crate::freebsd_boot::{bintime_nanos, sbt};
+use crate::freebsd_boot::{sbt, uptime};
 
 /// `BUS_SPACE_MAXADDR` (amd64).
 const BUS_SPACE_MAXADDR: u64 = u64::MAX;
@@ -270,10 +270,7 @@ unsafe impl Hal for FreeBsdHal {
     }
 
     fn now(&self) -> Instant {
-        let mut bt = Bintime::default();
-        // SAFETY: `bt` is a valid struct bintime for the call.
-        unsafe { ffi::binuptime(&mut bt) };
-        Instant::from_nanos(bintime_nanos(&bt))
+        uptime()
     }
 
     fn delay(&self, d: Duration) {

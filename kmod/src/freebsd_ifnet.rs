@@ -50,9 +50,8 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use core::time::Duration;
 
-use clock::Instant;
 use kernel_bindings::abi::{
-    Bintime, IfNet, Mbuf, C_HARDCLOCK, IFA_NETMASK_OFFSET, IFCOUNTER_IBYTES, IFCOUNTER_IERRORS,
+    IfNet, Mbuf, C_HARDCLOCK, IFA_NETMASK_OFFSET, IFCOUNTER_IBYTES, IFCOUNTER_IERRORS,
     IFCOUNTER_IPACKETS, IFCOUNTER_IQDROPS, IFCOUNTER_OBYTES, IFCOUNTER_OERRORS, IFCOUNTER_OPACKETS,
     IFF_BROADCAST, IFF_DRV_RUNNING, IFF_MULTICAST, IFF_NEEDSEPOCH, IFF_UP, IFR_MTU_OFFSET,
     IFT_INFINIBAND, IF_MINMTU, LINK_STATE_DOWN, LINK_STATE_UP, SA_AF_INET, SIOCADDMULTI,
@@ -61,7 +60,7 @@ use kernel_bindings::abi::{
 use kernel_bindings::ffi;
 use kernel_bindings::sync::Mutex;
 
-use crate::freebsd_boot::{bintime_nanos, sbt};
+use crate::freebsd_boot::{sbt, uptime};
 use crate::iblink::{IbHwAddr, IbLink, LinkEvent, TxError, IB_ADDR_LEN, IB_HDR_LEN};
 use crate::iblink_loop::LoopbackLink;
 
@@ -193,13 +192,6 @@ impl IfHandle {
         // SAFETY: the softc lives until `detach` consumes the handle.
         unsafe { (*self.sc).name() }
     }
-}
-
-fn now() -> Instant {
-    let mut bt = Bintime::default();
-    // SAFETY: `bt` is a valid struct bintime for the call.
-    unsafe { ffi::binuptime(&mut bt) };
-    Instant::from_nanos(bintime_nanos(&bt))
 }
 
 fn pause(d: Duration) {
@@ -391,9 +383,9 @@ pub fn detach(h: IfHandle) -> Result<(), (IfHandle, IfError)> {
     // SAFETY: the softc is alive until teardown.
     let s = unsafe { &*sc };
     s.stop.store(true, Ordering::Release);
-    let end = now() + STOP_WAIT;
+    let end = uptime() + STOP_WAIT;
     while !s.exited.load(Ordering::Acquire) {
-        if now() >= end {
+        if uptime() >= end {
             return Err((h, IfError::ThreadStuck));
         }
         pause(Duration::from_millis(5));
@@ -463,7 +455,7 @@ fn poll_loop(sc: &Softc) {
     // teardown waits for the exit).
     let link = unsafe { sc.link() };
     while !sc.stop.load(Ordering::Acquire) {
-        let t = now();
+        let t = uptime();
         rx.n = 0;
         events.clear();
         let (head, n, ipv4) = {

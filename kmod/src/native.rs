@@ -382,15 +382,11 @@ impl NativeLink {
             .iface
             .as_ref()
             .map_or((0, 0), |i| (i.ib_mtu(), i.qkey()));
+        let hw = HwAddr::from_bytes(&self.hwaddr);
         format!(
             "isboot: IPoIB: port {} {what}: LID {:#x}, P_Key {:#06x}, Q_Key {qkey:#x}, IB MTU \
              {ib_mtu}, IP MTU {}, GID {}, QPN {:#08x}",
-            self.port,
-            self.lid,
-            self.pkey,
-            self.mtu,
-            HwAddr::from_bytes(&self.hwaddr).gid,
-            HwAddr::from_bytes(&self.hwaddr).qpn
+            self.port, self.lid, self.pkey, self.mtu, hw.gid, hw.qpn
         )
     }
 
@@ -536,15 +532,12 @@ impl IbLink for NativeLink {
             s.tx_bad_frames += 1;
             Err(TxError::BadFrame)
         };
-        let (Some(hdr), Some(payload)) = (frame.get(..IB_HDR_LEN), frame.get(IB_HDR_LEN..)) else {
+        let Some((hdr, payload)) = frame.split_first_chunk::<IB_HDR_LEN>() else {
             return bad(&mut self.stats);
         };
-        let mut a = [0u8; IB_ADDR_LEN];
-        a.copy_from_slice(hdr.get(..IB_ADDR_LEN).unwrap_or(&[0; IB_ADDR_LEN]));
-        let ty = EtherType(u16::from_be_bytes([
-            hdr.get(20).copied().unwrap_or(0),
-            hdr.get(21).copied().unwrap_or(0),
-        ]));
+        // `struct infiniband_header`: the address, the EtherType, two reserved bytes.
+        let [a @ .., t0, t1, _, _] = *hdr;
+        let ty = EtherType(u16::from_be_bytes([t0, t1]));
         let dst = HwAddr::from_bytes(&a);
         let ok_payload = match ty {
             EtherType::IPV4 => payload.len() >= 20 && payload.first().is_some_and(|b| b >> 4 == 4),
