@@ -449,16 +449,21 @@ fn a_partition_the_port_is_not_in_gives_a_clear_error_and_no_traffic() {
     assert_eq!(f.sim.stats().sa_requests, 0);
 }
 
-#[test]
-fn a_partition_without_a_broadcast_group_is_refused_by_the_sa() {
-    // The port is in partition 0x8001, but the SM created no IPoIB group for it.
-    let cfg = SimConfig {
+/// The ports are in partition 0x8001 too, but the SM created no IPoIB group for it.
+fn partition_8001_without_group() -> SimConfig {
+    SimConfig {
         sm: SmConfig {
             pkeys: vec![0xffff, 0x8001],
             ..SmConfig::default()
         },
         ..SimConfig::default()
-    };
+    }
+}
+
+#[test]
+fn a_partition_without_a_broadcast_group_is_refused_by_the_sa() {
+    // The port is in partition 0x8001, but the SM created no IPoIB group for it.
+    let cfg = partition_8001_without_group();
     let f = fabric(cfg, 1);
     let icfg = iface::Config {
         pkey: 0x8001,
@@ -484,13 +489,7 @@ fn a_partition_without_a_broadcast_group_is_refused_by_the_sa() {
 fn a_node_told_to_create_the_missing_broadcast_group_does_and_a_second_joins_it() {
     // Partition 0x8001 without a group, as above; the first node creates it with its join,
     // the second finds it and joins, and the two talk through it.
-    let cfg = SimConfig {
-        sm: SmConfig {
-            pkeys: vec![0xffff, 0x8001],
-            ..SmConfig::default()
-        },
-        ..SimConfig::default()
-    };
+    let cfg = partition_8001_without_group();
     let f = fabric(cfg, 2);
     let icfg = iface::Config {
         pkey: 0x8001,
@@ -520,16 +519,7 @@ fn a_node_told_to_create_the_missing_broadcast_group_does_and_a_second_joins_it(
         Duration::from_secs(2)
     ));
     // Without the setting, the same partition is an error.
-    let f = fabric(
-        SimConfig {
-            sm: SmConfig {
-                pkeys: vec![0xffff, 0x8001],
-                ..SmConfig::default()
-            },
-            ..SimConfig::default()
-        },
-        1,
-    );
+    let f = fabric(partition_8001_without_group(), 1);
     let plain = iface::Config {
         create_broadcast: false,
         ..icfg

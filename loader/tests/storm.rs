@@ -108,7 +108,7 @@ fn sixty_four_nodes_boot_without_a_lost_packet() {
 /// The 256-node storm (about two minutes of a release build's time; `cargo test --release -p
 /// loader --test storm -- --ignored`). Its DISCOVERs, all in one millisecond, overflowed the
 /// gateway's ring and then the DHCP server's socket buffer, and a third of the nodes waited
-/// 4 s for their retransmission; now the slowest is within twice the median.
+/// 4 s for their retransmission; now the p99 boot time is within twice the median.
 #[test]
 #[ignore]
 fn two_hundred_fifty_six_nodes_boot_without_a_lost_packet() {

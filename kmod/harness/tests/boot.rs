@@ -193,6 +193,23 @@ fn stage_times(stdout: &str) -> Vec<i64> {
         .collect()
 }
 
+/// The workload's `bench: k=v ...` line and a lookup of its numeric fields by name. Fails
+/// the test if the line, or a field asked for, is missing or not a number.
+fn bench_line(d: &Done) -> (&str, impl Fn(&str) -> f64 + '_) {
+    let line = d
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("bench: "))
+        .unwrap_or_else(|| panic!("no bench line\n{}", d.all()));
+    let kv = move |k: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} in {line}"))
+    };
+    (line, kv)
+}
+
 #[test]
 fn the_real_module_boots_to_a_mountable_root_on_da0p2() {
     with_lab(Some(target_opts("nochap")), |_, _tgtd| {
@@ -387,17 +404,7 @@ fn bench_reads_through_the_sim_and_reports_iops() {
             let d = Child::spawn("nochap", &["--workload", spec]).finish();
             eprintln!("{}", d.all());
             assert_eq!(d.code, 0, "{}", d.all());
-            let line = d
-                .stdout
-                .lines()
-                .find(|l| l.starts_with("bench: "))
-                .unwrap_or_else(|| panic!("no bench line\n{}", d.all()));
-            let kv = |k: &str| -> f64 {
-                line.split_whitespace()
-                    .find_map(|f| f.strip_prefix(&format!("{k}=")))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| panic!("{k} in {line}"))
-            };
+            let (line, kv) = bench_line(&d);
             assert!(kv("ios") > 0.0 && kv("iops") > 0.0, "{line}");
             assert!(kv("mib_s") > 0.0 && kv("cpu_us_per_io") > 0.0, "{line}");
             assert!(d.clean(), "{}", d.all());
@@ -415,17 +422,7 @@ fn a_queue_depth_1_read_is_woken_at_once_and_allocates_nothing() {
     with_lab(Some(target_opts("nochap")), |_, _| {
         let d = Child::spawn("nochap", &["--workload", "bench:rand:4096:1:2"]).finish();
         assert_eq!(d.code, 0, "{}", d.all());
-        let line = d
-            .stdout
-            .lines()
-            .find(|l| l.starts_with("bench: "))
-            .unwrap_or_else(|| panic!("no bench line\n{}", d.all()));
-        let kv = |k: &str| -> f64 {
-            line.split_whitespace()
-                .find_map(|f| f.strip_prefix(&format!("{k}=")))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{k} in {line}"))
-        };
+        let (line, kv) = bench_line(&d);
         assert!(kv("iops") > 1000.0, "QD1 held back: {line}");
         // (A rare allocation of the session's own, e.g. a buffer grown once, is not per I/O.)
         assert!(

@@ -42,7 +42,7 @@ const LO_RECURSABLE: u32 = 0x0008_0000;
 /// `LO_CLASSSHIFT`: the lock class index (spin 0, sleep 1) sits above it.
 const LO_CLASSSHIFT: u32 = 24;
 /// Offset of `mtx_lock` in `struct mtx` (after the 24-byte `struct lock_object`).
-const MTX_LOCK_OFFSET: u64 = 24;
+pub(super) const MTX_LOCK_OFFSET: u64 = 24;
 
 #[derive(Debug)]
 struct Info {

@@ -431,6 +431,26 @@ fn fix_netlink_errors(buf: &mut [u8]) {
     }
 }
 
+/// recv(2) into `len` bytes at `base`, retried on `EINTR`: the byte count, or the FreeBSD
+/// error `soreceive` returns (`EWOULDBLOCK` when `SO_RCVTIMEO` ran out).
+///
+/// # Safety
+/// `base` must be valid for writes of `len` bytes.
+unsafe fn recv_into(fd: i32, base: *mut u8, len: usize) -> Result<usize, u64> {
+    loop {
+        // SAFETY: the caller's promise on `base` and `len`.
+        let n = unsafe { libc::recv(fd, base.cast(), len, 0) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        match last_errno() {
+            libc::EINTR => continue,
+            libc::EAGAIN => return Err(F_EWOULDBLOCK as u64),
+            e => return Err(errno_to_freebsd(e) as u64),
+        }
+    }
+}
+
 /// `int soreceive(struct socket *so, struct sockaddr **psa, struct uio *uio, struct mbuf
 /// **mp0, struct mbuf **controlp, int *flagsp);`
 pub fn soreceive(c: &mut Ctx) -> u64 {
@@ -453,44 +473,22 @@ pub fn soreceive(c: &mut Ctx) -> u64 {
     if let [(base, len)] = iovs[..] {
         if kind == Kind::Inet {
             // One iovec: receive into the caller's buffer (no copy, no allocation).
-            let n = loop {
-                // SAFETY: recv(2) into the caller's iovec (UIO_SYSSPACE), valid for `len`.
-                let n = unsafe { libc::recv(fd, base as *mut libc::c_void, len, 0) };
-                if n < 0 && last_errno() == libc::EINTR {
-                    continue;
+            // SAFETY: the caller's iovec (UIO_SYSSPACE), valid for `len`.
+            return match unsafe { recv_into(fd, base as *mut u8, len) } {
+                Ok(n) => {
+                    uio_advance(uio, n);
+                    0
                 }
-                break n;
+                Err(e) => e,
             };
-            if n < 0 {
-                let e = last_errno();
-                return if e == libc::EAGAIN {
-                    F_EWOULDBLOCK as u64
-                } else {
-                    errno_to_freebsd(e) as u64
-                };
-            }
-            uio_advance(uio, n as usize);
-            return 0;
         }
     }
     let mut buf = vec![0u8; total];
-    let n = loop {
-        // SAFETY: recv(2) into our buffer.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), total, 0) };
-        if n < 0 && last_errno() == libc::EINTR {
-            continue;
-        }
-        break n;
+    // SAFETY: our buffer, `total` bytes.
+    let n = match unsafe { recv_into(fd, buf.as_mut_ptr(), total) } {
+        Ok(n) => n,
+        Err(e) => return e,
     };
-    if n < 0 {
-        let e = last_errno();
-        return if e == libc::EAGAIN {
-            F_EWOULDBLOCK as u64
-        } else {
-            errno_to_freebsd(e) as u64
-        };
-    }
-    let n = n as usize;
     if kind == Kind::Netlink {
         fix_netlink_errors(&mut buf[..n]);
     }

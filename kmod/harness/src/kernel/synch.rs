@@ -31,8 +31,6 @@ const EWOULDBLOCK: u64 = 35;
 const PDROP: i32 = 0x200;
 /// `C_ABSOLUTE` (sys/callout.h): `sbt` is an absolute uptime.
 const C_ABSOLUTE: i32 = 0x0200;
-/// Offset of `mtx_lock` in `struct mtx` (the `struct lock_object` comes first).
-const MTX_LOCK_OFFSET: u64 = 24;
 
 #[derive(Default)]
 struct Chan {
@@ -73,7 +71,7 @@ pub fn sleep(c: &mut Ctx) -> u64 {
             Instant::now() + d
         }
     });
-    let w = lock + MTX_LOCK_OFFSET;
+    let w = lock + mutex::MTX_LOCK_OFFSET;
     if lock != 0 {
         let td = threads::td(c.thread);
         match mutex::state_of(w) {

@@ -172,6 +172,25 @@ impl World {
     /// `Set(PortInfo)`: the port's PortInfo as last read (an SM sets what it got, changed)
     /// with the LID, the SM's LID and SL, the GID prefix and `state` (NOP: no change).
     pub(super) fn sm_set_port(&mut self, node: NodeId, port: u8, state: PortState, lid: u16) {
+        self.sm_send_port_info(node, port, state, lid, false);
+    }
+
+    /// After an SM restart: `Set(PortInfo)` of an ACTIVE port, nothing changed but
+    /// ClientReregister set (OpenSM sets it on its first sweep as master, IBA 14.4.11), so that
+    /// the port's clients join their multicast groups again.
+    pub(super) fn sm_reregister_port(&mut self, node: NodeId, port: u8, lid: u16) {
+        self.sm_send_port_info(node, port, PortState::NOP, lid, true);
+    }
+
+    /// The `Set(PortInfo)` of [`Self::sm_set_port`], with ClientReregister as `rereg`.
+    fn sm_send_port_info(
+        &mut self,
+        node: NodeId,
+        port: u8,
+        state: PortState,
+        lid: u16,
+        rereg: bool,
+    ) {
         let (_, prefix, sm_sl) = self.sm_view(node, port);
         let mut pi = self.port_info(node, port);
         pi.gid_prefix = U64::new(prefix);
@@ -181,22 +200,9 @@ impl World {
         pi.set_port_state(state);
         // PortPhysicalState and LinkDownDefaultState: no change.
         pi.phys_state_link_down_default = 0;
-        self.sm_send_smp(node, port, MadMethod::SET, AttrId::PORT_INFO, pi.as_bytes());
-    }
-
-    /// After an SM restart: `Set(PortInfo)` of an ACTIVE port, nothing changed but
-    /// ClientReregister set (OpenSM sets it on its first sweep as master, IBA 14.4.11), so that
-    /// the port's clients join their multicast groups again.
-    pub(super) fn sm_reregister_port(&mut self, node: NodeId, port: u8, lid: u16) {
-        let (_, prefix, sm_sl) = self.sm_view(node, port);
-        let mut pi = self.port_info(node, port);
-        pi.gid_prefix = U64::new(prefix);
-        pi.lid = U16::new(lid);
-        pi.master_sm_lid = U16::new(self.cfg.sm.lid);
-        pi.neighbor_mtu_master_sm_sl = (pi.neighbor_mtu_master_sm_sl & 0xf0) | (sm_sl & 0xf);
-        pi.set_port_state(PortState::NOP);
-        pi.phys_state_link_down_default = 0;
-        pi.set_client_reregister(true);
+        if rereg {
+            pi.set_client_reregister(true);
+        }
         self.sm_send_smp(node, port, MadMethod::SET, AttrId::PORT_INFO, pi.as_bytes());
     }
 
