@@ -15,13 +15,26 @@
 //! `cam_release_devq` does) hold new CCBs back; `CAM_REQUEUE_REQ` resubmits.
 //! `xpt_async(AC_LOST_DEVICE)` and `xpt_bus_deregister` take the periph and provider away.
 //!
+//! Completion: kldrun's periph marks each CCB it sends, as a periph sets `ccb_h.cbfcnp`
+//! (offset 72) and `ccb_h.periph_priv` (120; the SIM leaves both alone): `cbfcnp` is kldrun's
+//! own done mark and `ppriv_ptr0` the requester's done queue. `xpt_done` appends such a CCB
+//! to that queue and wakes the requester only if it is parked, as CAM's `xpt_done` queues the
+//! CCB for its done thread, which calls the periph's `cbfcnp` (`dadone`) — no lookup, no
+//! global lock. A requester either waits for its one CCB ([`read`], [`write`], the probe: a
+//! thread's own done queue) or, as da(4) does (`dadone` → `xpt_schedule` → `dastart`), keeps
+//! several in flight from one thread and sends the next as each finishes ([`Pipeline`], the
+//! bench). A CCB kldrun did not mark (`XPT_PATH_INQ` at registration) is recorded as done.
+//!
 //! Simplified: one bus, one device; no XPT_SCAN_BUS over other targets/LUNs, no tagged queueing
-//! limits (one CCB in flight per requester), no CCB timeouts (a 60 s wait instead), no
-//! `xpt_path_mtx` per device (it is the SIM mutex), `cam_calc_geometry` is the extended
+//! limits (as many CCBs in flight as the requester sends: one for a waiting requester, the
+//! [`Pipeline`]'s depth for the bench), no CCB timeouts (60 s without a completion is an error
+//! instead), no `xpt_path_mtx` per device (it is the SIM mutex), no separate done thread (the
+//! requester itself runs what `dadone` would), `cam_calc_geometry` is the extended
 //! 255-head/63-sector translation only.
 
 use super::{mem, mutex, threads, Ctx};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +49,72 @@ const CAM_DIR_IN: u32 = 0x40;
 const CAM_DIR_OUT: u32 = 0x80;
 const CAM_DIR_NONE: u32 = 0xc0;
 const AC_LOST_DEVICE: u32 = 0x100;
+/// `ccb_h.cbfcnp` (`sys/cam/cam_ccb.h`, `struct ccb_hdr`).
+const CCB_CBFCNP: u64 = 72;
+/// `ccb_h.periph_priv.entries[0]` (`ppriv_ptr0`) and `[1]` (`ppriv_ptr1`).
+const CCB_PPRIV0: u64 = 120;
+const CCB_PPRIV1: u64 = 128;
+/// No completion for this long while a CCB is at the SIM: an error (CAM would time it out).
+const DONE_LIMIT: Duration = Duration::from_secs(60);
+
+/// What kldrun's periph puts in `cbfcnp`: the address of this static (never called; only
+/// `xpt_done` reads it). Any other value is a CCB kldrun did not mark.
+static DONE_MARK: u8 = 0;
+
+fn done_mark() -> u64 {
+    std::ptr::addr_of!(DONE_MARK) as u64
+}
+
+/// A requester's done queue (see the module documentation): CCBs the SIM finished, in
+/// `xpt_done` order, until the requester takes them.
+#[derive(Debug)]
+struct DoneQueue {
+    ccbs: Mutex<Vec<u64>>,
+    /// Set by the owner just before it parks: only then does `xpt_done` unpark it, so a
+    /// completion while it runs makes no system call.
+    parked: AtomicBool,
+    owner: std::thread::Thread,
+}
+
+impl DoneQueue {
+    /// A queue for the calling thread, with room for `depth` CCBs.
+    fn new(depth: usize) -> Self {
+        DoneQueue {
+            ccbs: Mutex::new(Vec::with_capacity(depth)),
+            parked: AtomicBool::new(false),
+            owner: std::thread::current(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.ccbs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `xpt_done`'s side: queue `ccb`; unpark the owner if it is parked.
+    fn push(&self, ccb: u64) {
+        self.lock().push(ccb);
+        // The owner sets `parked` before it looks at the queue (under its lock), and we look
+        // at `parked` after queueing (after the lock): one of us sees the other.
+        if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::SeqCst) {
+            self.owner.unpark();
+        }
+    }
+
+    /// The owner's side: parks for at most `limit` unless something is queued already.
+    fn park(&self, limit: Duration) {
+        self.parked.store(true, Ordering::SeqCst);
+        if self.lock().is_empty() {
+            std::thread::park_timeout(limit);
+        }
+        self.parked.store(false, Ordering::SeqCst);
+    }
+}
+
+thread_local! {
+    /// The done queue of a thread that waits for one CCB at a time (never freed: a CCB that
+    /// outlived its 60 s wait may still be completed into it).
+    static MY_DONE: &'static DoneQueue = Box::leak(Box::new(DoneQueue::new(4)));
+}
 
 #[derive(Debug, Default)]
 struct Sim {
@@ -51,9 +130,8 @@ struct Cam {
     sims: HashMap<u64, Sim>,
     paths: HashMap<u64, (u32, u32, u64)>,
     ccbs: HashSet<u64>,
+    /// CCBs kldrun did not mark (see the module documentation) that `xpt_done` finished.
     done: HashSet<u64>,
-    /// The requester waiting for each CCB in flight (woken alone by its `xpt_done`).
-    waiters: HashMap<u64, std::thread::Thread>,
     simq_frozen: u32,
     devq_frozen: u32,
     /// (periph, provider, block size, blocks) once da0 attached.
@@ -249,19 +327,20 @@ pub fn xpt_free_ccb(c: &mut Ctx) -> u64 {
     0
 }
 
-/// `void xpt_done(union ccb *done_ccb);`
+/// `void xpt_done(union ccb *done_ccb);` — see the module documentation.
 pub fn xpt_done(c: &mut Ctx) -> u64 {
     let p = c.args.ptr();
-    let waiter = with(|k| {
-        k.done.insert(p);
-        k.waiters.get(&p).cloned()
-    });
-    match waiter {
-        // Only the requester of this CCB (not every waiter: 32 requesters woken per
-        // completion were most of kldrun's CPU).
-        Some(t) => t.unpark(),
-        None => CHANGED.notify_all(),
+    // SAFETY: every CCB a SIM finishes is one of kldrun's (CCB_SIZE bytes): its cbfcnp.
+    if unsafe { mem::read::<u64>(p + CCB_CBFCNP) } == done_mark() {
+        // SAFETY: a marked CCB's ppriv_ptr0 is its requester's done queue, which outlives
+        // every CCB sent with it (a thread's is never freed; a Pipeline's is leaked if it
+        // goes while CCBs are at the SIM).
+        let q = unsafe { &*(mem::read::<u64>(p + CCB_PPRIV0) as *const DoneQueue) };
+        q.push(p);
+        return 0;
     }
+    with(|k| k.done.insert(p));
+    CHANGED.notify_all();
     0
 }
 
@@ -389,67 +468,54 @@ fn status(ccb: u64) -> u32 {
     unsafe { mem::read::<u32>(ccb + 84) }
 }
 
-/// Sends `ccb` to the SIM from kernel thread `t` and waits for its `xpt_done`: see the module
-/// documentation. The full status.
-fn submit(t: usize, ccb: u64) -> Result<u32, String> {
-    let (sim, action, mtx) = the_sim().ok_or("no SIM")?;
-    loop {
-        let end = Instant::now() + Duration::from_secs(60);
-        {
-            let mut g = CAM.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                let k = g.get_or_insert_with(Cam::default);
-                if !k.sims.values().any(|s| s.registered) {
-                    return Err("the bus is gone".into());
-                }
-                if k.simq_frozen == 0 && k.devq_frozen == 0 {
-                    k.done.remove(&ccb);
-                    break;
-                }
-                if Instant::now() >= end {
-                    return Err("the SIM queue stayed frozen".into());
-                }
-                g = CHANGED
-                    .wait_timeout(g, Duration::from_millis(100))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
-        }
-        // SAFETY: ccb_h.status of our CCB.
-        unsafe { mem::write(ccb + 84, 0u32) };
-        with(|k| k.waiters.insert(ccb, std::thread::current()));
-        mutex::lock_as(t, mtx + 24);
-        // SAFETY: the SIM's action routine with the SIM mutex held.
-        unsafe { threads::call(t, action, &[sim, ccb]) };
-        mutex::unlock_as(t, mtx + 24);
-        loop {
-            if with(|k| k.done.remove(&ccb)) {
-                break;
-            }
-            if Instant::now() >= end {
-                with(|k| k.waiters.remove(&ccb));
-                return Err("the SIM did not complete a CCB in 60 s".into());
-            }
-            std::thread::park_timeout(Duration::from_millis(100));
-        }
-        let st = status(ccb);
-        let released = with(|k| {
-            k.waiters.remove(&ccb);
-            if st & CAM_DEV_QFRZN != 0 {
-                k.devq_frozen = k.devq_frozen.saturating_sub(1); // cam_release_devq
-                true
-            } else {
-                false
-            }
-        });
-        if released {
-            CHANGED.notify_all();
-        }
-        if st & CAM_STATUS_MASK == CAM_REQUEUE_REQ {
-            continue;
-        }
-        return Ok(st);
+/// Whether a new CCB may go to the SIM now: an error once the bus is gone, false while the
+/// SIM queue or the device queue is frozen (CAM holds new CCBs back).
+fn may_send(k: &Cam) -> Result<bool, String> {
+    if !k.sims.values().any(|s| s.registered) {
+        return Err("the bus is gone".into());
     }
+    Ok(k.simq_frozen == 0 && k.devq_frozen == 0)
+}
+
+/// Hands `ccb` to the SIM's action routine `(sim, action, mtx)` from kernel thread `t`, with
+/// the SIM mutex held.
+fn send(t: usize, (sim, action, mtx): (u64, u64, u64), ccb: u64) {
+    // SAFETY: ccb_h.status of a CCB of ours, not at the SIM.
+    unsafe { mem::write(ccb + 84, 0u32) };
+    mutex::lock_as(t, mtx + mutex::MTX_LOCK_OFFSET);
+    // SAFETY: the SIM's action routine: void (*)(struct cam_sim *, union ccb *), with the SIM
+    // mutex held.
+    unsafe { threads::call(t, action, &[sim, ccb]) };
+    mutex::unlock_as(t, mtx + mutex::MTX_LOCK_OFFSET);
+}
+
+/// The requester's part of a finished CCB's status `st`: `cam_release_devq` when the SIM froze
+/// the device queue (`CAM_DEV_QFRZN`); true if the CCB is to be sent again
+/// (`CAM_REQUEUE_REQ`).
+fn requeue(st: u32) -> bool {
+    if st & CAM_DEV_QFRZN != 0 {
+        with(|k| k.devq_frozen = k.devq_frozen.saturating_sub(1));
+        CHANGED.notify_all();
+    }
+    st & CAM_STATUS_MASK == CAM_REQUEUE_REQ
+}
+
+/// The failure of a finished READ(16)/WRITE(16) CCB with CAM status `st`, for a message.
+fn failure(ccb: u64, st: u32) -> String {
+    // SAFETY: the CDB (cdb_io at 496) and scsi_status (484) of a CCB of ours.
+    let (op, lba, ss) = unsafe {
+        (
+            mem::read::<u8>(ccb + 496),
+            u64::from_be_bytes(mem::read::<[u8; 8]>(ccb + 498)),
+            mem::read::<u8>(ccb + 484),
+        )
+    };
+    let name = match op {
+        0x88 => "READ(16)",
+        0x8a => "WRITE(16)",
+        _ => "SCSI command",
+    };
+    format!("{name} at {lba}: CAM status {st:#x}, SCSI status {ss:#x}")
 }
 
 /// A requester's own CCB and data buffer, reused for every command it sends (as da(4) reuses
@@ -459,6 +525,9 @@ pub struct Requester {
     ccb: u64,
     buf: u64,
     len: usize,
+    /// Sent and its `xpt_done` not taken yet (then the CCB and buffer are never freed: the
+    /// SIM may still write them).
+    at_sim: bool,
 }
 
 impl Requester {
@@ -468,66 +537,278 @@ impl Requester {
             ccb: alloc(CCB_SIZE),
             buf: alloc(len.max(8)),
             len,
+            at_sim: false,
         }
     }
 
     /// The data buffer.
     pub fn data_mut(&mut self) -> &mut [u8] {
-        // SAFETY: our buffer of at least `len` bytes; the CCB is not in flight (`&mut self`).
+        assert!(!self.at_sim, "the data buffer of a CCB at the SIM");
+        // SAFETY: our buffer of at least `len` bytes; the CCB is not at the SIM.
         unsafe { std::slice::from_raw_parts_mut(self.buf as *mut u8, self.len) }
     }
 
-    /// One SCSI command to target 0 LUN 0 from kernel thread `t` moving the first `len` bytes
-    /// of the buffer: (CAM status, SCSI status).
-    fn command(&mut self, t: usize, cdb: &[u8], dir: u32, len: usize) -> Result<(u32, u8), String> {
-        assert!(len <= self.len && cdb.len() <= 16);
+    /// Fills in the CCB, as da(4) would, for a command to target 0 LUN 0 moving the first
+    /// `len` bytes of the buffer, finished into done queue `q` as slot `slot`.
+    fn fill(&mut self, cdb: &[u8], dir: u32, len: usize, q: &DoneQueue, slot: usize) {
+        assert!(len <= self.len && cdb.len() <= 16 && !self.at_sim);
         let ccb = self.ccb;
-        // SAFETY: our CCB, not in flight, cleared and filled in as da(4) would.
+        // SAFETY: our CCB, not at the SIM.
         unsafe {
             std::ptr::write_bytes(ccb as *mut u8, 0, CCB_SIZE);
+            mem::write(ccb + CCB_CBFCNP, done_mark());
             mem::write(ccb + 80, XPT_SCSI_IO);
             mem::write(ccb + 96, 0u32);
             mem::write(ccb + 100, 0u32);
             mem::write(ccb + 104, 0u64);
             mem::write(ccb + 112, dir);
+            mem::write(ccb + CCB_PPRIV0, q as *const DoneQueue as u64);
+            mem::write(ccb + CCB_PPRIV1, slot as u64);
             mem::write(ccb + 216, self.buf);
             mem::write(ccb + 224, len as u32);
             mem::write(ccb + 480, 252u8);
             mem::write(ccb + 481, cdb.len() as u8);
             mem::write_bytes(ccb + 496, cdb);
         }
-        let st = submit(t, ccb)?;
-        // SAFETY: scsi_status of our CCB.
-        Ok((st, unsafe { mem::read::<u8>(ccb + 484) }))
     }
 
-    /// READ(16) (or WRITE(16) of the buffer) of `blocks` blocks at `lba`, filling (or sending)
-    /// the buffer's first `blocks` blocks.
-    pub fn rw(&mut self, t: usize, write: bool, lba: u64, blocks: u32) -> Result<(), String> {
-        let (bs, _) = disk().ok_or("no disk")?;
-        let len = blocks as usize * bs as usize;
-        let (op, dir, name) = if write {
-            (0x8a, CAM_DIR_OUT, "WRITE(16)")
-        } else {
-            (0x88, CAM_DIR_IN, "READ(16)")
-        };
-        let (st, ss) = self.command(t, &rw16(op, lba, blocks), dir, len)?;
-        if st & CAM_STATUS_MASK != CAM_REQ_CMP {
-            return Err(format!(
-                "{name} at {lba}: CAM status {st:#x}, SCSI status {ss:#x}"
-            ));
+    /// One SCSI command to target 0 LUN 0 from kernel thread `t` moving the first `len` bytes
+    /// of the buffer, waiting for it: (CAM status, SCSI status).
+    fn command(&mut self, t: usize, cdb: &[u8], dir: u32, len: usize) -> Result<(u32, u8), String> {
+        let sim = the_sim().ok_or("no SIM")?;
+        MY_DONE.with(|q| {
+            self.fill(cdb, dir, len, q, 0);
+            let st = self.submit(t, sim, q)?;
+            // SAFETY: scsi_status of our CCB.
+            Ok((st, unsafe { mem::read::<u8>(self.ccb + 484) }))
+        })
+    }
+
+    /// Sends the CCB (filled in for done queue `q`, the calling thread's) to the SIM and waits
+    /// for its `xpt_done`: see the module documentation. The full status.
+    fn submit(&mut self, t: usize, sim: (u64, u64, u64), q: &DoneQueue) -> Result<u32, String> {
+        let ccb = self.ccb;
+        loop {
+            let end = Instant::now() + DONE_LIMIT;
+            {
+                let mut g = CAM.lock().unwrap_or_else(|e| e.into_inner());
+                while !may_send(g.get_or_insert_with(Cam::default))? {
+                    if Instant::now() >= end {
+                        return Err("the SIM queue stayed frozen".into());
+                    }
+                    g = CHANGED
+                        .wait_timeout(g, Duration::from_millis(100))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+            self.at_sim = true;
+            send(t, sim, ccb);
+            loop {
+                {
+                    let mut g = q.lock();
+                    // Anything else in this thread's queue is a CCB that outlived its wait.
+                    let mine = g.contains(&ccb);
+                    g.clear();
+                    if mine {
+                        break;
+                    }
+                }
+                if Instant::now() >= end {
+                    return Err("the SIM did not complete a CCB in 60 s".into());
+                }
+                q.park(Duration::from_millis(100));
+            }
+            self.at_sim = false;
+            let st = status(ccb);
+            if requeue(st) {
+                continue;
+            }
+            return Ok(st);
         }
-        Ok(())
     }
 }
 
 impl Drop for Requester {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with these sizes; the CCB is not in flight (`submit`
-        // returns only after `xpt_done`, or with the bus gone).
+        if self.at_sim {
+            return; // the SIM may still write them: left allocated
+        }
+        // SAFETY: allocated in `new` with these sizes; the CCB is not at the SIM.
         unsafe {
             dealloc(self.ccb, CCB_SIZE);
             dealloc(self.buf, self.len.max(8));
+        }
+    }
+}
+
+/// One requester thread keeping up to `depth` READ(16)/WRITE(16) CCBs in flight, as da(4)
+/// does from `dadone` (see the module documentation): each slot is a CCB and a data buffer
+/// allocated once. [`Pipeline::start`] fills a free slot in and sends it (or holds it while a
+/// queue is frozen); [`Pipeline::wait`] takes every CCB the SIM finished at once, handles
+/// `CAM_DEV_QFRZN` and `CAM_REQUEUE_REQ` as [`read`] does, and parks only when none has
+/// finished. Used from the thread that made it (its done queue wakes that thread).
+#[derive(Debug)]
+pub struct Pipeline {
+    t: usize,
+    sim: (u64, u64, u64),
+    bs: u32,
+    slots: Vec<Requester>,
+    /// Per slot: started and not finished (held back, at the SIM or in the done queue).
+    busy: Vec<bool>,
+    /// From `Box::leak`; freed with the pipeline unless a CCB is still at the SIM.
+    queue: &'static DoneQueue,
+    /// What was taken from the done queue (swapped with it: no allocation per I/O).
+    taken: Vec<u64>,
+    /// Slots to send once the queues thaw, in order.
+    held: VecDeque<usize>,
+    at_sim: usize,
+    max_at_sim: usize,
+    last_done: Instant,
+    frozen_since: Option<Instant>,
+    /// The done queue wakes the thread that made the pipeline: it stays there.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Pipeline {
+    /// `depth` slots of `len`-byte buffers, sent from kernel thread `t` (da0 attached).
+    pub fn new(t: usize, depth: usize, len: usize) -> Result<Self, String> {
+        let sim = the_sim().ok_or("no SIM")?;
+        let (bs, _) = disk().ok_or("no disk")?;
+        Ok(Pipeline {
+            t,
+            sim,
+            bs,
+            slots: (0..depth).map(|_| Requester::new(len)).collect(),
+            busy: vec![false; depth],
+            queue: Box::leak(Box::new(DoneQueue::new(depth))),
+            taken: Vec::with_capacity(depth),
+            held: VecDeque::with_capacity(depth),
+            at_sim: 0,
+            max_at_sim: 0,
+            last_done: Instant::now(),
+            frozen_since: None,
+            _not_send: std::marker::PhantomData,
+        })
+    }
+
+    /// Slot `slot`'s data buffer (the slot must not be started).
+    pub fn data_mut(&mut self, slot: usize) -> &mut [u8] {
+        assert!(!self.busy[slot], "the buffer of a started slot");
+        self.slots[slot].data_mut()
+    }
+
+    /// Slots started and not finished yet.
+    pub fn outstanding(&self) -> usize {
+        self.at_sim + self.held.len()
+    }
+
+    /// The most CCBs that were at the SIM at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_at_sim
+    }
+
+    /// Starts READ(16) (or WRITE(16) of the buffer) of `blocks` blocks at `lba` on free slot
+    /// `slot`: sent now, or held while a queue is frozen.
+    pub fn start(&mut self, slot: usize, write: bool, lba: u64, blocks: u32) -> Result<(), String> {
+        assert!(!self.busy[slot], "slot {slot} started twice");
+        let (op, dir) = if write {
+            (0x8a, CAM_DIR_OUT)
+        } else {
+            (0x88, CAM_DIR_IN)
+        };
+        let len = blocks as usize * self.bs as usize;
+        self.slots[slot].fill(&rw16(op, lba, blocks), dir, len, self.queue, slot);
+        self.busy[slot] = true;
+        self.held.push_back(slot);
+        self.flush()
+    }
+
+    /// Sends the held slots, in order, while no queue is frozen.
+    fn flush(&mut self) -> Result<(), String> {
+        while let Some(&s) = self.held.front() {
+            if !with(|k| may_send(k))? {
+                let since = *self.frozen_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= DONE_LIMIT {
+                    return Err("the SIM queue stayed frozen".into());
+                }
+                return Ok(());
+            }
+            self.held.pop_front();
+            if self.at_sim == 0 {
+                self.last_done = Instant::now();
+            }
+            self.at_sim += 1;
+            self.max_at_sim = self.max_at_sim.max(self.at_sim);
+            self.slots[s].at_sim = true;
+            send(self.t, self.sim, self.slots[s].ccb);
+        }
+        self.frozen_since = None;
+        Ok(())
+    }
+
+    /// Waits until at least one slot finished, or none is outstanding; `done` gets the slots
+    /// that finished (`CAM_REQ_CMP`), free again. Any other status is an error, as is a
+    /// minute without a completion.
+    pub fn wait(&mut self, done: &mut Vec<usize>) -> Result<(), String> {
+        done.clear();
+        loop {
+            std::mem::swap(&mut *self.queue.lock(), &mut self.taken);
+            if !self.taken.is_empty() {
+                self.last_done = Instant::now();
+            }
+            let mut err = None;
+            for &ccb in &self.taken {
+                // SAFETY: ppriv_ptr1 of a CCB of ours: its slot.
+                let slot = unsafe { mem::read::<u64>(ccb + CCB_PPRIV1) } as usize;
+                let Some(r) = self
+                    .slots
+                    .get_mut(slot)
+                    .filter(|r| r.ccb == ccb && r.at_sim)
+                else {
+                    err.get_or_insert(format!("xpt_done of CCB {ccb:#x}, which is not at the SIM"));
+                    continue;
+                };
+                r.at_sim = false;
+                self.at_sim -= 1;
+                let st = status(ccb);
+                if requeue(st) {
+                    self.held.push_back(slot);
+                } else {
+                    self.busy[slot] = false;
+                    if st & CAM_STATUS_MASK == CAM_REQ_CMP {
+                        done.push(slot);
+                    } else {
+                        err.get_or_insert_with(|| failure(ccb, st));
+                    }
+                }
+            }
+            self.taken.clear();
+            if let Some(e) = err {
+                return Err(e);
+            }
+            self.flush()?;
+            if !done.is_empty() || self.outstanding() == 0 {
+                return Ok(());
+            }
+            if self.at_sim > 0 && self.last_done.elapsed() >= DONE_LIMIT {
+                return Err("the SIM did not complete a CCB in 60 s".into());
+            }
+            // Held slots wait for a thaw (no wake-up for that): look again soon.
+            self.queue.park(if self.held.is_empty() {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_millis(10)
+            });
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if self.at_sim == 0 {
+            // SAFETY: from Box::leak in `new`; no CCB at the SIM refers to it any more.
+            drop(unsafe { Box::from_raw(self.queue as *const DoneQueue as *mut DoneQueue) });
         }
     }
 }
@@ -645,7 +926,9 @@ pub fn disk() -> Option<(u32, u64)> {
     with(|k| k.disk.map(|(_, _, bs, n)| (bs, n)))
 }
 
-fn io_thread() -> usize {
+/// The kernel thread `g_down` (GEOM's down thread, which starts da(4)'s I/O): mountroot's,
+/// the workloads' and the bench's requester.
+pub fn io_thread() -> usize {
     if let Some(t) = with(|k| k.io_thread) {
         return t;
     }

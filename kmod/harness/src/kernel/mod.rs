@@ -1089,12 +1089,14 @@ struct BenchSpec {
     seconds: u64,
 }
 
-/// `--workload bench`: `qd` requesters (kernel threads `g_down0`...) each with one READ(16)
-/// (or WRITE(16)) of `io` bytes in flight, at random (xorshift, `io`-aligned) or sequential
-/// (each requester its own stripe, wrapping) offsets, for `seconds`. Each requester reuses
-/// one CCB and one data buffer. Prints one `key=value` line: with the CPU of the whole
-/// process per I/O, the module's malloc(9) calls during the run (`mallocs`) and the high-water
-/// mark of the bytes it held (`mem_hwm`).
+/// `--workload bench`: one requester (kernel thread `g_down`) keeping `qd` READ(16) (or
+/// WRITE(16)) CCBs of `io` bytes in flight, as da(4) does (`cam::Pipeline`: each finished CCB
+/// is sent again at once, the thread parks only while none has finished), at random (xorshift
+/// per slot, `io`-aligned) or sequential (each slot its own stripe, wrapping) offsets, for
+/// `seconds`. Each slot reuses one CCB and one data buffer. Prints one `key=value` line: with
+/// the CPU of the whole process per I/O, the module's malloc(9) calls during the run
+/// (`mallocs`), the high-water mark of the bytes it held (`mem_hwm`) and the most CCBs that
+/// were at the SIM at once (`max_in_flight`).
 fn bench(bs: u32, blocks: u64, b: BenchSpec) -> i32 {
     let BenchSpec {
         random,
@@ -1109,65 +1111,85 @@ fn bench(bs: u32, blocks: u64, b: BenchSpec) -> i32 {
     }
     let per = u64::from(io / bs);
     let slots = blocks / per;
+    let depth = qd as usize;
+    let mut p = match cam::Pipeline::new(cam::io_thread(), depth, io as usize) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("kldrun: bench: {e}");
+            return crate::EXIT_MODULE;
+        }
+    };
+    // Per slot: the xorshift state (random) or the last stripe position (sequential).
+    let mut at: Vec<u64> = (0..qd)
+        .map(|w| {
+            if random {
+                0x9e37_79b9_7f4a_7c15u64 ^ u64::from(w + 1)
+            } else {
+                slots * u64::from(w) / u64::from(qd)
+            }
+        })
+        .collect();
+    let mut next = |s: usize| -> u64 {
+        let x = &mut at[s];
+        if random {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x % slots
+        } else {
+            *x = (*x + 1) % slots;
+            *x
+        }
+    };
+    if write {
+        for s in 0..depth {
+            p.data_mut(s).fill(0xa5 ^ s as u8);
+        }
+    }
+    let mut done = Vec::with_capacity(depth);
     let end = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     malloc::reset_high_water();
     let (mallocs0, _) = malloc::counts();
     let cpu0 = cpu_us();
     let t0 = std::time::Instant::now();
-    let workers: Vec<_> = (0..qd)
-        .map(|w| {
-            let t = match threads::create(&format!("g_down{w}"), KSTACK_SIZE) {
-                Ok(t) => t,
-                Err(e) => return Err(e.to_string()),
-            };
-            Ok(std::thread::spawn(move || -> Result<u64, String> {
-                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(w + 1);
-                let mut seq = slots * u64::from(w) / u64::from(qd);
-                let mut n = 0u64;
-                let mut ccb = cam::Requester::new(io as usize);
-                if write {
-                    ccb.data_mut().fill(0xa5 ^ w as u8);
+    let run = (|| -> Result<u64, String> {
+        let mut ios = 0u64;
+        for s in 0..depth {
+            p.start(s, write, next(s) * per, io / bs)?;
+        }
+        while p.outstanding() > 0 {
+            p.wait(&mut done)?;
+            ios += done.len() as u64;
+            if std::time::Instant::now() < end {
+                for &s in &done {
+                    p.start(s, write, next(s) * per, io / bs)?;
                 }
-                while std::time::Instant::now() < end {
-                    let slot = if random {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x % slots
-                    } else {
-                        seq = (seq + 1) % slots;
-                        seq
-                    };
-                    ccb.rw(t, write, slot * per, io / bs)?;
-                    n += 1;
-                }
-                Ok(n)
-            }))
-        })
-        .collect();
-    let mut ios = 0u64;
-    for w in workers {
-        match w.map(|h| h.join().unwrap_or_else(|_| Err("a worker panicked".into()))) {
-            Ok(Ok(n)) => ios += n,
-            Ok(Err(e)) | Err(e) => {
-                eprintln!("kldrun: bench: {e}");
-                return crate::EXIT_MODULE;
             }
         }
-    }
+        Ok(ios)
+    })();
+    let ios = match run {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("kldrun: bench: {e}");
+            return crate::EXIT_MODULE;
+        }
+    };
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_us().saturating_sub(cpu0);
     let mallocs = malloc::counts().0 - mallocs0;
     let (_, hwm) = malloc::memory();
     let line = format!(
         "bench: mode={}{} bs={io} qd={qd} seconds={secs:.2} ios={ios} iops={:.0} mib_s={:.2} \
-         cpu_us_per_io={:.1} mallocs={mallocs} mallocs_per_io={:.2} mem_hwm={hwm}\n",
+         cpu_us_per_io={:.1} mallocs={mallocs} mallocs_per_io={:.2} mem_hwm={hwm} \
+         max_in_flight={}\n",
         if random { "rand" } else { "seq" },
         if write { "write" } else { "" },
         ios as f64 / secs,
         ios as f64 * f64::from(io) / secs / (1024.0 * 1024.0),
         cpu as f64 / ios.max(1) as f64,
         mallocs as f64 / ios.max(1) as f64,
+        p.max_in_flight(),
     );
     let _ = std::io::stdout().write_all(line.as_bytes());
     let _ = std::io::stdout().flush();
