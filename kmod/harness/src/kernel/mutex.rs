@@ -14,14 +14,22 @@
 //! ("sleeping thread", `propagate_priority` in sys/kern/subr_turnstile.c) as soon as another
 //! thread blocks on the mutex, and WITNESS warns at the sleep itself.
 //!
+//! The lock word is taken and released with atomic operations on it (a compare-and-swap from
+//! `MTX_UNOWNED`, as `_mtx_obtain_lock` does); the table of initialised mutexes (name,
+//! `MTX_RECURSE`) is read-locked only to check that the mutex is one. A contended lock spins
+//! briefly, as FreeBSD's adaptive mutexes spin while the owner runs (`_mtx_lock_sleep`,
+//! `ADAPTIVE_MUTEXES`), then blocks on a turnstile chain (hashed by the lock's address, as
+//! `sys/kern/subr_turnstile.c` hashes them into `TC_TABLESIZE` chains), and an unlock wakes
+//! that chain only if a thread blocks on it.
+//!
 //! Simplified: no WITNESS lock-order checking, no priority propagation, spin mutexes do not
-//! disable interrupts (there are none). Mutexes initialised and never destroyed are reported
-//! by the end-of-run check.
+//! disable interrupts (there are none), the spin is bounded (kldrun cannot see whether the
+//! owner runs). Mutexes initialised and never destroyed are reported by the end-of-run check.
 
 use super::{kpanic, mem, threads, Ctx};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, RwLock};
 
 /// `MTX_SPIN`.
 const MTX_SPIN: i32 = 0x1;
@@ -51,26 +59,67 @@ struct Info {
     caller: u64,
 }
 
-static STATE: Mutex<Option<HashMap<u64, Info>>> = Mutex::new(None);
-static RELEASED: Condvar = Condvar::new();
-/// Threads waiting in [`RELEASED`] (changed and read with [`STATE`] held): an unlock with no
-/// waiter skips the host wake-up (a futex system call).
-static WAITERS: AtomicUsize = AtomicUsize::new(0);
+/// The initialised mutexes, by lock word address.
+static STATE: RwLock<Option<HashMap<u64, Info>>> = RwLock::new(None);
 
-fn notify_released() {
-    if WAITERS.load(Ordering::Relaxed) > 0 {
-        RELEASED.notify_all();
+fn state() -> std::sync::RwLockReadGuard<'static, Option<HashMap<u64, Info>>> {
+    STATE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn state_mut() -> std::sync::RwLockWriteGuard<'static, Option<HashMap<u64, Info>>> {
+    STATE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `TC_TABLESIZE` and `TC_SHIFT` (sys/kern/subr_turnstile.c).
+const TC_TABLESIZE: usize = 128;
+const TC_SHIFT: u32 = 8;
+/// Reads of a contended lock word before blocking (each with a spin-loop hint).
+const SPINS: u32 = 200;
+
+/// Where threads block on the mutexes hashed to it.
+struct Turnstile {
+    lock: Mutex<()>,
+    cv: Condvar,
+    /// Threads blocked (or about to block) here: an unlock with none makes no host call.
+    waiters: AtomicUsize,
+}
+
+static TURNSTILES: [Turnstile; TC_TABLESIZE] = [const {
+    Turnstile {
+        lock: Mutex::new(()),
+        cv: Condvar::new(),
+        waiters: AtomicUsize::new(0),
+    }
+}; TC_TABLESIZE];
+
+fn turnstile(w: u64) -> &'static Turnstile {
+    &TURNSTILES[((w >> TC_SHIFT) ^ w) as usize % TC_TABLESIZE]
+}
+
+/// Wakes the threads blocked on `w`'s chain, if any (after `w` was released).
+fn notify_released(w: u64) {
+    let ts = turnstile(w);
+    if ts.waiters.load(Ordering::SeqCst) > 0 {
+        // A waiter counted itself and looked at the word with the chain's lock held, and
+        // holds it until it waits: taking it here means it waits already.
+        drop(ts.lock.lock().unwrap_or_else(|e| e.into_inner()));
+        ts.cv.notify_all();
     }
 }
 
+fn atom(c: u64) -> &'static AtomicU64 {
+    // SAFETY: the (8-byte aligned) lock word of a struct mtx the module initialised (the
+    // KPI's contract), live while the module uses the mutex; the module itself only reads it
+    // (`mtx_owned`), every change goes through kldrun.
+    unsafe { AtomicU64::from_ptr(c as *mut u64) }
+}
+
 fn word(c: u64) -> u64 {
-    // SAFETY: the lock word of a struct mtx the module initialised (the KPI's contract).
-    unsafe { mem::read::<u64>(c) }
+    atom(c).load(Ordering::SeqCst)
 }
 
 fn set_word(c: u64, v: u64) {
-    // SAFETY: as in `word`.
-    unsafe { mem::write(c, v) }
+    atom(c).store(v, Ordering::SeqCst)
 }
 
 fn lo_data(c: u64) -> u64 {
@@ -78,7 +127,7 @@ fn lo_data(c: u64) -> u64 {
 }
 
 fn name_of(c: u64) -> String {
-    let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let g = state();
     g.as_ref()
         .and_then(|m| m.get(&c))
         .map_or_else(|| format!("{c:#x}"), |i| i.name.clone())
@@ -93,7 +142,7 @@ pub fn mtx_init(c: &mut Ctx) -> u64 {
     // SAFETY: the contract: a NUL-terminated name the kernel keeps a pointer to.
     let name = unsafe { mem::string(name_p) };
     let live = {
-        let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = state_mut();
         let m = g.get_or_insert_with(HashMap::new);
         let live = m.contains_key(&w);
         m.insert(
@@ -139,7 +188,7 @@ pub fn mtx_destroy(c: &mut Ctx) -> u64 {
     let w = c.args.ptr();
     let td = threads::td(c.thread);
     let known = {
-        let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = state_mut();
         g.get_or_insert_with(HashMap::new).remove(&w)
     };
     let Some(info) = known else {
@@ -158,8 +207,24 @@ pub fn mtx_destroy(c: &mut Ctx) -> u64 {
     if v & MTX_RECURSED != 0 {
         kpanic(c, &format!("mtx_destroy: mutex {} is recursed", info.name));
     }
+    // A free mutex must stay free until it is marked (no lock may slip in between).
+    if v == MTX_UNOWNED
+        && atom(w)
+            .compare_exchange(
+                MTX_UNOWNED,
+                MTX_DESTROYED,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_err()
+    {
+        kpanic(
+            c,
+            &format!("mtx_destroy: mutex {} is held by another thread", info.name),
+        );
+    }
     set_word(w, MTX_DESTROYED);
-    notify_released();
+    notify_released(w);
     0
 }
 
@@ -169,36 +234,36 @@ fn lock(c: &mut Ctx, try_only: bool) -> u64 {
     let file = c.args.ptr();
     let line = c.args.int();
     let td = threads::td(c.thread);
-    let mut g = STATE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(info) = g.as_ref().and_then(|m| m.get(&w)) else {
-        drop(g);
+    let recurse = state().as_ref().and_then(|m| m.get(&w)).map(|i| i.recurse);
+    let Some(recurse) = recurse else {
         kpanic(
             c,
             &format!("mtx_lock: {:#x} is not an initialised mutex", w - 24),
         );
     };
-    let (name, recurse) = (info.name.clone(), info.recurse);
+    let a = atom(w);
+    let mut spins = 0;
     loop {
-        let v = word(w);
-        if v == MTX_UNOWNED {
-            set_word(w, td);
-            return 1;
-        }
+        let v = match a.compare_exchange(MTX_UNOWNED, td, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return 1,
+            Err(v) => v,
+        };
         if v & !0x7 == td {
             if !recurse {
                 if try_only {
                     return 0;
                 }
-                drop(g);
                 // SAFETY: file names passed by LOCK_DEBUG callers are static strings.
                 let file = unsafe { mem::string(file) };
                 kpanic(
                     c,
                     &format!(
-                        "_mtx_lock_sleep: recursed on non-recursive mutex {name} @ {file}:{line}"
+                        "_mtx_lock_sleep: recursed on non-recursive mutex {} @ {file}:{line}",
+                        name_of(w)
                     ),
                 );
             }
+            // Only the owner changes an owned word.
             set_word(w, v | MTX_RECURSED);
             let depth = lo_data(w);
             // SAFETY: lo_data of the same struct mtx.
@@ -206,15 +271,28 @@ fn lock(c: &mut Ctx, try_only: bool) -> u64 {
             return 1;
         }
         if v == MTX_DESTROYED {
-            drop(g);
-            kpanic(c, &format!("mtx_lock: mutex {name} was destroyed"));
+            kpanic(c, &format!("mtx_lock: mutex {} was destroyed", name_of(w)));
         }
         if try_only {
             return 0;
         }
-        WAITERS.fetch_add(1, Ordering::Relaxed);
-        g = RELEASED.wait(g).unwrap_or_else(|e| e.into_inner());
-        WAITERS.fetch_sub(1, Ordering::Relaxed);
+        if spins < SPINS {
+            spins += 1;
+            std::hint::spin_loop();
+            continue;
+        }
+        let ts = turnstile(w);
+        let mut g = ts.lock.lock().unwrap_or_else(|e| e.into_inner());
+        ts.waiters.fetch_add(1, Ordering::SeqCst);
+        // Still held by another (an unlock after this look sees the waiter: it stores the
+        // word before it looks at `waiters`).
+        let now = a.load(Ordering::SeqCst);
+        if now & !0x7 != 0 && now & !0x7 != td {
+            g = ts.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        ts.waiters.fetch_sub(1, Ordering::SeqCst);
+        drop(g);
+        spins = 0;
     }
 }
 
@@ -234,10 +312,9 @@ pub fn mtx_trylock_flags(c: &mut Ctx) -> u64 {
 pub fn mtx_unlock_flags(c: &mut Ctx) -> u64 {
     let w = c.args.ptr();
     let td = threads::td(c.thread);
-    let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    // Only the owner changes an owned word: no lock needed.
     let v = word(w);
     if v & !0x7 != td {
-        drop(g);
         kpanic(c, &format!("mtx_unlock: mutex {} not owned", name_of(w)));
     }
     if v & MTX_RECURSED != 0 {
@@ -251,9 +328,8 @@ pub fn mtx_unlock_flags(c: &mut Ctx) -> u64 {
         }
     } else {
         set_word(w, MTX_UNOWNED);
-        notify_released();
+        notify_released(w);
     }
-    drop(g);
     0
 }
 
@@ -282,7 +358,7 @@ pub fn mtx_sysinit(c: &mut Ctx) -> u64 {
 
 /// The name of a mutex the thread `td` (its `struct thread *`) holds, if any.
 pub fn held_by(td: u64) -> Option<String> {
-    let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let g = state();
     g.as_ref()?
         .iter()
         .find(|(w, _)| word(**w) & !0x7 == td)
@@ -291,7 +367,7 @@ pub fn held_by(td: u64) -> Option<String> {
 
 /// Mutexes initialised and never destroyed: a line each.
 pub fn leaks(symbolize: &dyn Fn(u64) -> String) -> Vec<String> {
-    let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let g = state();
     g.as_ref()
         .map(|m| {
             m.iter()
@@ -338,7 +414,7 @@ pub fn unlock_as(thread: usize, w: u64) {
 /// Whether `w` is the lock word of an initialised (not destroyed) mutex, and its lock word
 /// (the owner's `struct thread *` and flag bits) — for `_sleep`'s interlock.
 pub fn state_of(w: u64) -> Option<u64> {
-    let g = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let g = state();
     g.as_ref()
         .is_some_and(|m| m.contains_key(&w))
         .then(|| word(w))

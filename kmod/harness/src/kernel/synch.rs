@@ -15,14 +15,19 @@
 //!   (simplified: the host wakes all sleepers of the channel; a sleeper woken without reason
 //!   re-checks its condition, as every `_sleep` caller must).
 //!
-//! The sleep queues are a generation counter per channel address under one host mutex: a
-//! sleeper records the generation, releases its interlock with the host mutex held, and waits
-//! on the channel's condition variable until `wakeup` advances the generation or the time runs
-//! out.
+//! The sleep queues are hashed into chains as `sys/kern/subr_sleepqueue.c` does (`SC_HASH`:
+//! the address xor itself shifted right by 8, 256 chains): each chain a host mutex and a
+//! condition variable over the channels with sleepers, each channel a generation counter and
+//! its number of sleepers. A sleeper records the generation, releases its interlock with the
+//! chain's mutex held, and waits on the chain's condition variable until `wakeup` advances the
+//! generation or the time runs out; the last sleeper to leave removes the channel. `wakeup`
+//! of a channel without sleepers touches only its chain; one with sleepers notifies the
+//! chain after releasing the chain's mutex (so the woken do not wait for it). Channels that
+//! share a chain may wake each other for nothing (they re-check), as the simplification of
+//! `wakeup_one` above allows.
 
 use super::{kpanic, kthread, mutex, threads, Ctx};
-use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// FreeBSD `EWOULDBLOCK`.
@@ -32,15 +37,43 @@ const PDROP: i32 = 0x200;
 /// `C_ABSOLUTE` (sys/callout.h): `sbt` is an absolute uptime.
 const C_ABSOLUTE: i32 = 0x0200;
 
-#[derive(Default)]
+/// A wait channel with sleepers.
 struct Chan {
+    chan: u64,
     generation: u64,
-    /// Threads asleep on the channel: a wakeup without sleepers makes no host call.
     sleepers: usize,
-    cv: Arc<Condvar>,
 }
 
-static QUEUES: Mutex<Option<HashMap<u64, Chan>>> = Mutex::new(None);
+/// `SC_TABLESIZE` and `SC_SHIFT` (sys/kern/subr_sleepqueue.c).
+const CHAINS: usize = 256;
+const SC_SHIFT: u32 = 8;
+
+struct Chain {
+    chans: Mutex<Vec<Chan>>,
+    cv: Condvar,
+}
+
+static SLEEPQ: [Chain; CHAINS] = [const {
+    Chain {
+        chans: Mutex::new(Vec::new()),
+        cv: Condvar::new(),
+    }
+}; CHAINS];
+
+fn chain(chan: u64) -> &'static Chain {
+    &SLEEPQ[((chan >> SC_SHIFT) ^ chan) as usize % CHAINS]
+}
+
+impl Chain {
+    fn lock(&self) -> MutexGuard<'_, Vec<Chan>> {
+        self.chans.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The generation of `chan` in its chain's list (locked), if it has sleepers.
+fn generation_of(g: &[Chan], chan: u64) -> Option<u64> {
+    g.iter().find(|q| q.chan == chan).map(|q| q.generation)
+}
 
 fn sbt_duration(sbt: u64) -> Duration {
     Duration::from_secs(sbt >> 32)
@@ -84,11 +117,22 @@ pub fn sleep(c: &mut Ctx) -> u64 {
             Some(_) => {}
         }
     }
-    let mut g = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
-    let q = g.get_or_insert_with(HashMap::new).entry(chan).or_default();
-    let generation = q.generation;
-    q.sleepers += 1;
-    let cv = Arc::clone(&q.cv);
+    let sc = chain(chan);
+    let mut g = sc.lock();
+    let generation = match g.iter_mut().find(|q| q.chan == chan) {
+        Some(q) => {
+            q.sleepers += 1;
+            q.generation
+        }
+        None => {
+            g.push(Chan {
+                chan,
+                generation: 0,
+                sleepers: 1,
+            });
+            0
+        }
+    };
     // On the sleep queue (the generation is recorded, QUEUES held): release the interlock.
     if lock != 0 {
         mutex::unlock_as(c.thread, w);
@@ -107,29 +151,30 @@ pub fn sleep(c: &mut Ctx) -> u64 {
         );
     }
     let woken = loop {
-        let now_gen = g
-            .as_ref()
-            .and_then(|m| m.get(&chan))
-            .map_or(generation, |q| q.generation);
-        if now_gen != generation {
+        if generation_of(&g, chan) != Some(generation) {
             break true;
         }
         match deadline {
-            None => g = cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+            None => g = sc.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
             Some(end) => {
                 let now = Instant::now();
                 if now >= end {
                     break false;
                 }
-                g = cv
+                g = sc
+                    .cv
                     .wait_timeout(g, end - now)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
         }
     };
-    if let Some(q) = g.as_mut().and_then(|m| m.get_mut(&chan)) {
-        q.sleepers -= 1;
+    // Off the sleep queue: the last sleeper removes the channel.
+    if let Some(i) = g.iter().position(|q| q.chan == chan) {
+        g[i].sleepers -= 1;
+        if g[i].sleepers == 0 {
+            g.swap_remove(i);
+        }
     }
     drop(g);
     if lock != 0 && pri & PDROP == 0 {
@@ -143,12 +188,21 @@ pub fn sleep(c: &mut Ctx) -> u64 {
 }
 
 fn wake(chan: u64) {
-    let mut g = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(q) = g.as_mut().and_then(|m| m.get_mut(&chan)) {
-        q.generation = q.generation.wrapping_add(1);
-        if q.sleepers > 0 {
-            q.cv.notify_all();
+    let sc = chain(chan);
+    let sleepers = {
+        let mut g = sc.lock();
+        match g.iter_mut().find(|q| q.chan == chan) {
+            Some(q) => {
+                q.generation = q.generation.wrapping_add(1);
+                true
+            }
+            None => false,
         }
+    };
+    // Each sleeper re-checks its generation under the chain's mutex, which it held from
+    // recording the generation until it waited: notified now, none misses this wakeup.
+    if sleepers {
+        sc.cv.notify_all();
     }
 }
 

@@ -12,10 +12,9 @@
 //! creates (`kproc_kthread_add`, [`super::kthread`]) gets a host thread and a stack of its own.
 //! Every `struct thread` has `td_proc` (offset 8) pointing at [`proc0`].
 
-use crate::kstack::KStack;
+use crate::kstack::{KStack, MAX_THREADS};
 use std::cell::Cell;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
 /// `ARCH_SET_GS` (asm/prctl.h).
 const ARCH_SET_GS: libc::c_int = 0x1001;
@@ -52,14 +51,13 @@ struct KThread {
     pcpu: Box<[u64; PCPU_SIZE / 8]>,
 }
 
-static THREADS: Mutex<Option<HashMap<usize, &'static KThread>>> = Mutex::new(None);
+/// By index (a stack's index is never reused): read without a lock on every call into the
+/// module and every `td` lookup.
+static THREADS: [OnceLock<&'static KThread>; MAX_THREADS] =
+    [const { OnceLock::new() }; MAX_THREADS];
 
 fn get(index: usize) -> Option<&'static KThread> {
-    THREADS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .and_then(|m| m.get(&index).copied())
+    THREADS.get(index).and_then(|t| t.get().copied())
 }
 
 /// Makes a kernel thread context named `name` with a `stack`-byte stack; returns its index.
@@ -71,11 +69,12 @@ pub fn create(name: &str, stack: usize) -> std::io::Result<usize> {
     let mut pcpu = Box::new([0u64; PCPU_SIZE / 8]);
     pcpu[0] = td.as_ptr() as u64; // pc_curthread
     let t: &'static KThread = Box::leak(Box::new(KThread { stack, td, pcpu }));
-    THREADS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashMap::new)
-        .insert(index, t);
+    let slot = THREADS
+        .get(index)
+        .ok_or_else(|| std::io::Error::other("too many kernel threads"))?;
+    if slot.set(t).is_err() {
+        return Err(std::io::Error::other("a kernel thread index used twice"));
+    }
     Ok(index)
 }
 
@@ -118,14 +117,10 @@ pub unsafe fn call(index: usize, f: u64, args: &[u64]) -> u64 {
 
 /// (name, bytes used at most, stack size) for every thread that ran, in creation order.
 pub fn high_water() -> Vec<(String, usize, usize)> {
-    let g = THREADS.lock().unwrap_or_else(|e| e.into_inner());
-    let mut v: Vec<(usize, &KThread)> = g
-        .as_ref()
-        .map(|m| m.iter().map(|(i, t)| (*i, *t)).collect())
-        .unwrap_or_default();
-    v.sort_by_key(|(i, _)| *i);
-    v.into_iter()
-        .map(|(_, t)| {
+    THREADS
+        .iter()
+        .filter_map(|t| t.get())
+        .map(|t| {
             (
                 t.stack.name().to_string(),
                 t.stack.high_water(),
