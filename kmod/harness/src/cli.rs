@@ -31,8 +31,9 @@ it and checks that it released everything.
                         G the longest wait for one I/O; exit 1 on a mismatch)
   --workload bench:MODE:BS:QD:SECONDS  MODE rand or seq (reads), randwrite or seqwrite:
                         BS-byte I/Os at random or sequential offsets of da0 with QD in flight
-                        for SECONDS; the last line is 'bench: ... iops=N mib_s=N
-                        cpu_us_per_io=N mallocs=N mem_hwm=N' (kmod/README.md)
+                        from one requester thread for SECONDS; the last line is 'bench: ...
+                        iops=N mib_s=N cpu_us_per_io=N mallocs=N mem_hwm=N max_in_flight=N'
+                        (kmod/README.md)
   --wait-stdin          after the load (and the sysctls), keep the module loaded until stdin
                         ends, then unload (a test drives its network interface meanwhile)
   --hca BUS:DEV.FN[,guid=HEX][,port1=down][,loss=PCT][,owner=NAME][,forward=PORT]

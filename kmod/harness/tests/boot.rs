@@ -413,6 +413,70 @@ fn bench_reads_through_the_sim_and_reports_iops() {
 }
 
 #[test]
+fn bench_keeps_the_queue_depth_in_flight_from_one_requester() {
+    // As da(4): one thread (g_down) keeps QD CCBs at the SIM and sends the next as each one
+    // finishes, not QD threads with one CCB each.
+    with_lab(Some(target_opts("nochap")), |_, _| {
+        for (spec, qd) in [
+            ("bench:rand:4096:8:2", 8.0),
+            ("bench:seqwrite:65536:3:1", 3.0),
+        ] {
+            let d = Child::spawn("nochap", &["--workload", spec]).finish();
+            assert_eq!(d.code, 0, "{}", d.all());
+            let (line, kv) = bench_line(&d);
+            assert_eq!(kv("max_in_flight"), qd, "{line}");
+            assert!(kv("ios") > 10.0 * qd, "{line}");
+            assert!(
+                d.stderr.contains("kldrun: stack high-water: g_down "),
+                "no requester g_down\n{}",
+                d.all()
+            );
+            assert!(
+                !d.stderr.contains("stack high-water: g_down0"),
+                "a requester thread per CCB\n{}",
+                d.all()
+            );
+            assert!(d.clean(), "{}", d.all());
+        }
+    });
+}
+
+#[test]
+fn bench_survives_the_target_restarting_under_a_full_queue() {
+    // The session breaks with QD CCBs at the SIM: the SIM queue freezes, the CCBs come back
+    // requeued (or with the device queue frozen) and are sent again once it reconnects; the
+    // bench goes on and ends normally.
+    with_lab(Some(target_opts("nochap")), |peer, tgtd| {
+        let tgtd = tgtd.expect("tgtd");
+        let mut c = Child::spawn("nochap", &["--workload", "bench:rand:4096:16:6"]);
+        assert!(
+            c.wait_line("da0: ", Duration::from_secs(90)),
+            "no da0: {:?}",
+            c.stdout
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        let t2 = tgtd.clone();
+        peer.run(move || t2.lock().unwrap().kill());
+        std::thread::sleep(Duration::from_millis(300));
+        let t2 = tgtd.clone();
+        peer.run(move || t2.lock().unwrap().restart());
+        let d = c.finish();
+        assert_eq!(d.code, 0, "{}", d.all());
+        isboot_tests::assert_in_order(
+            &d.stdout,
+            &[
+                "isboot: connection to the target lost",
+                "isboot: reconnected to the target (reconnect 1)",
+                "bench: mode=rand bs=4096 qd=16 ",
+            ],
+        );
+        let (line, kv) = bench_line(&d);
+        assert_eq!(kv("max_in_flight"), 16.0, "{line}");
+        assert!(d.clean(), "{}", d.all());
+    });
+}
+
+#[test]
 fn a_queue_depth_1_read_is_woken_at_once_and_allocates_nothing() {
     // A CCB queued by CAM's action routine wakes the boot thread (wakeup on the channel its
     // receive sleeps on), and the answer is handed over by the receive thread: no I/O waits
