@@ -1017,3 +1017,148 @@ pub fn finish() -> Vec<String> {
         v
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::args::SliceArgs;
+
+    /// CCBs the fake SIM's action routine queued, and how often each was sent.
+    static SENT: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+    /// A send while a queue was frozen (CAM must hold CCBs back then).
+    static SENT_FROZEN: AtomicBool = AtomicBool::new(false);
+
+    /// The fake SIM's action routine: answers XPT_PATH_INQ, queues XPT_SCSI_IO.
+    extern "C" fn action(_sim: u64, ccb: u64) {
+        // SAFETY: a CCB kldrun's CAM sends.
+        if unsafe { mem::read::<u32>(ccb + 80) } == XPT_PATH_INQ {
+            // SAFETY: as above.
+            unsafe { mem::write(ccb + 84, CAM_REQ_CMP) };
+            return;
+        }
+        if with(|k| k.simq_frozen + k.devq_frozen) > 0 {
+            SENT_FROZEN.store(true, Ordering::SeqCst);
+        }
+        SENT.lock().unwrap().push(ccb);
+    }
+
+    fn call(f: fn(&mut Ctx) -> u64, t: usize, args: &[u64]) -> u64 {
+        let mut sa = SliceArgs::new(args);
+        let mut c = Ctx {
+            args: &mut sa,
+            thread: t,
+            ret_addr: 0,
+            frame_ptr: 0,
+        };
+        f(&mut c)
+    }
+
+    /// Finishes `ccb` with `status` as the SIM would (freezing the device queue first when the
+    /// status says so), from another thread.
+    fn finish(ccb: u64, status: u32) {
+        if status & CAM_DEV_QFRZN != 0 {
+            call(xpt_freeze_devq, 0, &[0, 1]);
+        }
+        // SAFETY: ccb_h.status of a CCB at the fake SIM.
+        unsafe { mem::write(ccb + 84, status) };
+        call(xpt_done, 0, &[ccb]);
+    }
+
+    fn lba_of(ccb: u64) -> u64 {
+        // SAFETY: the READ(16) CDB of a CCB at the fake SIM.
+        u64::from_be_bytes(unsafe { mem::read::<[u8; 8]>(ccb + 498) })
+    }
+
+    /// One requester keeps 4 CCBs at a fake SIM that completes them from another thread: a
+    /// CAM_REQUEUE_REQ with the device queue frozen is released and sent again, nothing is
+    /// sent while the SIM queue is frozen, and an error status fails the wait with the LBA.
+    #[test]
+    fn a_pipeline_keeps_its_depth_in_flight_and_handles_requeue_and_freezes() {
+        let t = threads::create("test g_down", crate::kstack::KSTACK_SIZE).unwrap();
+        let mtx = Box::leak(Box::new([0u64; 4])).as_ptr() as u64;
+        let w = mtx + mutex::MTX_LOCK_OFFSET;
+        call(mutex::mtx_init, t, &[w, c"fake sim".as_ptr() as u64, 0, 0]);
+        let sim = call(
+            cam_sim_alloc,
+            t,
+            &[action as *const () as u64, 0, 0, 0, 0, mtx],
+        );
+        assert_eq!(call(xpt_bus_register, t, &[sim, 0, 0]), 0);
+        with(|k| k.disk = Some((0, 0, 512, 1 << 20)));
+
+        let mut p = Pipeline::new(t, 4, 4096).unwrap();
+        for s in 0..4 {
+            p.start(s, false, 8 * s as u64, 8).unwrap();
+        }
+        assert_eq!((p.outstanding(), p.max_in_flight()), (4, 4));
+        let first: Vec<u64> = std::mem::take(&mut *SENT.lock().unwrap());
+        assert_eq!(first.len(), 4);
+        assert_eq!(
+            first.iter().map(|&c| lba_of(c)).collect::<Vec<_>>(),
+            [0, 8, 16, 24]
+        );
+
+        // Slot 0 comes back requeued with the device queue frozen, slot 1 done, while the SIM
+        // queue is frozen: nothing may be sent until it thaws.
+        call(xpt_freeze_simq, 0, &[sim, 1]);
+        let (a, b) = (first[0], first[1]);
+        std::thread::spawn(move || {
+            finish(a, CAM_REQUEUE_REQ | CAM_DEV_QFRZN);
+            finish(b, CAM_REQ_CMP);
+        });
+        let mut done = Vec::new();
+        p.wait(&mut done).unwrap();
+        assert_eq!(done, [1]);
+        assert_eq!(with(|k| k.devq_frozen), 0, "cam_release_devq");
+        p.start(1, false, 64, 8).unwrap();
+        assert!(
+            SENT.lock().unwrap().is_empty(),
+            "sent while the SIM queue is frozen"
+        );
+        assert_eq!(p.outstanding(), 4);
+        let thaw = std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            call(xpt_release_simq, 0, &[0, 1]);
+        });
+        // Slot 2 finishes after the thaw; meanwhile the held slots go out in order.
+        let c = first[2];
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            finish(c, CAM_REQ_CMP);
+        });
+        p.wait(&mut done).unwrap();
+        thaw.join().unwrap();
+        assert_eq!(done, [2]);
+        let again: Vec<u64> = std::mem::take(&mut *SENT.lock().unwrap());
+        assert_eq!(
+            again.iter().map(|&c| lba_of(c)).collect::<Vec<_>>(),
+            [0, 64]
+        );
+        assert!(!SENT_FROZEN.load(Ordering::SeqCst));
+
+        // All four at the SIM again (slot 2 is free); they finish together: one wait takes
+        // them all. Then an error status fails the wait with its LBA.
+        p.start(2, false, 128, 8).unwrap();
+        let all: Vec<u64> = first[3..]
+            .iter()
+            .chain(&again)
+            .chain(&std::mem::take(&mut *SENT.lock().unwrap()))
+            .copied()
+            .collect();
+        assert_eq!(all.len(), 4);
+        for &c in &all {
+            finish(c, CAM_REQ_CMP);
+        }
+        p.wait(&mut done).unwrap();
+        done.sort();
+        assert_eq!(done, [0, 1, 2, 3]);
+        assert_eq!(p.outstanding(), 0);
+        p.start(3, false, 256, 8).unwrap();
+        let c = SENT.lock().unwrap().pop().unwrap();
+        finish(c, 0x04); // CAM_REQ_CMP_ERR
+        let e = p.wait(&mut done).unwrap_err();
+        assert!(e.contains("READ(16) at 256: CAM status 0x4"), "{e}");
+        assert_eq!(p.max_in_flight(), 4);
+        drop(p);
+    }
+}
