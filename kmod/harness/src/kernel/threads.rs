@@ -8,7 +8,7 @@
 //!
 //! kldrun's own threads are `modevent` (the SYSINITs, the module events, the SYSUNINITs) and
 //! `sysctl` (the handlers), driven from its main thread one call at a time, `xpt_thrd` (CAM's
-//! probe), `g_down`/`g_downN` (mountroot's and the workloads' I/O); a kernel thread the module
+//! probe), `g_down` (mountroot's, the workloads' and the bench's I/O); a kernel thread the module
 //! creates (`kproc_kthread_add`, [`super::kthread`]) gets a host thread and a stack of its own.
 //! Every `struct thread` has `td_proc` (offset 8) pointing at [`proc0`].
 
