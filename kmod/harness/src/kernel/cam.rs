@@ -792,7 +792,11 @@ impl Pipeline {
                 return Ok(());
             }
             if self.at_sim > 0 && self.last_done.elapsed() >= DONE_LIMIT {
-                return Err("the SIM did not complete a CCB in 60 s".into());
+                return Err(format!(
+                    "the SIM completed none of the {} CCBs it holds in {} s",
+                    self.at_sim,
+                    DONE_LIMIT.as_secs()
+                ));
             }
             // Held slots wait for a thaw (no wake-up for that): look again soon.
             self.queue.park(if self.held.is_empty() {
