@@ -666,6 +666,8 @@ pub struct Pipeline {
     max_at_sim: usize,
     last_done: Instant,
     frozen_since: Option<Instant>,
+    /// How long without a completion (or with the queues frozen) is an error.
+    limit: Duration,
     /// The done queue wakes the thread that made the pipeline: it stays there.
     _not_send: std::marker::PhantomData<*const ()>,
 }
@@ -688,6 +690,7 @@ impl Pipeline {
             max_at_sim: 0,
             last_done: Instant::now(),
             frozen_since: None,
+            limit: DONE_LIMIT,
             _not_send: std::marker::PhantomData,
         })
     }
@@ -729,7 +732,7 @@ impl Pipeline {
         while let Some(&s) = self.held.front() {
             if !with(|k| may_send(k))? {
                 let since = *self.frozen_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= DONE_LIMIT {
+                if since.elapsed() >= self.limit {
                     return Err("the SIM queue stayed frozen".into());
                 }
                 return Ok(());
@@ -791,11 +794,11 @@ impl Pipeline {
             if !done.is_empty() || self.outstanding() == 0 {
                 return Ok(());
             }
-            if self.at_sim > 0 && self.last_done.elapsed() >= DONE_LIMIT {
+            if self.at_sim > 0 && self.last_done.elapsed() >= self.limit {
                 return Err(format!(
                     "the SIM completed none of the {} CCBs it holds in {} s",
                     self.at_sim,
-                    DONE_LIMIT.as_secs()
+                    self.limit.as_secs_f64()
                 ));
             }
             // Held slots wait for a thaw (no wake-up for that): look again soon.
@@ -1163,6 +1166,18 @@ mod tests {
         let e = p.wait(&mut done).unwrap_err();
         assert!(e.contains("READ(16) at 256: CAM status 0x4"), "{e}");
         assert_eq!(p.max_in_flight(), 4);
+
+        // A SIM that completes nothing: the wait ends with an error after the limit (60 s;
+        // shortened here), and the CCB it holds is never freed under it.
+        p.limit = Duration::from_millis(200);
+        p.start(3, false, 512, 8).unwrap();
+        let t0 = Instant::now();
+        let e = p.wait(&mut done).unwrap_err();
+        assert!(t0.elapsed() >= Duration::from_millis(200));
+        assert!(e.contains("completed none of the 1 CCBs it holds"), "{e}");
+        let c = SENT.lock().unwrap().pop().unwrap();
         drop(p);
+        // Still readable: the pipeline left the CCB the fake SIM holds allocated.
+        assert_eq!(lba_of(c), 512);
     }
 }
