@@ -416,7 +416,9 @@ impl<T: Transport, C: Clock> Client<T, C> {
                         result,
                         buffer,
                     } if h == handle => {
-                        return result.map(|o| (o, buffer)).map_err(ClientError::Command);
+                        return result
+                            .map(|o| (o, buffer.into_vec()))
+                            .map_err(ClientError::Command);
                     }
                     other => self.stash.push(other),
                 }

@@ -576,6 +576,7 @@ isboot_cam_next(struct isboot_ccb *out)
 		}
 		out->dxfer_len = csio->dxfer_len;
 		out->sense_len = csio->sense_len;
+		out->data = csio->data_ptr;
 		break;
 	case XPT_ABORT:
 		out->abort_ccb = ccb->cab.abort_ccb;
@@ -584,16 +585,6 @@ isboot_cam_next(struct isboot_ccb *out)
 		break;
 	}
 	return (1);
-}
-
-/* Copies the data of a CAM_DIR_OUT CCB (CAM_DATA_VADDR, checked in the action routine). */
-void
-isboot_ccb_copy_out(union ccb *ccb, void *dst, uint32_t len)
-{
-	if (len > ccb->csio.dxfer_len)
-		len = ccb->csio.dxfer_len;
-	if (len > 0 && ccb->csio.data_ptr != NULL)
-		memcpy(dst, ccb->csio.data_ptr, len);
 }
 
 static void

@@ -33,6 +33,7 @@ struct isboot_ccb {
 	uint8_t		cdb_len;
 	uint8_t		sense_len;
 	uint8_t		spare[6];
+	void		*data;		/* XPT_SCSI_IO: csio.data_ptr (CAM_DATA_VADDR) */
 };
 
 struct socket;
@@ -56,7 +57,6 @@ int	isboot_disk_opens(const char *name);
 void	isboot_cam_set_wake(struct mtx *m, const void *chan);
 u_int	isboot_cam_pending(void);
 int	isboot_cam_next(struct isboot_ccb *out);
-void	isboot_ccb_copy_out(union ccb *ccb, void *dst, uint32_t len);
 void	isboot_cam_complete_scsiio(union ccb *ccb, uint32_t status, uint8_t scsi_status,
 	    uint32_t resid, const void *data, uint32_t data_len, const void *sense,
 	    uint8_t sense_len, uint8_t sense_resid);

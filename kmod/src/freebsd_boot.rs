@@ -40,7 +40,7 @@ use core::pin::Pin;
 use core::ptr;
 
 use ibft::Ibft;
-use iscsi_initiator::session::Portal;
+use iscsi_initiator::session::{DataBuf, Portal};
 use iscsi_initiator::time::{Duration, DurationExt, Instant};
 use iscsi_initiator::transport::{Clock, Received, Transport};
 use kernel_bindings::abi::{
@@ -1042,14 +1042,20 @@ impl BootEnv for KernelBootEnv {
                 } else {
                     Vec::new() // more than 16 bytes: CAM_REQ_INVALID (cam::Sim)
                 };
-                let mut data = Vec::new();
-                if dir == DataDir::Out {
-                    data = pool.take(c.dxfer_len as usize);
-                    // SAFETY: the CCB is ours until completed; `data` has dxfer_len bytes.
-                    unsafe {
-                        shim::isboot_ccb_copy_out(c.ccb, data.as_mut_ptr().cast(), c.dxfer_len)
-                    };
-                }
+                // The CCB's own buffer, lent to the session for the command: Data-In lands
+                // in it and Data-Out leaves from it (no copy either way).
+                let data = if dir != DataDir::None && c.dxfer_len > 0 && !c.data.is_null() {
+                    // SAFETY: the action routine queued only CAM_DATA_VADDR CCBs, whose
+                    // data_ptr holds dxfer_len bytes; the CCB and its buffer are the SIM's
+                    // until xpt_done, and nobody else touches them meanwhile (CAM's contract).
+                    // The session hands the reference back with the command's completion,
+                    // which cam::Sim drops before this platform completes the CCB.
+                    DataBuf::Lent(unsafe {
+                        core::slice::from_raw_parts_mut(c.data, c.dxfer_len as usize)
+                    })
+                } else {
+                    DataBuf::Owned(Vec::new())
+                };
                 CamRequest::Io(ScsiIo {
                     token,
                     target: c.target,

@@ -47,7 +47,7 @@ mod types;
 
 pub use rx_plan::{DirectRx, PLAN_AHEAD};
 pub use types::{
-    CommandError, Completion, Direction, Portal, Residual, ScsiOutcome, SessionConfig,
+    CommandError, Completion, DataBuf, Direction, Portal, Residual, ScsiOutcome, SessionConfig,
     SessionError, SubmitError, TaskHandle, TransportAction,
 };
 

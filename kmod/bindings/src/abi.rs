@@ -381,6 +381,8 @@ pub struct CcbInfo {
     pub sense_len: u8,
     /// `spare`.
     pub spare: [u8; 6],
+    /// `data` (`csio.data_ptr` of an `XPT_SCSI_IO`: `CAM_DATA_VADDR`, `dxfer_len` bytes).
+    pub data: *mut u8,
 }
 
 impl CcbInfo {
@@ -397,10 +399,11 @@ impl CcbInfo {
         cdb_len: 0,
         sense_len: 0,
         spare: [0; 6],
+        data: core::ptr::null_mut(),
     };
 }
 
-const_assert_eq!(size_of::<CcbInfo>(), 64);
+const_assert_eq!(size_of::<CcbInfo>(), 72);
 
 /// `CAM_DIR_MASK` (cam/cam_ccb.h).
 pub const CAM_DIR_MASK: u32 = 0xc0;
@@ -512,6 +515,7 @@ pub const BOOT_ABI: &[AbiItem] = &[
         "sense_len",
         offset_of!(CcbInfo, sense_len),
     ),
+    AbiItem::Offset("struct isboot_ccb", "data", offset_of!(CcbInfo, data)),
     AbiItem::Size("struct bintime", size_of::<Bintime>()),
     AbiItem::Offset("struct bintime", "frac", offset_of!(Bintime, frac)),
     AbiItem::Const("CAM_REQ_INPROG", 0x00),

@@ -714,8 +714,6 @@ pub mod shim {
         pub fn isboot_cam_pending() -> c_uint;
         /// `int isboot_cam_next(struct isboot_ccb *out);`: 1 and the oldest queued CCB.
         pub fn isboot_cam_next(out: *mut CcbInfo) -> c_int;
-        /// `void isboot_ccb_copy_out(union ccb *ccb, void *dst, uint32_t len);`
-        pub fn isboot_ccb_copy_out(ccb: *mut Ccb, dst: *mut c_void, len: u32);
         /// ```c
         /// void isboot_cam_complete_scsiio(union ccb *ccb, uint32_t status,
         ///     uint8_t scsi_status, uint32_t resid, const void *data, uint32_t data_len,
