@@ -200,13 +200,25 @@ int
 isboot_so_recv(struct socket *so, void *buf, size_t len, int flags, size_t *got)
 {
 	struct iovec iov;
-	struct uio uio;
-	int error, fl;
 
 	iov.iov_base = buf;
 	iov.iov_len = len;
-	uio.uio_iov = &iov;
-	uio.uio_iovcnt = 1;
+	return (isboot_so_recvv(so, &iov, 1, flags, got));
+}
+
+/* soreceive(9) into iov[0..iovcnt), each filled before the next (uiomove advances them). */
+int
+isboot_so_recvv(struct socket *so, struct iovec *iov, int iovcnt, int flags, size_t *got)
+{
+	struct uio uio;
+	size_t len;
+	int error, fl, i;
+
+	len = 0;
+	for (i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	uio.uio_iov = iov;
+	uio.uio_iovcnt = iovcnt;
 	uio.uio_offset = 0;
 	uio.uio_resid = len;
 	uio.uio_segflg = UIO_SYSSPACE;

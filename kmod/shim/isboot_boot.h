@@ -37,6 +37,7 @@ struct isboot_ccb {
 };
 
 struct socket;
+struct iovec;
 struct mtx;
 
 int	isboot_so_create(int dom, int type, int proto, struct socket **sop);
@@ -47,6 +48,8 @@ int	isboot_so_connect4(struct socket *so, uint32_t addr, uint16_t port,
 	    uint32_t timeout_ms);
 int	isboot_so_send(struct socket *so, const void *buf, size_t len, size_t *sent);
 int	isboot_so_recv(struct socket *so, void *buf, size_t len, int flags, size_t *got);
+int	isboot_so_recvv(struct socket *so, struct iovec *iov, int iovcnt, int flags,
+	    size_t *got);
 
 int	isboot_if_up(const char *name);
 int	isboot_if_addr4(const char *name, uint32_t addr, uint32_t mask);

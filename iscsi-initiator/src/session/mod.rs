@@ -213,6 +213,22 @@ impl Session {
         self.tasks.active().saturating_sub(self.tx.cmds())
     }
 
+    /// Whether the target owes an answer to something sent: a login or logout request, a
+    /// command it has, a ping, a text or task-management request. A receive can then block
+    /// in the stream itself: something is coming.
+    pub fn answer_due(&self) -> bool {
+        match self.conn {
+            Conn::LoggingIn { .. } | Conn::LoggingOut { .. } => true,
+            Conn::Full => {
+                self.at_target() > 0
+                    || self.ping.is_some()
+                    || self.text.as_ref().is_some_and(|t| t.sent)
+                    || !self.tmfs.is_empty()
+            }
+            _ => false,
+        }
+    }
+
     /// The bytes the target is expected to send for the commands it has ([`Session::at_target`]):
     /// a response header each and the rest of each read's data, averaged over the commands in
     /// flight. One pass over the task table: ask only when it will be used.

@@ -1315,3 +1315,26 @@ fn lent_buffers_are_read_into_and_sent_from_in_place() {
         Err((SubmitError::BufferTooSmall, DataBuf::Lent(b))) if b.len() == 100
     ));
 }
+
+#[test]
+fn an_answer_is_due_while_the_target_has_something_of_ours() {
+    let mut s = Session::new(config(), T0);
+    assert!(!s.answer_due(), "not connected");
+    let mut t = logged_in(&mut s, T0, 8, &[]);
+    assert!(!s.answer_due(), "logged in, nothing sent");
+    let h = s
+        .submit(
+            Lun::from_number(0),
+            Cdb::read(0, 1),
+            Direction::Read,
+            vec![0; 512],
+            512,
+        )
+        .unwrap();
+    assert!(!s.answer_due(), "still in the transmit buffer");
+    t.saw(&drain(&mut s));
+    assert!(s.answer_due(), "the target has the command");
+    s.process(T0, &t.data_in(h.0, 0, 0, &[1; 512], Some(0)));
+    assert_eq!(complete_all(&mut s).len(), 1);
+    assert!(!s.answer_due(), "answered");
+}

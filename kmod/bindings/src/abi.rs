@@ -222,6 +222,18 @@ pub const SO_SNDTIMEO: c_int = 0x1005;
 pub const SO_RCVTIMEO: c_int = 0x1006;
 /// `TCP_NODELAY` (netinet/tcp.h).
 pub const TCP_NODELAY: c_int = 1;
+/// `MSG_DONTWAIT` (sys/socket.h): a receive that would block returns `EWOULDBLOCK`.
+pub const MSG_DONTWAIT: c_int = 0x80;
+
+/// `struct iovec` (sys/_iovec.h): the same in 14 and 15.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct IoVec {
+    /// `iov_base`.
+    pub base: *mut u8,
+    /// `iov_len`.
+    pub len: usize,
+}
 
 /// `sizeof(struct rt_msghdr)` (net/route.h, the routing socket's userland ABI).
 pub const RT_MSGHDR_SIZE: usize = 152;
@@ -562,6 +574,9 @@ pub const BOOT_ABI: &[AbiItem] = &[
     AbiItem::Const("SO_SNDTIMEO", SO_SNDTIMEO as i64),
     AbiItem::Const("SO_RCVTIMEO", SO_RCVTIMEO as i64),
     AbiItem::Const("TCP_NODELAY", TCP_NODELAY as i64),
+    AbiItem::Const("MSG_DONTWAIT", MSG_DONTWAIT as i64),
+    AbiItem::Size("struct iovec", size_of::<IoVec>()),
+    AbiItem::Offset("struct iovec", "iov_len", offset_of!(IoVec, len)),
     AbiItem::Const("EWOULDBLOCK", EWOULDBLOCK as i64),
     AbiItem::Const("EINTR", EINTR as i64),
     AbiItem::Const("EBUSY", EBUSY as i64),

@@ -651,7 +651,7 @@ pub mod shim {
     }
 
     // --- the boot thread's shim (kmod/shim/isboot_boot.c, prototypes in isboot_boot.h) --------
-    use crate::abi::{Ccb, CcbInfo, Mtx, PathInqInfo, Socket};
+    use crate::abi::{Ccb, CcbInfo, IoVec, Mtx, PathInqInfo, Socket};
     use core::ffi::{c_char, c_int, c_uint, c_void};
 
     extern "C" {
@@ -691,6 +691,16 @@ pub mod shim {
             so: *mut Socket,
             buf: *mut c_void,
             len: usize,
+            flags: c_int,
+            got: *mut usize,
+        ) -> c_int;
+        /// `int isboot_so_recvv(struct socket *so, struct iovec *iov, int iovcnt, int flags,
+        /// size_t *got);`: soreceive(9) filling `iov` in order (which it advances); as
+        /// `isboot_so_recv`, and `EWOULDBLOCK` at once with `MSG_DONTWAIT` and nothing there.
+        pub fn isboot_so_recvv(
+            so: *mut Socket,
+            iov: *mut IoVec,
+            iovcnt: c_int,
             flags: c_int,
             got: *mut usize,
         ) -> c_int;
