@@ -773,6 +773,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_receive_fills_iovecs_in_order_and_dontwait_does_not_block() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (mut x, mut y) = ([0u8; 3], [0u8; 8]);
+        let mut iov = [
+            libc::iovec {
+                iov_base: x.as_mut_ptr().cast(),
+                iov_len: x.len(),
+            },
+            libc::iovec {
+                iov_base: y.as_mut_ptr().cast(),
+                iov_len: y.len(),
+            },
+        ];
+        // Nothing there: EWOULDBLOCK at once with MSG_DONTWAIT (a blocking receive would hang).
+        // SAFETY: the iovecs name our two arrays.
+        let r = unsafe { recv_iov(b.as_raw_fd(), &mut iov, libc::MSG_DONTWAIT) };
+        assert_eq!(r, Err(F_EWOULDBLOCK as u64));
+        a.write_all(b"abcdefg").unwrap();
+        // SAFETY: as above.
+        let r = unsafe { recv_iov(b.as_raw_fd(), &mut iov, libc::MSG_DONTWAIT) };
+        assert_eq!(r, Ok(7));
+        assert_eq!((&x, &y[..4]), (b"abc", &b"defg"[..]));
+    }
+
+    #[test]
     fn linux_errnos_become_freebsd_ones() {
         assert_eq!(errno_to_freebsd(17), 17); // EEXIST
         assert_eq!(errno_to_freebsd(libc::EAGAIN), 35);
