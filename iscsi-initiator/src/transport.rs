@@ -46,6 +46,13 @@ pub struct RecvHint {
     pub likely: usize,
     /// How long a wait for `likely` bytes may last.
     pub likely_wait: Duration,
+    /// The target owes an answer ([`Session::answer_due`]): data is coming, so the transport
+    /// may block in the stream itself (for at most the timeout) rather than in a wait that
+    /// other events can end. False: nothing is due, data may still come unasked (a NOP-In,
+    /// an asynchronous message, the end of the connection).
+    ///
+    /// [`Session::answer_due`]: crate::session::Session::answer_due
+    pub answer_due: bool,
 }
 
 /// A reliable byte stream to a portal (TCP).
@@ -273,6 +280,7 @@ impl<T: Transport, C: Clock> Client<T, C> {
                     busy_poll_us,
                     likely: plan.likely,
                     likely_wait: PLAN_WAIT,
+                    answer_due: true,
                 };
                 let planned = plan.likely;
                 // The parts of the plan, then room for what follows them.
@@ -328,6 +336,7 @@ impl<T: Transport, C: Clock> Client<T, C> {
                 busy_poll_us,
                 likely,
                 likely_wait: BATCH_WAIT,
+                answer_due: self.session.answer_due(),
             };
             match self
                 .transport
@@ -416,7 +425,9 @@ impl<T: Transport, C: Clock> Client<T, C> {
                         result,
                         buffer,
                     } if h == handle => {
-                        return result.map(|o| (o, buffer)).map_err(ClientError::Command);
+                        return result
+                            .map(|o| (o, buffer.into_vec()))
+                            .map_err(ClientError::Command);
                     }
                     other => self.stash.push(other),
                 }

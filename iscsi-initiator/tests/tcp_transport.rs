@@ -517,7 +517,10 @@ fn reads_in_flight(
             {
                 assert_eq!(result.expect("read").status, ScsiStatus::GOOD);
                 let i = handles.iter().position(|&h| h == handle).unwrap() as u64;
-                assert!(buffer == read_image(image, i * 4096, 4096), "read {i}");
+                assert!(
+                    buffer.into_vec() == read_image(image, i * 4096, 4096),
+                    "read {i}"
+                );
                 done += 1;
             }
         }

@@ -200,13 +200,25 @@ int
 isboot_so_recv(struct socket *so, void *buf, size_t len, int flags, size_t *got)
 {
 	struct iovec iov;
-	struct uio uio;
-	int error, fl;
 
 	iov.iov_base = buf;
 	iov.iov_len = len;
-	uio.uio_iov = &iov;
-	uio.uio_iovcnt = 1;
+	return (isboot_so_recvv(so, &iov, 1, flags, got));
+}
+
+/* soreceive(9) into iov[0..iovcnt), each filled before the next (uiomove advances them). */
+int
+isboot_so_recvv(struct socket *so, struct iovec *iov, int iovcnt, int flags, size_t *got)
+{
+	struct uio uio;
+	size_t len;
+	int error, fl, i;
+
+	len = 0;
+	for (i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	uio.uio_iov = iov;
+	uio.uio_iovcnt = iovcnt;
 	uio.uio_offset = 0;
 	uio.uio_resid = len;
 	uio.uio_segflg = UIO_SYSSPACE;
@@ -576,6 +588,7 @@ isboot_cam_next(struct isboot_ccb *out)
 		}
 		out->dxfer_len = csio->dxfer_len;
 		out->sense_len = csio->sense_len;
+		out->data = csio->data_ptr;
 		break;
 	case XPT_ABORT:
 		out->abort_ccb = ccb->cab.abort_ccb;
@@ -584,16 +597,6 @@ isboot_cam_next(struct isboot_ccb *out)
 		break;
 	}
 	return (1);
-}
-
-/* Copies the data of a CAM_DIR_OUT CCB (CAM_DATA_VADDR, checked in the action routine). */
-void
-isboot_ccb_copy_out(union ccb *ccb, void *dst, uint32_t len)
-{
-	if (len > ccb->csio.dxfer_len)
-		len = ccb->csio.dxfer_len;
-	if (len > 0 && ccb->csio.data_ptr != NULL)
-		memcpy(dst, ccb->csio.data_ptr, len);
 }
 
 static void

@@ -33,9 +33,11 @@ struct isboot_ccb {
 	uint8_t		cdb_len;
 	uint8_t		sense_len;
 	uint8_t		spare[6];
+	void		*data;		/* XPT_SCSI_IO: csio.data_ptr (CAM_DATA_VADDR) */
 };
 
 struct socket;
+struct iovec;
 struct mtx;
 
 int	isboot_so_create(int dom, int type, int proto, struct socket **sop);
@@ -46,6 +48,8 @@ int	isboot_so_connect4(struct socket *so, uint32_t addr, uint16_t port,
 	    uint32_t timeout_ms);
 int	isboot_so_send(struct socket *so, const void *buf, size_t len, size_t *sent);
 int	isboot_so_recv(struct socket *so, void *buf, size_t len, int flags, size_t *got);
+int	isboot_so_recvv(struct socket *so, struct iovec *iov, int iovcnt, int flags,
+	    size_t *got);
 
 int	isboot_if_up(const char *name);
 int	isboot_if_addr4(const char *name, uint32_t addr, uint32_t mask);
@@ -56,7 +60,6 @@ int	isboot_disk_opens(const char *name);
 void	isboot_cam_set_wake(struct mtx *m, const void *chan);
 u_int	isboot_cam_pending(void);
 int	isboot_cam_next(struct isboot_ccb *out);
-void	isboot_ccb_copy_out(union ccb *ccb, void *dst, uint32_t len);
 void	isboot_cam_complete_scsiio(union ccb *ccb, uint32_t status, uint8_t scsi_status,
 	    uint32_t resid, const void *data, uint32_t data_len, const void *sense,
 	    uint8_t sense_len, uint8_t sense_resid);

@@ -12,15 +12,15 @@
 //!   vnet: nothing here writes `curthread->td_vnet`, whose offset differs between 14 and 15.
 //! - **transport**: a kernel TCP socket (`socreate`, `soconnect` and a wait on the handshake,
 //!   `TCP_NODELAY`, `SO_KEEPALIVE`, `SO_SNDTIMEO`). Sends are `sosend` through a uio from the
-//!   boot thread. Receives: a receive thread per connection (`kproc_kthread_add`) blocks in
-//!   `soreceive` and appends what arrives to a ring allocated once per transport, then
-//!   `wakeup(9)`s the boot thread, which sleeps on the ring with `_sleep` (`msleep_sbt` on the
-//!   ring's mutex) for at most what the session asked. CAM's action routine, after queueing a
-//!   CCB, takes the same mutex and `wakeup`s the same channel, so a new command wakes the boot
-//!   thread at once. Nothing reads `struct socket` (its socket buffer locks moved between 14
-//!   and 15): the receive thread is unblocked for a close by `soshutdown(SHUT_RD)`, and looks
-//!   at its stop flag at least every [`RX_POLL`] (`SO_RCVTIMEO`). It ends on end of stream or
-//!   an error, which the session sees as a closed connection as soon as the ring is drained.
+//!   boot thread. Receives are `soreceive` by the boot thread too, through a uio straight
+//!   into the session's buffers (for Data-In, the CCB's own buffer). While the target owes an
+//!   answer the thread blocks in `soreceive` for at most [`RX_SLICE`] (`SO_RCVTIMEO`); with
+//!   nothing due it sleeps (`_sleep`, `msleep_sbt` on a mutex of its own) for at most
+//!   [`IDLE_POLL`], looking at the socket before and after (`MSG_DONTWAIT`). CAM's action
+//!   routine, after queueing a CCB, takes that mutex and `wakeup`s the channel, so a new
+//!   command wakes an idle boot thread at once; one that is waiting for an answer takes it
+//!   when the answer comes (or the slice ends). Nothing reads `struct socket` (its socket
+//!   buffer locks moved between 14 and 15).
 //! - **CAM**: the SIM lives in the shim (`isboot_boot.c`): its action routine answers what
 //!   needs no target and queues `XPT_SCSI_IO`, `XPT_ABORT` and `XPT_RESET_DEV` for this
 //!   thread, which decides them with [`crate::cam::Sim`] and completes them through the shim.
@@ -40,13 +40,14 @@ use core::pin::Pin;
 use core::ptr;
 
 use ibft::Ibft;
-use iscsi_initiator::session::Portal;
+use iscsi_initiator::session::{DataBuf, Portal};
 use iscsi_initiator::time::{Duration, DurationExt, Instant};
-use iscsi_initiator::transport::{Clock, Received, Transport};
+use iscsi_initiator::transport::{Clock, Received, RecvHint, Transport};
 use kernel_bindings::abi::{
-    Bintime, Ccb, CcbInfo, PathInqInfo, RootHoldToken, Socket, SysctlOid, SysctlReq, AF_INET,
-    AF_NETLINK, C_HARDCLOCK, EINTR, EWOULDBLOCK, IPPROTO_TCP, NETLINK_ROUTE, PF_ROUTE, SBT_1S,
-    SOCK_RAW, SOCK_STREAM, SOL_SOCKET, SO_KEEPALIVE, SO_RCVTIMEO, SO_SNDTIMEO, TCP_NODELAY,
+    Bintime, Ccb, CcbInfo, IoVec, PathInqInfo, RootHoldToken, Socket, SysctlOid, SysctlReq,
+    AF_INET, AF_NETLINK, C_HARDCLOCK, EINTR, EWOULDBLOCK, IPPROTO_TCP, MSG_DONTWAIT, NETLINK_ROUTE,
+    PF_ROUTE, SBT_1S, SOCK_RAW, SOCK_STREAM, SOL_SOCKET, SO_KEEPALIVE, SO_RCVTIMEO, SO_SNDTIMEO,
+    TCP_NODELAY,
 };
 use kernel_bindings::ffi::{self, shim};
 use kernel_bindings::sync::Mutex;
@@ -180,169 +181,89 @@ impl Clock for KernelClock {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The transport: a kernel TCP socket, read by a receive thread into a ring
+// The transport: a kernel TCP socket, read by the boot thread
 
-/// What the receive thread and the boot thread share, behind the ring's mutex.
-#[derive(Debug)]
-struct RxState {
-    /// The ring's storage ([`RX_RING`] bytes, allocated once per transport). The receive
-    /// thread writes only the free part (outside the mutex, while it is in `soreceive`), the
-    /// boot thread reads only the filled part.
-    buf: *mut u8,
-    /// Where the filled part starts.
-    head: usize,
-    /// How many bytes are filled.
-    len: usize,
-    /// The connection's socket (the receive thread's, until it ends).
-    so: *mut Socket,
-    /// The receive thread runs (set before it starts, cleared as its last act).
-    running: bool,
-    /// The boot thread asks the receive thread to end.
-    stop: bool,
-    /// The stream ended: 0 for end of stream, else the `soreceive` error.
-    ended: Option<c_int>,
-    /// The end was reported to the session already.
-    reported: bool,
+/// How long the boot thread blocks in `soreceive` at a time while the target owes an answer
+/// (`SO_RCVTIMEO`): a CCB that CAM queues meanwhile waits at most this long for the boot
+/// thread (usually much less: until the next answer arrives).
+pub const RX_SLICE: Duration = Duration::from_millis(2);
+/// How long the boot thread sleeps at a time, when no answer is due, before it looks at the
+/// socket again for what the target sends unasked (a NOP-In, an asynchronous message, the
+/// end of the connection). CAM's action routine wakes it at once.
+pub const IDLE_POLL: Duration = Duration::from_millis(10);
+/// The most buffers one receive fills (the session's plan: the rest of a data segment, the
+/// segments after it with their headers, and the driver's own buffer).
+const MAX_IOV: usize = 16;
+
+/// The channel the boot thread sleeps on for CCBs while nothing is due.
+fn cam_chan(wake: Pin<&Mutex<()>>) -> *const c_void {
+    ptr::from_ref(wake.get_ref()).cast()
 }
 
-// SAFETY: the pointers are the ring's storage and the socket, which the two threads use as
-// described on the fields, with the indices under the mutex.
-unsafe impl Send for RxState {}
-
-type Rx = Pin<Box<Mutex<RxState>>>;
-
-/// The receive ring's size: room for several PDUs of the largest data segment the login
-/// offers, so that the receive thread rarely waits for the boot thread.
-pub const RX_RING: usize = 512 * 1024;
-/// `SO_RCVTIMEO` of the receive thread: it looks at `stop` this often even if
-/// `soshutdown(SHUT_RD)` did not wake it.
-pub const RX_POLL: Duration = Duration::from_secs(1);
-/// How long [`KernelTransport::close`] waits for the receive thread to end.
-const RX_JOIN: Duration = Duration::from_secs(5);
-/// `SHUT_RD` (sys/socket.h).
-const SHUT_RD: c_int = 0;
-
-/// The channel the boot thread sleeps on for data, CCBs or the end of the stream.
-fn data_chan(rx: Pin<&Mutex<RxState>>) -> *const c_void {
-    ptr::from_ref(rx.get_ref()).cast()
-}
-
-/// The channel the receive thread sleeps on while the ring is full (a different address in
-/// the same object: FreeBSD wait channels are only addresses).
-fn space_chan(rx: Pin<&Mutex<RxState>>) -> *const c_void {
-    ptr::from_ref(rx.get_ref())
-        .cast::<u8>()
-        .wrapping_add(1)
-        .cast()
-}
-
-/// The session's TCP connection: `sosend` from the boot thread; a receive thread per
-/// connection blocks in `soreceive` and fills a ring, and the boot thread's receive sleeps on
-/// the ring (`_sleep`), woken by the receive thread's data or by CAM's action routine when it
-/// queues a CCB (`isboot_cam_set_wake`).
+/// The session's TCP connection, used by the boot thread alone: `sosend`, and `soreceive`
+/// straight into the session's buffers (a lent CCB buffer for Data-In: one copy, out of the
+/// socket buffer). While the target owes an answer the thread blocks in `soreceive`
+/// ([`RX_SLICE`] at a time); otherwise it sleeps on a channel that CAM's action routine
+/// wakes when it queues a CCB (`isboot_cam_set_wake`), looking at the socket every
+/// [`IDLE_POLL`].
 #[derive(Debug)]
 pub struct KernelTransport {
     so: *mut Socket,
-    /// Dropped with the transport unless a receive thread that did not end still uses it.
-    rx: core::mem::ManuallyDrop<Rx>,
-    /// The ring's storage (`Box::into_raw`; freed with the transport, after the receive
-    /// thread ended).
-    ring: *mut [u8],
+    /// The mutex and channel of the action routine's wake-up (registered for the
+    /// transport's life).
+    wake: Pin<Box<Mutex<()>>>,
 }
 
-// SAFETY: the socket is used by the boot thread alone (the transport moves into it) and by
-// the receive thread it starts and joins.
+// SAFETY: the socket is used by the boot thread alone (the transport moves into it).
 unsafe impl Send for KernelTransport {}
 
 impl KernelTransport {
     fn new() -> Self {
-        let ring = Box::into_raw(vec![0u8; RX_RING].into_boxed_slice());
-        let rx = Mutex::new_boxed(
-            c"isboot rx",
-            RxState {
-                buf: ring.cast::<u8>(),
-                head: 0,
-                len: 0,
-                so: ptr::null_mut(),
-                running: false,
-                stop: false,
-                ended: None,
-                reported: false,
-            },
-        );
+        let wake = Mutex::new_boxed(c"isboot cam wake", ());
         // SAFETY: the mutex is initialised and pinned; it outlives the registration (Drop
         // clears it first).
-        unsafe { shim::isboot_cam_set_wake(rx.as_ref().raw(), data_chan(rx.as_ref())) };
+        unsafe { shim::isboot_cam_set_wake(wake.as_ref().raw(), cam_chan(wake.as_ref())) };
         Self {
             so: ptr::null_mut(),
-            rx: core::mem::ManuallyDrop::new(rx),
-            ring,
+            wake,
         }
     }
 
-    /// Starts the receive thread on the socket just connected.
-    fn start_rx(&mut self) -> Result<(), c_int> {
-        {
-            let mut st = self.rx.as_ref().lock();
-            st.head = 0;
-            st.len = 0;
-            st.so = self.so;
-            st.running = true;
-            st.stop = false;
-            st.ended = None;
-            st.reported = false;
+    /// One `soreceive` into `bufs` in order: the bytes, or what the stream says.
+    fn receive(&mut self, bufs: &mut [&mut [u8]], flags: c_int) -> Option<Received> {
+        let mut iov = [IoVec {
+            base: ptr::null_mut(),
+            len: 0,
+        }; MAX_IOV];
+        let mut n = 0;
+        for b in bufs.iter_mut().filter(|b| !b.is_empty()).take(MAX_IOV) {
+            iov[n] = IoVec {
+                base: b.as_mut_ptr(),
+                len: b.len(),
+            };
+            n += 1;
         }
-        let arg: *const Mutex<RxState> = self.rx.as_ref().get_ref();
-        let mut p = ptr::null_mut();
-        let mut td = ptr::null_mut();
-        // SAFETY: `rx_main` gets the pinned ring, which outlives the thread (close joins it
-        // before the transport goes); a constant "%s" format with a NUL-terminated argument.
+        if n == 0 {
+            return Some(Received::Timeout);
+        }
+        let mut got = 0usize;
+        // SAFETY: `iov[..n]` describe the caller's buffers, valid and ours for the call; the
+        // socket is ours and open.
         let error = unsafe {
-            ffi::kproc_kthread_add(
-                rx_main,
-                arg.cast_mut().cast(),
-                &mut p,
-                &mut td,
-                0,
-                0,
-                c"isboot".as_ptr(),
-                c"%s".as_ptr(),
-                c"isboot rx".as_ptr(),
-            )
+            shim::isboot_so_recvv(self.so, iov.as_mut_ptr(), n as c_int, flags, &mut got)
         };
-        if error != 0 {
-            self.rx.as_ref().lock().running = false;
-            return Err(error);
-        }
-        Ok(())
-    }
-
-    /// Ends the receive thread: `soshutdown(SHUT_RD)` wakes it in `soreceive`, `stop` (with
-    /// a wakeup) out of its wait for room; waits for it (bounded). false if it did not end.
-    fn stop_rx(&mut self) -> bool {
-        let rx = self.rx.as_ref();
-        {
-            let mut st = rx.lock();
-            if !st.running {
-                return true;
+        match (error, got) {
+            (_, n) if n > 0 => Some(Received::Data(n)),
+            // Nothing there yet (MSG_DONTWAIT), or the RX_SLICE ran out.
+            (EWOULDBLOCK | EINTR, _) => None,
+            // End of stream (0 bytes, no error), or an error: the connection is over.
+            (e, _) => {
+                if e != 0 {
+                    log::debug!("receive: {}", errno_text(e));
+                }
+                Some(Received::Closed)
             }
-            st.stop = true;
-            // SAFETY: a channel address; wakeup(9) takes any.
-            unsafe { ffi::wakeup(space_chan(rx)) };
         }
-        // SAFETY: the socket is live (closed only after the thread ended).
-        unsafe { ffi::soshutdown(self.so, SHUT_RD) };
-        let clock = KernelClock;
-        let end = clock.now() + RX_JOIN;
-        let mut st = rx.lock();
-        while st.running {
-            let left = end.saturating_since(clock.now());
-            if left.is_zero() {
-                return false;
-            }
-            st.sleep(data_chan(rx), c"isbrxj", sbt(left));
-        }
-        true
     }
 }
 
@@ -351,81 +272,12 @@ impl Drop for KernelTransport {
         self.close();
         // SAFETY: no argument is kept; afterwards the action routine wakes nobody.
         unsafe { shim::isboot_cam_set_wake(ptr::null_mut(), ptr::null()) };
-        // The ring and its mutex go unless a receive thread that did not end still uses them
-        // (see `close`); then they and the socket are left to it.
-        if !self.rx.as_ref().lock().running {
-            // SAFETY: from Box::into_raw in `new`, freed once; the mutex is dropped once,
-            // here; no thread uses either any more.
-            unsafe {
-                drop(Box::from_raw(self.ring));
-                core::mem::ManuallyDrop::drop(&mut self.rx);
-            }
-        }
     }
-}
-
-/// The receive thread: `soreceive` into the ring's free part, `wakeup` the boot thread, until
-/// the end of the stream, an error or `stop`.
-unsafe extern "C" fn rx_main(arg: *mut c_void) {
-    // SAFETY: the pinned ring of `start_rx`, alive until this thread clears `running` (the
-    // transport waits for that before freeing it).
-    let rx = unsafe { Pin::new_unchecked(&*arg.cast::<Mutex<RxState>>()) };
-    let mut st = rx.lock();
-    loop {
-        while st.len >= RX_RING && !st.stop {
-            st.sleep(space_chan(rx), c"isbrxq", 0);
-        }
-        if st.stop {
-            break;
-        }
-        let tail = (st.head + st.len) % RX_RING;
-        let room = (RX_RING - st.len).min(RX_RING - tail);
-        // SAFETY: `tail + room <= RX_RING` within the ring's storage.
-        let at = unsafe { st.buf.add(tail) };
-        let so = st.so;
-        drop(st);
-        let mut got = 0usize;
-        // SAFETY: the free part [tail, tail + room) is this thread's alone until `len` grows.
-        let error = unsafe { shim::isboot_so_recv(so, at.cast(), room, 0, &mut got) };
-        st = rx.lock();
-        let got = got.min(room);
-        if got > 0 {
-            st.len += got;
-            // SAFETY: a channel address.
-            unsafe { ffi::wakeup(data_chan(rx)) };
-        }
-        match error {
-            0 if got > 0 => {}
-            0 => {
-                st.ended = Some(0);
-                break;
-            }
-            // The RX_POLL timeout: look at `stop`.
-            EWOULDBLOCK | EINTR => {}
-            e => {
-                st.ended = Some(e);
-                break;
-            }
-        }
-    }
-    if st.ended.is_none() {
-        st.ended = Some(0);
-    }
-    st.running = false;
-    // SAFETY: a channel address (the boot thread may wait for data or for this end).
-    unsafe { ffi::wakeup(data_chan(rx)) };
-    drop(st);
-    // SAFETY: the end of a kernel thread; nothing of this thread's Rust state is alive.
-    unsafe { ffi::kthread_exit() }
 }
 
 impl Transport for KernelTransport {
     fn connect(&mut self, portal: &Portal, timeout: Duration) -> bool {
         self.close();
-        if self.rx.as_ref().lock().running {
-            // A receive thread that did not end still owns the ring.
-            return false;
-        }
         let Ok(addr) = portal.host.parse::<Ipv4Addr>() else {
             return false;
         };
@@ -441,7 +293,7 @@ impl Transport for KernelTransport {
             shim::isboot_so_setopt_int(so, IPPROTO_TCP, TCP_NODELAY, 1);
             shim::isboot_so_setopt_int(so, SOL_SOCKET, SO_KEEPALIVE, 1);
             shim::isboot_so_setopt_timeout(so, SO_SNDTIMEO, SEND_TIMEOUT.total_micros());
-            shim::isboot_so_setopt_timeout(so, SO_RCVTIMEO, RX_POLL.total_micros());
+            shim::isboot_so_setopt_timeout(so, SO_RCVTIMEO, RX_SLICE.total_micros());
         }
         let ms = u32::try_from(timeout.total_millis()).unwrap_or(u32::MAX);
         // SAFETY: as above.
@@ -453,13 +305,6 @@ impl Transport for KernelTransport {
             return false;
         }
         self.so = so;
-        if let Err(e) = self.start_rx() {
-            log::warn!("starting the receive thread: {}", errno_text(e));
-            // SAFETY: ours, closed once (the pointer is cleared); no thread uses it.
-            unsafe { shim::isboot_so_close(self.so) };
-            self.so = ptr::null_mut();
-            return false;
-        }
         true
     }
 
@@ -467,18 +312,8 @@ impl Transport for KernelTransport {
         if self.so.is_null() {
             return;
         }
-        if self.stop_rx() {
-            // SAFETY: a socket of ours, closed once (the pointer is cleared); its receive
-            // thread has ended.
-            unsafe { shim::isboot_so_close(self.so) };
-        } else {
-            // The thread still uses the socket and the ring: leave both to it rather than
-            // free them under it.
-            log::warn!(
-                "the receive thread did not end within {} s: socket left open",
-                RX_JOIN.as_secs()
-            );
-        }
+        // SAFETY: a socket of ours, closed once (the pointer is cleared).
+        unsafe { shim::isboot_so_close(self.so) };
         self.so = ptr::null_mut();
     }
 
@@ -499,53 +334,46 @@ impl Transport for KernelTransport {
     }
 
     fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Received {
+        self.recv_vectored(&mut [buf], timeout, RecvHint::default())
+    }
+
+    fn recv_hinted(&mut self, buf: &mut [u8], timeout: Duration, hint: RecvHint) -> Received {
+        self.recv_vectored(&mut [buf], timeout, hint)
+    }
+
+    fn recv_vectored(
+        &mut self,
+        bufs: &mut [&mut [u8]],
+        timeout: Duration,
+        hint: RecvHint,
+    ) -> Received {
         if self.so.is_null() {
             return Received::Closed;
         }
-        let clock = KernelClock;
-        let end = clock.now() + timeout;
-        let rx = self.rx.as_ref();
-        let mut st = rx.lock();
-        loop {
-            if st.len > 0 {
-                let n = st.len.min(buf.len());
-                let head = st.head;
-                let first = n.min(RX_RING - head);
-                // SAFETY: [head, head + first) and [0, n - first) are in the filled part of
-                // the ring (head < RX_RING, n <= len), which the receive thread does not
-                // touch; `buf` has room for n bytes.
-                unsafe {
-                    ptr::copy_nonoverlapping(st.buf.add(head), buf.as_mut_ptr(), first);
-                    ptr::copy_nonoverlapping(st.buf, buf.as_mut_ptr().add(first), n - first);
-                }
-                let was_full = st.len >= RX_RING;
-                st.head = (head + n) % RX_RING;
-                st.len -= n;
-                if was_full {
-                    // SAFETY: a channel address.
-                    unsafe { ffi::wakeup(space_chan(rx)) };
-                }
-                return Received::Data(n);
-            }
-            if let Some(e) = st.ended {
-                if !st.reported {
-                    st.reported = true;
-                    if e != 0 {
-                        log::debug!("receive: {}", errno_text(e));
-                    }
-                }
-                return Received::Closed;
-            }
-            // SAFETY: reads an integer the action routine updates atomically.
-            if unsafe { shim::isboot_cam_pending() } > 0 {
-                return Received::Timeout;
-            }
-            let left = end.saturating_since(clock.now());
-            if left.is_zero() {
-                return Received::Timeout;
-            }
-            st.sleep(data_chan(rx), c"isbrecv", sbt(left));
+        // SAFETY: reads an integer the action routine updates atomically.
+        let ccbs = || unsafe { shim::isboot_cam_pending() } > 0;
+        if hint.answer_due && !ccbs() {
+            // Something is coming: wait for it in the stream (RX_SLICE at most).
+            return self.receive(bufs, 0).unwrap_or(Received::Timeout);
         }
+        if let Some(r) = self.receive(bufs, MSG_DONTWAIT) {
+            return r;
+        }
+        if ccbs() {
+            return Received::Timeout;
+        }
+        // Nothing due and nothing there: sleep until CAM queues a CCB, or IDLE_POLL.
+        let wait = timeout.min(IDLE_POLL);
+        if !wait.is_zero() {
+            let wake = self.wake.as_ref();
+            let mut g = wake.lock();
+            // The action routine queues, counts `pending`, then takes this mutex to wake
+            // us: looked at under the mutex, a CCB is either seen here or wakes the sleep.
+            if !ccbs() {
+                g.sleep(cam_chan(wake), c"isbidle", sbt(wait));
+            }
+        }
+        Received::Timeout
     }
 }
 
@@ -1042,14 +870,20 @@ impl BootEnv for KernelBootEnv {
                 } else {
                     Vec::new() // more than 16 bytes: CAM_REQ_INVALID (cam::Sim)
                 };
-                let mut data = Vec::new();
-                if dir == DataDir::Out {
-                    data = pool.take(c.dxfer_len as usize);
-                    // SAFETY: the CCB is ours until completed; `data` has dxfer_len bytes.
-                    unsafe {
-                        shim::isboot_ccb_copy_out(c.ccb, data.as_mut_ptr().cast(), c.dxfer_len)
-                    };
-                }
+                // The CCB's own buffer, lent to the session for the command: Data-In lands
+                // in it and Data-Out leaves from it (no copy either way).
+                let data = if dir != DataDir::None && c.dxfer_len > 0 && !c.data.is_null() {
+                    // SAFETY: the action routine queued only CAM_DATA_VADDR CCBs, whose
+                    // data_ptr holds dxfer_len bytes; the CCB and its buffer are the SIM's
+                    // until xpt_done, and nobody else touches them meanwhile (CAM's contract).
+                    // The session hands the reference back with the command's completion,
+                    // which cam::Sim drops before this platform completes the CCB.
+                    DataBuf::Lent(unsafe {
+                        core::slice::from_raw_parts_mut(c.data, c.dxfer_len as usize)
+                    })
+                } else {
+                    DataBuf::Owned(Vec::new())
+                };
                 CamRequest::Io(ScsiIo {
                     token,
                     target: c.target,

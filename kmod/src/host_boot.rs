@@ -230,7 +230,7 @@ impl HostDisk {
                 cdb: cdb.to_vec(),
                 dir,
                 dxfer_len,
-                data: data.clone(),
+                data: iscsi_initiator::session::DataBuf::Owned(data.clone()),
                 sense_len: 252,
                 no_autosense: false,
             };

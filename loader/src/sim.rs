@@ -255,7 +255,7 @@ pub fn bench(
                 inflight -= 1;
                 result.map_err(|e| BenchError::Io(format!("READ: {e:?}")))?;
                 ios += 1;
-                free.push(buffer);
+                free.push(buffer.into_vec());
             }
         }
         let now = client.clock().now().total_millis();

@@ -606,7 +606,7 @@ fn run() -> Result<(), Fail> {
                         let o = result.map_err(ClientError::Command)?;
                         check(&o, "I/O")?;
                         ios += 1;
-                        free.push(buffer);
+                        free.push(buffer.into_vec());
                     }
                 }
                 let now = StdInstant::now();

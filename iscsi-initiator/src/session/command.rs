@@ -8,8 +8,8 @@ use zerocopy::IntoBytes;
 
 use super::tasks::{Task, TaskState};
 use super::{
-    as48, CommandError, Completion, Conn, Direction, Residual, ScsiOutcome, Session, SessionError,
-    SubmitError, TaskHandle,
+    as48, CommandError, Completion, Conn, DataBuf, Direction, Residual, ScsiOutcome, Session,
+    SessionError, SubmitError, TaskHandle,
 };
 use crate::scsi::{Cdb, Lun, ScsiStatus, Sense, SenseKey};
 use crate::serial::SerialNumber;
@@ -28,6 +28,21 @@ impl Session {
         buffer: Vec<u8>,
         len: u32,
     ) -> Result<TaskHandle, (SubmitError, Vec<u8>)> {
+        self.submit_data(lun, cdb, dir, DataBuf::Owned(buffer), len)
+            .map_err(|(e, b)| (e, b.into_vec()))
+    }
+
+    /// [`Session::submit`] with a [`DataBuf`]: a lent one ([`DataBuf::Lent`], the caller's
+    /// memory) is read into (or sent from) in place, and the completion hands it back. A
+    /// refused command hands it back at once.
+    pub fn submit_data(
+        &mut self,
+        lun: Lun,
+        cdb: Cdb,
+        dir: Direction,
+        buffer: DataBuf,
+        len: u32,
+    ) -> Result<TaskHandle, (SubmitError, DataBuf)> {
         if matches!(
             self.conn,
             Conn::Closed | Conn::Failed(_) | Conn::LoggingOut { .. }

@@ -47,7 +47,7 @@ mod types;
 
 pub use rx_plan::{DirectRx, PLAN_AHEAD};
 pub use types::{
-    CommandError, Completion, Direction, Portal, Residual, ScsiOutcome, SessionConfig,
+    CommandError, Completion, DataBuf, Direction, Portal, Residual, ScsiOutcome, SessionConfig,
     SessionError, SubmitError, TaskHandle, TransportAction,
 };
 
@@ -211,6 +211,22 @@ impl Session {
     /// (those still in the transmit buffer have no answers coming yet).
     pub fn at_target(&self) -> usize {
         self.tasks.active().saturating_sub(self.tx.cmds())
+    }
+
+    /// Whether the target owes an answer to something sent: a login or logout request, a
+    /// command it has, a ping, a text or task-management request. A receive can then block
+    /// in the stream itself: something is coming.
+    pub fn answer_due(&self) -> bool {
+        match self.conn {
+            Conn::LoggingIn { .. } | Conn::LoggingOut { .. } => true,
+            Conn::Full => {
+                self.at_target() > 0
+                    || self.ping.is_some()
+                    || self.text.as_ref().is_some_and(|t| t.sent)
+                    || !self.tmfs.is_empty()
+            }
+            _ => false,
+        }
     }
 
     /// The bytes the target is expected to send for the commands it has ([`Session::at_target`]):

@@ -5,7 +5,7 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use super::{Direction, SessionError};
+use super::{DataBuf, Direction, SessionError};
 use crate::scsi::{Cdb, Lun};
 use crate::serial::SerialNumber;
 use crate::time::Instant;
@@ -25,7 +25,7 @@ pub(super) struct Task {
     pub(super) lun: Lun,
     pub(super) cdb: Cdb,
     pub(super) dir: Direction,
-    pub(super) buf: Vec<u8>,
+    pub(super) buf: DataBuf,
     pub(super) len: u32,
     pub(super) state: TaskState,
     pub(super) cmd_sn: SerialNumber,
@@ -126,9 +126,9 @@ impl TaskTable {
         lun: Lun,
         cdb: Cdb,
         dir: Direction,
-        buf: Vec<u8>,
+        buf: DataBuf,
         len: u32,
-    ) -> Result<u32, Vec<u8>> {
+    ) -> Result<u32, DataBuf> {
         let Some((slot, entry)) = self.slots.iter_mut().enumerate().find(|(_, t)| t.is_none())
         else {
             return Err(buf);

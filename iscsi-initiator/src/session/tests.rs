@@ -269,7 +269,7 @@ fn complete_all(s: &mut Session) -> Vec<(TaskHandle, Result<ScsiOutcome, Command
             buffer,
         } = c
         {
-            v.push((handle, result, buffer));
+            v.push((handle, result, buffer.into_vec()));
         }
     }
     v
@@ -1252,4 +1252,89 @@ fn expected_answers_count_the_commands_at_the_target() {
         (s.at_target(), s.expected_rx()),
         (4, 4 * 48 + 3 * 4096 - 2048)
     );
+}
+
+#[test]
+fn lent_buffers_are_read_into_and_sent_from_in_place() {
+    let mut s = Session::new(config(), T0);
+    let mut t = logged_in(
+        &mut s,
+        T0,
+        8,
+        &[
+            ("MaxRecvDataSegmentLength", "8192"),
+            ("ImmediateData", "Yes"),
+        ],
+    );
+    let lun = Lun::from_number(0);
+    // A read: two Data-In land in the caller's memory; the completion has no buffer.
+    let mem: &'static mut [u8] = alloc::boxed::Box::leak(vec![0u8; 1024].into_boxed_slice());
+    let h = s
+        .submit_data(
+            lun,
+            Cdb::read(0, 2),
+            Direction::Read,
+            DataBuf::Lent(mem),
+            1024,
+        )
+        .unwrap();
+    t.saw(&drain(&mut s));
+    s.process(T0, &t.data_in(h.0, 0, 0, &[0x5a; 512], None));
+    s.process(T0, &t.data_in(h.0, 1, 512, &[0xa5; 512], Some(0)));
+    let Some(Completion::Command {
+        handle,
+        result,
+        buffer: DataBuf::Lent(back),
+    }) = s.poll_completion()
+    else {
+        panic!("the read's completion hands the loan back");
+    };
+    assert_eq!((handle, result.unwrap().transferred), (h, 1024));
+    assert!(back[..512].iter().all(|&b| b == 0x5a) && back[512..].iter().all(|&b| b == 0xa5));
+    // A write goes out from the caller's memory (immediate data).
+    let data: &'static mut [u8] = alloc::boxed::Box::leak((0..512u32).map(|i| i as u8).collect());
+    let h = s
+        .submit_data(
+            lun,
+            Cdb::write(0, 1),
+            Direction::Write,
+            DataBuf::Lent(data),
+            512,
+        )
+        .unwrap();
+    let sent = drain(&mut s);
+    t.saw(&sent);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].data.iter().enumerate().all(|(i, &b)| b == i as u8));
+    s.process(T0, &t.response(h.0, 0, &[], 0));
+    assert_eq!(complete_all(&mut s)[0].1.unwrap().transferred, 512);
+    // Too small a loan is refused like a small buffer.
+    let small: &'static mut [u8] = alloc::boxed::Box::leak(vec![0u8; 100].into_boxed_slice());
+    assert!(matches!(
+        s.submit_data(lun, Cdb::read(0, 1), Direction::Read, DataBuf::Lent(small), 512),
+        Err((SubmitError::BufferTooSmall, DataBuf::Lent(b))) if b.len() == 100
+    ));
+}
+
+#[test]
+fn an_answer_is_due_while_the_target_has_something_of_ours() {
+    let mut s = Session::new(config(), T0);
+    assert!(!s.answer_due(), "not connected");
+    let mut t = logged_in(&mut s, T0, 8, &[]);
+    assert!(!s.answer_due(), "logged in, nothing sent");
+    let h = s
+        .submit(
+            Lun::from_number(0),
+            Cdb::read(0, 1),
+            Direction::Read,
+            vec![0; 512],
+            512,
+        )
+        .unwrap();
+    assert!(!s.answer_due(), "still in the transmit buffer");
+    t.saw(&drain(&mut s));
+    assert!(s.answer_due(), "the target has the command");
+    s.process(T0, &t.data_in(h.0, 0, 0, &[1; 512], Some(0)));
+    assert_eq!(complete_all(&mut s).len(), 1);
+    assert!(!s.answer_due(), "answered");
 }

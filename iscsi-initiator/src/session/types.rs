@@ -222,6 +222,49 @@ pub enum CommandError {
     Aborted,
 }
 
+/// A command's data buffer while the session has it: one the session owns (and gives back
+/// in [`Completion::Command`]), or memory the caller lends for the command's life — a kernel
+/// SIM lends the CCB's own data buffer, so Data-In lands there and Data-Out leaves from there
+/// with no copy in between (iscsi(4)'s `icl_pdu_get_data` and `icl_pdu_append_data` work on
+/// the CCB's buffer the same way).
+#[derive(Debug)]
+pub enum DataBuf {
+    /// Owned by the session until the completion.
+    Owned(Vec<u8>),
+    /// Lent by the caller: it stays valid, and untouched by the caller, until the command's
+    /// completion is taken.
+    Lent(&'static mut [u8]),
+}
+
+impl DataBuf {
+    /// The owned vector (a lent buffer gives an empty one: the memory is the caller's).
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            DataBuf::Owned(v) => v,
+            DataBuf::Lent(_) => Vec::new(),
+        }
+    }
+}
+
+impl core::ops::Deref for DataBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            DataBuf::Owned(v) => v,
+            DataBuf::Lent(s) => s,
+        }
+    }
+}
+
+impl core::ops::DerefMut for DataBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            DataBuf::Owned(v) => v,
+            DataBuf::Lent(s) => s,
+        }
+    }
+}
+
 /// A finished operation.
 // Completions sit in a ring allocated once; boxing the sense data would allocate per
 // completion instead.
@@ -234,8 +277,13 @@ pub enum Completion {
         handle: TaskHandle,
         /// Outcome.
         result: Result<ScsiOutcome, CommandError>,
-        /// The caller's buffer.
-        buffer: Vec<u8>,
+        /// The caller's buffer back: the vector given to [`Session::submit`], or what was
+        /// given to [`Session::submit_data`] (for lent memory, the session's last reference
+        /// to it).
+        ///
+        /// [`Session::submit`]: super::Session::submit
+        /// [`Session::submit_data`]: super::Session::submit_data
+        buffer: DataBuf,
     },
     /// A task management function answered (RFC 7143 §11.6.1 response code).
     TaskManagement {

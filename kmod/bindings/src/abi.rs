@@ -222,6 +222,18 @@ pub const SO_SNDTIMEO: c_int = 0x1005;
 pub const SO_RCVTIMEO: c_int = 0x1006;
 /// `TCP_NODELAY` (netinet/tcp.h).
 pub const TCP_NODELAY: c_int = 1;
+/// `MSG_DONTWAIT` (sys/socket.h): a receive that would block returns `EWOULDBLOCK`.
+pub const MSG_DONTWAIT: c_int = 0x80;
+
+/// `struct iovec` (sys/_iovec.h): the same in 14 and 15.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct IoVec {
+    /// `iov_base`.
+    pub base: *mut u8,
+    /// `iov_len`.
+    pub len: usize,
+}
 
 /// `sizeof(struct rt_msghdr)` (net/route.h, the routing socket's userland ABI).
 pub const RT_MSGHDR_SIZE: usize = 152;
@@ -381,6 +393,8 @@ pub struct CcbInfo {
     pub sense_len: u8,
     /// `spare`.
     pub spare: [u8; 6],
+    /// `data` (`csio.data_ptr` of an `XPT_SCSI_IO`: `CAM_DATA_VADDR`, `dxfer_len` bytes).
+    pub data: *mut u8,
 }
 
 impl CcbInfo {
@@ -397,10 +411,11 @@ impl CcbInfo {
         cdb_len: 0,
         sense_len: 0,
         spare: [0; 6],
+        data: core::ptr::null_mut(),
     };
 }
 
-const_assert_eq!(size_of::<CcbInfo>(), 64);
+const_assert_eq!(size_of::<CcbInfo>(), 72);
 
 /// `CAM_DIR_MASK` (cam/cam_ccb.h).
 pub const CAM_DIR_MASK: u32 = 0xc0;
@@ -512,6 +527,7 @@ pub const BOOT_ABI: &[AbiItem] = &[
         "sense_len",
         offset_of!(CcbInfo, sense_len),
     ),
+    AbiItem::Offset("struct isboot_ccb", "data", offset_of!(CcbInfo, data)),
     AbiItem::Size("struct bintime", size_of::<Bintime>()),
     AbiItem::Offset("struct bintime", "frac", offset_of!(Bintime, frac)),
     AbiItem::Const("CAM_REQ_INPROG", 0x00),
@@ -558,6 +574,9 @@ pub const BOOT_ABI: &[AbiItem] = &[
     AbiItem::Const("SO_SNDTIMEO", SO_SNDTIMEO as i64),
     AbiItem::Const("SO_RCVTIMEO", SO_RCVTIMEO as i64),
     AbiItem::Const("TCP_NODELAY", TCP_NODELAY as i64),
+    AbiItem::Const("MSG_DONTWAIT", MSG_DONTWAIT as i64),
+    AbiItem::Size("struct iovec", size_of::<IoVec>()),
+    AbiItem::Offset("struct iovec", "iov_len", offset_of!(IoVec, len)),
     AbiItem::Const("EWOULDBLOCK", EWOULDBLOCK as i64),
     AbiItem::Const("EINTR", EINTR as i64),
     AbiItem::Const("EBUSY", EBUSY as i64),

@@ -651,7 +651,7 @@ pub mod shim {
     }
 
     // --- the boot thread's shim (kmod/shim/isboot_boot.c, prototypes in isboot_boot.h) --------
-    use crate::abi::{Ccb, CcbInfo, Mtx, PathInqInfo, Socket};
+    use crate::abi::{Ccb, CcbInfo, IoVec, Mtx, PathInqInfo, Socket};
     use core::ffi::{c_char, c_int, c_uint, c_void};
 
     extern "C" {
@@ -694,6 +694,16 @@ pub mod shim {
             flags: c_int,
             got: *mut usize,
         ) -> c_int;
+        /// `int isboot_so_recvv(struct socket *so, struct iovec *iov, int iovcnt, int flags,
+        /// size_t *got);`: soreceive(9) filling `iov` in order (which it advances); as
+        /// `isboot_so_recv`, and `EWOULDBLOCK` at once with `MSG_DONTWAIT` and nothing there.
+        pub fn isboot_so_recvv(
+            so: *mut Socket,
+            iov: *mut IoVec,
+            iovcnt: c_int,
+            flags: c_int,
+            got: *mut usize,
+        ) -> c_int;
 
         /// `int isboot_if_up(const char *name);`: `IFF_UP` through ifioctl(SIOCSIFFLAGS).
         pub fn isboot_if_up(name: *const c_char) -> c_int;
@@ -714,8 +724,6 @@ pub mod shim {
         pub fn isboot_cam_pending() -> c_uint;
         /// `int isboot_cam_next(struct isboot_ccb *out);`: 1 and the oldest queued CCB.
         pub fn isboot_cam_next(out: *mut CcbInfo) -> c_int;
-        /// `void isboot_ccb_copy_out(union ccb *ccb, void *dst, uint32_t len);`
-        pub fn isboot_ccb_copy_out(ccb: *mut Ccb, dst: *mut c_void, len: u32);
         /// ```c
         /// void isboot_cam_complete_scsiio(union ccb *ccb, uint32_t status,
         ///     uint8_t scsi_status, uint32_t resid, const void *data, uint32_t data_len,

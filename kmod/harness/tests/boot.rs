@@ -478,11 +478,11 @@ fn bench_survives_the_target_restarting_under_a_full_queue() {
 
 #[test]
 fn a_queue_depth_1_read_is_woken_at_once_and_allocates_nothing() {
-    // A CCB queued by CAM's action routine wakes the boot thread (wakeup on the channel its
-    // receive sleeps on), and the answer is handed over by the receive thread: no I/O waits
-    // for a receive timeout. The earlier design served one QD1 I/O per SO_RCVTIMEO slice
-    // (5 ms, 4 ms jiffies under Linux): at most ~250 I/Os per second. Steady state allocates
-    // nothing per I/O (the ring is allocated once per transport).
+    // A CCB queued by CAM's action routine wakes the idle boot thread (wakeup on the channel
+    // it sleeps on), which then waits for the answer in soreceive: no I/O waits for a timeout
+    // (IDLE_POLL is 10 ms: waiting for it would give at most ~100 I/Os per second; the
+    // earlier design, one QD1 I/O per 5 ms SO_RCVTIMEO slice, ~250). Steady state allocates
+    // nothing per I/O.
     with_lab(Some(target_opts("nochap")), |_, _| {
         let d = Child::spawn("nochap", &["--workload", "bench:rand:4096:1:2"]).finish();
         assert_eq!(d.code, 0, "{}", d.all());

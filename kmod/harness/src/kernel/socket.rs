@@ -431,15 +431,21 @@ fn fix_netlink_errors(buf: &mut [u8]) {
     }
 }
 
-/// recv(2) into `len` bytes at `base`, retried on `EINTR`: the byte count, or the FreeBSD
-/// error `soreceive` returns (`EWOULDBLOCK` when `SO_RCVTIMEO` ran out).
+/// recvmsg(2) into `iov` in order, retried on `EINTR`: the byte count, or the FreeBSD error
+/// `soreceive` returns (`EWOULDBLOCK` when `SO_RCVTIMEO` ran out or, with `MSG_DONTWAIT`,
+/// nothing was there).
 ///
 /// # Safety
-/// `base` must be valid for writes of `len` bytes.
-unsafe fn recv_into(fd: i32, base: *mut u8, len: usize) -> Result<usize, u64> {
+/// Each iovec must be valid for writes of its length.
+unsafe fn recv_iov(fd: i32, iov: &mut [libc::iovec], flags: i32) -> Result<usize, u64> {
     loop {
-        // SAFETY: the caller's promise on `base` and `len`.
-        let n = unsafe { libc::recv(fd, base.cast(), len, 0) };
+        // SAFETY: a zeroed msghdr naming the caller's iovecs (the caller's promise on them).
+        let n = unsafe {
+            let mut m: libc::msghdr = std::mem::zeroed();
+            m.msg_iov = iov.as_mut_ptr();
+            m.msg_iovlen = iov.len();
+            libc::recvmsg(fd, &mut m, flags)
+        };
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -451,14 +457,24 @@ unsafe fn recv_into(fd: i32, base: *mut u8, len: usize) -> Result<usize, u64> {
     }
 }
 
+/// FreeBSD `MSG_DONTWAIT` (sys/socket.h).
+const F_MSG_DONTWAIT: i32 = 0x80;
+/// The iovecs one receive takes straight into the caller's buffers (FreeBSD's `UIO_MAXIOV`
+/// is 1024; the module passes a handful).
+const DIRECT_IOV: usize = 16;
+
 /// `int soreceive(struct socket *so, struct sockaddr **psa, struct uio *uio, struct mbuf
-/// **mp0, struct mbuf **controlp, int *flagsp);`
+/// **mp0, struct mbuf **controlp, int *flagsp);` — into the uio's iovecs in order, as
+/// `soreceive_stream`/`soreceive_generic` fill a uio; what is there, at least one byte,
+/// waiting for it unless `*flagsp` has `MSG_DONTWAIT` (then `EWOULDBLOCK` at once), or for
+/// at most `SO_RCVTIMEO` (then `EWOULDBLOCK`). 0 bytes and no error: end of stream.
 pub fn soreceive(c: &mut Ctx) -> u64 {
     let so = c.args.ptr();
     let psa = c.args.ptr();
     let uio = c.args.ptr();
     let mp0 = c.args.ptr();
     let controlp = c.args.ptr();
+    let flagsp = c.args.ptr();
     let Some((fd, kind)) = sock(so) else {
         return F_EINVAL as u64;
     };
@@ -468,24 +484,47 @@ pub fn soreceive(c: &mut Ctx) -> u64 {
     if kind == Kind::Route {
         return F_EWOULDBLOCK as u64;
     }
+    let flags = if flagsp == 0 {
+        0
+    } else {
+        // SAFETY: the caller's int.
+        unsafe { mem::read::<i32>(flagsp) }
+    };
+    let host_flags = if flags & F_MSG_DONTWAIT != 0 {
+        libc::MSG_DONTWAIT
+    } else {
+        0
+    };
     let iovs = uio_iovs(uio);
     let total: usize = iovs.iter().map(|(_, l)| l).sum();
-    if let [(base, len)] = iovs[..] {
-        if kind == Kind::Inet {
-            // One iovec: receive into the caller's buffer (no copy, no allocation).
-            // SAFETY: the caller's iovec (UIO_SYSSPACE), valid for `len`.
-            return match unsafe { recv_into(fd, base as *mut u8, len) } {
-                Ok(n) => {
-                    uio_advance(uio, n);
-                    0
-                }
-                Err(e) => e,
+    if kind == Kind::Inet && iovs.len() <= DIRECT_IOV {
+        // Straight into the caller's buffers (no copy, no allocation).
+        let mut v = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; DIRECT_IOV];
+        for (d, &(base, len)) in v.iter_mut().zip(&iovs) {
+            *d = libc::iovec {
+                iov_base: base as *mut libc::c_void,
+                iov_len: len,
             };
         }
+        // SAFETY: the caller's iovecs (UIO_SYSSPACE), each valid for its length.
+        return match unsafe { recv_iov(fd, &mut v[..iovs.len()], host_flags) } {
+            Ok(n) => {
+                uio_advance(uio, n);
+                0
+            }
+            Err(e) => e,
+        };
     }
     let mut buf = vec![0u8; total];
+    let mut v = [libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: total,
+    }];
     // SAFETY: our buffer, `total` bytes.
-    let n = match unsafe { recv_into(fd, buf.as_mut_ptr(), total) } {
+    let n = match unsafe { recv_iov(fd, &mut v, host_flags) } {
         Ok(n) => n,
         Err(e) => return e,
     };
@@ -732,6 +771,33 @@ pub fn created() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receive_fills_iovecs_in_order_and_dontwait_does_not_block() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (mut x, mut y) = ([0u8; 3], [0u8; 8]);
+        let mut iov = [
+            libc::iovec {
+                iov_base: x.as_mut_ptr().cast(),
+                iov_len: x.len(),
+            },
+            libc::iovec {
+                iov_base: y.as_mut_ptr().cast(),
+                iov_len: y.len(),
+            },
+        ];
+        // Nothing there: EWOULDBLOCK at once with MSG_DONTWAIT (a blocking receive would hang).
+        // SAFETY: the iovecs name our two arrays.
+        let r = unsafe { recv_iov(b.as_raw_fd(), &mut iov, libc::MSG_DONTWAIT) };
+        assert_eq!(r, Err(F_EWOULDBLOCK as u64));
+        a.write_all(b"abcdefg").unwrap();
+        // SAFETY: as above.
+        let r = unsafe { recv_iov(b.as_raw_fd(), &mut iov, libc::MSG_DONTWAIT) };
+        assert_eq!(r, Ok(7));
+        assert_eq!((&x, &y[..4]), (b"abc", &b"defg"[..]));
+    }
 
     #[test]
     fn linux_errnos_become_freebsd_ones() {
