@@ -46,8 +46,8 @@ use iscsi_initiator::transport::{Clock, Received, RecvHint, Transport};
 use kernel_bindings::abi::{
     Bintime, Ccb, CcbInfo, IoVec, PathInqInfo, RootHoldToken, Socket, SysctlOid, SysctlReq,
     AF_INET, AF_NETLINK, C_HARDCLOCK, EINTR, EWOULDBLOCK, IPPROTO_TCP, MSG_DONTWAIT, NETLINK_ROUTE,
-    PF_ROUTE, SBT_1S, SOCK_RAW, SOCK_STREAM, SOL_SOCKET, SO_KEEPALIVE, SO_RCVTIMEO, SO_SNDTIMEO,
-    TCP_NODELAY,
+    PF_ROUTE, SBT_1S, SOCK_RAW, SOCK_STREAM, SOL_SOCKET, SO_KEEPALIVE, SO_RCVLOWAT, SO_RCVTIMEO,
+    SO_SNDTIMEO, TCP_NODELAY,
 };
 use kernel_bindings::ffi::{self, shim};
 use kernel_bindings::sync::Mutex;
@@ -184,9 +184,13 @@ impl Clock for KernelClock {
 // The transport: a kernel TCP socket, read by the boot thread
 
 /// How long the boot thread blocks in `soreceive` at a time while the target owes an answer
-/// (`SO_RCVTIMEO`): a CCB that CAM queues meanwhile waits at most this long for the boot
-/// thread (usually much less: until the next answer arrives).
-pub const RX_SLICE: Duration = Duration::from_millis(2);
+/// (`SO_RCVTIMEO`): a CCB that CAM queues meanwhile waits about this long at most for the
+/// boot thread (usually much less: until the next answer arrives). Also how long a wait for
+/// a batch of answers (`SO_RCVLOWAT`) lasts before the thread settles for what is there.
+pub const RX_SLICE: Duration = Duration::from_millis(1);
+/// The largest receive low-water mark asked for (FreeBSD's `sosetopt` caps `sb_lowat` at the
+/// receive buffer's `sb_hiwat`; this stays well under the default 64 KiB-and-growing buffer).
+const LOWAT_MAX: usize = 48 * 1024;
 /// How long the boot thread sleeps at a time, when no answer is due, before it looks at the
 /// socket again for what the target sends unasked (a NOP-In, an asynchronous message, the
 /// end of the connection). CAM's action routine wakes it at once.
@@ -209,6 +213,8 @@ fn cam_chan(wake: Pin<&Mutex<()>>) -> *const c_void {
 #[derive(Debug)]
 pub struct KernelTransport {
     so: *mut Socket,
+    /// The socket's `SO_RCVLOWAT` as last set (1: any byte ends a wait).
+    lowat: usize,
     /// The mutex and channel of the action routine's wake-up (registered for the
     /// transport's life).
     wake: Pin<Box<Mutex<()>>>,
@@ -225,8 +231,23 @@ impl KernelTransport {
         unsafe { shim::isboot_cam_set_wake(wake.as_ref().raw(), cam_chan(wake.as_ref())) };
         Self {
             so: ptr::null_mut(),
+            lowat: 1,
             wake,
         }
+    }
+
+    /// Sets `SO_RCVLOWAT` to `n` unless it is that already: false if the socket refused it.
+    fn set_lowat(&mut self, n: usize) -> bool {
+        if n == self.lowat {
+            return true;
+        }
+        let v = c_int::try_from(n).unwrap_or(c_int::MAX);
+        // SAFETY: our open socket; an int option.
+        if unsafe { shim::isboot_so_setopt_int(self.so, SOL_SOCKET, SO_RCVLOWAT, v) } != 0 {
+            return false;
+        }
+        self.lowat = n;
+        true
     }
 
     /// One `soreceive` into `bufs` in order: the bytes, or what the stream says.
@@ -305,6 +326,7 @@ impl Transport for KernelTransport {
             return false;
         }
         self.so = so;
+        self.lowat = 1;
         true
     }
 
@@ -353,7 +375,30 @@ impl Transport for KernelTransport {
         // SAFETY: reads an integer the action routine updates atomically.
         let ccbs = || unsafe { shim::isboot_cam_pending() } > 0;
         if hint.answer_due && !ccbs() {
-            // Something is coming: wait for it in the stream (RX_SLICE at most).
+            // Something is coming: wait for it in the stream (RX_SLICE at a time). When the
+            // driver expects a batch of answers (many commands at the target), wait for that
+            // much (`SO_RCVLOWAT`): one wake-up for all of them. If it does not come within
+            // RX_SLICE, take what is there (MSG_DONTWAIT ignores the low-water mark; the
+            // driver then stops asking for a while), else wait for any byte. The rest of a
+            // large Data-In (`hint.min` > 1) is taken as it comes: waiting for more of it
+            // cost more than it saved (docs/bench-profile.md).
+            let total = bufs
+                .iter()
+                .take(MAX_IOV)
+                .map(|b| b.len())
+                .fold(0usize, usize::saturating_add);
+            let likely = hint.likely.min(total).min(LOWAT_MAX);
+            if hint.min <= 1 && likely > 1 && self.set_lowat(likely) {
+                if let Some(r) = self.receive(bufs, 0) {
+                    return r;
+                }
+                if let Some(r) = self.receive(bufs, MSG_DONTWAIT) {
+                    return r;
+                }
+            }
+            if !self.set_lowat(1) {
+                return Received::Closed;
+            }
             return self.receive(bufs, 0).unwrap_or(Received::Timeout);
         }
         if let Some(r) = self.receive(bufs, MSG_DONTWAIT) {

@@ -220,6 +220,8 @@ pub const SO_KEEPALIVE: c_int = 0x0008;
 pub const SO_SNDTIMEO: c_int = 0x1005;
 /// `SO_RCVTIMEO`.
 pub const SO_RCVTIMEO: c_int = 0x1006;
+/// `SO_RCVLOWAT`.
+pub const SO_RCVLOWAT: c_int = 0x1004;
 /// `TCP_NODELAY` (netinet/tcp.h).
 pub const TCP_NODELAY: c_int = 1;
 /// `MSG_DONTWAIT` (sys/socket.h): a receive that would block returns `EWOULDBLOCK`.
@@ -573,6 +575,7 @@ pub const BOOT_ABI: &[AbiItem] = &[
     AbiItem::Const("SO_KEEPALIVE", SO_KEEPALIVE as i64),
     AbiItem::Const("SO_SNDTIMEO", SO_SNDTIMEO as i64),
     AbiItem::Const("SO_RCVTIMEO", SO_RCVTIMEO as i64),
+    AbiItem::Const("SO_RCVLOWAT", SO_RCVLOWAT as i64),
     AbiItem::Const("TCP_NODELAY", TCP_NODELAY as i64),
     AbiItem::Const("MSG_DONTWAIT", MSG_DONTWAIT as i64),
     AbiItem::Size("struct iovec", size_of::<IoVec>()),

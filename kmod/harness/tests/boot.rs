@@ -442,6 +442,27 @@ fn bench_keeps_the_queue_depth_in_flight_from_one_requester() {
 }
 
 #[test]
+fn many_commands_at_the_target_are_answered_in_batches() {
+    // With 32 commands at the target the module asks soreceive for a batch of answers
+    // (SO_RCVLOWAT): fewer receives than I/Os. With one command there is nothing to batch:
+    // no low-water wait, one receive (at least) per I/O.
+    with_lab(Some(target_opts("nochap")), |_, _| {
+        let d = Child::spawn("nochap", &["--workload", "bench:rand:4096:32:2"]).finish();
+        assert_eq!(d.code, 0, "{}", d.all());
+        let (line, kv) = bench_line(&d);
+        assert!(kv("lowat_waits") > 0.0, "no batch asked for: {line}");
+        assert!(kv("receives_per_io") < 1.0, "a receive per answer: {line}");
+        assert!(d.clean(), "{}", d.all());
+        let d = Child::spawn("nochap", &["--workload", "bench:rand:4096:1:1"]).finish();
+        assert_eq!(d.code, 0, "{}", d.all());
+        let (line, kv) = bench_line(&d);
+        assert_eq!(kv("lowat_waits"), 0.0, "a batch of one: {line}");
+        assert!(kv("receives_per_io") >= 1.0, "{line}");
+        assert!(d.clean(), "{}", d.all());
+    });
+}
+
+#[test]
 fn bench_survives_the_target_restarting_under_a_full_queue() {
     // The session breaks with QD CCBs at the SIM: the SIM queue freezes, the CCBs come back
     // requeued (or with the device queue frozen) and are sent again once it reconnects; the

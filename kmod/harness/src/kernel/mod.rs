@@ -1123,8 +1123,9 @@ struct BenchSpec {
 /// per slot, `io`-aligned) or sequential (each slot its own stripe, wrapping) offsets, for
 /// `seconds`. Each slot reuses one CCB and one data buffer. Prints one `key=value` line: with
 /// the CPU of the whole process per I/O, the module's malloc(9) calls during the run
-/// (`mallocs`), the high-water mark of the bytes it held (`mem_hwm`) and the most CCBs that
-/// were at the SIM at once (`max_in_flight`).
+/// (`mallocs`), the high-water mark of the bytes it held (`mem_hwm`), the most CCBs that
+/// were at the SIM at once (`max_in_flight`), and the module's TCP receives per I/O
+/// (`receives_per_io`) with how many of them waited for a low-water mark (`lowat_waits`).
 fn bench(bs: u32, blocks: u64, b: BenchSpec) -> i32 {
     let BenchSpec {
         random,
@@ -1178,6 +1179,7 @@ fn bench(bs: u32, blocks: u64, b: BenchSpec) -> i32 {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     malloc::reset_high_water();
     let (mallocs0, _) = malloc::counts();
+    let (rx0, lowat0) = socket::receive_counts();
     let cpu0 = cpu_us();
     let t0 = std::time::Instant::now();
     let run = (|| -> Result<u64, String> {
@@ -1207,10 +1209,11 @@ fn bench(bs: u32, blocks: u64, b: BenchSpec) -> i32 {
     let cpu = cpu_us().saturating_sub(cpu0);
     let mallocs = malloc::counts().0 - mallocs0;
     let (_, hwm) = malloc::memory();
+    let (rx, lowat) = socket::receive_counts();
     let line = format!(
         "bench: mode={}{} bs={io} qd={qd} seconds={secs:.2} ios={ios} iops={:.0} mib_s={:.2} \
          cpu_us_per_io={:.1} mallocs={mallocs} mallocs_per_io={:.2} mem_hwm={hwm} \
-         max_in_flight={}\n",
+         max_in_flight={} receives_per_io={:.2} lowat_waits={}\n",
         if random { "rand" } else { "seq" },
         if write { "write" } else { "" },
         ios as f64 / secs,
@@ -1218,6 +1221,8 @@ fn bench(bs: u32, blocks: u64, b: BenchSpec) -> i32 {
         cpu as f64 / ios.max(1) as f64,
         mallocs as f64 / ios.max(1) as f64,
         p.max_in_flight(),
+        (rx - rx0) as f64 / ios.max(1) as f64,
+        lowat - lowat0,
     );
     let _ = std::io::stdout().write_all(line.as_bytes());
     let _ = std::io::stdout().flush();

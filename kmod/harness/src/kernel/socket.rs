@@ -8,14 +8,16 @@
 //!   The credential and thread are not checked (a kernel caller). The `struct socket *` is an
 //!   opaque handle: nothing in it is meant to be read.
 //! - `so_setsockopt`/`sogetopt`: `SOL_SOCKET` (`SO_KEEPALIVE`, `SO_SNDTIMEO`, `SO_RCVTIMEO`,
-//!   `SO_ERROR`, `SO_REUSEADDR`) and `IPPROTO_TCP` (`TCP_NODELAY`, `TCP_INFO`) with FreeBSD's
+//!   `SO_RCVLOWAT`, `SO_ERROR`, `SO_REUSEADDR`) and `IPPROTO_TCP` (`TCP_NODELAY`, `TCP_INFO`) with FreeBSD's
 //!   numbers translated; `TCP_INFO` fills `tcpi_state` only (FreeBSD's TCPS_* from Linux's
 //!   state), the rest of the caller's `struct tcp_info` is zeroed; `SO_ERROR` clears the error.
 //! - `soconnect`: non-blocking, as for a kernel socket: the handshake goes on in the background
 //!   (the caller polls `SO_ERROR`/`TCP_INFO`).
 //! - `sosend`/`soreceive` on a `struct uio` (`UIO_SYSSPACE`): `uio_resid`, `uio_offset` and the
 //!   iovecs are advanced by what moved; a receive that times out (`SO_RCVTIMEO`) returns
-//!   `EWOULDBLOCK`, end of stream returns 0 with nothing moved; errno values are FreeBSD's
+//!   `EWOULDBLOCK`, also one that waited for `SO_RCVLOWAT` bytes in vain (taking nothing, as
+//!   FreeBSD's `soreceive_generic` does), `MSG_DONTWAIT` returns what is there (ignoring the
+//!   low-water mark) or `EWOULDBLOCK`; end of stream returns 0 with nothing moved; errno values are FreeBSD's
 //!   (also inside rtnetlink `NLMSG_ERROR` answers). No mbufs (`top`, `mp0`, `controlp`
 //!   unsupported: `EOPNOTSUPP`).
 //! - `soclose(9)`: closes the Linux socket; sockets never closed are leaks.
@@ -87,17 +89,37 @@ enum Kind {
 struct Sock {
     fd: i32,
     kind: Kind,
+    /// `SO_RCVLOWAT` as set (FreeBSD's `sb_lowat`; 1 by default).
+    lowat: i32,
+    /// `SO_RCVTIMEO` as set, in milliseconds rounded up (-1: none).
+    rcvtimeo_ms: i32,
 }
 
 static SOCKS: Mutex<Option<HashMap<u64, Sock>>> = Mutex::new(None);
 static CREATED: AtomicU64 = AtomicU64::new(0);
+/// `soreceive` calls on TCP sockets, and those that waited for a low-water mark.
+static RECEIVES: AtomicU64 = AtomicU64::new(0);
+static LOWAT_WAITS: AtomicU64 = AtomicU64::new(0);
+
+/// (TCP `soreceive` calls, of which waited for `SO_RCVLOWAT` > 1 bytes) so far.
+pub fn receive_counts() -> (u64, u64) {
+    (
+        RECEIVES.load(Ordering::Relaxed),
+        LOWAT_WAITS.load(Ordering::Relaxed),
+    )
+}
 
 fn sock(so: u64) -> Option<(i32, Kind)> {
+    sock_rx(so).map(|(fd, kind, _, _)| (fd, kind))
+}
+
+/// The socket's descriptor, kind, `SO_RCVLOWAT` and `SO_RCVTIMEO` (ms, -1 none).
+fn sock_rx(so: u64) -> Option<(i32, Kind, i32, i32)> {
     SOCKS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
-        .and_then(|m| m.get(&so).map(|s| (s.fd, s.kind)))
+        .and_then(|m| m.get(&so).map(|s| (s.fd, s.kind, s.lowat, s.rcvtimeo_ms)))
 }
 
 fn new_fd(domain: i32, ty: i32, proto: i32) -> Result<i32, i32> {
@@ -133,7 +155,15 @@ pub fn socreate(c: &mut Ctx) -> u64 {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get_or_insert_with(HashMap::new)
-                .insert(h, Sock { fd, kind });
+                .insert(
+                    h,
+                    Sock {
+                        fd,
+                        kind,
+                        lowat: 1,
+                        rcvtimeo_ms: -1,
+                    },
+                );
             CREATED.fetch_add(1, Ordering::Relaxed);
             // SAFETY: the caller's out-pointer.
             unsafe { mem::write(aso, h) };
@@ -167,6 +197,7 @@ fn sockopt(level: i32, name: i32) -> Option<(i32, i32)> {
     match (level, name) {
         (0xffff, 0x0004) => Some((libc::SOL_SOCKET, libc::SO_REUSEADDR)),
         (0xffff, 0x0008) => Some((libc::SOL_SOCKET, libc::SO_KEEPALIVE)),
+        (0xffff, 0x1004) => Some((libc::SOL_SOCKET, libc::SO_RCVLOWAT)),
         (0xffff, 0x1005) => Some((libc::SOL_SOCKET, libc::SO_SNDTIMEO)),
         (0xffff, 0x1006) => Some((libc::SOL_SOCKET, libc::SO_RCVTIMEO)),
         (0xffff, 0x1007) => Some((libc::SOL_SOCKET, libc::SO_ERROR)),
@@ -195,10 +226,40 @@ pub fn so_setsockopt(c: &mut Ctx) -> u64 {
     // SAFETY: setsockopt on our descriptor with a buffer of its length.
     let rc = unsafe { libc::setsockopt(fd, l, n, bytes.as_ptr().cast(), len as u32) };
     if rc < 0 {
-        errno_to_freebsd(last_errno()) as u64
-    } else {
-        0
+        return errno_to_freebsd(last_errno()) as u64;
     }
+    // What soreceive's wait needs (see there).
+    let int = |b: &[u8]| {
+        b.get(..4)
+            .map(|v| i32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
+    };
+    let long = |b: &[u8], at: usize| {
+        b.get(at..at + 8)
+            .and_then(|v| v.try_into().ok())
+            .map(i64::from_ne_bytes)
+    };
+    if let Some(s) = SOCKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+        .and_then(|m| m.get_mut(&so))
+    {
+        match n {
+            libc::SO_RCVLOWAT => s.lowat = int(&bytes).unwrap_or(1).max(1),
+            libc::SO_RCVTIMEO => {
+                if let (Some(sec), Some(usec)) = (long(&bytes, 0), long(&bytes, 8)) {
+                    let ms = sec.saturating_mul(1000) + (usec + 999) / 1000;
+                    s.rcvtimeo_ms = if ms <= 0 {
+                        -1
+                    } else {
+                        ms.min(i64::from(i32::MAX)) as i32
+                    };
+                }
+            }
+            _ => {}
+        }
+    }
+    0
 }
 
 /// `int sogetopt(struct socket *so, struct sockopt *sopt);` — `sopt_td` must be NULL (a
@@ -475,7 +536,7 @@ pub fn soreceive(c: &mut Ctx) -> u64 {
     let mp0 = c.args.ptr();
     let controlp = c.args.ptr();
     let flagsp = c.args.ptr();
-    let Some((fd, kind)) = sock(so) else {
+    let Some((fd, kind, lowat, rcvtimeo_ms)) = sock_rx(so) else {
         return F_EINVAL as u64;
     };
     if psa != 0 || mp0 != 0 || controlp != 0 || uio == 0 {
@@ -490,11 +551,33 @@ pub fn soreceive(c: &mut Ctx) -> u64 {
         // SAFETY: the caller's int.
         unsafe { mem::read::<i32>(flagsp) }
     };
-    let host_flags = if flags & F_MSG_DONTWAIT != 0 {
+    let mut host_flags = if flags & F_MSG_DONTWAIT != 0 {
         libc::MSG_DONTWAIT
     } else {
         0
     };
+    if kind == Kind::Inet {
+        RECEIVES.fetch_add(1, Ordering::Relaxed);
+    }
+    if host_flags == 0 && lowat > 1 && kind == Kind::Inet {
+        LOWAT_WAITS.fetch_add(1, Ordering::Relaxed);
+        // A low-water mark: FreeBSD's soreceive sleeps until `sb_lowat` bytes are there (or
+        // the end of the stream, an error), and when SO_RCVTIMEO runs out first it returns
+        // EWOULDBLOCK and takes nothing, where Linux's recv would return what there is.
+        // poll(2) honours SO_RCVLOWAT for TCP (Linux's tcp_poll), so wait there, then take
+        // it. (FreeBSD restarts the timeout at each arrival; this waits it once in all.)
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd of ours.
+        let n = unsafe { libc::poll(&mut p, 1, rcvtimeo_ms) };
+        if n == 0 {
+            return F_EWOULDBLOCK as u64;
+        }
+        host_flags = libc::MSG_DONTWAIT;
+    }
     let iovs = uio_iovs(uio);
     let total: usize = iovs.iter().map(|(_, l)| l).sum();
     if kind == Kind::Inet && iovs.len() <= DIRECT_IOV {
