@@ -28,6 +28,8 @@ thread_local! {
     /// run on a kernel stack: an overflow leaves none, and `--hca`'s MMIO emulation needs
     /// more room than a kernel stack's remainder).
     static ALTSTACK: Cell<bool> = const { Cell::new(false) };
+    /// How many [`call`]s are running on this host thread (nested ones included).
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
 fn set_gs(base: u64) {
@@ -108,10 +110,18 @@ pub unsafe fn call(index: usize, f: u64, args: &[u64]) -> u64 {
         ALTSTACK.set(true);
     }
     let prev = GS.get();
+    let depth = DEPTH.get();
+    DEPTH.set(depth + 1);
     set_gs(t.pcpu.as_ptr() as u64);
     // SAFETY: forwarded contract.
     let r = unsafe { t.stack.call(f, args) };
-    set_gs(prev);
+    DEPTH.set(depth);
+    // A nested call gives the outer one its %gs back; the outermost leaves it (only module
+    // code reads %gs): the next call on this host thread, usually for the same kernel thread,
+    // then makes no arch_prctl (two system calls per CAM action routine call otherwise).
+    if depth > 0 {
+        set_gs(prev);
+    }
     r
 }
 
