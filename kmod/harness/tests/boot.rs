@@ -210,6 +210,14 @@ fn bench_line(d: &Done) -> (&str, impl Fn(&str) -> f64 + '_) {
     (line, kv)
 }
 
+/// `kldrun --workload SPEC` on the `nochap` fixture: it must end well and leave nothing behind.
+fn bench_run(spec: &str) -> Done {
+    let d = Child::spawn("nochap", &["--workload", spec]).finish();
+    assert_eq!(d.code, 0, "{}", d.all());
+    assert!(d.clean(), "{}", d.all());
+    d
+}
+
 #[test]
 fn the_real_module_boots_to_a_mountable_root_on_da0p2() {
     with_lab(Some(target_opts("nochap")), |_, _tgtd| {
@@ -401,13 +409,10 @@ fn the_target_down_at_load_is_a_bounded_wait_and_a_clear_line() {
 fn bench_reads_through_the_sim_and_reports_iops() {
     with_lab(Some(target_opts("nochap")), |_, _| {
         for spec in ["bench:rand:4096:4:2", "bench:seq:65536:2:1"] {
-            let d = Child::spawn("nochap", &["--workload", spec]).finish();
-            eprintln!("{}", d.all());
-            assert_eq!(d.code, 0, "{}", d.all());
+            let d = bench_run(spec);
             let (line, kv) = bench_line(&d);
             assert!(kv("ios") > 0.0 && kv("iops") > 0.0, "{line}");
             assert!(kv("mib_s") > 0.0 && kv("cpu_us_per_io") > 0.0, "{line}");
-            assert!(d.clean(), "{}", d.all());
         }
     });
 }
@@ -421,8 +426,7 @@ fn bench_keeps_the_queue_depth_in_flight_from_one_requester() {
             ("bench:rand:4096:8:2", 8.0),
             ("bench:seqwrite:65536:3:1", 3.0),
         ] {
-            let d = Child::spawn("nochap", &["--workload", spec]).finish();
-            assert_eq!(d.code, 0, "{}", d.all());
+            let d = bench_run(spec);
             let (line, kv) = bench_line(&d);
             assert_eq!(kv("max_in_flight"), qd, "{line}");
             assert!(kv("ios") > 10.0 * qd, "{line}");
@@ -436,7 +440,6 @@ fn bench_keeps_the_queue_depth_in_flight_from_one_requester() {
                 "a requester thread per CCB\n{}",
                 d.all()
             );
-            assert!(d.clean(), "{}", d.all());
         }
     });
 }
@@ -447,12 +450,10 @@ fn many_commands_at_the_target_are_answered_in_batches() {
     // (SO_RCVLOWAT): fewer receives than I/Os. (At queue depth 1 there is nothing to batch:
     // see the next test.)
     with_lab(Some(target_opts("nochap")), |_, _| {
-        let d = Child::spawn("nochap", &["--workload", "bench:rand:4096:32:2"]).finish();
-        assert_eq!(d.code, 0, "{}", d.all());
+        let d = bench_run("bench:rand:4096:32:2");
         let (line, kv) = bench_line(&d);
         assert!(kv("lowat_waits") > 0.0, "no batch asked for: {line}");
         assert!(kv("receives_per_io") < 1.0, "a receive per answer: {line}");
-        assert!(d.clean(), "{}", d.all());
     });
 }
 
@@ -499,8 +500,7 @@ fn a_queue_depth_1_read_is_woken_at_once_and_allocates_nothing() {
     // earlier design, one QD1 I/O per 5 ms SO_RCVTIMEO slice, ~250). Steady state allocates
     // nothing per I/O.
     with_lab(Some(target_opts("nochap")), |_, _| {
-        let d = Child::spawn("nochap", &["--workload", "bench:rand:4096:1:2"]).finish();
-        assert_eq!(d.code, 0, "{}", d.all());
+        let d = bench_run("bench:rand:4096:1:2");
         let (line, kv) = bench_line(&d);
         assert!(kv("iops") > 1000.0, "QD1 held back: {line}");
         // One answer at a time: no wait for a batch.
@@ -511,6 +511,5 @@ fn a_queue_depth_1_read_is_woken_at_once_and_allocates_nothing() {
             kv("mallocs") * 100.0 < kv("ios"),
             "allocations per I/O: {line}"
         );
-        assert!(d.clean(), "{}", d.all());
     });
 }
