@@ -448,7 +448,7 @@ fn bench_keeps_the_queue_depth_in_flight_from_one_requester() {
 fn many_commands_at_the_target_are_answered_in_batches() {
     // With 32 commands at the target the module asks soreceive for a batch of answers
     // (SO_RCVLOWAT): fewer receives than I/Os. (At queue depth 1 there is nothing to batch:
-    // see the next test.)
+    // a_queue_depth_1_read_is_woken_at_once_and_allocates_nothing.)
     with_lab(Some(target_opts("nochap")), |_, _| {
         let d = bench_run("bench:rand:4096:32:2");
         let (line, kv) = bench_line(&d);
