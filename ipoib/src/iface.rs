@@ -227,8 +227,29 @@ pub struct Stats {
     /// Broadcast group re-joined because the SM asked the port to re-register (an SM restart
     /// forgets its groups: IBA 14.4.11, PortInfo:ClientReregister).
     pub rejoins: u64,
-    /// Such re-joins that failed (the SA did not answer within the join policy).
+    /// Such re-joins that failed (the SA did not answer within the join policy); each is
+    /// tried again later ([`REJOIN_RETRY`], doubling up to [`REJOIN_RETRY_MAX`]) until one
+    /// succeeds, which counts in `rejoins`.
     pub rejoin_failures: u64,
+}
+
+/// How long after a failed re-join of the broadcast group the interface tries again (then
+/// twice as long each time, up to [`REJOIN_RETRY_MAX`]): without the group, broadcast ARP
+/// neither leaves nor arrives.
+pub const REJOIN_RETRY: core::time::Duration = core::time::Duration::from_secs(1);
+/// The longest wait between re-join attempts.
+pub const REJOIN_RETRY_MAX: core::time::Duration = core::time::Duration::from_secs(16);
+
+/// A re-join of the broadcast group still to be made.
+#[derive(Debug, Clone, Copy)]
+struct Rejoin {
+    /// When to try next.
+    at: Instant,
+    /// The wait after that attempt if it fails too.
+    wait: core::time::Duration,
+    /// Whether the first failure was counted in [`Stats::rejoin_failures`] (an SM restart):
+    /// the success then counts in [`Stats::rejoins`].
+    counted: bool,
 }
 
 /// Where a frame goes next.
@@ -277,6 +298,7 @@ pub struct Interface {
     in_flight: BTreeMap<u32, Gid>,
     stats: Stats,
     buf: Vec<u8>,
+    rejoin: Option<Rejoin>,
 }
 
 fn mtu_bytes(code: u8) -> usize {
@@ -408,6 +430,7 @@ impl Interface {
             in_flight: BTreeMap::new(),
             stats: Stats::default(),
             buf: vec![0u8; 4096],
+            rejoin: None,
         })
     }
 
@@ -742,10 +765,11 @@ impl Interface {
     /// When [`Interface::poll`] next has timer work (it also has work whenever the device has
     /// completions, MADs or events).
     pub fn poll_at(&self) -> Option<Instant> {
-        match (self.neigh.poll_at(), self.paths.poll_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let rejoin = self.rejoin.filter(|_| self.link_up).map(|r| r.at);
+        [self.neigh.poll_at(), self.paths.poll_at(), rejoin]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Does all pending work: device events, received datagrams (ARP answered, IPv4 queued
@@ -757,8 +781,45 @@ impl Interface {
         self.reap_sends(dev)?;
         self.poll_mads(dev, now)?;
         self.run_timers(dev, now);
+        self.retry_rejoin(dev, now);
         self.flush_pending(dev, now);
         Ok(())
+    }
+
+    /// Joins the broadcast group again (its MLID may be new): true on success. A failure
+    /// schedules another attempt ([`REJOIN_RETRY`]); `counted` says whether it is an SM
+    /// restart's re-join (see [`Stats::rejoins`]).
+    fn join_again(&mut self, dev: &mut dyn Verbs, now: Instant, counted: bool) -> bool {
+        match verbs::sa_join_mcast(dev, &self.attr, &hgid(&self.mgid), self.cfg.join_policy) {
+            Ok(rec) => {
+                self.mlid = rec.mlid();
+                self.rejoin = None;
+                if counted {
+                    self.stats.rejoins += 1;
+                }
+                true
+            }
+            Err(e) => {
+                debug!("ipoib: re-joining the broadcast group failed: {e}");
+                let wait = self.rejoin.map_or(REJOIN_RETRY, |r| r.wait);
+                self.rejoin = Some(Rejoin {
+                    at: now + wait,
+                    wait: (wait * 2).min(REJOIN_RETRY_MAX),
+                    counted: counted || self.rejoin.is_some_and(|r| r.counted),
+                });
+                false
+            }
+        }
+    }
+
+    /// A re-join that failed, tried again when due (while the link is up).
+    fn retry_rejoin(&mut self, dev: &mut dyn Verbs, now: Instant) {
+        let Some(r) = self.rejoin else {
+            return;
+        };
+        if self.link_up && now >= r.at && self.join_again(dev, now, r.counted) {
+            self.announce(dev, now);
+        }
     }
 
     fn poll_events(&mut self, dev: &mut dyn Verbs, now: Instant) -> Result<(), Error> {
@@ -783,15 +844,8 @@ impl Interface {
                         self.attr = dev.query_port(port)?;
                         self.paths.flush();
                         // The SM dropped our membership when the link went down.
-                        match verbs::sa_join_mcast(
-                            dev,
-                            &self.attr,
-                            &hgid(&self.mgid),
-                            self.cfg.join_policy,
-                        ) {
-                            Ok(rec) => self.mlid = rec.mlid(),
-                            Err(e) => debug!("ipoib: re-join after link up failed: {e}"),
-                        }
+                        let counted = self.rejoin.is_some_and(|r| r.counted);
+                        self.join_again(dev, now, counted);
                         self.announce(dev, now);
                     }
                 }
@@ -803,22 +857,9 @@ impl Interface {
                     self.attr = dev.query_port(port)?;
                     self.paths.flush();
                     if self.link_up {
-                        match verbs::sa_join_mcast(
-                            dev,
-                            &self.attr,
-                            &hgid(&self.mgid),
-                            self.cfg.join_policy,
-                        ) {
-                            Ok(rec) => {
-                                self.mlid = rec.mlid();
-                                self.stats.rejoins += 1;
-                            }
-                            Err(e) => {
-                                self.stats.rejoin_failures += 1;
-                                debug!(
-                                    "ipoib: re-join on the SM's re-register request failed: {e}"
-                                );
-                            }
+                        self.rejoin = None;
+                        if !self.join_again(dev, now, true) {
+                            self.stats.rejoin_failures += 1;
                         }
                         self.announce(dev, now);
                     }

@@ -20,12 +20,14 @@
 //! the paths, which are re-resolved, and is reported as [`LinkEvent::LidChanged`]. An SM
 //! restart loses the SM's multicast groups: its first sweep sets PortInfo:ClientReregister
 //! (IBA 14.4.11), the driver reports `Event::ClientReregister` and the interface re-joins the
-//! broadcast group (`ipoib::iface`); the link says so in one line (no [`LinkEvent`]: the
-//! kernel's side has nothing to change).
+//! broadcast group (`ipoib::iface`; one the SA does not answer is tried again 1 s later, then
+//! at doubling intervals up to 16 s, until it succeeds); the link says so in one line (no
+//! [`LinkEvent`]: the kernel's side has nothing to change).
 //!
 //! Portable (`no_std` + `alloc`), never panics; time is the caller's. Waits are bounded: the
-//! bring-up's per-port wait and SA retries, and during `poll` only the re-join after a move
-//! ([`NativeConfig::failover_join`]: by default at most 3 tries, 1.75 s in all).
+//! bring-up's per-port wait and SA retries, and during `poll` only a re-join (after a move or
+//! an SM restart, and each retry of one: [`NativeConfig::failover_join`], by default at most
+//! 3 tries, 1.75 s in all).
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -590,8 +592,11 @@ impl IbLink for NativeLink {
             let line = if st.rejoin_failures != self.rejoins.1 {
                 format!(
                     "isboot: IPoIB: port {}: the subnet manager asked its clients to re-register \
-                     (SM restart) but the broadcast group could not be re-joined",
-                    self.port
+                     (SM restart) but the broadcast group could not be re-joined (no answer from \
+                     the SA); trying again in {} s, then at most every {} s",
+                    self.port,
+                    ipoib::iface::REJOIN_RETRY.as_secs(),
+                    ipoib::iface::REJOIN_RETRY_MAX.as_secs()
                 )
             } else {
                 format!(

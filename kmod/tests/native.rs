@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clock::Instant;
 use hca::hermon::{Config as HermonConfig, Hermon};
-use hca_sim::{HcaSpec, LinkId, Loss, NodeId, Sim, SimConfig};
+use hca_sim::{DropMatching, HcaSpec, LinkId, Loss, NodeId, Sim, SimConfig};
 use ipoib::iface;
 use ipoib::wire::arp::{self, Operation};
 use ipoib::wire::ipoib::HwAddr;
@@ -591,6 +591,52 @@ fn a_lid_change_is_reported_and_traffic_resumes() {
         .borrow()
         .iter()
         .any(|l| l.contains(&format!("LID {old:#x} -> 0x40"))));
+}
+
+#[test]
+fn a_rejoin_the_sa_does_not_answer_is_tried_again_until_it_succeeds() {
+    let mut b = bed();
+    assert!(b.ping(1, Duration::from_secs(1)));
+    let bcast = hca::wire::Gid::ipoib_broadcast(0xffff);
+    let lid = b.link.lid();
+    // The SA's answers to us (LRH DLID ours, MAD class 0x03 SubnAdm at 8 + 12 + 8 + 1) are
+    // lost for all 3 tries of the re-join after the SM restarts.
+    b.sim.add_fault(Box::new(DropMatching {
+        count: 3,
+        predicate: Box::new(move |p: &[u8]| {
+            p.len() > 29 && u16::from_be_bytes([p[2], p[3]]) == lid && p[29] == 0x03
+        }),
+        dropped: 0,
+    }));
+    b.sim.sm_restart(Duration::ZERO);
+    let said = |b: &Bed, what: &str| b.console.borrow().iter().any(|l| l.contains(what));
+    assert!(
+        b.run_until(Duration::from_secs(3), |b| said(
+            b,
+            "could not be re-joined"
+        )),
+        "{:#?}",
+        b.console.borrow()
+    );
+    assert!(b.console.borrow().iter().any(|l| l.ends_with(
+        "could not be re-joined (no answer from the SA); trying again in 1 s, then at most \
+         every 16 s"
+    )));
+    // (The SA did record our join; its answer, with the group's new MLID, never came.)
+    // The retry a second later is answered: back in the group, and broadcast ARP works.
+    assert!(
+        b.run_until(Duration::from_secs(3), |b| said(
+            b,
+            "re-joined the broadcast group"
+        )),
+        "{:#?}",
+        b.console.borrow()
+    );
+    let st = b.link.ipoib_stats().unwrap();
+    assert_eq!((st.rejoins, st.rejoin_failures), (1, 1));
+    b.run_until(Duration::from_millis(200), |_| false);
+    assert_eq!(b.sim.group_members(&bcast), 2, "both members joined again");
+    assert!(b.arp_peer(2).is_some(), "{:?}", b.link.ipoib_stats());
 }
 
 #[test]
