@@ -210,6 +210,15 @@ fn bench_line(d: &Done) -> (&str, impl Fn(&str) -> f64 + '_) {
     (line, kv)
 }
 
+/// The target dies (tgtd killed in its namespace) and is back 300 ms later.
+fn bounce_target(peer: &Peer, tgtd: &Arc<Mutex<Tgtd>>) {
+    let t = tgtd.clone();
+    peer.run(move || t.lock().unwrap().kill());
+    std::thread::sleep(Duration::from_millis(300));
+    let t = tgtd.clone();
+    peer.run(move || t.lock().unwrap().restart());
+}
+
 /// `kldrun --workload SPEC` on the `nochap` fixture: it must end well and leave nothing behind.
 fn bench_run(spec: &str) -> Done {
     let d = Child::spawn("nochap", &["--workload", spec]).finish();
@@ -335,11 +344,7 @@ fn the_target_restarted_mid_workload_loses_nothing() {
             "no mountroot line: {:?}",
             c.stdout
         );
-        let t2 = tgtd.clone();
-        peer.run(move || t2.lock().unwrap().kill());
-        std::thread::sleep(Duration::from_millis(300));
-        let t2 = tgtd.clone();
-        peer.run(move || t2.lock().unwrap().restart());
+        bounce_target(peer, &tgtd);
         let d = c.finish();
         assert_eq!(d.code, 0, "{}", d.all());
         // The session broke under the workload and came back, and every byte read back is
@@ -471,11 +476,7 @@ fn bench_survives_the_target_restarting_under_a_full_queue() {
             c.stdout
         );
         std::thread::sleep(Duration::from_millis(1500));
-        let t2 = tgtd.clone();
-        peer.run(move || t2.lock().unwrap().kill());
-        std::thread::sleep(Duration::from_millis(300));
-        let t2 = tgtd.clone();
-        peer.run(move || t2.lock().unwrap().restart());
+        bounce_target(peer, &tgtd);
         let d = c.finish();
         assert_eq!(d.code, 0, "{}", d.all());
         isboot_tests::assert_in_order(
