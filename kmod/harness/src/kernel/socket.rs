@@ -396,6 +396,31 @@ fn uio_iovs(uio: u64) -> Vec<(u64, usize)> {
     }
 }
 
+/// The iovecs of a `struct uio` as host iovecs naming the caller's buffers (no copy, no
+/// allocation), when there are at most [`DIRECT_IOV`] of them.
+fn uio_direct(uio: u64) -> Option<([libc::iovec; DIRECT_IOV], usize)> {
+    // SAFETY: the caller's struct uio and its iovec array.
+    unsafe {
+        let iov = mem::read::<u64>(uio);
+        let n = usize::try_from(mem::read::<i32>(uio + 8)).ok()?;
+        if n > DIRECT_IOV {
+            return None;
+        }
+        let mut v = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; DIRECT_IOV];
+        for (i, d) in v.iter_mut().enumerate().take(n) {
+            let at = iov + 16 * i as u64;
+            *d = libc::iovec {
+                iov_base: mem::read::<u64>(at) as *mut libc::c_void,
+                iov_len: mem::read::<u64>(at + 8) as usize,
+            };
+        }
+        Some((v, n))
+    }
+}
+
 /// Advances a uio by `n` bytes moved.
 fn uio_advance(uio: u64, mut n: usize) {
     // SAFETY: as in uio_iovs.
@@ -431,6 +456,11 @@ pub fn sosend(c: &mut Ctx) -> u64 {
     };
     if addr != 0 || top != 0 || control != 0 || uio == 0 {
         return F_EOPNOTSUPP as u64;
+    }
+    if kind == Kind::Inet {
+        if let Some(e) = send_direct(fd, uio) {
+            return e;
+        }
     }
     let mut data = Vec::new();
     for (base, len) in uio_iovs(uio) {
@@ -470,6 +500,32 @@ pub fn sosend(c: &mut Ctx) -> u64 {
     }
     uio_advance(uio, sent);
     0
+}
+
+/// sosend on a TCP socket straight from the caller's iovecs (sendmsg(2), no copy), until the
+/// uio is drained or an error; `None` when the uio has too many iovecs for that.
+fn send_direct(fd: i32, uio: u64) -> Option<u64> {
+    loop {
+        let (mut v, n) = uio_direct(uio)?;
+        if v[..n].iter().all(|i| i.iov_len == 0) {
+            return Some(0);
+        }
+        // SAFETY: a zeroed msghdr naming the caller's iovecs (UIO_SYSSPACE), each valid for
+        // its length.
+        let sent = unsafe {
+            let mut m: libc::msghdr = std::mem::zeroed();
+            m.msg_iov = v.as_mut_ptr();
+            m.msg_iovlen = n;
+            libc::sendmsg(fd, &m, libc::MSG_NOSIGNAL)
+        };
+        if sent < 0 {
+            match last_errno() {
+                libc::EINTR => continue,
+                e => return Some(errno_to_freebsd(e) as u64),
+            }
+        }
+        uio_advance(uio, sent as usize);
+    }
 }
 
 /// Rewrites Linux errnos in rtnetlink `NLMSG_ERROR` messages as FreeBSD's.
@@ -578,29 +634,21 @@ pub fn soreceive(c: &mut Ctx) -> u64 {
         }
         host_flags = libc::MSG_DONTWAIT;
     }
-    let iovs = uio_iovs(uio);
-    let total: usize = iovs.iter().map(|(_, l)| l).sum();
-    if kind == Kind::Inet && iovs.len() <= DIRECT_IOV {
-        // Straight into the caller's buffers (no copy, no allocation).
-        let mut v = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; DIRECT_IOV];
-        for (d, &(base, len)) in v.iter_mut().zip(&iovs) {
-            *d = libc::iovec {
-                iov_base: base as *mut libc::c_void,
-                iov_len: len,
+    if kind == Kind::Inet {
+        if let Some((mut v, n)) = uio_direct(uio) {
+            // Straight into the caller's buffers (no copy, no allocation).
+            // SAFETY: the caller's iovecs (UIO_SYSSPACE), each valid for its length.
+            return match unsafe { recv_iov(fd, &mut v[..n], host_flags) } {
+                Ok(n) => {
+                    uio_advance(uio, n);
+                    0
+                }
+                Err(e) => e,
             };
         }
-        // SAFETY: the caller's iovecs (UIO_SYSSPACE), each valid for its length.
-        return match unsafe { recv_iov(fd, &mut v[..iovs.len()], host_flags) } {
-            Ok(n) => {
-                uio_advance(uio, n);
-                0
-            }
-            Err(e) => e,
-        };
     }
+    let iovs = uio_iovs(uio);
+    let total: usize = iovs.iter().map(|(_, l)| l).sum();
     let mut buf = vec![0u8; total];
     let mut v = [libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
